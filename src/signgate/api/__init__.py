@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): parse, call one service function, render. Nothing else."""

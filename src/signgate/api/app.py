@@ -1,0 +1,38 @@
+"""The FastAPI application: routes, error mapping, body limit, health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from signgate import __version__
+from signgate.api import problems
+from signgate.api.limits import BodyLimit
+from signgate.api.routes import router
+from signgate.errors import Unavailable
+from signgate.service.context import Context
+
+
+def create_app(ctx: Context) -> Any:
+    app = FastAPI(
+        title="signgate",
+        version=__version__,
+        description="Self-hosted code signing: keys that never leave, who may sign what, "
+        "every signature on the record. Every /api/v1 endpoint needs "
+        "'Authorization: Bearer <token>'.",
+    )
+    app.state.context = ctx
+    problems.install(app)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        try:
+            ctx.db.ping()
+        except Unavailable as exc:
+            return problems.problem(503, exc.code, "Unavailable", str(exc))
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    return BodyLimit(app, ctx.settings.max_body_bytes)

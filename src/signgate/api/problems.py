@@ -1,0 +1,73 @@
+"""The one place where errors become HTTP responses (RFC 9457 problem+json)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from signgate import errors
+
+log = logging.getLogger("signgate.api")
+
+MEDIA_TYPE = "application/problem+json"
+
+STATUS: list[tuple[type[errors.SigngateError], int]] = [
+    (errors.PayloadTooLarge, 413),
+    (errors.InvalidInput, 400),
+    (errors.AuthenticationFailed, 401),
+    (errors.Denied, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.VerificationFailed, 422),
+    (errors.Unavailable, 503),
+    (errors.KeyStoreError, 500),
+    (errors.ConfigError, 500),
+]
+
+
+def status_for(exc: errors.SigngateError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": f"urn:signgate:problem:{code}", "title": title, "status": status,
+            "detail": detail, "code": code, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.SigngateError)
+    async def _signgate(_request: Request, exc: errors.SigngateError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s: %s", exc.code, exc)
+        return problem(status, exc.code, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        issues = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            issues.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+        detail = "invalid request: " + "; ".join(issues[:5])
+        return problem(422, "invalid_request", "InvalidInput", detail, errors=issues[:20])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, "HTTPError", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+        return problem(500, "internal_error", "InternalError",
+                       "internal error; the server log has the details")

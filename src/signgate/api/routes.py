@@ -1,0 +1,194 @@
+"""Routes under /api/v1: each parses its input, calls one service function, returns its view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from signgate.api.deps import Ctx, Who
+from signgate.api.schemas import (
+    GrantBody,
+    IdentityCreate,
+    KeyCreate,
+    KeyRevoke,
+    ProjectCreate,
+    SignRequest,
+    VerifyRequest,
+)
+from signgate.service import audit, grants, identities, keys, projects, signing
+from signgate.service.views import (
+    AuditPage,
+    AuditVerifyView,
+    GrantView,
+    IdentityView,
+    IdentityWithToken,
+    KeyView,
+    ProjectView,
+    PublicKeyView,
+    SignResult,
+    VerifyResult,
+    WhoAmI,
+)
+
+router = APIRouter(prefix="/api/v1")
+KEY = "/projects/{project}/keys/{key}"
+
+
+@router.get("/whoami", tags=["identities"])
+def whoami(ctx: Ctx, caller: Who) -> WhoAmI:
+    return identities.whoami(ctx, caller)
+
+
+@router.post("/projects", status_code=201, tags=["projects"])
+def create_project(body: ProjectCreate, ctx: Ctx, caller: Who) -> ProjectView:
+    return projects.create(ctx, caller, body.name)
+
+
+@router.get("/projects", tags=["projects"])
+def list_projects(ctx: Ctx, caller: Who) -> list[ProjectView]:
+    return projects.list_projects(ctx, caller)
+
+
+@router.get("/projects/{project}", tags=["projects"])
+def show_project(project: str, ctx: Ctx, caller: Who) -> ProjectView:
+    return projects.show(ctx, caller, project)
+
+
+@router.post("/projects/{project}/keys", status_code=201, tags=["keys"])
+def create_key(project: str, body: KeyCreate, ctx: Ctx, caller: Who) -> KeyView:
+    return keys.create(ctx, caller, f"{project}/{body.name}", body.algorithm, body.rsa_padding,
+                       body.rotate_every_days, body.max_signatures)
+
+
+@router.get("/keys", tags=["keys"])
+def list_keys(ctx: Ctx, caller: Who, project: str | None = None) -> list[KeyView]:
+    return keys.list_keys(ctx, caller, project)
+
+
+@router.get(KEY, tags=["keys"])
+def show_key(project: str, key: str, ctx: Ctx, caller: Who) -> KeyView:
+    return keys.show(ctx, caller, f"{project}/{key}")
+
+
+@router.get(KEY + "/public", tags=["keys"])
+def public_key(
+    project: str, key: str, ctx: Ctx, caller: Who,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> PublicKeyView:
+    return keys.public(ctx, caller, f"{project}/{key}", version)
+
+
+@router.post(KEY + "/rotate", tags=["keys"])
+def rotate_key(project: str, key: str, ctx: Ctx, caller: Who) -> KeyView:
+    return keys.rotate(ctx, caller, f"{project}/{key}")
+
+
+@router.post(KEY + "/disable", tags=["keys"])
+def disable_key(project: str, key: str, ctx: Ctx, caller: Who) -> KeyView:
+    return keys.disable(ctx, caller, f"{project}/{key}")
+
+
+@router.post(KEY + "/enable", tags=["keys"])
+def enable_key(project: str, key: str, ctx: Ctx, caller: Who) -> KeyView:
+    return keys.enable(ctx, caller, f"{project}/{key}")
+
+
+@router.post(KEY + "/revoke", tags=["keys"])
+def revoke_key(project: str, key: str, body: KeyRevoke, ctx: Ctx, caller: Who) -> KeyView:
+    from signgate.clock import parse_time
+
+    when = parse_time(body.compromised_at.isoformat())
+    return keys.revoke(ctx, caller, f"{project}/{key}", when, body.reason)
+
+
+@router.post(KEY + "/sign", tags=["signing"])
+def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who) -> SignResult:
+    return signing.sign(ctx, caller, f"{project}/{key}", body.digest_algorithm, body.digest,
+                        body.artifact_name, body.metadata)
+
+
+@router.post(KEY + "/verify", tags=["signing"])
+def verify(project: str, key: str, body: VerifyRequest, ctx: Ctx, caller: Who) -> VerifyResult:
+    return signing.verify(ctx, caller, f"{project}/{key}", body.digest_algorithm, body.digest,
+                          body.signature)
+
+
+@router.post("/identities", status_code=201, tags=["identities"])
+def create_identity(body: IdentityCreate, ctx: Ctx, caller: Who) -> IdentityWithToken:
+    return identities.create(ctx, caller, body.name, body.kind)
+
+
+@router.get("/identities", tags=["identities"])
+def list_identities(ctx: Ctx, caller: Who) -> list[IdentityView]:
+    return identities.list_identities(ctx, caller)
+
+
+@router.post("/identities/{name}/disable", tags=["identities"])
+def disable_identity(name: str, ctx: Ctx, caller: Who) -> IdentityView:
+    return identities.set_enabled(ctx, caller, name, False)
+
+
+@router.post("/identities/{name}/enable", tags=["identities"])
+def enable_identity(name: str, ctx: Ctx, caller: Who) -> IdentityView:
+    return identities.set_enabled(ctx, caller, name, True)
+
+
+@router.post("/identities/{name}/rotate-token", tags=["identities"])
+def rotate_token(name: str, ctx: Ctx, caller: Who) -> IdentityWithToken:
+    return identities.rotate_token(ctx, caller, name)
+
+
+@router.post("/grants", status_code=201, tags=["grants"])
+def add_grant(body: GrantBody, ctx: Ctx, caller: Who) -> GrantView:
+    return grants.add(ctx, caller, body.identity, body.role, body.scope)
+
+
+@router.delete("/grants", tags=["grants"])
+def remove_grant(
+    ctx: Ctx, caller: Who,
+    identity: Annotated[str, Query(max_length=63)],
+    role: Annotated[str, Query(max_length=16)],
+    scope: Annotated[str, Query(max_length=127)],
+) -> GrantView:
+    return grants.remove(ctx, caller, identity, role, scope)
+
+
+@router.get("/grants", tags=["grants"])
+def list_grants(
+    ctx: Ctx, caller: Who, identity: Annotated[str | None, Query(max_length=63)] = None
+) -> list[GrantView]:
+    return grants.list_grants(ctx, caller, identity)
+
+
+@router.get("/audit", tags=["audit"])
+def audit_log(
+    ctx: Ctx,
+    caller: Who,
+    identity: Annotated[str | None, Query(max_length=63)] = None,
+    key: Annotated[str | None, Query(max_length=127)] = None,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    project: Annotated[str | None, Query(max_length=63)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 1000,
+) -> AuditPage:
+    from signgate.clock import parse_time
+
+    q = audit.AuditQuery(
+        identity=identity, key=key, action=action, project=project,
+        since=parse_time(since.isoformat()) if since else None,
+        until=parse_time(until.isoformat()) if until else None,
+        after=after, limit=limit,
+    )
+    return audit.query(ctx, caller, q)
+
+
+@router.get("/audit/verify", tags=["audit"])
+def audit_verify(ctx: Ctx, caller: Who, response: Response) -> AuditVerifyView:
+    result = audit.verify(ctx, caller)
+    if not result.ok:
+        response.headers["X-Signgate-Audit"] = "broken"
+    return result

@@ -1,0 +1,53 @@
+"""Request bodies. Responses are the service's own view dataclasses (service/views.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectCreate(Strict):
+    name: str = Field(max_length=63, examples=["acme-app"])
+
+
+class KeyCreate(Strict):
+    name: str = Field(max_length=63, examples=["release"])
+    algorithm: str = Field("ecdsa-p256", max_length=16,
+                           description="ecdsa-p256, ecdsa-p384, ed25519, rsa-3072 or rsa-4096")
+    rsa_padding: str = Field("pss", max_length=16, description="pss or pkcs1v15 (RSA keys)")
+    rotate_every_days: int | None = Field(None, ge=1, le=36500)
+    max_signatures: int | None = Field(None, ge=1)
+
+
+class KeyRevoke(Strict):
+    compromised_at: datetime
+    reason: str | None = Field(None, max_length=1000)
+
+
+class IdentityCreate(Strict):
+    name: str = Field(max_length=63)
+    kind: str = Field("service", max_length=16, description="service or user")
+
+
+class GrantBody(Strict):
+    identity: str = Field(max_length=63)
+    role: str = Field(max_length=16, description="admin, signer, approver or auditor")
+    scope: str = Field(max_length=127, description="'*', PROJECT or PROJECT/KEY")
+
+
+class SignRequest(Strict):
+    digest_algorithm: str = Field("sha256", max_length=16)
+    digest: str = Field(max_length=128, description="hex digest of the artifact")
+    artifact_name: str = Field(max_length=1024)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class VerifyRequest(Strict):
+    digest_algorithm: str = Field("sha256", max_length=16)
+    digest: str = Field(max_length=128)
+    signature: str = Field(max_length=4096, description="base64 signature")

@@ -1,0 +1,43 @@
+"""Options shared by the client commands: server URL, token, JSON output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from signgate.client.client import DEFAULT_URL, SigngateClient
+from signgate.errors import AuthenticationFailed, ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def client_options(fn: F) -> F:
+    fn = click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+                      help="File holding the API token (default: $SIGNGATE_TOKEN).")(fn)
+    fn = click.option("--url", envvar="SIGNGATE_URL", default=DEFAULT_URL, show_default=True,
+                      help="signgate server ($SIGNGATE_URL).")(fn)
+    return fn
+
+
+def read_token(token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            token = token_file.read_text("utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token file {token_file}: {exc.strerror}") from exc
+    else:
+        token = os.environ.get("SIGNGATE_TOKEN", "").strip()
+    if not token:
+        raise AuthenticationFailed(
+            "no API token: set SIGNGATE_TOKEN or pass --token-file "
+            "(the bootstrap admin's token is in DATA_DIR/admin.token)"
+        )
+    return token
+
+
+def make_client(url: str, token_file: Path | None) -> SigngateClient:
+    return SigngateClient(url, read_token(token_file))

@@ -1,0 +1,53 @@
+"""Local file work for the client: streaming digests with a progress bar, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.crypto.digests import digest_stream
+from signgate.errors import InvalidInput
+
+PROGRESS_THRESHOLD = 8 << 20
+
+
+def hash_file(path: Path, algorithm: DigestAlgorithm, progress: bool = True) -> bytes:
+    """Digest ``path`` without loading it; a progress bar on stderr for big files."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            if not progress or size < PROGRESS_THRESHOLD:
+                return digest_stream(f, algorithm)
+            bar: Any = click.progressbar(length=size, label=f"hashing {path.name}",
+                                         file=sys.stderr)
+            with bar:
+                return digest_stream(f, algorithm, bar.update)
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a directory, not a file") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename: never a half-written file."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc

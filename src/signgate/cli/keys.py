@@ -1,0 +1,153 @@
+"""signgate key create | list | show | public | rotate | disable | enable | revoke"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from signgate.cli.common import client_options, make_client
+from signgate.cli.output import emit_json, handles_errors, json_option, table
+from signgate.clock import parse_time
+
+ALGORITHMS = ["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072", "rsa-4096"]
+
+
+@click.group("key")
+def key() -> None:
+    """Signing keys: each belongs to one project, has versions, and never leaves signgate."""
+
+
+def _describe(k: dict[str, object]) -> None:
+    click.echo(f"key        {k['ref']}")
+    click.echo(f"algorithm  {k['algorithm']}" + (f" ({k['rsa_padding']})" if k["rsa_padding"]
+                                                 else ""))
+    click.echo(f"state      {k['state']}")
+    click.echo(f"version    {k['current_version']}")
+    if k["rotate_every_days"]:
+        click.echo(f"rotate     every {k['rotate_every_days']} days")
+    if k["max_signatures"]:
+        click.echo(f"limit      {k['max_signatures']} signatures per version")
+    if k["compromised_at"]:
+        click.echo(f"compromised {k['compromised_at']}  ({k['revoke_reason'] or 'no reason'})")
+    versions = k["versions"]
+    assert isinstance(versions, list)
+    table([(v["version"], "yes" if v["current"] else "", v["signatures"], v["created_at"],
+            v["retired_at"]) for v in versions],
+          ["version", "current", "signatures", "created at", "retired at"])
+
+
+@key.command("create")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="ecdsa-p256",
+              show_default=True)
+@click.option("--rsa-padding", type=click.Choice(["pss", "pkcs1v15"]), default="pss",
+              show_default=True, help="Signature padding for RSA keys.")
+@click.option("--rotate-every", type=click.IntRange(1, 36500), metavar="DAYS",
+              help="Rotate to a new version when the current one is this old.")
+@click.option("--max-signatures", type=click.IntRange(1), metavar="N",
+              help="Rotate to a new version after N signatures.")
+@client_options
+@json_option
+@handles_errors
+def create(ref: str, algorithm: str, rsa_padding: str, rotate_every: int | None,
+           max_signatures: int | None, url: str, token_file: Path | None,
+           as_json: bool) -> None:
+    """Generate a key inside signgate."""
+    with make_client(url, token_file) as c:
+        k = c.create_key(ref, algorithm, rsa_padding, rotate_every, max_signatures)
+    if as_json:
+        emit_json(k)
+    else:
+        click.echo(f"created key {k['ref']} ({k['algorithm']}, version 1)")
+
+
+@key.command("list")
+@click.argument("project", required=False)
+@client_options
+@json_option
+@handles_errors
+def list_(project: str | None, url: str, token_file: Path | None, as_json: bool) -> None:
+    """List keys (of PROJECT)."""
+    with make_client(url, token_file) as c:
+        items = c.list_keys(project)
+    if as_json:
+        emit_json(items)
+    else:
+        table([(k["ref"], k["algorithm"], k["state"], k["current_version"]) for k in items],
+              ["key", "algorithm", "state", "version"])
+
+
+@key.command("show")
+@click.argument("ref", metavar="PROJECT/NAME")
+@client_options
+@json_option
+@handles_errors
+def show(ref: str, url: str, token_file: Path | None, as_json: bool) -> None:
+    """Show a key, its policy and its versions."""
+    with make_client(url, token_file) as c:
+        k = c.show_key(ref)
+    if as_json:
+        emit_json(k)
+    else:
+        _describe(k)
+
+
+@key.command("public")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--version", type=click.IntRange(1), help="Version (default: current).")
+@client_options
+@json_option
+@handles_errors
+def public(ref: str, version: int | None, url: str, token_file: Path | None,
+           as_json: bool) -> None:
+    """Print the public key (PEM) of a key version."""
+    with make_client(url, token_file) as c:
+        p = c.public_key(ref, version)
+    if as_json:
+        emit_json(p)
+    else:
+        click.echo(p["public_key_pem"], nl=False)
+
+
+def _state_command(name: str, help_text: str) -> click.Command:
+    @click.argument("ref", metavar="PROJECT/NAME")
+    @client_options
+    @json_option
+    @handles_errors
+    def command(ref: str, url: str, token_file: Path | None, as_json: bool) -> None:
+        with make_client(url, token_file) as c:
+            k = c.key_action(ref, name)
+        if as_json:
+            emit_json(k)
+        elif name == "rotate":
+            click.echo(f"rotated {k['ref']}: version {k['current_version']} is now current")
+        else:
+            click.echo(f"{k['ref']} is now {k['state']}")
+
+    return click.command(name, help=help_text)(command)
+
+
+key.add_command(_state_command("rotate", "Make a new current version; older ones only verify."))
+key.add_command(_state_command("disable", "Stop a key from signing until it is enabled."))
+key.add_command(_state_command("enable", "Let a disabled key sign again."))
+
+
+@key.command("revoke")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--compromised-at", required=True, metavar="TIME",
+              help="ISO 8601 time from which the key must be considered compromised.")
+@click.option("--reason", help="Why the key is revoked.")
+@client_options
+@json_option
+@handles_errors
+def revoke(ref: str, compromised_at: str, reason: str | None, url: str,
+           token_file: Path | None, as_json: bool) -> None:
+    """Revoke a key for good: signatures it made from TIME on are invalid."""
+    when = parse_time(compromised_at)
+    with make_client(url, token_file) as c:
+        k = c.revoke_key(ref, when.isoformat(), reason)
+    if as_json:
+        emit_json(k)
+    else:
+        click.echo(f"revoked {k['ref']}; signatures made since {k['compromised_at']} are invalid")

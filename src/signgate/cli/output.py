@@ -1,0 +1,71 @@
+"""Rendering and the one place where errors become exit codes.
+
+Exit codes: 0 ok, 1 other error, 2 usage, 3 authentication failed, 4 denied, 5 not found,
+6 conflict, 7 invalid input, 8 verification failed, 9 server or database unavailable,
+10 configuration error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import click
+
+from signgate import errors
+
+EXIT_CODES: list[tuple[type[errors.SigngateError], int]] = [
+    (errors.AuthenticationFailed, 3),
+    (errors.Denied, 4),
+    (errors.NotFound, 5),
+    (errors.Conflict, 6),
+    (errors.InvalidInput, 7),
+    (errors.VerificationFailed, 8),
+    (errors.Unavailable, 9),
+    (errors.ConfigError, 10),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_code_for(exc: errors.SigngateError) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1
+
+
+def handles_errors(fn: F) -> F:
+    """Turn a SigngateError into one line on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.SigngateError as exc:
+            click.echo(f"signgate: {exc}", err=True)
+            sys.exit(exit_code_for(exc))
+
+    return cast(F, wrapper)
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON instead of text.")(fn)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,133 @@
+"""Server-side commands: signgate init | serve | db upgrade (these touch the data directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from signgate.cli.output import emit_json, handles_errors, json_option
+from signgate.config import (
+    ADMIN_TOKEN_FILE,
+    CONFIG_FILE,
+    DEFAULT_DATA_DIR,
+    MASTER_KEY_FILE,
+    default_config_text,
+    load_settings,
+)
+from signgate.errors import ConfigError, Conflict
+from signgate.keystore.soft import encode_master_key, new_master_key
+
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR, show_default=True, envvar="SIGNGATE_DATA_DIR",
+    help="Where signgate keeps its configuration, database and master key.",
+)
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only; never overwrite."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise Conflict(f"{path} already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+@click.command("init")
+@DATA_DIR
+@click.option("--admin", "admin_name", default="admin", show_default=True,
+              help="Name of the bootstrap admin identity.")
+@json_option
+@handles_errors
+def init(data_dir: Path, admin_name: str, as_json: bool) -> None:
+    """Create the data directory: config, database, master key (0600) and the bootstrap
+    admin, whose token goes to DATA_DIR/admin.token (0600)."""
+    from signgate.service.bootstrap import bootstrap_admin
+    from signgate.service.factory import build_context
+
+    os.umask(0o077)  # the database holds sealed keys: owner only
+    if (data_dir / ADMIN_TOKEN_FILE).exists():
+        raise Conflict(f"{data_dir} is already initialised ({ADMIN_TOKEN_FILE} exists)")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {data_dir}: {exc.strerror}") from exc
+    config = data_dir / CONFIG_FILE
+    if not config.exists():
+        config.write_text(default_config_text(), "utf-8")
+    if not os.environ.get("SIGNGATE_MASTER_KEY") and not (data_dir / MASTER_KEY_FILE).exists():
+        _write_secret(data_dir / MASTER_KEY_FILE, encode_master_key(new_master_key()) + "\n")
+    settings = load_settings(data_dir)
+    ctx = build_context(settings)
+    try:
+        revision = ctx.db.upgrade()
+        token = bootstrap_admin(ctx, admin_name)
+    finally:
+        ctx.db.dispose()
+    token_path = settings.data_dir / ADMIN_TOKEN_FILE
+    _write_secret(token_path, token + "\n")
+    if as_json:
+        emit_json({"data_dir": str(settings.data_dir), "admin": admin_name,
+                   "admin_token_file": str(token_path), "schema_revision": revision,
+                   "database": ctx.db.url.render_as_string(hide_password=True)})
+    else:
+        click.echo(f"initialised {settings.data_dir}")
+        click.echo(f"admin token: {token_path} (export SIGNGATE_TOKEN=$(cat {token_path}))")
+
+
+@click.command("serve")
+@DATA_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@handles_errors
+def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) -> None:
+    """Run the API server (applies database migrations first)."""
+    import uvicorn
+
+    from signgate.store.db import Database
+
+    os.umask(0o077)
+    settings = load_settings(data_dir)
+    settings.master_key()  # fail now, not on the first signing
+    db = Database(settings.database_url)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    os.environ["SIGNGATE_DATA_DIR"] = str(settings.data_dir)
+    uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
+                workers=workers, access_log=access_log, log_level="info",
+                server_header=False)
+
+
+@click.group("db")
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@DATA_DIR
+@json_option
+@handles_errors
+def upgrade(data_dir: Path, as_json: bool) -> None:
+    """Apply database migrations up to the newest schema."""
+    from signgate.store.db import Database
+
+    settings = load_settings(data_dir)
+    database = Database(settings.database_url)
+    try:
+        revision = database.upgrade()
+    finally:
+        database.dispose()
+    if as_json:
+        emit_json({"schema_revision": revision})
+    else:
+        click.echo(f"database schema at revision {revision}")

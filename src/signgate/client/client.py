@@ -1,0 +1,163 @@
+"""A small synchronous client for the signgate API.
+
+Server errors (RFC 9457 problem+json) come back as the same :class:`SigngateError`
+families the server raised, with the server's sentence as the message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from signgate import errors
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+_BY_STATUS: dict[int, type[errors.SigngateError]] = {
+    400: errors.InvalidInput,
+    401: errors.AuthenticationFailed,
+    403: errors.Denied,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    422: errors.InvalidInput,
+    503: errors.Unavailable,
+}
+
+
+def _error_from(response: httpx.Response) -> errors.SigngateError:
+    try:
+        body = response.json()
+        detail = str(body.get("detail") or response.reason_phrase)
+        code = str(body.get("code") or "error")
+    except ValueError:
+        detail = f"HTTP {response.status_code} {response.reason_phrase}"
+        code = "error"
+    cls = _BY_STATUS.get(response.status_code, errors.SigngateError)
+    exc = errors.SigngateError.__new__(cls)
+    errors.SigngateError.__init__(exc, detail, code=code)
+    return exc
+
+
+def _key_path(ref: str) -> str:
+    project, sep, name = ref.partition("/")
+    if not sep or not project or not name:
+        raise errors.InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}")
+    return f"/api/v1/projects/{quote(project, safe='')}/keys/{quote(name, safe='')}"
+
+
+class SigngateClient:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("SIGNGATE_URL") or DEFAULT_URL).rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
+                                  transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SigngateClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise errors.Unavailable(f"cannot reach signgate at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.json()
+
+    # -- projects ---------------------------------------------------------------------
+    def create_project(self, name: str) -> Any:
+        return self.request("POST", "/api/v1/projects", json={"name": name})
+
+    def list_projects(self) -> Any:
+        return self.request("GET", "/api/v1/projects")
+
+    # -- keys -------------------------------------------------------------------------
+    def create_key(self, ref: str, algorithm: str = "ecdsa-p256", rsa_padding: str = "pss",
+                   rotate_every_days: int | None = None,
+                   max_signatures: int | None = None) -> Any:
+        project, _, name = ref.partition("/")
+        _key_path(ref)
+        body = {"name": name, "algorithm": algorithm, "rsa_padding": rsa_padding,
+                "rotate_every_days": rotate_every_days, "max_signatures": max_signatures}
+        return self.request("POST", f"/api/v1/projects/{quote(project, safe='')}/keys",
+                            json=body)
+
+    def list_keys(self, project: str | None = None) -> Any:
+        params = {"project": project} if project else None
+        return self.request("GET", "/api/v1/keys", params=params)
+
+    def show_key(self, ref: str) -> Any:
+        return self.request("GET", _key_path(ref))
+
+    def public_key(self, ref: str, version: int | None = None) -> Any:
+        params = {"version": version} if version is not None else None
+        return self.request("GET", _key_path(ref) + "/public", params=params)
+
+    def key_action(self, ref: str, action: str) -> Any:
+        return self.request("POST", f"{_key_path(ref)}/{action}")
+
+    def revoke_key(self, ref: str, compromised_at: str, reason: str | None) -> Any:
+        return self.request("POST", _key_path(ref) + "/revoke",
+                            json={"compromised_at": compromised_at, "reason": reason})
+
+    def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
+                    metadata: dict[str, str] | None = None) -> Any:
+        body = {"digest_algorithm": digest_algorithm, "digest": digest_hex,
+                "artifact_name": artifact_name, "metadata": metadata or {}}
+        return self.request("POST", _key_path(ref) + "/sign", json=body)
+
+    def verify_digest(self, ref: str, digest_algorithm: str, digest_hex: str,
+                      signature_b64: str) -> Any:
+        body = {"digest_algorithm": digest_algorithm, "digest": digest_hex,
+                "signature": signature_b64}
+        return self.request("POST", _key_path(ref) + "/verify", json=body)
+
+    # -- identities and grants ----------------------------------------------------------
+    def whoami(self) -> Any:
+        return self.request("GET", "/api/v1/whoami")
+
+    def create_identity(self, name: str, kind: str) -> Any:
+        return self.request("POST", "/api/v1/identities", json={"name": name, "kind": kind})
+
+    def list_identities(self) -> Any:
+        return self.request("GET", "/api/v1/identities")
+
+    def identity_action(self, name: str, action: str) -> Any:
+        return self.request("POST", f"/api/v1/identities/{quote(name, safe='')}/{action}")
+
+    def add_grant(self, identity: str, role: str, scope: str) -> Any:
+        return self.request("POST", "/api/v1/grants",
+                            json={"identity": identity, "role": role, "scope": scope})
+
+    def remove_grant(self, identity: str, role: str, scope: str) -> Any:
+        return self.request("DELETE", "/api/v1/grants",
+                            params={"identity": identity, "role": role, "scope": scope})
+
+    def list_grants(self, identity: str | None = None) -> Any:
+        return self.request("GET", "/api/v1/grants",
+                            params={"identity": identity} if identity else None)
+
+    # -- audit --------------------------------------------------------------------------
+    def audit_page(self, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", "/api/v1/audit", params=clean)
+
+    def audit_verify(self) -> Any:
+        return self.request("GET", "/api/v1/audit/verify")

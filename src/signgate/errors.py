@@ -1,0 +1,109 @@
+"""The one error tree of signgate.
+
+Every failure that a user can see is a :class:`SigngateError` with a stable machine code
+(``code``), a human sentence (``str(exc)``) and the family it belongs to. Adapters map the
+family to an HTTP status (``api/problems.py``) or a CLI exit code (``cli/output.py``) in one
+place each; nothing below them knows about HTTP or exit codes.
+
+::
+
+    SigngateError
+    ├── InvalidInput          bad name, digest, algorithm, JSON, time ...   (400/422)
+    │   └── PayloadTooLarge   body over the configured limit                (413)
+    ├── AuthenticationFailed  no token, unknown token                       (401)
+    ├── Denied                the identity may not do this, and why         (403)
+    ├── NotFound              no such project, key, identity, version       (404)
+    ├── Conflict              duplicate name, state that forbids the action (409)
+    ├── KeyStoreError         the key store could not generate or sign      (500/503)
+    ├── VerificationFailed    a signature or the audit chain did not verify
+    ├── ConfigError           data directory, master key, database URL
+    └── Unavailable           the server or database cannot be reached      (503)
+
+Foreign exceptions (SQLAlchemy, cryptography, httpx) are converted at the boundary that
+catches them, keeping the cause with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SigngateError(Exception):
+    """Root of every error signgate reports on purpose."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(SigngateError):
+    code = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+
+
+class AuthenticationFailed(SigngateError):
+    code = "authentication_failed"
+
+    def __init__(self, message: str = "authentication failed: missing or invalid token") -> None:
+        super().__init__(message)
+
+
+class Denied(SigngateError):
+    code = "denied"
+
+
+class NotFound(SigngateError):
+    code = "not_found"
+
+
+class Conflict(SigngateError):
+    code = "conflict"
+
+
+class KeyStoreError(SigngateError):
+    code = "keystore_error"
+
+
+class VerificationFailed(SigngateError):
+    code = "verification_failed"
+
+
+class ConfigError(SigngateError):
+    code = "config_error"
+
+
+class Unavailable(SigngateError):
+    code = "unavailable"
+
+
+FAMILIES: tuple[type[SigngateError], ...] = (
+    PayloadTooLarge,
+    InvalidInput,
+    AuthenticationFailed,
+    Denied,
+    NotFound,
+    Conflict,
+    KeyStoreError,
+    VerificationFailed,
+    ConfigError,
+    Unavailable,
+)
+
+
+def family_by_name(name: str) -> type[SigngateError]:
+    """The error class called ``name`` (used by the client to rebuild server errors)."""
+    for cls in FAMILIES:
+        if cls.__name__ == name:
+            return cls
+    return SigngateError

@@ -1,0 +1,86 @@
+"""Allow or deny, with the reason in words a release engineer understands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from signgate.policy.model import Actor, KeySnapshot, KeyState, Role, Scope
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+    @classmethod
+    def allow(cls) -> Decision:
+        return cls(True)
+
+    @classmethod
+    def deny(cls, reason: str) -> Decision:
+        return cls(False, reason)
+
+
+def may_manage(actor: Actor, project: str | None, key: str | None = None) -> Decision:
+    """Admin on the target (``project`` None means the whole installation)."""
+    if not actor.enabled:
+        return Decision.deny(f"identity {actor.name} is disabled")
+    if actor.has(Role.ADMIN, project, key):
+        return Decision.allow()
+    where = "signgate" if project is None else (f"{project}/{key}" if key else project)
+    return Decision.deny(f"identity {actor.name} may not manage {where}: no admin grant")
+
+
+def may_grant(actor: Actor, scope: Scope) -> Decision:
+    """Global admins grant anything; a project admin grants within the project."""
+    if scope.is_global:
+        return may_manage(actor, None)
+    assert scope.project is not None
+    return may_manage(actor, scope.project)
+
+
+def may_read_audit(actor: Actor, project: str | None) -> Decision:
+    if not actor.enabled:
+        return Decision.deny(f"identity {actor.name} is disabled")
+    for role in (Role.AUDITOR, Role.ADMIN):
+        if actor.has(role, project):
+            return Decision.allow()
+    where = "all projects" if project is None else project
+    return Decision.deny(
+        f"identity {actor.name} may not read the audit log of {where}: no auditor grant"
+    )
+
+
+def audit_projects(actor: Actor) -> set[str] | None:
+    """Projects whose audit entries ``actor`` may read; None means all of them."""
+    if not actor.enabled:
+        return set()
+    readers = [g for g in actor.grants if g.role in (Role.AUDITOR, Role.ADMIN)]
+    if any(g.scope.is_global for g in readers):
+        return None
+    return {g.scope.project for g in readers if g.scope.project is not None}
+
+
+def may_sign(actor: Actor, key: KeySnapshot) -> Decision:
+    if not actor.enabled:
+        return Decision.deny(f"identity {actor.name} is disabled")
+    if not actor.has(Role.SIGNER, key.project, key.name):
+        return Decision.deny(
+            f"identity {actor.name} may not sign with {key.ref}: no signer grant"
+        )
+    if key.state is not KeyState.ACTIVE:
+        return Decision.deny(f"key {key.ref} is {key.state.value}")
+    return Decision.allow()
+
+
+def rotation_due(key: KeySnapshot, now: datetime) -> str | None:
+    """Why the current version must rotate before it signs again, or None."""
+    if key.max_signatures is not None and key.current_version_signatures >= key.max_signatures:
+        return (
+            f"version {key.current_version} reached its limit of {key.max_signatures} signatures"
+        )
+    if key.rotate_every is not None and now - key.current_version_created >= key.rotate_every:
+        days = key.rotate_every.total_seconds() / 86400
+        return f"version {key.current_version} is older than {days:g} days"
+    return None

@@ -1,0 +1,308 @@
+"""Keys and key versions: create, rotate, disable, enable, revoke; public keys."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from signgate.audit.model import Action, Outcome, Record
+from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
+from signgate.errors import Conflict, InvalidInput, NotFound
+from signgate.keystore.base import KeyHandle
+from signgate.policy import decide
+from signgate.policy.model import Actor, KeySnapshot, KeyState, check_name
+from signgate.service.context import Caller, Context, Target, require
+from signgate.service.projects import get_project
+from signgate.service.views import KeyVersionView, KeyView, PublicKeyView
+from signgate.store.models import Identity, Key, KeyVersion, Project, VaultEntry
+
+MAX_ROTATE_DAYS = 36500
+MAX_SIGNATURE_LIMIT = 10**12
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    project, sep, name = ref.partition("/")
+    if not sep:
+        raise InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}", code="bad_key_ref")
+    return check_name("project", project), check_name("key", name)
+
+
+def get_key(session: Session, project: str, name: str, *, lock: bool = False) -> Key:
+    stmt = (
+        select(Key)
+        .join(Project, Key.project_id == Project.id)
+        .where(Project.name == project, Key.name == name)
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=Key)
+    key = session.execute(stmt).scalar_one_or_none()
+    if key is None:
+        raise NotFound(f"no key {project}/{name}")
+    return key
+
+
+def get_version(session: Session, key: Key, version: int | None = None) -> KeyVersion:
+    wanted = key.current_version if version is None else version
+    row = session.execute(
+        select(KeyVersion).where(KeyVersion.key_id == key.id, KeyVersion.version == wanted)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"key {key.project.name}/{key.name} has no version {wanted}")
+    return row
+
+
+def handle_for(session: Session, key: Key, version: KeyVersion) -> KeyHandle:
+    uri = version.uri
+
+    def load() -> bytes:
+        sealed = session.get(VaultEntry, uri)
+        return b"" if sealed is None else sealed.sealed
+
+    return KeyHandle(uri, KeyAlgorithm(key.algorithm), RsaPadding(key.rsa_padding), load)
+
+
+def snapshot(key: Key, version: KeyVersion) -> KeySnapshot:
+    return KeySnapshot(
+        project=key.project.name,
+        name=key.name,
+        state=KeyState(key.state),
+        rotate_every=timedelta(days=key.rotate_every_days) if key.rotate_every_days else None,
+        max_signatures=key.max_signatures,
+        current_version=version.version,
+        current_version_created=version.created_at,
+        current_version_signatures=version.signature_count,
+    )
+
+
+def key_view(session: Session, key: Key) -> KeyView:
+    versions = session.execute(
+        select(KeyVersion).where(KeyVersion.key_id == key.id).order_by(KeyVersion.version)
+    ).scalars()
+    algorithm = KeyAlgorithm(key.algorithm)
+    return KeyView(
+        project=key.project.name,
+        name=key.name,
+        ref=f"{key.project.name}/{key.name}",
+        algorithm=key.algorithm,
+        rsa_padding=key.rsa_padding if algorithm.is_rsa else None,
+        state=key.state,
+        current_version=key.current_version,
+        rotate_every_days=key.rotate_every_days,
+        max_signatures=key.max_signatures,
+        created_at=key.created_at,
+        compromised_at=key.compromised_at,
+        revoke_reason=key.revoke_reason,
+        versions=[
+            KeyVersionView(v.version, v.created_at, v.retired_at, v.signature_count,
+                           v.version == key.current_version)
+            for v in versions
+        ],
+    )
+
+
+def new_version(ctx: Context, session: Session, key: Key, number: int, now: datetime) -> KeyVersion:
+    generated = ctx.keystores.default.generate(KeyAlgorithm(key.algorithm))
+    version = KeyVersion(
+        key_id=key.id, version=number, uri=generated.uri,
+        public_key_pem=generated.public_key_pem, created_at=now, signature_count=0,
+    )
+    session.add(version)
+    if generated.sealed is not None:
+        session.add(VaultEntry(uri=generated.uri, sealed=generated.sealed))
+    return version
+
+
+def rotate_locked(
+    ctx: Context, session: Session, key: Key, actor: str, reason: str, now: datetime
+) -> KeyVersion:
+    """Retire the current version and make the next one current (key row already locked)."""
+    old = get_version(session, key)
+    old.retired_at = now
+    version = new_version(ctx, session, key, old.version + 1, now)
+    key.current_version = version.version
+    session.flush()
+    ref = f"{key.project.name}/{key.name}"
+    ctx.record(
+        session,
+        Record(actor, Action.KEY_ROTATE, Outcome.ALLOWED, ref, key.project.name, ref,
+               {"from_version": old.version, "to_version": version.version, "reason": reason,
+                "public_key_sha256": _fingerprint(version.public_key_pem)}),
+        now,
+    )
+    return version
+
+
+def _fingerprint(pem: str) -> str:
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    der = serialization.load_pem_public_key(pem.encode()).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def create(
+    ctx: Context,
+    caller: Caller,
+    ref: str,
+    algorithm: str = "ecdsa-p256",
+    rsa_padding: str = "pss",
+    rotate_every_days: int | None = None,
+    max_signatures: int | None = None,
+) -> KeyView:
+    project_name, name = split_ref(ref)
+
+    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+        alg = KeyAlgorithm.parse(algorithm)
+        padding = RsaPadding.parse(rsa_padding)
+        if rotate_every_days is not None and not 1 <= rotate_every_days <= MAX_ROTATE_DAYS:
+            raise InvalidInput(f"--rotate-every must be 1 to {MAX_ROTATE_DAYS} days")
+        if max_signatures is not None and not 1 <= max_signatures <= MAX_SIGNATURE_LIMIT:
+            raise InvalidInput("--max-signatures must be a positive number")
+        project = get_project(session, project_name)
+        d = decide.may_manage(actor, project_name)
+        require(d.allowed, d.reason)
+        exists = session.execute(
+            select(Key.id).where(Key.project_id == project.id, Key.name == name)
+        ).first()
+        if exists:
+            raise Conflict(f"key {ref} already exists")
+        now = ctx.clock.now()
+        key = Key(
+            project_id=project.id, name=name, algorithm=alg.value, rsa_padding=padding.value,
+            state=KeyState.ACTIVE.value, rotate_every_days=rotate_every_days,
+            max_signatures=max_signatures, current_version=1, created_at=now,
+        )
+        key.project = project
+        session.add(key)
+        session.flush()
+        version = new_version(ctx, session, key, 1, now)
+        session.flush()
+        ctx.record(
+            session,
+            Record(actor.name, Action.KEY_CREATE, Outcome.ALLOWED, ref, project_name, ref,
+                   {"algorithm": alg.value,
+                    "rsa_padding": padding.value if alg.is_rsa else None,
+                    "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
+                    "version": 1, "key_uri": version.uri,
+                    "public_key_sha256": _fingerprint(version.public_key_pem)}),
+            now,
+        )
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(Action.KEY_CREATE, ref, project_name, ref), run)
+
+
+def list_keys(ctx: Context, caller: Caller, project: str | None = None) -> list[KeyView]:
+    def run(session: Session, _actor: Actor) -> list[KeyView]:
+        stmt = select(Key).join(Project, Key.project_id == Project.id)
+        if project is not None:
+            get_project(session, check_name("project", project))
+            stmt = stmt.where(Project.name == project)
+        keys = session.execute(stmt.order_by(Project.name, Key.name)).scalars().all()
+        return [key_view(session, k) for k in keys]
+
+    return ctx.read(caller, Target(Action.READ, project or "keys", project), run)
+
+
+def show(ctx: Context, caller: Caller, ref: str) -> KeyView:
+    project, name = split_ref(ref)
+
+    def run(session: Session, _actor: Actor) -> KeyView:
+        return key_view(session, get_key(session, project, name))
+
+    return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
+
+
+def public(ctx: Context, caller: Caller, ref: str, version: int | None = None) -> PublicKeyView:
+    project, name = split_ref(ref)
+
+    def run(session: Session, _actor: Actor) -> PublicKeyView:
+        key = get_key(session, project, name)
+        v = get_version(session, key, version)
+        alg = KeyAlgorithm(key.algorithm)
+        return PublicKeyView(ref, v.version, key.algorithm,
+                             key.rsa_padding if alg.is_rsa else None, v.public_key_pem,
+                             v.version == key.current_version)
+
+    return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
+
+
+def rotate(ctx: Context, caller: Caller, ref: str) -> KeyView:
+    project, name = split_ref(ref)
+
+    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+        key = get_key(session, project, name, lock=True)
+        d = decide.may_manage(actor, project, name)
+        require(d.allowed, d.reason)
+        if key.state in (KeyState.REVOKED, KeyState.DESTROYED):
+            raise Conflict(f"key {ref} is {key.state} and cannot be rotated")
+        rotate_locked(ctx, session, key, actor.name, "requested", ctx.clock.now())
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(Action.KEY_ROTATE, ref, project, ref), run)
+
+
+def _set_state(
+    ctx: Context, caller: Caller, ref: str, action: Action, new: KeyState, allowed_from: set[str]
+) -> KeyView:
+    project, name = split_ref(ref)
+
+    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+        key = get_key(session, project, name, lock=True)
+        d = decide.may_manage(actor, project, name)
+        require(d.allowed, d.reason)
+        if key.state not in allowed_from:
+            raise Conflict(f"key {ref} is {key.state}; cannot {action.value.split('.')[1]} it")
+        old = key.state
+        key.state = new.value
+        ctx.record(session, Record(actor.name, action, Outcome.ALLOWED, ref, project, ref,
+                                   {"from_state": old, "to_state": new.value}))
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(action, ref, project, ref), run)
+
+
+def disable(ctx: Context, caller: Caller, ref: str) -> KeyView:
+    return _set_state(ctx, caller, ref, Action.KEY_DISABLE, KeyState.DISABLED, {"active"})
+
+
+def enable(ctx: Context, caller: Caller, ref: str) -> KeyView:
+    return _set_state(ctx, caller, ref, Action.KEY_ENABLE, KeyState.ACTIVE, {"disabled"})
+
+
+def revoke(
+    ctx: Context, caller: Caller, ref: str, compromised_at: datetime, reason: str | None
+) -> KeyView:
+    project, name = split_ref(ref)
+
+    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+        if reason is not None and len(reason) > 1000:
+            raise InvalidInput("--reason is limited to 1000 characters")
+        key = get_key(session, project, name, lock=True)
+        d = decide.may_manage(actor, project, name)
+        require(d.allowed, d.reason)
+        if key.state == KeyState.REVOKED:
+            raise Conflict(f"key {ref} is already revoked")
+        now = ctx.clock.now()
+        if compromised_at > now:
+            raise InvalidInput("--compromised-at lies in the future")
+        old = key.state
+        key.state = KeyState.REVOKED.value
+        key.compromised_at = compromised_at
+        key.revoked_at = now
+        key.revoke_reason = reason
+        ctx.record(
+            session,
+            Record(actor.name, Action.KEY_REVOKE, Outcome.ALLOWED, ref, project, ref,
+                   {"from_state": old, "compromised_at": compromised_at.isoformat(),
+                    "reason": reason}),
+            now,
+        )
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(Action.KEY_REVOKE, ref, project, ref), run)

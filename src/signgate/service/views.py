@@ -1,0 +1,148 @@
+"""What the use cases return: plain frozen values, also used as the API's response models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    name: str
+    created_at: datetime
+    created_by: str
+    keys: int
+
+
+@dataclass(frozen=True)
+class KeyVersionView:
+    version: int
+    created_at: datetime
+    retired_at: datetime | None
+    signatures: int
+    current: bool
+
+
+@dataclass(frozen=True)
+class KeyView:
+    project: str
+    name: str
+    ref: str
+    algorithm: str
+    rsa_padding: str | None
+    state: str
+    current_version: int
+    rotate_every_days: int | None
+    max_signatures: int | None
+    created_at: datetime
+    compromised_at: datetime | None
+    revoke_reason: str | None
+    versions: list[KeyVersionView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PublicKeyView:
+    key: str
+    version: int
+    algorithm: str
+    rsa_padding: str | None
+    public_key_pem: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class IdentityView:
+    name: str
+    kind: str
+    enabled: bool
+    created_at: datetime
+    grants: list[str]
+
+
+@dataclass(frozen=True)
+class IdentityWithToken:
+    identity: IdentityView
+    token: str
+
+
+@dataclass(frozen=True)
+class GrantView:
+    identity: str
+    role: str
+    scope: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Receipt:
+    signature_id: str
+    key: str
+    key_version: int
+    algorithm: str
+    rsa_padding: str | None
+    digest_algorithm: str
+    digest: str
+    artifact_name: str
+    format: str
+    identity: str
+    signed_at: datetime
+    audit_seq: int
+
+
+@dataclass(frozen=True)
+class SignResult:
+    signature: str  # base64
+    receipt: Receipt
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    valid: bool
+    key: str
+    reason: str
+    key_version: int | None = None
+    algorithm: str | None = None
+    signature_id: str | None = None
+    signed_at: datetime | None = None
+    signed_by: str | None = None
+    key_state: str | None = None
+    compromised_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntryView:
+    seq: int
+    time: datetime
+    actor: str
+    action: str
+    outcome: str
+    subject: str
+    project: str | None
+    key: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntryView]
+    next_after: int | None
+
+
+@dataclass(frozen=True)
+class AuditVerifyView:
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    name: str
+    kind: str
+    grants: list[str]

@@ -1,0 +1,144 @@
+"""The database handle: engines, sessions, durable write transactions, migrations.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL``, so a committed
+audit entry survives a power cut. Writers are serialised before ``BEGIN IMMEDIATE`` by a
+lock held across threads and processes, because SQLite's own busy handler waits by
+sleeping and would cap throughput. PostgreSQL writers serialise on the ``audit_head`` row
+(``SELECT ... FOR UPDATE``) instead, which also works across several API nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from signgate.errors import ConfigError, Conflict, Unavailable
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class _SqliteWriteGate:
+    """One writer at a time, across the threads of this process and other processes."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._lock_path = lock_path
+        self._fd: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._fd is None:
+                self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy raises ArgumentError with no stable type
+            raise ConfigError(f"invalid database URL: {exc}") from exc
+        self.url = parsed
+        self.dialect = parsed.get_backend_name()
+        self._gate: _SqliteWriteGate | None = None
+        if self.dialect == "sqlite":
+            if not parsed.database or parsed.database == ":memory:":
+                raise ConfigError("SQLite needs a database file (in-memory is not durable)")
+            path = Path(parsed.database)
+            self._gate = _SqliteWriteGate(path.with_name(path.name + ".writelock"))
+            self.write_engine = self._sqlite_engine(url, "BEGIN IMMEDIATE")
+            self.read_engine = self._sqlite_engine(url, "BEGIN")
+        elif self.dialect == "postgresql":
+            self.write_engine = create_engine(url, pool_size=20, max_overflow=10,
+                                              pool_pre_ping=True)
+            self.read_engine = self.write_engine
+        else:
+            raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
+        self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @staticmethod
+    def _sqlite_engine(url: str, begin: str) -> Engine:
+        engine = create_engine(url, pool_size=20, max_overflow=10)
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control away from pysqlite so BEGIN is ours (SQLAlchemy docs,
+            # "Serializable isolation / Savepoints / Transactional DDL" for pysqlite).
+            dbapi_connection.isolation_level = None
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        gate = self._gate.held() if self._gate is not None else contextlib.nullcontext()
+        with gate, _converted(), self._writer() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        with _converted(), self._reader() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        with self.read() as session:
+            session.execute(text("SELECT 1"))
+
+    def upgrade(self) -> str:
+        """Apply Alembic migrations up to head; returns the revision now in force."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        gate = self._gate.held() if self._gate is not None else contextlib.nullcontext()
+        with gate, _converted(), self.write_engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+            rev = MigrationContext.configure(conn).get_current_revision()
+        return rev or "base"
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+@contextlib.contextmanager
+def _converted() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict("the change conflicts with one made at the same time; retry") from exc
+    except OperationalError as exc:
+        raise Unavailable(f"database unavailable: {exc.orig}") from exc
+    except SQLAlchemyError as exc:
+        raise Unavailable(f"database error: {type(exc).__name__}") from exc
