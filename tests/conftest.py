@@ -1,0 +1,72 @@
+"""Shared fixtures: real servers on SQLite and PostgreSQL, real databases for service tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import postgres
+from tests.support.server import Server, start_server
+
+BACKENDS = ["sqlite", "postgres"]
+_counter = itertools.count()
+
+
+def _require_postgres() -> None:
+    if not postgres.available():
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (scripts/test.sh starts it)")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        _require_postgres()
+    return str(request.param)
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (servers are shared within a module)."""
+    return f"{prefix}-{next(_counter)}"
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server shared by the tests of one module (tests use unique names)."""
+    yield from _server(backend, tmp_path_factory)
+
+
+@pytest.fixture
+def fresh_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of the test's own, for tests that damage its state (audit tampering)."""
+    yield from _server(backend, tmp_path_factory)
+
+
+def _server(backend: str, factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = factory.mktemp("signgate") / "data"
+    if backend == "postgres":
+        with postgres.temporary_database() as url:
+            srv = start_server(data_dir, url)
+            try:
+                yield srv
+            finally:
+                srv.stop()
+    else:
+        srv = start_server(data_dir, None)
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (SQLite file or fresh PostgreSQL database) for service-level tests."""
+    if request.param == "postgres":
+        _require_postgres()
+        with postgres.temporary_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'signgate.db'}"
