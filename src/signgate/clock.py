@@ -40,4 +40,7 @@ def parse_time(text: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000
+        raise InvalidInput(f"time {text!r} is out of range", code="bad_time") from None

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 
 import psycopg
 
-ADMIN_DSN = os.environ.get("SIGNGATE_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+ADMIN_DSN = os.environ.get(
+    "SIGNGATE_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
 
 
 def available() -> bool:

@@ -1,4 +1,7 @@
-"""Request-scoped dependencies: the service context and the caller."""
+"""Request-scoped dependencies: the service context and the caller.
+
+Both are ``async`` so that FastAPI runs them inline instead of in its thread pool.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ from fastapi import Depends, Request
 from signgate.service.context import Caller, Context
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
     return cast(Context, request.app.state.context)
 
 
-def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -33,18 +33,27 @@ class BodyLimit:
                 return
         seen = 0
         started = False
+        exceeded = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise self._error()
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                # The framework may catch the error while parsing the body and answer
+                # 400 itself: replace that answer with the 413.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -62,9 +62,14 @@ def install(app: FastAPI) -> None:
         return problem(422, "invalid_request", "InvalidInput", detail, errors=issues[:20])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, "HTTPError", str(exc.detail))
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"Not Found: no route {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"Method Not Allowed: {request.method} {request.url.path}"
+        return problem(exc.status_code, code, "HTTPError", detail)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -75,7 +75,7 @@ def show_key(project: str, key: str, ctx: Ctx, caller: Who) -> KeyView:
 @router.get(KEY + "/public", tags=["keys"])
 def public_key(
     project: str, key: str, ctx: Ctx, caller: Who,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> PublicKeyView:
     return keys.public(ctx, caller, f"{project}/{key}", version)
 
@@ -104,9 +104,10 @@ def revoke_key(project: str, key: str, body: KeyRevoke, ctx: Ctx, caller: Who) -
 
 
 @router.post(KEY + "/sign", tags=["signing"])
-def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who) -> SignResult:
-    return signing.sign(ctx, caller, f"{project}/{key}", body.digest_algorithm, body.digest,
-                        body.artifact_name, body.metadata)
+async def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who) -> SignResult:
+    """Sign a digest. Returns once the signature's audit entry is committed."""
+    return await signing.sign_async(ctx, caller, f"{project}/{key}", body.digest_algorithm,
+                                    body.digest, body.artifact_name, body.metadata)
 
 
 @router.post(KEY + "/verify", tags=["signing"])
@@ -172,7 +173,7 @@ def audit_log(
     project: Annotated[str | None, Query(max_length=63)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 1000,
 ) -> AuditPage:
     from signgate.clock import parse_time

@@ -21,7 +21,7 @@ class KeyCreate(Strict):
                            description="ecdsa-p256, ecdsa-p384, ed25519, rsa-3072 or rsa-4096")
     rsa_padding: str = Field("pss", max_length=16, description="pss or pkcs1v15 (RSA keys)")
     rotate_every_days: int | None = Field(None, ge=1, le=36500)
-    max_signatures: int | None = Field(None, ge=1)
+    max_signatures: int | None = Field(None, ge=1, le=2**31 - 1)
 
 
 class KeyRevoke(Strict):

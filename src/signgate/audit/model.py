@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from signgate.crypto.canonical import canonical_json
@@ -53,6 +53,8 @@ class Record:
 
 def time_text(t: datetime) -> str:
     """ISO 8601 UTC with microseconds: the form hashed, whatever the database returns."""
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

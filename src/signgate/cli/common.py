@@ -36,6 +36,10 @@ def read_token(token_file: Path | None) -> str:
             "no API token: set SIGNGATE_TOKEN or pass --token-file "
             "(the bootstrap admin's token is in DATA_DIR/admin.token)"
         )
+    if not (token.isascii() and token.isprintable()):
+        # Cannot be sent in an HTTP header and is no token signgate issued: fail exactly
+        # like an unknown token instead of with a traceback or a transport error.
+        raise AuthenticationFailed()
     return token
 
 

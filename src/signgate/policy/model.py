@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from signgate.errors import InvalidInput
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 GLOBAL_SCOPE = "*"
 
 

@@ -15,7 +15,7 @@ from signgate.store.models import GrantRow, Identity
 def bootstrap_admin(ctx: Context, name: str = "admin") -> str:
     """Create the bootstrap admin and return its token (shown once, never stored)."""
     check_name("identity", name)
-    with ctx.db.write() as session:
+    with ctx.transaction() as session:
         if session.execute(select(func.count()).select_from(Identity)).scalar_one():
             raise Conflict("signgate is already initialised: identities exist")
         token = new_token()

@@ -8,15 +8,17 @@ transaction of its own, committed, and only then raised to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from signgate.audit import log as audit_log
+from signgate.audit.log import AuditWriter
 from signgate.audit.model import Action, Outcome, Record
 from signgate.clock import Clock
 from signgate.config import Settings
@@ -30,6 +32,7 @@ from signgate.store.models import GrantRow, Identity
 T = TypeVar("T")
 
 ANONYMOUS = "anonymous"
+_WRITER = "signgate.audit_writer"
 
 
 @dataclass(frozen=True)
@@ -61,16 +64,51 @@ class Context:
         self.db = db
         self.keystores = keystores
         self.clock = clock
+        self._parts: dict[str, Any] = {}
+        self._parts_lock = threading.Lock()
+
+    def part(self, name: str, factory: Callable[[Context], T]) -> T:
+        """A long-lived helper of this context (e.g. the signing batcher), made on first use."""
+        with self._parts_lock:
+            if name not in self._parts:
+                self._parts[name] = factory(self)
+            return cast(T, self._parts[name])
+
+    def close(self) -> None:
+        for part in self._parts.values():
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+        self._parts.clear()
+        self.db.dispose()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction with an audit writer: the head row is locked first, the
+        entries appended during the block are inserted just before the commit."""
+        with self.db.write() as session:
+            writer = AuditWriter(session)
+            session.info[_WRITER] = writer
+            yield session
+            writer.flush()
+
+    @staticmethod
+    def audit_writer(session: Session) -> AuditWriter:
+        writer = session.info.get(_WRITER)
+        if not isinstance(writer, AuditWriter):
+            raise RuntimeError("audit entries are written only inside Context.transaction()")
+        return writer
 
     def record(self, session: Session, record: Record, now: datetime | None = None) -> int:
-        return audit_log.append(session, record, now or self.clock.now()).seq
+        """Append ``record`` to the audit chain within ``session``'s transaction."""
+        return self.audit_writer(session).append(record, now or self.clock.now())
 
     def write(
         self, caller: Caller, target: Target, use_case: Callable[[Session, Identity, Actor], T]
     ) -> T:
         actor_name = ANONYMOUS
         try:
-            with self.db.write() as session:
+            with self.transaction() as session:
                 identity, actor = authenticate(session, caller)
                 actor_name = actor.name
                 return use_case(session, identity, actor)
@@ -101,25 +139,27 @@ class Context:
     def _record_refusal(
         self, caller: Caller, target: Target, actor_name: str, exc: SigngateError
     ) -> None:
-        action = target.action if actor_name != ANONYMOUS else Action.AUTHENTICATE
-        details: dict[str, object] = {"reason": str(exc), "code": exc.code}
-        if caller.address:
-            details["client"] = caller.address
-        if action is Action.AUTHENTICATE:
-            details["attempted"] = target.action.value
-        with self.db.write() as session:
-            self.record(
-                session,
-                Record(
-                    actor=actor_name,
-                    action=action,
-                    outcome=Outcome.REFUSED,
-                    subject=target.subject,
-                    project=target.project,
-                    key_ref=target.key_ref,
-                    details=details,
-                ),
-            )
+        with self.transaction() as session:
+            self.record(session, refusal_record(caller, target, actor_name, exc))
+
+
+def refusal_record(caller: Caller, target: Target, actor_name: str, exc: SigngateError) -> Record:
+    """The audit entry for a refused request; unauthenticated ones are filed under
+    ``auth.authenticate`` with the action they attempted."""
+    action = target.action if actor_name != ANONYMOUS else Action.AUTHENTICATE
+    details: dict[str, object] = {"reason": str(exc), "code": exc.code}
+    if caller.address:
+        details["client"] = caller.address
+    if action is Action.AUTHENTICATE:
+        details["attempted"] = target.action.value
+    return Record(actor=actor_name, action=action, outcome=Outcome.REFUSED,
+                  subject=_storable(target.subject) or "", project=_storable(target.project),
+                  key_ref=_storable(target.key_ref), details=details)
+
+
+def _storable(text: str | None) -> str | None:
+    """A refused request's own words, with NUL (which PostgreSQL cannot store) escaped."""
+    return None if text is None else text.replace("\x00", "\\x00")
 
 
 def authenticate(session: Session, caller: Caller) -> tuple[Identity, Actor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,16 +10,15 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
 from signgate.errors import Conflict, InvalidInput, NotFound
-from signgate.keystore.base import KeyHandle
 from signgate.policy import decide
-from signgate.policy.model import Actor, KeySnapshot, KeyState, check_name
+from signgate.policy.model import Actor, KeyState, check_name
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.projects import get_project
 from signgate.service.views import KeyVersionView, KeyView, PublicKeyView
 from signgate.store.models import Identity, Key, KeyVersion, Project, VaultEntry
 
 MAX_ROTATE_DAYS = 36500
-MAX_SIGNATURE_LIMIT = 10**12
+MAX_SIGNATURE_LIMIT = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -29,14 +28,14 @@ def split_ref(ref: str) -> tuple[str, str]:
     return check_name("project", project), check_name("key", name)
 
 
-def get_key(session: Session, project: str, name: str, *, lock: bool = False) -> Key:
+def get_key(session: Session, project: str, name: str) -> Key:
+    """The key ``project/name``. Write transactions need no row lock: they all hold the
+    audit head lock (see Context.transaction), which orders every writer."""
     stmt = (
         select(Key)
         .join(Project, Key.project_id == Project.id)
         .where(Project.name == project, Key.name == name)
     )
-    if lock:
-        stmt = stmt.with_for_update(of=Key)
     key = session.execute(stmt).scalar_one_or_none()
     if key is None:
         raise NotFound(f"no key {project}/{name}")
@@ -51,29 +50,6 @@ def get_version(session: Session, key: Key, version: int | None = None) -> KeyVe
     if row is None:
         raise NotFound(f"key {key.project.name}/{key.name} has no version {wanted}")
     return row
-
-
-def handle_for(session: Session, key: Key, version: KeyVersion) -> KeyHandle:
-    uri = version.uri
-
-    def load() -> bytes:
-        sealed = session.get(VaultEntry, uri)
-        return b"" if sealed is None else sealed.sealed
-
-    return KeyHandle(uri, KeyAlgorithm(key.algorithm), RsaPadding(key.rsa_padding), load)
-
-
-def snapshot(key: Key, version: KeyVersion) -> KeySnapshot:
-    return KeySnapshot(
-        project=key.project.name,
-        name=key.name,
-        state=KeyState(key.state),
-        rotate_every=timedelta(days=key.rotate_every_days) if key.rotate_every_days else None,
-        max_signatures=key.max_signatures,
-        current_version=version.version,
-        current_version_created=version.created_at,
-        current_version_signatures=version.signature_count,
-    )
 
 
 def key_view(session: Session, key: Key) -> KeyView:
@@ -114,10 +90,10 @@ def new_version(ctx: Context, session: Session, key: Key, number: int, now: date
     return version
 
 
-def rotate_locked(
+def rotate_version(
     ctx: Context, session: Session, key: Key, actor: str, reason: str, now: datetime
 ) -> KeyVersion:
-    """Retire the current version and make the next one current (key row already locked)."""
+    """Retire the current version and make the next one current."""
     old = get_version(session, key)
     old.retired_at = now
     version = new_version(ctx, session, key, old.version + 1, now)
@@ -162,7 +138,7 @@ def create(
         if rotate_every_days is not None and not 1 <= rotate_every_days <= MAX_ROTATE_DAYS:
             raise InvalidInput(f"--rotate-every must be 1 to {MAX_ROTATE_DAYS} days")
         if max_signatures is not None and not 1 <= max_signatures <= MAX_SIGNATURE_LIMIT:
-            raise InvalidInput("--max-signatures must be a positive number")
+            raise InvalidInput(f"--max-signatures must be 1 to {MAX_SIGNATURE_LIMIT}")
         project = get_project(session, project_name)
         d = decide.may_manage(actor, project_name)
         require(d.allowed, d.reason)
@@ -236,12 +212,12 @@ def rotate(ctx: Context, caller: Caller, ref: str) -> KeyView:
     project, name = split_ref(ref)
 
     def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
-        key = get_key(session, project, name, lock=True)
+        key = get_key(session, project, name)
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         if key.state in (KeyState.REVOKED, KeyState.DESTROYED):
             raise Conflict(f"key {ref} is {key.state} and cannot be rotated")
-        rotate_locked(ctx, session, key, actor.name, "requested", ctx.clock.now())
+        rotate_version(ctx, session, key, actor.name, "requested", ctx.clock.now())
         return key_view(session, key)
 
     return ctx.write(caller, Target(Action.KEY_ROTATE, ref, project, ref), run)
@@ -253,7 +229,7 @@ def _set_state(
     project, name = split_ref(ref)
 
     def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
-        key = get_key(session, project, name, lock=True)
+        key = get_key(session, project, name)
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         if key.state not in allowed_from:
@@ -283,7 +259,7 @@ def revoke(
     def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
         if reason is not None and len(reason) > 1000:
             raise InvalidInput("--reason is limited to 1000 characters")
-        key = get_key(session, project, name, lock=True)
+        key = get_key(session, project, name)
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         if key.state == KeyState.REVOKED:

@@ -5,46 +5,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from signgate.audit.model import Action, Outcome, Record
+from signgate.audit.model import Action
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding, parse_digest
-from signgate.crypto.canonical import canonical_json
 from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput
-from signgate.policy import decide
 from signgate.policy.model import Actor
-from signgate.service.context import Caller, Context, Target, require
-from signgate.service.keys import (
-    get_key,
-    get_version,
-    handle_for,
-    rotate_locked,
-    snapshot,
-    split_ref,
-)
-from signgate.service.views import Receipt, SignResult, VerifyResult
+from signgate.service.context import Caller, Context, Target
+from signgate.service.keys import get_key, split_ref
+from signgate.service.sign_batch import SignBatcher, SignJob
+from signgate.service.views import SignResult, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord
-
-MAX_ARTIFACT_NAME = 1024
-MAX_METADATA_BYTES = 8192
-RAW_FORMAT = "raw"
-
-
-def _check_request(artifact_name: str, metadata: Mapping[str, str]) -> dict[str, str]:
-    if not artifact_name or len(artifact_name) > MAX_ARTIFACT_NAME:
-        raise InvalidInput(f"artifact name must be 1 to {MAX_ARTIFACT_NAME} characters")
-    if any(ord(c) < 32 for c in artifact_name):
-        raise InvalidInput("artifact name must not contain control characters")
-    meta = dict(metadata)
-    if len(canonical_json(meta)) > MAX_METADATA_BYTES:
-        raise InvalidInput(f"metadata is limited to {MAX_METADATA_BYTES} bytes of JSON")
-    return meta
 
 
 def sign(
@@ -56,64 +32,28 @@ def sign(
     artifact_name: str,
     metadata: Mapping[str, str] | None = None,
 ) -> SignResult:
+    """Sign a digest with the current version of ``ref``; returns only after the audit
+    entry is committed (group commit: see service/sign_batch.py)."""
     project, name = split_ref(ref)
+    batcher = ctx.part("sign_batcher", SignBatcher)
+    return batcher.submit(SignJob(caller, project, name, digest_algorithm, digest_hex,
+                                  artifact_name, metadata or {}))
 
-    def run(session: Session, identity: Identity, actor: Actor) -> SignResult:
-        alg = DigestAlgorithm.parse(digest_algorithm)
-        digest = parse_digest(alg, digest_hex)
-        meta = _check_request(artifact_name, metadata or {})
-        # Lock the key row: signings with one key are ordered, so that counts and
-        # rotation limits hold even with many concurrent requests and API nodes.
-        key = get_key(session, project, name, lock=True)
-        version = get_version(session, key)
-        d = decide.may_sign(actor, snapshot(key, version))
-        require(d.allowed, d.reason)
-        now = ctx.clock.now()
-        due = decide.rotation_due(snapshot(key, version), now)
-        if due is not None:
-            version = rotate_locked(ctx, session, key, actor.name, due, now)
-        signature = ctx.keystores.sign(handle_for(session, key, version), alg, digest)
-        version.signature_count += 1
-        signature_id = str(uuid.uuid4())
-        details: dict[str, object] = {
-            "signature_id": signature_id,
-            "key_version": version.version,
-            "digest_algorithm": alg.value,
-            "digest": digest.hex(),
-            "format": RAW_FORMAT,
-            "signature_sha256": hashlib.sha256(signature).hexdigest(),
-        }
-        if caller.address:
-            details["client"] = caller.address
-        if meta:
-            details["metadata"] = meta
-        seq = ctx.record(
-            session,
-            Record(actor.name, Action.SIGN, Outcome.ALLOWED, artifact_name, project, ref,
-                   details),
-            now,
-        )
-        session.add(
-            SignatureRecord(
-                id=signature_id, key_version_id=version.id, identity_id=identity.id,
-                artifact_name=artifact_name, digest_algorithm=alg.value, digest=digest.hex(),
-                signature_sha256=details["signature_sha256"], format=RAW_FORMAT, signed_at=now,
-                client_address=caller.address, metadata_json=canonical_json(meta).decode(),
-                audit_seq=seq,
-            )
-        )
-        algorithm = KeyAlgorithm(key.algorithm)
-        receipt = Receipt(
-            signature_id=signature_id, key=ref, key_version=version.version,
-            algorithm=key.algorithm,
-            rsa_padding=key.rsa_padding if algorithm.is_rsa else None,
-            digest_algorithm=alg.value, digest=digest.hex(), artifact_name=artifact_name,
-            format=RAW_FORMAT, identity=actor.name, signed_at=now, audit_seq=seq,
-        )
-        return SignResult(base64.b64encode(signature).decode("ascii"), receipt)
 
-    target = Target(Action.SIGN, artifact_name[:MAX_ARTIFACT_NAME] or ref, project, ref)
-    return ctx.write(caller, target, run)
+async def sign_async(
+    ctx: Context,
+    caller: Caller,
+    ref: str,
+    digest_algorithm: str,
+    digest_hex: str,
+    artifact_name: str,
+    metadata: Mapping[str, str] | None = None,
+) -> SignResult:
+    """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
+    project, name = split_ref(ref)
+    batcher = ctx.part("sign_batcher", SignBatcher)
+    return await batcher.submit_async(SignJob(caller, project, name, digest_algorithm,
+                                              digest_hex, artifact_name, metadata or {}))
 
 
 def decode_signature(text: str) -> bytes:

@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from signgate.errors import ConfigError, Conflict, Unavailable
+from signgate.errors import ConfigError, Conflict, InvalidInput, Unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -138,6 +138,10 @@ def _converted() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise Conflict("the change conflicts with one made at the same time; retry") from exc
+    except DataError as exc:  # a value the database cannot hold (NUL in text, overflow)
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "bad value"
+        raise InvalidInput(f"the request holds a value the database cannot store: {reason}",
+                           code="unstorable_value") from exc
     except OperationalError as exc:
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
     except SQLAlchemyError as exc:

@@ -1,0 +1,183 @@
+"""Group commit: each request decided on its own, all committed together, none returned
+before the commit, nothing recorded when the commit fails, caches never stale."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from signgate.audit.log import verify_chain
+from signgate.clock import FixedClock
+from signgate.config import Settings
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
+from signgate.errors import AuthenticationFailed, Denied, InvalidInput, NotFound
+from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.keystore.registry import KeyStoreRegistry
+from signgate.keystore.soft import SoftwareKeyStore
+from signgate.service import grants, identities, keys, projects, signing
+from signgate.service.bootstrap import bootstrap_admin
+from signgate.service.context import Caller, Context
+from signgate.service.sign_batch import SignBatcher, SignJob
+from signgate.service.views import SignResult
+from signgate.store.db import Database
+from signgate.store.models import AuditEntry, SignatureRecord
+
+DIGEST = hashlib.sha256(b"artifact").hexdigest()
+
+
+class FlakyKeyStore:
+    """A real software vault that fails (like a broken HSM session) when told to."""
+
+    scheme = "soft"
+
+    def __init__(self) -> None:
+        self.inner = SoftwareKeyStore(os.urandom(32))
+        self.fail_on_sign = False
+
+    def generate(self, algorithm: KeyAlgorithm) -> GeneratedKey:
+        return self.inner.generate(algorithm)
+
+    def sign(self, handle: KeyHandle, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+        if self.fail_on_sign:
+            raise RuntimeError("token removed")
+        return self.inner.sign(handle, digest_algorithm, digest)
+
+    def destroy(self, handle: KeyHandle) -> None:
+        self.inner.destroy(handle)
+
+
+@pytest.fixture
+def world(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FlakyKeyStore, str, str]]:
+    """A context with project p, key p/k, and identity ci (signer on p/k)."""
+    db = Database(database_url)
+    db.upgrade()
+    store = FlakyKeyStore()
+    ctx = Context(Settings(tmp_path, database_url), db, KeyStoreRegistry(store),
+                  FixedClock(datetime(2026, 3, 1, tzinfo=UTC)))
+    admin = bootstrap_admin(ctx)
+    a = Caller(admin)
+    projects.create(ctx, a, "p")
+    keys.create(ctx, a, "p/k")
+    keys.create(ctx, a, "p/other")
+    ci = identities.create(ctx, a, "ci").token
+    grants.add(ctx, a, "ci", "signer", "p/k")
+    yield ctx, store, admin, ci
+    ctx.close()
+
+
+def _job(token: str, key: str = "k", digest: str = DIGEST) -> SignJob:
+    return SignJob(Caller(token), "p", key, "sha256", digest, "a.bin", {})
+
+
+def _counts(ctx: Context) -> tuple[int, int]:
+    with ctx.db.read() as s:
+        entries = s.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+        sigs = s.execute(select(func.count()).select_from(SignatureRecord)).scalar_one()
+    return entries, sigs
+
+
+def test_each_request_in_a_batch_is_decided_on_its_own(world: tuple[Context, FlakyKeyStore,
+                                                                     str, str]) -> None:
+    ctx, _, _, ci = world
+    batcher = SignBatcher(ctx)
+    jobs = [_job(ci), _job("sgt_unknown"), _job(ci, key="other"), _job(ci, digest="ab"),
+            _job(ci, key="missing"), _job(ci)]
+    entries_before, _ = _counts(ctx)
+    outcomes = batcher._process(jobs)
+    assert isinstance(outcomes[0], SignResult)
+    assert isinstance(outcomes[1], AuthenticationFailed)
+    assert isinstance(outcomes[2], Denied)
+    assert "may not sign with p/other" in str(outcomes[2])
+    assert isinstance(outcomes[3], InvalidInput)
+    assert isinstance(outcomes[4], NotFound)
+    assert isinstance(outcomes[5], SignResult)
+    assert isinstance(outcomes[0], SignResult)
+    assert isinstance(outcomes[5], SignResult)
+    assert outcomes[5].receipt.audit_seq == outcomes[0].receipt.audit_seq + 5
+    entries_after, sigs = _counts(ctx)
+    assert entries_after - entries_before == 6  # one entry per decision, in order
+    assert sigs == 2
+    with ctx.db.read() as s:
+        rows = s.execute(select(AuditEntry).where(AuditEntry.seq > entries_before)
+                         .order_by(AuditEntry.seq)).scalars().all()
+        assert [r.outcome for r in rows] == ["allowed", "refused", "refused", "refused",
+                                             "refused", "allowed"]
+        assert rows[1].actor == "anonymous"
+        assert rows[1].action == "auth.authenticate"
+        assert rows[2].actor == "ci"
+        assert rows[2].action == "signature.create"
+        assert verify_chain(s).ok
+
+
+def test_a_failed_batch_records_nothing_and_returns_nothing(
+    world: tuple[Context, FlakyKeyStore, str, str],
+) -> None:
+    ctx, store, _, ci = world
+    batcher = SignBatcher(ctx)
+    before = _counts(ctx)
+    store.fail_on_sign = True
+    outcomes = batcher._process([_job(ci), _job(ci)])
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert _counts(ctx) == before
+    store.fail_on_sign = False
+    result = signing.sign(ctx, Caller(ci), "p/k", "sha256", DIGEST, "a.bin")
+    assert result.receipt.key_version == 1
+    with ctx.db.read() as s:
+        assert verify_chain(s).ok
+
+
+def test_cached_identity_and_grants_follow_changes(
+    world: tuple[Context, FlakyKeyStore, str, str],
+) -> None:
+    ctx, _, admin, ci = world
+    caller = Caller(ci)
+    signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")  # fills the cache
+    identities.set_enabled(ctx, Caller(admin), "ci", False)
+    with pytest.raises(Denied, match="identity ci is disabled"):
+        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+    identities.set_enabled(ctx, Caller(admin), "ci", True)
+    signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+    grants.remove(ctx, Caller(admin), "ci", "signer", "p/k")
+    with pytest.raises(Denied, match="no signer grant"):
+        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+    grants.add(ctx, Caller(admin), "ci", "signer", "p/k")
+    keys.disable(ctx, Caller(admin), "p/k")
+    with pytest.raises(Denied, match="p/k is disabled"):
+        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+    keys.enable(ctx, Caller(admin), "p/k")
+    keys.rotate(ctx, Caller(admin), "p/k")
+    assert signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin").receipt.key_version == 2
+    new_token = identities.rotate_token(ctx, Caller(admin), "ci").token
+    with pytest.raises(AuthenticationFailed):
+        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+    signing.sign(ctx, Caller(new_token), "p/k", "sha256", DIGEST, "a.bin")
+
+
+def test_async_waiters_get_their_own_results(
+    world: tuple[Context, FlakyKeyStore, str, str],
+) -> None:
+    ctx, _, _, ci = world
+
+    async def many() -> list[SignResult | BaseException]:
+        tasks = [signing.sign_async(ctx, Caller(ci if i % 3 else "sgt_bad"), "p/k", "sha256",
+                                    hashlib.sha256(str(i).encode()).hexdigest(), f"{i}.bin")
+                 for i in range(30)]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(many())
+    for i, r in enumerate(results):
+        if i % 3:
+            assert isinstance(r, SignResult)
+            assert r.receipt.artifact_name == f"{i}.bin"
+            assert r.receipt.digest == hashlib.sha256(str(i).encode()).hexdigest()
+        else:
+            assert isinstance(r, AuthenticationFailed)
+    seqs = [r.receipt.audit_seq for r in results if isinstance(r, SignResult)]
+    assert len(set(seqs)) == len(seqs)
