@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+import re
 
 from cryptography.hazmat.primitives import hashes
 
 from signgate.errors import InvalidInput
+
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
 class KeyAlgorithm(enum.StrEnum):
@@ -80,12 +83,9 @@ class DigestAlgorithm(enum.StrEnum):
 
 def parse_digest(algorithm: DigestAlgorithm, hex_digest: str) -> bytes:
     """Decode a hex digest and check that its length fits ``algorithm``."""
-    try:
-        raw = bytes.fromhex(hex_digest)
-    except ValueError:
-        raise InvalidInput(
-            "digest must be hexadecimal", code="bad_digest"
-        ) from None
+    if not _HEX.fullmatch(hex_digest):
+        raise InvalidInput("digest must be hexadecimal (pairs of 0-9, a-f)", code="bad_digest")
+    raw = bytes.fromhex(hex_digest)
     if len(raw) != algorithm.size:
         raise InvalidInput(
             f"a {algorithm.value} digest is {algorithm.size} bytes "

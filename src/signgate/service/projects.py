@@ -55,6 +55,8 @@ def list_projects(ctx: Context, caller: Caller) -> list[ProjectView]:
 
 
 def show(ctx: Context, caller: Caller, name: str) -> ProjectView:
+    check_name("project", name)
+
     def run(session: Session, _actor: Actor) -> ProjectView:
         return _view(session, get_project(session, name))
 
