@@ -28,8 +28,13 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.max_bytes:
+                    await self._refuse(send)
+                    return
+                # The server reads exactly the declared length (RFC 9112 §6.3): the body
+                # cannot grow past it, so there is nothing left to count.
+                await self.app(scope, receive, send)
                 return
         seen = 0
         started = False
