@@ -362,8 +362,6 @@ def test_unknown_things_are_404(world: World, http: httpx.Client) -> None:
          f"no key {world.project}/{ghost}"),
         (http.get(world.key_path + "/public?version=99"), "has no version 99"),
         (http.post(f"/api/v1/projects/{world.project}/keys/{ghost}/rotate"), "no key"),
-        (http.post(f"/api/v1/projects/{world.project}/keys/{ghost}/sign",
-                   json={"digest": GOOD_DIGEST, "artifact_name": "a"}), "no key"),
         (http.post(f"/api/v1/projects/{world.project}/keys/{ghost}/revoke",
                    json={"compromised_at": "2020-01-01T00:00:00Z"}), "no key"),
         (http.post(f"/api/v1/identities/{ghost}/disable"), f"no identity named '{ghost}'"),
@@ -383,6 +381,36 @@ def test_unknown_things_are_404(world: World, http: httpx.Client) -> None:
     ]
     for r, needle in cases:
         assert check_problem(r, 404, needle)["code"] == "not_found"
+
+
+def test_signing_with_an_unknown_key_tells_only_grant_holders(server: Server) -> None:
+    """Without a grant covering the key, a missing key and an existing one are refused in
+    the same words; a project-wide signer learns that the key does not exist."""
+    project = unique("leak")
+    server.cli("project", "create", project)
+    server.cli("key", "create", f"{project}/granted")
+    server.cli("key", "create", f"{project}/real")
+    key_signer = unique("ksigner")
+    key_token = server.new_identity(key_signer)
+    server.cli("grant", "add", key_signer, "signer", f"{project}/granted")
+    project_signer = unique("psigner")
+    project_token = server.new_identity(project_signer)
+    server.cli("grant", "add", project_signer, "signer", project)
+    body = {"digest": GOOD_DIGEST, "artifact_name": "a"}
+    with server.http(key_token) as c:
+        missing = c.post(f"/api/v1/projects/{project}/keys/ghost/sign", json=body)
+        real = c.post(f"/api/v1/projects/{project}/keys/real/sign", json=body)
+        shown = c.get(f"/api/v1/projects/{project}/keys/real")
+        absent = c.get(f"/api/v1/projects/{project}/keys/ghost")
+    check_problem(missing, 403, f"may not sign with {project}/ghost: no signer grant")
+    check_problem(real, 403, f"may not sign with {project}/real: no signer grant")
+    check_problem(shown, 404, f"no key {project}/real")
+    check_problem(absent, 404, f"no key {project}/ghost")
+    with server.http(project_token) as c:
+        r = c.post(f"/api/v1/projects/{project}/keys/ghost/sign", json=body)
+        listed = c.get("/api/v1/keys").json()
+    assert check_problem(r, 404, f"no key {project}/ghost")["code"] == "not_found"
+    assert sorted(k["ref"] for k in listed) == [f"{project}/granted", f"{project}/real"]
 
 
 def test_duplicates_are_409(server: Server, world: World, http: httpx.Client) -> None:

@@ -349,9 +349,11 @@ def test_key_errors(server: Server, project: str, ci: tuple[str, str], tmp_path:
         assert r.stderr == f"signgate: no key {nope}\n", args
     artifact = tmp_path / "x"
     artifact.write_bytes(b"x")
+    # Without a grant covering it, a missing key is refused like an existing one: the
+    # answer does not tell whether it exists.
     r = server.cli("sign", str(artifact), "--key", nope, token=ci[1], check=False)
-    assert r.returncode == 5
-    assert r.stderr == f"signgate: no key {nope}\n"
+    assert r.returncode == 4
+    assert r.stderr == f"signgate: identity {ci[0]} may not sign with {nope}: no signer grant\n"
     assert not (tmp_path / "x.sig").exists()
 
     r = server.cli("key", "create", "no-such-project/k", check=False)

@@ -17,7 +17,7 @@ from signgate.audit.log import verify_chain
 from signgate.clock import FixedClock
 from signgate.config import Settings
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
-from signgate.errors import AuthenticationFailed, Denied, InvalidInput, NotFound
+from signgate.errors import AuthenticationFailed, Denied, InvalidInput
 from signgate.keystore.base import GeneratedKey, KeyHandle
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.keystore.soft import SoftwareKeyStore
@@ -96,7 +96,8 @@ def test_each_request_in_a_batch_is_decided_on_its_own(world: tuple[Context, Fla
     assert isinstance(outcomes[2], Denied)
     assert "may not sign with p/other" in str(outcomes[2])
     assert isinstance(outcomes[3], InvalidInput)
-    assert isinstance(outcomes[4], NotFound)
+    assert isinstance(outcomes[4], Denied)  # no grant: existence is not revealed
+    assert "may not sign with p/missing: no signer grant" in str(outcomes[4])
     assert isinstance(outcomes[5], SignResult)
     assert isinstance(outcomes[0], SignResult)
     assert isinstance(outcomes[5], SignResult)

@@ -67,9 +67,10 @@ def log(identity: str | None, key_ref: str | None, project: str | None, action: 
 
 
 def _summary(e: dict[str, Any]) -> str:
+    """The gist of an entry's details for the table (--json and --csv have all of them)."""
     d = e["details"]
-    if "reason" in d and e["outcome"] == "refused":
-        return str(d["reason"])
+    if e["outcome"] == "refused" or (e["action"] == "key.rotate" and "reason" in d):
+        return str(d.get("reason", ""))
     if "key_version" in d:
         digest = str(d.get("digest", ""))[:16]
         return f"v{d['key_version']} {d.get('digest_algorithm', '')}:{digest}"

@@ -40,6 +40,20 @@ def may_grant(actor: Actor, scope: Scope) -> Decision:
     return may_manage(actor, scope.project)
 
 
+def may_see(actor: Actor, project: str, key: str | None = None) -> bool:
+    """Whether ``actor`` may know that ``project`` (or ``project/key``) exists: any grant
+    that covers it, or any grant on one of the project's keys when asking about the
+    project. Things an identity may not see are reported exactly like missing ones."""
+    if not actor.enabled:
+        return False
+    for g in actor.grants:
+        if g.scope.covers(project, key):
+            return True
+        if key is None and g.scope.project == project:
+            return True
+    return False
+
+
 def may_read_audit(actor: Actor, project: str | None) -> Decision:
     if not actor.enabled:
         return Decision.deny(f"identity {actor.name} is disabled")
@@ -62,13 +76,21 @@ def audit_projects(actor: Actor) -> set[str] | None:
     return {g.scope.project for g in readers if g.scope.project is not None}
 
 
-def may_sign(actor: Actor, key: KeySnapshot) -> Decision:
+def may_sign_with(actor: Actor, project: str, key: str) -> Decision:
+    """The identity's side of signing: enabled, and a signer grant covering the key."""
     if not actor.enabled:
         return Decision.deny(f"identity {actor.name} is disabled")
-    if not actor.has(Role.SIGNER, key.project, key.name):
+    if not actor.has(Role.SIGNER, project, key):
         return Decision.deny(
-            f"identity {actor.name} may not sign with {key.ref}: no signer grant"
+            f"identity {actor.name} may not sign with {project}/{key}: no signer grant"
         )
+    return Decision.allow()
+
+
+def may_sign(actor: Actor, key: KeySnapshot) -> Decision:
+    d = may_sign_with(actor, key.project, key.name)
+    if not d.allowed:
+        return d
     if key.state is not KeyState.ACTIVE:
         return Decision.deny(f"key {key.ref} is {key.state.value}")
     return Decision.allow()

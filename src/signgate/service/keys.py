@@ -139,9 +139,9 @@ def create(
             raise InvalidInput(f"--rotate-every must be 1 to {MAX_ROTATE_DAYS} days")
         if max_signatures is not None and not 1 <= max_signatures <= MAX_SIGNATURE_LIMIT:
             raise InvalidInput(f"--max-signatures must be 1 to {MAX_SIGNATURE_LIMIT}")
-        project = get_project(session, project_name)
         d = decide.may_manage(actor, project_name)
         require(d.allowed, d.reason)
+        project = get_project(session, project_name)
         exists = session.execute(
             select(Key.id).where(Key.project_id == project.id, Key.name == name)
         ).first()
@@ -173,14 +173,25 @@ def create(
     return ctx.write(caller, Target(Action.KEY_CREATE, ref, project_name, ref), run)
 
 
+def visible_key(session: Session, actor: Actor, project: str, name: str) -> Key:
+    """The key, if ``actor`` may see it; otherwise the same NotFound as a missing key."""
+    if not decide.may_see(actor, project, name):
+        raise NotFound(f"no key {project}/{name}")
+    return get_key(session, project, name)
+
+
 def list_keys(ctx: Context, caller: Caller, project: str | None = None) -> list[KeyView]:
-    def run(session: Session, _actor: Actor) -> list[KeyView]:
+    def run(session: Session, actor: Actor) -> list[KeyView]:
         stmt = select(Key).join(Project, Key.project_id == Project.id)
         if project is not None:
-            get_project(session, check_name("project", project))
+            check_name("project", project)
+            if not decide.may_see(actor, project):
+                raise NotFound(f"no project named {project!r}")
+            get_project(session, project)
             stmt = stmt.where(Project.name == project)
         keys = session.execute(stmt.order_by(Project.name, Key.name)).scalars().all()
-        return [key_view(session, k) for k in keys]
+        return [key_view(session, k) for k in keys
+                if decide.may_see(actor, k.project.name, k.name)]
 
     return ctx.read(caller, Target(Action.READ, project or "keys", project), run)
 
@@ -188,8 +199,8 @@ def list_keys(ctx: Context, caller: Caller, project: str | None = None) -> list[
 def show(ctx: Context, caller: Caller, ref: str) -> KeyView:
     project, name = split_ref(ref)
 
-    def run(session: Session, _actor: Actor) -> KeyView:
-        return key_view(session, get_key(session, project, name))
+    def run(session: Session, actor: Actor) -> KeyView:
+        return key_view(session, visible_key(session, actor, project, name))
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 
@@ -197,8 +208,8 @@ def show(ctx: Context, caller: Caller, ref: str) -> KeyView:
 def public(ctx: Context, caller: Caller, ref: str, version: int | None = None) -> PublicKeyView:
     project, name = split_ref(ref)
 
-    def run(session: Session, _actor: Actor) -> PublicKeyView:
-        key = get_key(session, project, name)
+    def run(session: Session, actor: Actor) -> PublicKeyView:
+        key = visible_key(session, actor, project, name)
         v = get_version(session, key, version)
         alg = KeyAlgorithm(key.algorithm)
         return PublicKeyView(ref, v.version, key.algorithm,
@@ -212,9 +223,9 @@ def rotate(ctx: Context, caller: Caller, ref: str) -> KeyView:
     project, name = split_ref(ref)
 
     def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
-        key = get_key(session, project, name)
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
+        key = get_key(session, project, name)
         if key.state in (KeyState.REVOKED, KeyState.DESTROYED):
             raise Conflict(f"key {ref} is {key.state} and cannot be rotated")
         rotate_version(ctx, session, key, actor.name, "requested", ctx.clock.now())
@@ -229,9 +240,9 @@ def _set_state(
     project, name = split_ref(ref)
 
     def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
-        key = get_key(session, project, name)
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
+        key = get_key(session, project, name)
         if key.state not in allowed_from:
             raise Conflict(f"key {ref} is {key.state}; cannot {action.value.split('.')[1]} it")
         old = key.state
@@ -259,9 +270,9 @@ def revoke(
     def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
         if reason is not None and len(reason) > 1000:
             raise InvalidInput("--reason is limited to 1000 characters")
-        key = get_key(session, project, name)
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
+        key = get_key(session, project, name)
         if key.state == KeyState.REVOKED:
             raise Conflict(f"key {ref} is already revoked")
         now = ctx.clock.now()

@@ -47,9 +47,9 @@ def create(ctx: Context, caller: Caller, name: str) -> ProjectView:
 
 
 def list_projects(ctx: Context, caller: Caller) -> list[ProjectView]:
-    def run(session: Session, _actor: Actor) -> list[ProjectView]:
+    def run(session: Session, actor: Actor) -> list[ProjectView]:
         projects = session.execute(select(Project).order_by(Project.name)).scalars().all()
-        return [_view(session, p) for p in projects]
+        return [_view(session, p) for p in projects if decide.may_see(actor, p.name)]
 
     return ctx.read(caller, Target(Action.READ, "projects"), run)
 
@@ -57,7 +57,9 @@ def list_projects(ctx: Context, caller: Caller) -> list[ProjectView]:
 def show(ctx: Context, caller: Caller, name: str) -> ProjectView:
     check_name("project", name)
 
-    def run(session: Session, _actor: Actor) -> ProjectView:
+    def run(session: Session, actor: Actor) -> ProjectView:
+        if not decide.may_see(actor, name):
+            raise NotFound(f"no project named {name!r}")
         return _view(session, get_project(session, name))
 
     return ctx.read(caller, Target(Action.READ, name, project=name), run)

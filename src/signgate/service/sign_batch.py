@@ -238,6 +238,10 @@ class _Batch:
             alg = DigestAlgorithm.parse(job.digest_algorithm)
             digest = parse_digest(alg, job.digest_hex)
             meta = check_request(job.artifact_name, job.metadata)
+            # Grants first: a refusal must not tell whether the key exists.
+            d = decide.may_sign_with(actor, job.project, job.key)
+            if not d.allowed:
+                raise Denied(d.reason)
             key = self.key(job.project, job.key)
             d = decide.may_sign(actor, key.snapshot(job.project, job.key))
             if not d.allowed:

@@ -17,7 +17,7 @@ from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target
-from signgate.service.keys import get_key, split_ref
+from signgate.service.keys import split_ref, visible_key
 from signgate.service.sign_batch import SignBatcher, SignJob
 from signgate.service.views import SignResult, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord
@@ -75,8 +75,8 @@ def verify(
     digest = parse_digest(alg, digest_hex)
     signature = decode_signature(signature_b64)
 
-    def run(session: Session, _actor: Actor) -> VerifyResult:
-        key = get_key(session, project, name)
+    def run(session: Session, actor: Actor) -> VerifyResult:
+        key = visible_key(session, actor, project, name)
         algorithm = KeyAlgorithm(key.algorithm)
         padding = RsaPadding(key.rsa_padding)
         versions = session.execute(
