@@ -22,6 +22,9 @@ def create_app(ctx: Context) -> Any:
         description="Self-hosted code signing: keys that never leave, who may sign what, "
         "every signature on the record. Every /api/v1 endpoint needs "
         "'Authorization: Bearer <token>'.",
+        # signgate's record of what happened is its audit log; FastAPI's OpenTelemetry
+        # hooks would cost every request an environment look-up and export nothing.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.context = ctx
     problems.install(app)

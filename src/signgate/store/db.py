@@ -64,8 +64,11 @@ class Database:
             self.write_engine = self._sqlite_engine(url, "BEGIN IMMEDIATE")
             self.read_engine = self._sqlite_engine(url, "BEGIN")
         elif self.dialect == "postgresql":
+            # No pre-ping: it would cost every transaction a round trip. A connection the
+            # server dropped fails one transaction (503) and is replaced (SQLAlchemy
+            # invalidates the pool on disconnect errors).
             self.write_engine = create_engine(url, pool_size=20, max_overflow=10,
-                                              pool_pre_ping=True)
+                                              pool_recycle=1800)
             self.read_engine = self.write_engine
         else:
             raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
