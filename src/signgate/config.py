@@ -22,6 +22,7 @@ MASTER_KEY_FILE = "master.key"
 ADMIN_TOKEN_FILE = "admin.token"
 DEFAULT_DATA_DIR = "signgate-data"
 DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Settings:
     database_url: str
     max_body_bytes: int = DEFAULT_MAX_BODY
     organization: str = "signgate"
+    public_url: str = DEFAULT_PUBLIC_URL
 
     @property
     def master_key_path(self) -> Path:
@@ -69,8 +71,11 @@ def load_settings(data_dir: Path) -> Settings:
         raise ConfigError(f"{cfg}: max_body_bytes must be a positive integer")
     if not isinstance(org, str) or not org:
         raise ConfigError(f"{cfg}: organization must be a non-empty string")
+    public_url = values.get("public_url", DEFAULT_PUBLIC_URL)
+    if not isinstance(public_url, str) or not public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{cfg}: public_url must be an http(s) URL")
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
-                    organization=org)
+                    organization=org, public_url=public_url.rstrip("/"))
 
 
 def default_config_text() -> str:
@@ -78,5 +83,8 @@ def default_config_text() -> str:
         "# signgate configuration (see README, 'Configuration').\n"
         "# database_url = \"postgresql+psycopg://signgate@127.0.0.1/signgate\"\n"
         f"max_body_bytes = {DEFAULT_MAX_BODY}\n"
+        "# The organisation named in the certificates signgate issues.\n"
         "organization = \"signgate\"\n"
+        "# Where clients and verifiers reach this server (CRL URLs in certificates).\n"
+        f"public_url = \"{DEFAULT_PUBLIC_URL}\"\n"
     )

@@ -105,7 +105,7 @@ def test_filters(server: Server, history: dict[str, Any]) -> None:
     by_project = audit_json(server, "--project", q)
     assert by_project == [e for e in everything if e["project"] == q]
     assert [e["action"] for e in by_project] == [
-        "project.create", "key.create", "grant.add", "signature.create"]
+        "project.create", "ca.create", "key.create", "grant.add", "signature.create"]
 
     signatures = audit_json(server, "--action", "signature.create", "--project", p)
     assert [(e["actor"], e["outcome"]) for e in signatures] == [
@@ -294,8 +294,9 @@ def populate(server: Server) -> int:
                                          "scope": "tamper/k"})
     for i in range(3):
         api_sign(server, "tamper/k", bytes([i]) * 100, token)
-    assert_intact(server, 8)
-    return 8
+    # init, root CA, project, its issuing CA, key, identity, grant, three signings
+    assert_intact(server, 10)
+    return 10
 
 
 def assert_intact(server: Server, entries: int) -> None:
@@ -333,7 +334,7 @@ def assert_broken(server: Server, seq: int, *phrases: str) -> None:
 def test_edited_entry(fresh_server: Server) -> None:
     head = populate(fresh_server)
     db = Db(fresh_server)
-    n = 5  # the grant
+    n = 7  # the grant
     original = db.entry(n)
 
     db.execute("UPDATE audit_entries SET actor = 'mallory' WHERE seq = ?", [n])

@@ -17,10 +17,11 @@ from signgate.api.schemas import (
     SignRequest,
     VerifyRequest,
 )
-from signgate.service import audit, grants, identities, keys, projects, signing
+from signgate.service import audit, grants, identities, keys, pki, projects, signing
 from signgate.service.views import (
     AuditPage,
     AuditVerifyView,
+    CertificateChainView,
     GrantView,
     IdentityView,
     IdentityWithToken,
@@ -59,7 +60,22 @@ def show_project(project: str, ctx: Ctx, caller: Who) -> ProjectView:
 @router.post("/projects/{project}/keys", status_code=201, tags=["keys"])
 def create_key(project: str, body: KeyCreate, ctx: Ctx, caller: Who) -> KeyView:
     return keys.create(ctx, caller, f"{project}/{body.name}", body.algorithm, body.rsa_padding,
-                       body.rotate_every_days, body.max_signatures)
+                       body.rotate_every_days, body.max_signatures, body.cert_validity_days)
+
+
+@router.get(KEY + "/certificate", tags=["keys", "pki"])
+def key_certificate(
+    project: str, key: str, ctx: Ctx, caller: Who,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> CertificateChainView:
+    """The code-signing certificate of a key version, with its issuing CA's certificate."""
+    return pki.version_certificate(ctx, caller, f"{project}/{key}", version)
+
+
+@router.get("/ca/certificate", tags=["pki"])
+def ca_certificate(ctx: Ctx, caller: Who) -> CertificateChainView:
+    """signgate's root CA certificate: the trust anchor for verifiers."""
+    return pki.root_certificate(ctx, caller)
 
 
 @router.get("/keys", tags=["keys"])

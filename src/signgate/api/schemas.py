@@ -22,6 +22,8 @@ class KeyCreate(Strict):
     rsa_padding: str = Field("pss", max_length=16, description="pss or pkcs1v15 (RSA keys)")
     rotate_every_days: int | None = Field(None, ge=1, le=36500)
     max_signatures: int | None = Field(None, ge=1, le=2**31 - 1)
+    cert_validity_days: int = Field(365, ge=1, le=36500,
+                                    description="validity of each version's certificate")
 
 
 class KeyRevoke(Strict):

@@ -31,6 +31,7 @@ class Action(enum.StrEnum):
     AUDIT_READ = "audit.read"
     READ = "read"
     INIT = "signgate.init"
+    CA_CREATE = "ca.create"
 
 
 class Outcome(enum.StrEnum):

@@ -47,15 +47,18 @@ def _describe(k: dict[str, object]) -> None:
               help="Rotate to a new version when the current one is this old.")
 @click.option("--max-signatures", type=click.IntRange(1), metavar="N",
               help="Rotate to a new version after N signatures.")
+@click.option("--cert-validity", type=click.IntRange(1, 36500), default=365, metavar="DAYS",
+              show_default=True, help="Validity of each version's code-signing certificate.")
 @client_options
 @json_option
 @handles_errors
 def create(ref: str, algorithm: str, rsa_padding: str, rotate_every: int | None,
-           max_signatures: int | None, url: str, token_file: Path | None,
+           max_signatures: int | None, cert_validity: int, url: str, token_file: Path | None,
            as_json: bool) -> None:
-    """Generate a key inside signgate."""
+    """Generate a key inside signgate (and a certificate from the project's CA)."""
     with make_client(url, token_file) as c:
-        k = c.create_key(ref, algorithm, rsa_padding, rotate_every, max_signatures)
+        k = c.create_key(ref, algorithm, rsa_padding, rotate_every, max_signatures,
+                         cert_validity)
     if as_json:
         emit_json(k)
     else:
@@ -108,6 +111,23 @@ def public(ref: str, version: int | None, url: str, token_file: Path | None,
         emit_json(p)
     else:
         click.echo(p["public_key_pem"], nl=False)
+
+
+@key.command("cert")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--version", type=click.IntRange(1), help="Version (default: current).")
+@client_options
+@json_option
+@handles_errors
+def cert(ref: str, version: int | None, url: str, token_file: Path | None,
+         as_json: bool) -> None:
+    """Print a key version's code-signing certificate and its issuing CA (PEM)."""
+    with make_client(url, token_file) as c:
+        chain = c.key_certificate(ref, version)
+    if as_json:
+        emit_json(chain)
+    else:
+        click.echo(chain["chain_pem"], nl=False)
 
 
 def _state_command(name: str, help_text: str) -> click.Command:

@@ -6,6 +6,7 @@ import click
 
 from signgate import __version__
 from signgate.cli.audit import audit
+from signgate.cli.ca import ca
 from signgate.cli.grants import grant
 from signgate.cli.identities import identity, whoami
 from signgate.cli.keys import key
@@ -24,7 +25,8 @@ def cli() -> None:
     """
 
 
-for command in (init, serve, db, project, key, identity, whoami, grant, sign, verify, audit):
+for command in (init, serve, db, project, key, identity, whoami, grant, sign, verify, audit,
+                ca):
     cli.add_command(command)
 
 

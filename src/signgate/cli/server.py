@@ -49,6 +49,7 @@ def init(data_dir: Path, admin_name: str, as_json: bool) -> None:
     admin, whose token goes to DATA_DIR/admin.token (0600)."""
     from signgate.service.bootstrap import bootstrap_admin
     from signgate.service.factory import build_context
+    from signgate.service.pki import ensure_all
 
     os.umask(0o077)  # the database holds sealed keys: owner only
     if (data_dir / ADMIN_TOKEN_FILE).exists():
@@ -67,8 +68,9 @@ def init(data_dir: Path, admin_name: str, as_json: bool) -> None:
     try:
         revision = ctx.db.upgrade()
         token = bootstrap_admin(ctx, admin_name)
+        ensure_all(ctx)  # the root CA
     finally:
-        ctx.db.dispose()
+        ctx.close()
     token_path = settings.data_dir / ADMIN_TOKEN_FILE
     _write_secret(token_path, token + "\n")
     if as_json:
@@ -92,16 +94,19 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) 
     """Run the API server (applies database migrations first)."""
     import uvicorn
 
-    from signgate.store.db import Database
+    from signgate.service.factory import build_context
+    from signgate.service.pki import ensure_all
 
     os.umask(0o077)
     settings = load_settings(data_dir)
-    settings.master_key()  # fail now, not on the first signing
-    db = Database(settings.database_url)
+    ctx = build_context(settings)  # reads the master key: fail now, not on the first signing
     try:
-        db.upgrade()
+        ctx.db.upgrade()
+        made = ensure_all(ctx)  # CAs and certificates missing from older databases
     finally:
-        db.dispose()
+        ctx.close()
+    if made:
+        click.echo(f"issued {made} missing CA or key certificates", err=True)
     os.environ["SIGNGATE_DATA_DIR"] = str(settings.data_dir)
     uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",

@@ -91,11 +91,13 @@ class SigngateClient:
     # -- keys -------------------------------------------------------------------------
     def create_key(self, ref: str, algorithm: str = "ecdsa-p256", rsa_padding: str = "pss",
                    rotate_every_days: int | None = None,
-                   max_signatures: int | None = None) -> Any:
+                   max_signatures: int | None = None,
+                   cert_validity_days: int = 365) -> Any:
         project, _, name = ref.partition("/")
         _key_path(ref)
         body = {"name": name, "algorithm": algorithm, "rsa_padding": rsa_padding,
-                "rotate_every_days": rotate_every_days, "max_signatures": max_signatures}
+                "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
+                "cert_validity_days": cert_validity_days}
         return self.request("POST", f"/api/v1/projects/{quote(project, safe='')}/keys",
                             json=body)
 
@@ -109,6 +111,13 @@ class SigngateClient:
     def public_key(self, ref: str, version: int | None = None) -> Any:
         params = {"version": version} if version is not None else None
         return self.request("GET", _key_path(ref) + "/public", params=params)
+
+    def key_certificate(self, ref: str, version: int | None = None) -> Any:
+        params = {"version": version} if version is not None else None
+        return self.request("GET", _key_path(ref) + "/certificate", params=params)
+
+    def ca_certificate(self) -> Any:
+        return self.request("GET", "/api/v1/ca/certificate")
 
     def key_action(self, ref: str, action: str) -> Any:
         return self.request("POST", f"{_key_path(ref)}/{action}")

@@ -13,6 +13,7 @@ from signgate.errors import Conflict, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, check_name
 from signgate.service.context import Caller, Context, Target, require
+from signgate.service.pki import issue_version_certificate
 from signgate.service.projects import get_project
 from signgate.service.views import KeyVersionView, KeyView, PublicKeyView
 from signgate.store.models import Identity, Key, KeyVersion, Project, VaultEntry
@@ -67,6 +68,7 @@ def key_view(session: Session, key: Key) -> KeyView:
         current_version=key.current_version,
         rotate_every_days=key.rotate_every_days,
         max_signatures=key.max_signatures,
+        cert_validity_days=key.cert_validity_days,
         created_at=key.created_at,
         compromised_at=key.compromised_at,
         revoke_reason=key.revoke_reason,
@@ -87,6 +89,8 @@ def new_version(ctx: Context, session: Session, key: Key, number: int, now: date
     session.add(version)
     if generated.sealed is not None:
         session.add(VaultEntry(uri=generated.uri, sealed=generated.sealed))
+    session.flush()
+    issue_version_certificate(ctx, session, key, version, now)
     return version
 
 
@@ -129,6 +133,7 @@ def create(
     rsa_padding: str = "pss",
     rotate_every_days: int | None = None,
     max_signatures: int | None = None,
+    cert_validity_days: int = 365,
 ) -> KeyView:
     project_name, name = split_ref(ref)
 
@@ -137,6 +142,8 @@ def create(
         padding = RsaPadding.parse(rsa_padding)
         if rotate_every_days is not None and not 1 <= rotate_every_days <= MAX_ROTATE_DAYS:
             raise InvalidInput(f"--rotate-every must be 1 to {MAX_ROTATE_DAYS} days")
+        if not 1 <= cert_validity_days <= MAX_ROTATE_DAYS:
+            raise InvalidInput(f"--cert-validity must be 1 to {MAX_ROTATE_DAYS} days")
         if max_signatures is not None and not 1 <= max_signatures <= MAX_SIGNATURE_LIMIT:
             raise InvalidInput(f"--max-signatures must be 1 to {MAX_SIGNATURE_LIMIT}")
         d = decide.may_manage(actor, project_name)
@@ -152,6 +159,7 @@ def create(
             project_id=project.id, name=name, algorithm=alg.value, rsa_padding=padding.value,
             state=KeyState.ACTIVE.value, rotate_every_days=rotate_every_days,
             max_signatures=max_signatures, current_version=1, created_at=now,
+            cert_validity_days=cert_validity_days,
         )
         key.project = project
         session.add(key)

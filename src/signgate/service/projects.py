@@ -10,6 +10,7 @@ from signgate.errors import Conflict, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, check_name
 from signgate.service.context import Caller, Context, Target, require
+from signgate.service.pki import ensure_issuing_ca
 from signgate.service.views import ProjectView
 from signgate.store.models import Identity, Key, Project
 
@@ -41,6 +42,7 @@ def create(ctx: Context, caller: Caller, name: str) -> ProjectView:
         session.flush()
         ctx.record(session, Record(actor.name, Action.PROJECT_CREATE, Outcome.ALLOWED,
                                    name, project=name))
+        ensure_issuing_ca(ctx, session, project, actor.name)
         return ProjectView(project.name, project.created_at, project.created_by, 0)
 
     return ctx.write(caller, Target(Action.PROJECT_CREATE, name, project=name), run)

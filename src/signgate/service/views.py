@@ -35,6 +35,7 @@ class KeyView:
     current_version: int
     rotate_every_days: int | None
     max_signatures: int | None
+    cert_validity_days: int
     created_at: datetime
     compromised_at: datetime | None
     revoke_reason: str | None
@@ -146,3 +147,14 @@ class WhoAmI:
     name: str
     kind: str
     grants: list[str]
+
+
+@dataclass(frozen=True)
+class CertificateChainView:
+    subject: str
+    serial: str
+    sha256: str
+    not_before: datetime
+    not_after: datetime
+    pem: str
+    chain_pem: str  # the certificate, then its issuing CA's (PEM)

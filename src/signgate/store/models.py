@@ -54,6 +54,7 @@ class Key(Base):
     compromised_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cert_validity_days: Mapped[int] = mapped_column(Integer, default=365)
 
     project: Mapped[Project] = relationship(back_populates="keys")
     versions: Mapped[list[KeyVersion]] = relationship(
@@ -84,6 +85,46 @@ class VaultEntry(Base):
 
     uri: Mapped[str] = mapped_column(String(255), primary_key=True)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Authority(Base):
+    """A CA of signgate's own: the root, or a project's issuing CA. Its key is in the key
+    store (URI + public key here, like a signing key version)."""
+
+    __tablename__ = "authorities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), nullable=True,
+                                                   unique=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    key_uri: Mapped[str] = mapped_column(String(255), unique=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Certificate(Base):
+    """Every certificate signgate issued: CA certificates and one per key version."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(40), unique=True)
+    profile: Mapped[str] = mapped_column(String(16))
+    issuer_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"), nullable=True)
+    authority_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"),
+                                                     nullable=True, index=True)
+    key_version_id: Mapped[int | None] = mapped_column(ForeignKey("key_versions.id"),
+                                                       nullable=True, index=True)
+    subject: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    invalidity_date: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Identity(Base):

@@ -1,0 +1,233 @@
+"""signgate's own CA hierarchy: a root, one issuing CA per project, a certificate for
+every key version. CA keys live in the key store and sign only through its primitive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asn1crypto import x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from signgate.audit.model import Action, Outcome, Record
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
+from signgate.errors import NotFound
+from signgate.keystore.base import KeyHandle
+from signgate.pki import certs
+from signgate.policy.model import Actor
+from signgate.service.context import Caller, Context, Target
+from signgate.service.views import CertificateChainView
+from signgate.store.models import Authority, Certificate, Key, KeyVersion, Project, VaultEntry
+
+CA_ALGORITHM = KeyAlgorithm.ECDSA_P384
+ROOT_YEARS = 20
+ISSUING_YEARS = 10
+ROOT = "root"
+ISSUING = "issuing"
+
+
+@dataclass(frozen=True)
+class StoreSigner:
+    """A :class:`certs.TbsSigner` over a key in signgate's key store."""
+
+    ctx: Context
+    session: Session
+    uri: str
+    algorithm: KeyAlgorithm
+    rsa_padding: RsaPadding = RsaPadding.PKCS1V15
+
+    def sign_digest(self, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+        uri, session = self.uri, self.session
+
+        def load() -> bytes:
+            entry = session.get(VaultEntry, uri)
+            return b"" if entry is None else entry.sealed
+
+        handle = KeyHandle(uri, self.algorithm, self.rsa_padding, load)
+        return self.ctx.keystores.sign(handle, digest_algorithm, digest)
+
+
+def _years(start: datetime, years: int) -> datetime:
+    return start + timedelta(days=365 * years + years // 4)
+
+
+def _store(session: Session, cert: x509.Certificate, profile: certs.Profile, now: datetime,
+           issuer: Authority | None, authority: Authority | None = None,
+           version: KeyVersion | None = None) -> Certificate:
+    der = cert.dump()
+    validity = cert["tbs_certificate"]["validity"]
+    row = Certificate(
+        serial=format(cert.serial_number, "x"), profile=profile.value,
+        issuer_id=issuer.id if issuer else None,
+        authority_id=authority.id if authority else None,
+        key_version_id=version.id if version else None,
+        subject=cert.subject.human_friendly, not_before=validity["not_before"].native,
+        not_after=validity["not_after"].native, der=der, sha256=certs.fingerprint(der),
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _new_authority(ctx: Context, session: Session, kind: str, project: Project | None,
+                   now: datetime) -> Authority:
+    generated = ctx.keystores.default.generate(CA_ALGORITHM)
+    if generated.sealed is not None:
+        session.add(VaultEntry(uri=generated.uri, sealed=generated.sealed))
+    authority = Authority(kind=kind, project_id=project.id if project else None,
+                          algorithm=CA_ALGORITHM.value, key_uri=generated.uri,
+                          public_key_pem=generated.public_key_pem, created_at=now)
+    session.add(authority)
+    session.flush()
+    return authority
+
+
+def _signer(ctx: Context, session: Session, authority: Authority) -> StoreSigner:
+    return StoreSigner(ctx, session, authority.key_uri, KeyAlgorithm(authority.algorithm))
+
+
+def authority_certificate(session: Session, authority: Authority) -> Certificate:
+    row = session.execute(
+        select(Certificate).where(Certificate.authority_id == authority.id)
+        .order_by(Certificate.id.desc())
+    ).scalars().first()
+    if row is None:
+        raise NotFound("the CA has no certificate")
+    return row
+
+
+def root(session: Session) -> Authority | None:
+    return session.execute(
+        select(Authority).where(Authority.kind == ROOT)
+    ).scalar_one_or_none()
+
+
+def ensure_root(ctx: Context, session: Session, actor: str = "signgate") -> Authority:
+    """The root CA, created (key in the key store, self-signed certificate) if missing."""
+    existing = root(session)
+    if existing is not None:
+        return existing
+    now = ctx.clock.now()
+    authority = _new_authority(ctx, session, ROOT, None, now)
+    spec = certs.CertificateSpec(
+        certs.Profile.ROOT, certs.name(ctx.settings.organization, "signgate root CA"),
+        authority.public_key_pem, now - timedelta(minutes=5), _years(now, ROOT_YEARS))
+    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, authority)))
+    row = _store(session, cert, certs.Profile.ROOT, now, authority, authority)
+    ctx.record(session, Record(actor, Action.CA_CREATE, Outcome.ALLOWED, "root CA",
+                               details={"serial": row.serial, "sha256": row.sha256,
+                                        "key_uri": authority.key_uri}), now)
+    return authority
+
+
+def ensure_issuing_ca(ctx: Context, session: Session, project: Project,
+                      actor: str = "signgate") -> Authority:
+    """The project's issuing CA (pathLen 0, codeSigning only), created if missing."""
+    existing = session.execute(
+        select(Authority).where(Authority.project_id == project.id)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    parent = ensure_root(ctx, session, actor)
+    parent_cert = certs.load_der(authority_certificate(session, parent).der)
+    now = ctx.clock.now()
+    authority = _new_authority(ctx, session, ISSUING, project, now)
+    parent_end = parent_cert["tbs_certificate"]["validity"]["not_after"].native
+    spec = certs.CertificateSpec(
+        certs.Profile.ISSUING,
+        certs.name(ctx.settings.organization, f"signgate {project.name} issuing CA",
+                   project.name),
+        authority.public_key_pem, now - timedelta(minutes=5),
+        min(_years(now, ISSUING_YEARS), parent_end),
+        crl_url=f"{ctx.settings.public_url}/crl/root.crl")
+    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, parent), parent_cert))
+    row = _store(session, cert, certs.Profile.ISSUING, now, parent, authority)
+    ctx.record(session, Record(actor, Action.CA_CREATE, Outcome.ALLOWED,
+                               f"{project.name} issuing CA", project=project.name,
+                               details={"serial": row.serial, "sha256": row.sha256,
+                                        "key_uri": authority.key_uri}), now)
+    return authority
+
+
+def issue_version_certificate(ctx: Context, session: Session, key: Key, version: KeyVersion,
+                              now: datetime, actor: str = "signgate") -> Certificate:
+    """The code-signing certificate of one key version, issued by its project's CA."""
+    project = key.project
+    ca = ensure_issuing_ca(ctx, session, project, actor)
+    ca_cert = certs.load_der(authority_certificate(session, ca).der)
+    ca_end = ca_cert["tbs_certificate"]["validity"]["not_after"].native
+    spec = certs.CertificateSpec(
+        certs.Profile.CODE_SIGNING,
+        certs.name(ctx.settings.organization, f"{project.name}/{key.name} v{version.version}",
+                   project.name),
+        version.public_key_pem, now - timedelta(minutes=5),
+        min(now + timedelta(days=key.cert_validity_days), ca_end),
+        crl_url=f"{ctx.settings.public_url}/crl/{project.name}.crl")
+    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, ca), ca_cert))
+    return _store(session, cert, certs.Profile.CODE_SIGNING, now, ca, version=version)
+
+
+def ensure_all(ctx: Context) -> int:
+    """Bring an installation up to the PKI: root, issuing CAs and version certificates that
+    are missing (databases created before the PKI existed). Returns how many were made."""
+    made = 0
+    with ctx.transaction() as session:
+        if root(session) is None:
+            ensure_root(ctx, session)
+            made += 1
+        for project in session.execute(select(Project)).scalars():
+            has_ca = session.execute(
+                select(Authority.id).where(Authority.project_id == project.id)).first()
+            if not has_ca:
+                ensure_issuing_ca(ctx, session, project)
+                made += 1
+        missing = session.execute(
+            select(KeyVersion).outerjoin(Certificate,
+                                         Certificate.key_version_id == KeyVersion.id)
+            .where(Certificate.id.is_(None))
+        ).scalars().all()
+        for version in missing:
+            issue_version_certificate(ctx, session, version.key, version, ctx.clock.now())
+            made += 1
+    return made
+
+
+def root_certificate(ctx: Context, caller: Caller) -> CertificateChainView:
+    def run(session: Session, _actor: Actor) -> CertificateChainView:
+        authority = root(session)
+        if authority is None:
+            raise NotFound("signgate has no root CA yet (run 'signgate serve' once)")
+        row = authority_certificate(session, authority)
+        return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
+                                    not_before=row.not_before, not_after=row.not_after,
+                                    pem=certs.to_pem(row.der), chain_pem=certs.to_pem(row.der))
+
+    return ctx.read(caller, Target(Action.READ, "root CA"), run)
+
+
+def version_certificate(ctx: Context, caller: Caller, ref: str,
+                        version: int | None = None) -> CertificateChainView:
+    from signgate.service.keys import get_version, split_ref, visible_key
+
+    project, name = split_ref(ref)
+
+    def run(session: Session, actor: Actor) -> CertificateChainView:
+        key = visible_key(session, actor, project, name)
+        v = get_version(session, key, version)
+        row = session.execute(
+            select(Certificate).where(Certificate.key_version_id == v.id)
+            .order_by(Certificate.id.desc())
+        ).scalars().first()
+        if row is None or row.issuer_id is None:
+            raise NotFound(f"{ref} version {v.version} has no certificate")
+        issuer = session.get(Authority, row.issuer_id)
+        assert issuer is not None
+        ca_row = authority_certificate(session, issuer)
+        return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
+                                    not_before=row.not_before, not_after=row.not_after,
+                                    pem=certs.to_pem(row.der),
+                                    chain_pem=certs.to_pem(row.der) + certs.to_pem(ca_row.der))
+
+    return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
