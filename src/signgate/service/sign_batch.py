@@ -89,6 +89,7 @@ ADD_SIGNATURES = (
 INSERT_SIGNATURE = insert(table(SignatureRecord))
 
 MAX_BATCH = 256
+MAX_CACHED = 4096
 MAX_ARTIFACT_NAME = 1024
 MAX_METADATA_BYTES = 8192
 RAW_FORMAT = "raw"
@@ -166,11 +167,13 @@ class _Cache:
     """
 
     head_seq: int = -1
-    actors: dict[str, tuple[int, Actor] | None] = field(default_factory=dict)
-    keys: dict[str, _KeyState | None] = field(default_factory=dict)
+    actors: dict[str, tuple[int, Actor]] = field(default_factory=dict)
+    keys: dict[str, _KeyState] = field(default_factory=dict)
 
     def valid_at(self, head_seq: int) -> bool:
-        if head_seq != self.head_seq:
+        # Only what exists is cached, and only so much of it: unknown tokens or key names
+        # sent in bulk cannot grow the cache.
+        if head_seq != self.head_seq or len(self.actors) + len(self.keys) > MAX_CACHED:
             self.clear()
             return False
         return True
@@ -197,32 +200,31 @@ class _Batch:
         if not caller.token:
             raise AuthenticationFailed()
         h = token_hash(caller.token)
-        if h not in self.actors:
+        found = self.actors.get(h)
+        if found is None:
             row = self.conn.execute(IDENTITY_BY_TOKEN, {"token_hash": h}).first()
             if row is None:
-                self.actors[h] = None
-            else:
-                grants = self.conn.execute(GRANTS_OF, {"identity_id": row.id}).all()
-                self.actors[h] = (row.id, Actor(row.name, row.enabled, tuple(
-                    Grant(Role(role), Scope.parse(scope)) for role, scope in grants)))
-        found = self.actors[h]
-        if found is None:
-            raise AuthenticationFailed()
+                raise AuthenticationFailed()
+            grants = self.conn.execute(GRANTS_OF, {"identity_id": row.id}).all()
+            found = (row.id, Actor(row.name, row.enabled, tuple(
+                Grant(Role(role), Scope.parse(scope)) for role, scope in grants)))
+            self.actors[h] = found
         return found
 
     def key(self, project: str, name: str) -> _KeyState:
         ref = f"{project}/{name}"
-        if ref not in self.keys:
+        state = self.keys.get(ref)
+        if state is None:
             row = self.conn.execute(CURRENT_KEY, {"project": project, "key": name}).first()
-            self.keys[ref] = None if row is None else _KeyState(
+            if row is None:
+                raise NotFound(f"no key {ref}")
+            state = _KeyState(
                 row.id, KeyAlgorithm(row.algorithm), RsaPadding(row.rsa_padding),
                 KeyState(row.state), row.rotate_every_days, row.max_signatures, row.vid,
                 row.version, row.uri, row.created_at,
                 row.signature_count + self.counts.get(row.vid, 0),
             )
-        state = self.keys[ref]
-        if state is None:
-            raise NotFound(f"no key {ref}")
+            self.keys[ref] = state
         return state
 
     def sealed_loader(self, uri: str) -> bytes:
