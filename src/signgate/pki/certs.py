@@ -66,8 +66,15 @@ def new_serial() -> int:
     return secrets.randbits(127) | 1
 
 
+def _second(value: datetime) -> datetime:
+    """UTC, whole seconds: what an X.509 time can hold (RFC 5280 §4.1.2.5)."""
+    if value.tzinfo is None:
+        raise InvalidInput("certificate times must carry a time zone")
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
 def x509_time(value: datetime) -> x509.Time:
-    value = value.astimezone(UTC).replace(microsecond=0)
+    value = _second(value)
     if value < _UTC_TIME_LIMIT:
         return x509.Time({"utc_time": value})
     return x509.Time({"general_time": value})
@@ -150,7 +157,7 @@ def _extensions(spec: CertificateSpec, info: keys.PublicKeyInfo,
 
 def issue(spec: CertificateSpec, issuer: Issuer) -> x509.Certificate:
     """Build the TBSCertificate for ``spec`` and have ``issuer`` sign it."""
-    if spec.not_after <= spec.not_before:
+    if _second(spec.not_after) <= _second(spec.not_before):
         raise InvalidInput("a certificate must end after it begins")
     info = public_key_info(spec.public_key_pem)
     if issuer.certificate is None:
