@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from signgate import __version__
 from signgate.api import problems
 from signgate.api.limits import BodyLimit
+from signgate.api.routes import public as public_router
 from signgate.api.routes import router
 from signgate.errors import Unavailable
 from signgate.service.context import Context
@@ -29,6 +30,7 @@ def create_app(ctx: Context) -> Any:
     app.state.context = ctx
     problems.install(app)
     app.include_router(router)
+    app.include_router(public_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

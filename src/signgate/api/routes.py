@@ -17,6 +17,7 @@ from signgate.api.schemas import (
     SignRequest,
     VerifyRequest,
 )
+from signgate.policy.model import check_name
 from signgate.service import audit, grants, identities, keys, pki, projects, signing
 from signgate.service.views import (
     AuditPage,
@@ -34,6 +35,7 @@ from signgate.service.views import (
 )
 
 router = APIRouter(prefix="/api/v1")
+public = APIRouter()  # no token: verifiers fetch CRLs anonymously
 KEY = "/projects/{project}/keys/{key}"
 
 
@@ -209,3 +211,21 @@ def audit_verify(ctx: Ctx, caller: Who, response: Response) -> AuditVerifyView:
     if not result.ok:
         response.headers["X-Signgate-Audit"] = "broken"
     return result
+
+
+CRL_MEDIA_TYPE = "application/pkix-crl"
+
+
+@public.get("/crl/{project}.crl", tags=["pki"], response_class=Response,
+            responses={200: {"content": {CRL_MEDIA_TYPE: {}}}})
+def project_crl(project: str, ctx: Ctx) -> Response:
+    """The CRL (DER) of a project's issuing CA; re-issued before its nextUpdate."""
+    check_name("project", project)
+    return Response(pki.current_crl(ctx, project), media_type=CRL_MEDIA_TYPE)
+
+
+@public.get("/ca/root.crl", tags=["pki"], response_class=Response,
+            responses={200: {"content": {CRL_MEDIA_TYPE: {}}}})
+def root_crl(ctx: Ctx) -> Response:
+    """The root CA's CRL (DER): revoked issuing CAs."""
+    return Response(pki.current_crl(ctx, None), media_type=CRL_MEDIA_TYPE)

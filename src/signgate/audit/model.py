@@ -32,6 +32,8 @@ class Action(enum.StrEnum):
     READ = "read"
     INIT = "signgate.init"
     CA_CREATE = "ca.create"
+    CRL_PUBLISH = "crl.publish"
+    CERT_REVOKE = "certificate.revoke"
 
 
 class Outcome(enum.StrEnum):

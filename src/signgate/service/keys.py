@@ -13,7 +13,7 @@ from signgate.errors import Conflict, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, check_name
 from signgate.service.context import Caller, Context, Target, require
-from signgate.service.pki import issue_version_certificate
+from signgate.service.pki import issue_version_certificate, revoke_key_certificates
 from signgate.service.projects import get_project
 from signgate.service.views import KeyVersionView, KeyView, PublicKeyView
 from signgate.store.models import Identity, Key, KeyVersion, Project, VaultEntry
@@ -298,6 +298,7 @@ def revoke(
                     "reason": reason}),
             now,
         )
+        revoke_key_certificates(ctx, session, key, compromised_at, actor.name)
         return key_view(session, key)
 
     return ctx.write(caller, Target(Action.KEY_REVOKE, ref, project, ref), run)

@@ -14,13 +14,25 @@ from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import NotFound
 from signgate.keystore.base import KeyHandle
-from signgate.pki import certs
+from signgate.pki import certs, crl
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target
 from signgate.service.views import CertificateChainView
-from signgate.store.models import Authority, Certificate, Key, KeyVersion, Project, VaultEntry
+from signgate.store.models import (
+    Authority,
+    Certificate,
+    Key,
+    KeyVersion,
+    Project,
+    RevocationList,
+    VaultEntry,
+)
 
 CA_ALGORITHM = KeyAlgorithm.ECDSA_P384
+# CRLs are valid a week and re-issued when less than a day of that is left (or at once
+# on a revocation), so a verifier that caches one is never more than a week behind.
+CRL_LIFETIME = timedelta(days=7)
+CRL_REFRESH = timedelta(days=1)
 ROOT_YEARS = 20
 ISSUING_YEARS = 10
 ROOT = "root"
@@ -141,7 +153,7 @@ def ensure_issuing_ca(ctx: Context, session: Session, project: Project,
                    project.name),
         authority.public_key_pem, now - timedelta(minutes=5),
         min(_years(now, ISSUING_YEARS), parent_end),
-        crl_url=f"{ctx.settings.public_url}/crl/root.crl")
+        crl_url=f"{ctx.settings.public_url}/ca/root.crl")
     cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, parent), parent_cert))
     row = _store(session, cert, certs.Profile.ISSUING, now, parent, authority)
     ctx.record(session, Record(actor, Action.CA_CREATE, Outcome.ALLOWED,
@@ -231,3 +243,96 @@ def version_certificate(ctx: Context, caller: Caller, ref: str,
                                     chain_pem=certs.to_pem(row.der) + certs.to_pem(ca_row.der))
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
+
+
+def publish_crl(ctx: Context, session: Session, authority: Authority,
+                actor: str = "signgate") -> RevocationList:
+    """Sign and store the next CRL of ``authority`` listing every certificate it revoked."""
+    now = ctx.clock.now()
+    last = session.execute(
+        select(RevocationList.number).where(RevocationList.authority_id == authority.id)
+        .order_by(RevocationList.number.desc())
+    ).scalars().first()
+    number = (last or 0) + 1
+    revoked = session.execute(
+        select(Certificate).where(Certificate.issuer_id == authority.id,
+                                  Certificate.revoked_at.is_not(None))
+    ).scalars().all()
+    entries = [crl.Revoked(int(c.serial, 16), c.revoked_at or now,
+                           c.revocation_reason or "unspecified", c.invalidity_date)
+               for c in revoked]
+    ca_cert = certs.load_der(authority_certificate(session, authority).der)
+    built = crl.build(certs.Issuer(_signer(ctx, session, authority), ca_cert), entries,
+                      number, now, now + CRL_LIFETIME)
+    row = RevocationList(authority_id=authority.id, number=number, this_update=now,
+                         next_update=now + CRL_LIFETIME, der=built.dump())
+    session.add(row)
+    session.flush()
+    project = session.get(Project, authority.project_id) if authority.project_id else None
+    ctx.record(session, Record(actor, Action.CRL_PUBLISH, Outcome.ALLOWED,
+                               f"{project.name if project else 'root'} CRL {number}",
+                               project=project.name if project else None,
+                               details={"number": number, "revoked": len(entries),
+                                        "next_update": row.next_update.isoformat()}), now)
+    return row
+
+
+def revoke_key_certificates(ctx: Context, session: Session, key: Key,
+                            compromised_at: datetime, actor: str) -> list[str]:
+    """Revoke the certificates of every version of ``key`` (reason keyCompromise,
+    invalidityDate = the compromise time) and publish the project's new CRL."""
+    now = ctx.clock.now()
+    rows = session.execute(
+        select(Certificate).join(KeyVersion, Certificate.key_version_id == KeyVersion.id)
+        .where(KeyVersion.key_id == key.id, Certificate.revoked_at.is_(None))
+    ).scalars().all()
+    for row in rows:
+        row.revoked_at = now
+        row.revocation_reason = "key_compromise"
+        row.invalidity_date = compromised_at
+    session.flush()
+    ref = f"{key.project.name}/{key.name}"
+    serials = [r.serial for r in rows]
+    ctx.record(session, Record(actor, Action.CERT_REVOKE, Outcome.ALLOWED, ref,
+                               key.project.name, ref,
+                               {"serials": serials, "reason": "key_compromise",
+                                "invalidity_date": compromised_at.isoformat()}), now)
+    publish_crl(ctx, session, ensure_issuing_ca(ctx, session, key.project, actor), actor)
+    return serials
+
+
+def _authority_named(session: Session, project: str | None) -> Authority | None:
+    if project is None:
+        return root(session)
+    return session.execute(
+        select(Authority).join(Project, Authority.project_id == Project.id)
+        .where(Project.name == project)
+    ).scalar_one_or_none()
+
+
+def current_crl(ctx: Context, project: str | None) -> bytes:
+    """The newest CRL of the root (``project`` None) or of a project's CA, re-issued first
+    when it is missing or close to its nextUpdate. Public: verifiers fetch CRLs without
+    credentials."""
+    refresh_before = ctx.clock.now() + CRL_REFRESH
+    with ctx.db.read() as session:
+        authority = _authority_named(session, project)
+        if authority is None:
+            raise NotFound(f"no CRL for {project or 'root'}")
+        latest = _latest_crl(session, authority)
+        if latest is not None and latest.next_update > refresh_before:
+            return latest.der
+    with ctx.transaction() as session:
+        authority = _authority_named(session, project)
+        assert authority is not None
+        latest = _latest_crl(session, authority)  # another node may have just done it
+        if latest is None or latest.next_update <= refresh_before:
+            latest = publish_crl(ctx, session, authority)
+        return latest.der
+
+
+def _latest_crl(session: Session, authority: Authority) -> RevocationList | None:
+    return session.execute(
+        select(RevocationList).where(RevocationList.authority_id == authority.id)
+        .order_by(RevocationList.number.desc())
+    ).scalars().first()

@@ -127,6 +127,20 @@ class Certificate(Base):
     invalidity_date: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class RevocationList(Base):
+    """Every CRL a CA published; the newest per authority is served."""
+
+    __tablename__ = "crls"
+    __table_args__ = (UniqueConstraint("authority_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Identity(Base):
     __tablename__ = "identities"
 
