@@ -9,6 +9,7 @@ key ``master.key`` (mode 0600) and the bootstrap admin's ``admin.token`` (0600).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,10 @@ ADMIN_TOKEN_FILE = "admin.token"
 DEFAULT_DATA_DIR = "signgate-data"
 DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+# The policy under which the time-stamp authority issues tokens (RFC 3161 TSTInfo.policy).
+# An arc under a Private Enterprise Number; set your own organisation's OID in config.toml.
+DEFAULT_TSA_POLICY_OID = "1.3.6.1.4.1.59544.1.1"
+_OID = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]*))+")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     organization: str = "signgate"
     public_url: str = DEFAULT_PUBLIC_URL
+    tsa_policy_oid: str = DEFAULT_TSA_POLICY_OID
+    tsa_accuracy_seconds: int = 1
+    one_time_cert_minutes: int = 10
 
     @property
     def master_key_path(self) -> Path:
@@ -74,8 +82,28 @@ def load_settings(data_dir: Path) -> Settings:
     public_url = values.get("public_url", DEFAULT_PUBLIC_URL)
     if not isinstance(public_url, str) or not public_url.startswith(("http://", "https://")):
         raise ConfigError(f"{cfg}: public_url must be an http(s) URL")
+    policy = values.get("tsa_policy_oid", DEFAULT_TSA_POLICY_OID)
+    if not isinstance(policy, str) or not valid_oid(policy):
+        raise ConfigError(f"{cfg}: tsa_policy_oid must be a dotted OID such as "
+                          f"{DEFAULT_TSA_POLICY_OID}")
+    accuracy = values.get("tsa_accuracy_seconds", 1)
+    if isinstance(accuracy, bool) or not isinstance(accuracy, int) or not 1 <= accuracy <= 60:
+        raise ConfigError(f"{cfg}: tsa_accuracy_seconds must be an integer from 1 to 60")
+    one_time = values.get("one_time_cert_minutes", 10)
+    if isinstance(one_time, bool) or not isinstance(one_time, int) or not 1 <= one_time <= 1440:
+        raise ConfigError(f"{cfg}: one_time_cert_minutes must be an integer from 1 to 1440")
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
-                    organization=org, public_url=public_url.rstrip("/"))
+                    organization=org, public_url=public_url.rstrip("/"),
+                    tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
+                    one_time_cert_minutes=one_time)
+
+
+def valid_oid(text: str) -> bool:
+    """A dotted OID (X.660): arcs 0-2 first, then below 40 under 0 and 1."""
+    if not _OID.fullmatch(text):
+        return False
+    first, second = text.split(".")[:2]
+    return first == "2" or int(second) < 40
 
 
 def default_config_text() -> str:
@@ -87,4 +115,8 @@ def default_config_text() -> str:
         "organization = \"signgate\"\n"
         "# Where clients and verifiers reach this server (CRL URLs in certificates).\n"
         f"public_url = \"{DEFAULT_PUBLIC_URL}\"\n"
+        "# The time-stamp authority (POST /tsa, RFC 3161): the policy OID its tokens name\n"
+        "# (use an arc of your organisation's own) and the accuracy it claims, in seconds.\n"
+        f"# tsa_policy_oid = \"{DEFAULT_TSA_POLICY_OID}\"\n"
+        "# tsa_accuracy_seconds = 1\n"
     )

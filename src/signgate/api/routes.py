@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from signgate.api.deps import Ctx, Who
 from signgate.api.schemas import (
+    CertificateImport,
     GrantBody,
     IdentityCreate,
     KeyCreate,
@@ -18,7 +19,16 @@ from signgate.api.schemas import (
     VerifyRequest,
 )
 from signgate.policy.model import check_name
-from signgate.service import audit, grants, identities, keys, pki, projects, signing
+from signgate.service import (
+    audit,
+    certificates,
+    grants,
+    identities,
+    keys,
+    pki,
+    projects,
+    signing,
+)
 from signgate.service.views import (
     AuditPage,
     AuditVerifyView,
@@ -62,7 +72,8 @@ def show_project(project: str, ctx: Ctx, caller: Who) -> ProjectView:
 @router.post("/projects/{project}/keys", status_code=201, tags=["keys"])
 def create_key(project: str, body: KeyCreate, ctx: Ctx, caller: Who) -> KeyView:
     return keys.create(ctx, caller, f"{project}/{body.name}", body.algorithm, body.rsa_padding,
-                       body.rotate_every_days, body.max_signatures, body.cert_validity_days)
+                       body.rotate_every_days, body.max_signatures, body.cert_validity_days,
+                       body.require_timestamp, body.one_time)
 
 
 @router.get(KEY + "/certificate", tags=["keys", "pki"])
@@ -72,6 +83,23 @@ def key_certificate(
 ) -> CertificateChainView:
     """The code-signing certificate of a key version, with its issuing CA's certificate."""
     return pki.version_certificate(ctx, caller, f"{project}/{key}", version)
+
+
+@router.post(KEY + "/csr", tags=["keys", "pki"])
+def key_csr(
+    project: str, key: str, ctx: Ctx, caller: Who,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> certificates.CsrView:
+    """A PKCS#10 request for a key version, signed through the key store (for another CA)."""
+    return certificates.csr(ctx, caller, f"{project}/{key}", version)
+
+
+@router.post(KEY + "/certificate", status_code=201, tags=["keys", "pki"])
+def import_certificate(project: str, key: str, body: CertificateImport, ctx: Ctx,
+                       caller: Who) -> CertificateChainView:
+    """Attach a chain issued by another CA; checked against the key and for codeSigning."""
+    return certificates.import_chain(ctx, caller, f"{project}/{key}", body.chain_pem,
+                                     body.version)
 
 
 @router.get("/ca/certificate", tags=["pki"])
@@ -125,7 +153,8 @@ def revoke_key(project: str, key: str, body: KeyRevoke, ctx: Ctx, caller: Who) -
 async def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who) -> SignResult:
     """Sign a digest. Returns once the signature's audit entry is committed."""
     return await signing.sign_async(ctx, caller, f"{project}/{key}", body.digest_algorithm,
-                                    body.digest, body.artifact_name, body.metadata)
+                                    body.digest, body.artifact_name, body.metadata,
+                                    body.timestamp)
 
 
 @router.post(KEY + "/verify", tags=["signing"])

@@ -24,6 +24,10 @@ class KeyCreate(Strict):
     max_signatures: int | None = Field(None, ge=1, le=2**31 - 1)
     cert_validity_days: int = Field(365, ge=1, le=36500,
                                     description="validity of each version's certificate")
+    require_timestamp: bool = Field(False, description="refuse to hand out any signature "
+                                    "that is not timestamped (the server timestamps it)")
+    one_time: bool = Field(False, description="a fresh key pair and short-lived certificate "
+                           "for every signing, destroyed right after")
 
 
 class KeyRevoke(Strict):
@@ -47,9 +51,15 @@ class SignRequest(Strict):
     digest: str = Field(max_length=128, description="hex digest of the artifact")
     artifact_name: str = Field(max_length=1024)
     metadata: dict[str, str] = Field(default_factory=dict)
+    timestamp: bool = Field(False, description="add an RFC 3161 timestamp over the signature")
 
 
 class VerifyRequest(Strict):
     digest_algorithm: str = Field("sha256", max_length=16)
     digest: str = Field(max_length=128)
     signature: str = Field(max_length=4096, description="base64 signature")
+
+
+class CertificateImport(Strict):
+    chain_pem: str = Field(max_length=65536, description="leaf first, then its issuers (PEM)")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="default: current")

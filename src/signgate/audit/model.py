@@ -32,8 +32,12 @@ class Action(enum.StrEnum):
     READ = "read"
     INIT = "signgate.init"
     CA_CREATE = "ca.create"
+    TSA_CREATE = "tsa.create"
+    TIMESTAMP = "timestamp.issue"
     CRL_PUBLISH = "crl.publish"
     CERT_REVOKE = "certificate.revoke"
+    CERT_REQUEST = "certificate.request"
+    CERT_IMPORT = "certificate.import"
 
 
 class Outcome(enum.StrEnum):

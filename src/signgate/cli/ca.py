@@ -1,4 +1,4 @@
-"""signgate ca cert"""
+"""signgate ca cert, signgate ca tsa-cert"""
 
 from __future__ import annotations
 
@@ -27,3 +27,17 @@ def cert(url: str, token_file: Path | None, as_json: bool) -> None:
         emit_json(root)
     else:
         click.echo(root["pem"], nl=False)
+
+
+@ca.command("tsa-cert")
+@client_options
+@json_option
+@handles_errors
+def tsa_cert(url: str, token_file: Path | None, as_json: bool) -> None:
+    """Print the time-stamp authority's certificate (PEM), issued by the root CA."""
+    with make_client(url, token_file) as c:
+        tsa = c.tsa_certificate()
+    if as_json:
+        emit_json(tsa)
+    else:
+        click.echo(tsa["pem"], nl=False)

@@ -9,6 +9,7 @@ import click
 from signgate.cli.common import client_options, make_client
 from signgate.cli.output import emit_json, handles_errors, json_option, table
 from signgate.clock import parse_time
+from signgate.errors import InvalidInput
 
 ALGORITHMS = ["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072", "rsa-4096"]
 
@@ -28,6 +29,10 @@ def _describe(k: dict[str, object]) -> None:
         click.echo(f"rotate     every {k['rotate_every_days']} days")
     if k["max_signatures"]:
         click.echo(f"limit      {k['max_signatures']} signatures per version")
+    if k["require_timestamp"]:
+        click.echo("timestamp  required on every signature")
+    if k["one_time"]:
+        click.echo("one-time   a fresh key pair and certificate for every signing")
     if k["compromised_at"]:
         click.echo(f"compromised {k['compromised_at']}  ({k['revoke_reason'] or 'no reason'})")
     versions = k["versions"]
@@ -49,18 +54,27 @@ def _describe(k: dict[str, object]) -> None:
               help="Rotate to a new version after N signatures.")
 @click.option("--cert-validity", type=click.IntRange(1, 36500), default=365, metavar="DAYS",
               show_default=True, help="Validity of each version's code-signing certificate.")
+@click.option("--require-timestamp", is_flag=True,
+              help="Every signature with this key is timestamped by the server; none is "
+                   "handed out without one.")
+@click.option("--one-time", is_flag=True,
+              help="No long-lived key pair: each signing gets a fresh key and a short-lived "
+                   "certificate, destroyed before the response leaves.")
 @client_options
 @json_option
 @handles_errors
 def create(ref: str, algorithm: str, rsa_padding: str, rotate_every: int | None,
-           max_signatures: int | None, cert_validity: int, url: str, token_file: Path | None,
-           as_json: bool) -> None:
+           max_signatures: int | None, cert_validity: int, require_timestamp: bool,
+           one_time: bool, url: str, token_file: Path | None, as_json: bool) -> None:
     """Generate a key inside signgate (and a certificate from the project's CA)."""
     with make_client(url, token_file) as c:
         k = c.create_key(ref, algorithm, rsa_padding, rotate_every, max_signatures,
-                         cert_validity)
+                         cert_validity, require_timestamp, one_time)
     if as_json:
         emit_json(k)
+    elif k["one_time"]:
+        click.echo(f"created one-time key {k['ref']} ({k['algorithm']}: a new key pair for "
+                   "every signing)")
     else:
         click.echo(f"created key {k['ref']} ({k['algorithm']}, version 1)")
 
@@ -128,6 +142,46 @@ def cert(ref: str, version: int | None, url: str, token_file: Path | None,
         emit_json(chain)
     else:
         click.echo(chain["chain_pem"], nl=False)
+
+
+@key.command("csr")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--version", type=click.IntRange(1), help="Version (default: current).")
+@client_options
+@json_option
+@handles_errors
+def csr(ref: str, version: int | None, url: str, token_file: Path | None,
+        as_json: bool) -> None:
+    """Print a PKCS#10 request (PEM) for a key version, to have another CA certify it."""
+    with make_client(url, token_file) as c:
+        r = c.key_csr(ref, version)
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(r["pem"], nl=False)
+
+
+@key.command("import-cert")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.argument("chain", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", type=click.IntRange(1), help="Version (default: current).")
+@client_options
+@json_option
+@handles_errors
+def import_cert(ref: str, chain: Path, version: int | None, url: str,
+                token_file: Path | None, as_json: bool) -> None:
+    """Attach a certificate chain (PEM, leaf first) that another CA issued for a key
+    version; it must match the key and allow code signing."""
+    try:
+        text = chain.read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {chain} as PEM: {exc}") from exc
+    with make_client(url, token_file) as c:
+        r = c.import_certificate(ref, text, version)
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(f"attached {r['subject']} (serial {r['serial']}) to {ref}")
 
 
 def _state_command(name: str, help_text: str) -> click.Command:

@@ -40,12 +40,15 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str]:
               help="Metadata recorded with the signature (repeatable), e.g. commit=abc123.")
 @click.option("--name", "artifact_name", help="Artifact name to record (default: file name).")
 @click.option("--no-progress", is_flag=True, help="No progress bar while hashing.")
+@click.option("--timestamp", is_flag=True,
+              help="Add an RFC 3161 timestamp over the signature, written to OUT.tsr "
+                   "(keys with a require-timestamp policy always get one).")
 @client_options
 @json_option
 @handles_errors
 def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
-         meta: tuple[str, ...], artifact_name: str | None, no_progress: bool, url: str,
-         token_file: Path | None, as_json: bool) -> None:
+         meta: tuple[str, ...], artifact_name: str | None, no_progress: bool,
+         timestamp: bool, url: str, token_file: Path | None, as_json: bool) -> None:
     """Sign FILE with a key held by signgate. The file is hashed here; only its digest is
     sent. Writes the signature to FILE.sig; --json prints the receipt."""
     metadata = _metadata(meta)
@@ -53,15 +56,26 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
     digest = hash_file(file, algorithm, progress=not no_progress and not as_json)
     with make_client(url, token_file) as c:
         result = c.sign_digest(ref, algorithm.value, digest.hex(), artifact_name or file.name,
-                               metadata)
+                               metadata, timestamp)
     out = output or file.with_name(file.name + ".sig")
     write_atomic(out, base64.b64decode(result["signature"]))
     receipt = result["receipt"]
+    extra: dict[str, str] = {"signature_file": str(out), "format": fmt}
+    if result.get("certificate"):  # one-time key: the only place its certificate lives
+        pem_path = out.with_name(out.name + ".pem")
+        write_atomic(pem_path, result["certificate"].encode("ascii"))
+        extra["certificate_file"] = str(pem_path)
+    if result.get("timestamp"):
+        tsr = out.with_name(out.name + ".tsr")
+        write_atomic(tsr, base64.b64decode(result["timestamp"]))
+        extra["timestamp_file"] = str(tsr)
     if as_json:
-        emit_json(receipt | {"signature_file": str(out), "format": fmt})
+        emit_json(receipt | extra)
     else:
+        stamped = (f", timestamped {receipt['timestamp_time']} -> {extra['timestamp_file']}"
+                   if "timestamp_file" in extra else "")
         click.echo(f"signed {file.name} with {receipt['key']} version {receipt['key_version']} "
-                   f"-> {out} (signature {receipt['signature_id']})")
+                   f"-> {out} (signature {receipt['signature_id']}){stamped}")
 
 
 @click.command("verify")

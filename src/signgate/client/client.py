@@ -92,12 +92,14 @@ class SigngateClient:
     def create_key(self, ref: str, algorithm: str = "ecdsa-p256", rsa_padding: str = "pss",
                    rotate_every_days: int | None = None,
                    max_signatures: int | None = None,
-                   cert_validity_days: int = 365) -> Any:
+                   cert_validity_days: int = 365,
+                   require_timestamp: bool = False, one_time: bool = False) -> Any:
         project, _, name = ref.partition("/")
         _key_path(ref)
         body = {"name": name, "algorithm": algorithm, "rsa_padding": rsa_padding,
                 "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
-                "cert_validity_days": cert_validity_days}
+                "cert_validity_days": cert_validity_days,
+                "require_timestamp": require_timestamp, "one_time": one_time}
         return self.request("POST", f"/api/v1/projects/{quote(project, safe='')}/keys",
                             json=body)
 
@@ -116,8 +118,19 @@ class SigngateClient:
         params = {"version": version} if version is not None else None
         return self.request("GET", _key_path(ref) + "/certificate", params=params)
 
+    def key_csr(self, ref: str, version: int | None = None) -> Any:
+        params = {"version": version} if version is not None else None
+        return self.request("POST", _key_path(ref) + "/csr", params=params)
+
+    def import_certificate(self, ref: str, chain_pem: str, version: int | None = None) -> Any:
+        return self.request("POST", _key_path(ref) + "/certificate",
+                            json={"chain_pem": chain_pem, "version": version})
+
     def ca_certificate(self) -> Any:
         return self.request("GET", "/api/v1/ca/certificate")
+
+    def tsa_certificate(self) -> Any:
+        return self.request("GET", "/api/v1/ca/tsa-certificate")
 
     def key_action(self, ref: str, action: str) -> Any:
         return self.request("POST", f"{_key_path(ref)}/{action}")
@@ -127,9 +140,10 @@ class SigngateClient:
                             json={"compromised_at": compromised_at, "reason": reason})
 
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
-                    metadata: dict[str, str] | None = None) -> Any:
+                    metadata: dict[str, str] | None = None, timestamp: bool = False) -> Any:
         body = {"digest_algorithm": digest_algorithm, "digest": digest_hex,
-                "artifact_name": artifact_name, "metadata": metadata or {}}
+                "artifact_name": artifact_name, "metadata": metadata or {},
+                "timestamp": timestamp}
         return self.request("POST", _key_path(ref) + "/sign", json=body)
 
     def verify_digest(self, ref: str, digest_algorithm: str, digest_hex: str,

@@ -69,6 +69,8 @@ def key_view(session: Session, key: Key) -> KeyView:
         rotate_every_days=key.rotate_every_days,
         max_signatures=key.max_signatures,
         cert_validity_days=key.cert_validity_days,
+        require_timestamp=key.require_timestamp,
+        one_time=key.one_time,
         created_at=key.created_at,
         compromised_at=key.compromised_at,
         revoke_reason=key.revoke_reason,
@@ -134,6 +136,8 @@ def create(
     rotate_every_days: int | None = None,
     max_signatures: int | None = None,
     cert_validity_days: int = 365,
+    require_timestamp: bool = False,
+    one_time: bool = False,
 ) -> KeyView:
     project_name, name = split_ref(ref)
 
@@ -146,6 +150,9 @@ def create(
             raise InvalidInput(f"--cert-validity must be 1 to {MAX_ROTATE_DAYS} days")
         if max_signatures is not None and not 1 <= max_signatures <= MAX_SIGNATURE_LIMIT:
             raise InvalidInput(f"--max-signatures must be 1 to {MAX_SIGNATURE_LIMIT}")
+        if one_time and (rotate_every_days or max_signatures):
+            raise InvalidInput("a one-time key has a new key pair for every signing: "
+                               "--rotate-every and --max-signatures do not apply")
         d = decide.may_manage(actor, project_name)
         require(d.allowed, d.reason)
         project = get_project(session, project_name)
@@ -158,24 +165,25 @@ def create(
         key = Key(
             project_id=project.id, name=name, algorithm=alg.value, rsa_padding=padding.value,
             state=KeyState.ACTIVE.value, rotate_every_days=rotate_every_days,
-            max_signatures=max_signatures, current_version=1, created_at=now,
-            cert_validity_days=cert_validity_days,
+            max_signatures=max_signatures, current_version=0 if one_time else 1,
+            created_at=now, cert_validity_days=cert_validity_days,
+            # One-time signings are always timestamped: the certificate outlives nothing.
+            require_timestamp=require_timestamp or one_time, one_time=one_time,
         )
         key.project = project
         session.add(key)
         session.flush()
-        version = new_version(ctx, session, key, 1, now)
-        session.flush()
-        ctx.record(
-            session,
-            Record(actor.name, Action.KEY_CREATE, Outcome.ALLOWED, ref, project_name, ref,
-                   {"algorithm": alg.value,
-                    "rsa_padding": padding.value if alg.is_rsa else None,
-                    "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
-                    "version": 1, "key_uri": version.uri,
-                    "public_key_sha256": _fingerprint(version.public_key_pem)}),
-            now,
-        )
+        details: dict[str, object] = {
+            "algorithm": alg.value, "rsa_padding": padding.value if alg.is_rsa else None,
+            "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
+            "require_timestamp": key.require_timestamp, "one_time": one_time}
+        if not one_time:
+            version = new_version(ctx, session, key, 1, now)
+            session.flush()
+            details |= {"version": 1, "key_uri": version.uri,
+                        "public_key_sha256": _fingerprint(version.public_key_pem)}
+        ctx.record(session, Record(actor.name, Action.KEY_CREATE, Outcome.ALLOWED, ref,
+                                   project_name, ref, details), now)
         return key_view(session, key)
 
     return ctx.write(caller, Target(Action.KEY_CREATE, ref, project_name, ref), run)
@@ -236,6 +244,8 @@ def rotate(ctx: Context, caller: Caller, ref: str) -> KeyView:
         key = get_key(session, project, name)
         if key.state in (KeyState.REVOKED, KeyState.DESTROYED):
             raise Conflict(f"key {ref} is {key.state} and cannot be rotated")
+        if key.one_time:
+            raise Conflict(f"key {ref} is one-time: every signing already has a new key")
         rotate_version(ctx, session, key, actor.name, "requested", ctx.clock.now())
         return key_view(session, key)
 

@@ -164,8 +164,11 @@ def ensure_issuing_ca(ctx: Context, session: Session, project: Project,
 
 
 def issue_version_certificate(ctx: Context, session: Session, key: Key, version: KeyVersion,
-                              now: datetime, actor: str = "signgate") -> Certificate:
-    """The code-signing certificate of one key version, issued by its project's CA."""
+                              now: datetime, actor: str = "signgate",
+                              lifetime: timedelta | None = None) -> Certificate:
+    """The code-signing certificate of one key version, issued by its project's CA: valid
+    for the key's ``cert_validity_days`` (from 5 minutes ago, for clock skew), or exactly
+    ``lifetime`` from now (one-time keys)."""
     project = key.project
     ca = ensure_issuing_ca(ctx, session, project, actor)
     ca_cert = certs.load_der(authority_certificate(session, ca).der)
@@ -174,8 +177,8 @@ def issue_version_certificate(ctx: Context, session: Session, key: Key, version:
         certs.Profile.CODE_SIGNING,
         certs.name(ctx.settings.organization, f"{project.name}/{key.name} v{version.version}",
                    project.name),
-        version.public_key_pem, now - timedelta(minutes=5),
-        min(now + timedelta(days=key.cert_validity_days), ca_end),
+        version.public_key_pem, now if lifetime else now - timedelta(minutes=5),
+        min(now + (lifetime or timedelta(days=key.cert_validity_days)), ca_end),
         crl_url=f"{ctx.settings.public_url}/crl/{project.name}.crl")
     cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, ca), ca_cert))
     return _store(session, cert, certs.Profile.CODE_SIGNING, now, ca, version=version)
@@ -189,6 +192,8 @@ def ensure_all(ctx: Context) -> int:
         if root(session) is None:
             ensure_root(ctx, session)
             made += 1
+        from signgate.service.tsa import ensure_tsa  # here: service.tsa imports this module
+        made += ensure_tsa(ctx, session)
         for project in session.execute(select(Project)).scalars():
             has_ca = session.execute(
                 select(Authority.id).where(Authority.project_id == project.id)).first()
@@ -232,15 +237,18 @@ def version_certificate(ctx: Context, caller: Caller, ref: str,
             select(Certificate).where(Certificate.key_version_id == v.id)
             .order_by(Certificate.id.desc())
         ).scalars().first()
-        if row is None or row.issuer_id is None:
+        if row is None:
             raise NotFound(f"{ref} version {v.version} has no certificate")
-        issuer = session.get(Authority, row.issuer_id)
-        assert issuer is not None
-        ca_row = authority_certificate(session, issuer)
+        if row.issuer_id is None:  # imported from another CA, with its chain
+            rest = row.chain_pem or ""
+        else:
+            issuer = session.get(Authority, row.issuer_id)
+            assert issuer is not None
+            rest = certs.to_pem(authority_certificate(session, issuer).der)
         return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
                                     not_before=row.not_before, not_after=row.not_after,
                                     pem=certs.to_pem(row.der),
-                                    chain_pem=certs.to_pem(row.der) + certs.to_pem(ca_row.der))
+                                    chain_pem=certs.to_pem(row.der) + rest)
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 

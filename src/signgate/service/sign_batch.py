@@ -25,11 +25,12 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from asn1crypto import tsp
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -41,14 +42,24 @@ from signgate.errors import (
     AuthenticationFailed,
     Denied,
     InvalidInput,
+    KeyStoreError,
     NotFound,
     SigngateError,
 )
 from signgate.keystore.base import KeyHandle
+from signgate.pki import certs
+from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, Grant, KeySnapshot, KeyState, Role, Scope
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.keys import get_key, rotate_version
+from signgate.service.pki import (
+    StoreSigner,
+    authority_certificate,
+    ensure_issuing_ca,
+    issue_version_certificate,
+)
+from signgate.service.tsa import tsa_authority
 from signgate.service.views import Receipt, SignResult
 from signgate.store.models import (
     GrantRow,
@@ -73,12 +84,15 @@ GRANTS_OF = select(_grants.c.role, _grants.c.scope).where(
     _grants.c.identity_id == bindparam("identity_id"))
 CURRENT_KEY = (
     select(_keys.c.id, _keys.c.algorithm, _keys.c.rsa_padding, _keys.c.state,
-           _keys.c.rotate_every_days, _keys.c.max_signatures, _versions.c.id.label("vid"),
+           _keys.c.rotate_every_days, _keys.c.max_signatures, _keys.c.require_timestamp,
+           _keys.c.one_time, _keys.c.created_at.label("key_created"),
+           _versions.c.id.label("vid"),
            _versions.c.version, _versions.c.uri, _versions.c.created_at,
            _versions.c.signature_count)
     .join(_projects, _keys.c.project_id == _projects.c.id)
-    .join(_versions, (_versions.c.key_id == _keys.c.id)
-          & (_versions.c.version == _keys.c.current_version))
+    # Outer: a one-time key has no version until its first signing.
+    .outerjoin(_versions, (_versions.c.key_id == _keys.c.id)
+               & (_versions.c.version == _keys.c.current_version))
     .where(_projects.c.name == bindparam("project"), _keys.c.name == bindparam("key"))
 )
 SEALED = select(_vault.c.sealed).where(_vault.c.uri == bindparam("uri"))
@@ -104,6 +118,7 @@ class SignJob:
     digest_hex: str
     artifact_name: str
     metadata: Mapping[str, str]
+    timestamp: bool = False
     # Exactly one waiter: a thread (``future``) or an event loop (``loop`` + ``waiter``).
     future: Future[SignResult] | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -128,7 +143,9 @@ class _KeyState:
     state: KeyState
     rotate_every_days: int | None
     max_signatures: int | None
-    version_id: int
+    require_timestamp: bool
+    one_time: bool
+    version_id: int  # -1 for a one-time key that has not signed yet
     version: int
     uri: str
     created_at: datetime
@@ -195,6 +212,9 @@ class _Batch:
         self.keys = cache.keys
         self.counts: dict[int, int] = {}
         self.signatures: list[dict[str, object]] = []
+        self.tsa: rfc3161.Authority | None = None
+        self.one_time_serial = ""
+        self.one_time_sha256 = ""
 
     def actor(self, caller: Caller) -> tuple[int, Actor]:
         if not caller.token:
@@ -218,11 +238,13 @@ class _Batch:
             row = self.conn.execute(CURRENT_KEY, {"project": project, "key": name}).first()
             if row is None:
                 raise NotFound(f"no key {ref}")
+            vid = -1 if row.vid is None else row.vid
             state = _KeyState(
                 row.id, KeyAlgorithm(row.algorithm), RsaPadding(row.rsa_padding),
-                KeyState(row.state), row.rotate_every_days, row.max_signatures, row.vid,
-                row.version, row.uri, row.created_at,
-                row.signature_count + self.counts.get(row.vid, 0),
+                KeyState(row.state), row.rotate_every_days, row.max_signatures,
+                bool(row.require_timestamp), bool(row.one_time), vid,
+                row.version or 0, row.uri or "", row.created_at or row.key_created,
+                (row.signature_count or 0) + self.counts.get(vid, 0),
             )
             self.keys[ref] = state
         return state
@@ -249,11 +271,18 @@ class _Batch:
             if not d.allowed:
                 raise Denied(d.reason)
             now = self.ctx.clock.now()
+            certificate: str | None = None
             due = decide.rotation_due(key.snapshot(job.project, job.key), now)
-            if due is None:
+            if key.one_time:
+                key, signature, certificate = self._one_time(job, actor, key, alg, digest, now)
+            elif due is None:
                 signature = self._sign_with(key, alg, digest)
             else:
                 key, signature = self._rotate_then_sign(job, actor, due, now, alg, digest)
+            # The key's policy is enforced here, not by the client: no signature of a
+            # require_timestamp key leaves without its token.
+            stamp = (self._timestamp(signature, now)
+                     if job.timestamp or key.require_timestamp else None)
         except SigngateError as exc:
             raise Refusal(actor.name, exc) from exc
         key.signatures += 1
@@ -269,6 +298,12 @@ class _Batch:
             details["client"] = job.caller.address
         if meta:
             details["metadata"] = meta
+        if certificate is not None:
+            details["certificate_serial"] = self.one_time_serial
+            details["certificate_sha256"] = self.one_time_sha256
+        if stamp is not None:
+            details["timestamp_serial"] = format(stamp.serial, "x")
+            details["timestamp_time"] = stamp.gen_time.isoformat()
         seq = self.ctx.record(
             self.session,
             Record(actor.name, Action.SIGN, Outcome.ALLOWED, job.artifact_name, job.project,
@@ -281,6 +316,7 @@ class _Batch:
             "digest": digest.hex(), "signature_sha256": sig_hash, "format": RAW_FORMAT,
             "signed_at": now, "client_address": job.caller.address,
             "metadata_json": canonical_json(meta).decode(), "audit_seq": seq,
+            "timestamp_token": stamp.der if stamp else None,
         })
         receipt = Receipt(
             signature_id=signature_id, key=job.ref, key_version=key.version,
@@ -288,13 +324,90 @@ class _Batch:
             rsa_padding=key.rsa_padding.value if key.algorithm.is_rsa else None,
             digest_algorithm=alg.value, digest=digest.hex(), artifact_name=job.artifact_name,
             format=RAW_FORMAT, identity=actor.name, signed_at=now, audit_seq=seq,
+            timestamp_serial=format(stamp.serial, "x") if stamp else None,
+            timestamp_time=stamp.gen_time if stamp else None,
         )
-        return SignResult(base64.b64encode(signature).decode("ascii"), receipt)
+        return SignResult(base64.b64encode(signature).decode("ascii"), receipt,
+                          base64.b64encode(stamp.der).decode("ascii") if stamp else None,
+                          certificate)
+
+    def _timestamp(self, signature: bytes, now: datetime) -> rfc3161.Issued:
+        """An RFC 3161 token over the signature value from signgate's own TSA, as
+        ``openssl ts -verify -data FILE.sig`` checks it (certReq: the TSA certificate is
+        in the token)."""
+        if self.tsa is None:
+            authority = tsa_authority(self.session)
+            if authority is None:
+                raise KeyStoreError("the time-stamp authority is not set up "
+                                    "(restart 'signgate serve')", code="tsa_unavailable")
+            certificate = certs.load_der(authority_certificate(self.session, authority).der)
+            settings = self.ctx.settings
+            self.tsa = rfc3161.Authority(
+                StoreSigner(self.ctx, self.session, authority.key_uri,
+                            KeyAlgorithm(authority.algorithm)),
+                certificate, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
+        imprint = hashlib.sha256(signature).digest()
+        request = rfc3161.TimeStampRequest(
+            DigestAlgorithm.SHA256, imprint, None, True, None,
+            tsp.MessageImprint({"hash_algorithm": {"algorithm": "sha256"},
+                                "hashed_message": imprint}))
+        return rfc3161.grant(request, self.tsa, now)
 
     def _sign_with(self, key: _KeyState, alg: DigestAlgorithm, digest: bytes) -> bytes:
         uri = key.uri
         handle = KeyHandle(uri, key.algorithm, key.rsa_padding, lambda: self.sealed_loader(uri))
         return self.ctx.keystores.sign(handle, alg, digest)
+
+    def _one_time(self, job: SignJob, actor: Actor, key: _KeyState, alg: DigestAlgorithm,
+                  digest: bytes, now: datetime) -> tuple[_KeyState, bytes, str]:
+        """A fresh key pair, a certificate valid for minutes, one signature, and the private
+        key destroyed before anything is returned. Only the public key and certificate are
+        kept (a key version that never signs again); the sealed key is never stored."""
+        store = self.ctx.keystores.default
+        generated = store.generate(key.algorithm)
+        sealed = generated.sealed or b""
+        handle = KeyHandle(generated.uri, key.algorithm, key.rsa_padding, lambda: sealed)
+        try:
+            with self._atomically(job):
+                orm_key = get_key(self.session, job.project, job.key)
+                number = orm_key.current_version + 1
+                version = KeyVersion(key_id=orm_key.id, version=number, uri=generated.uri,
+                                     public_key_pem=generated.public_key_pem, created_at=now,
+                                     retired_at=now, signature_count=0)
+                self.session.add(version)
+                self.session.flush()
+                orm_key.current_version = number
+                lifetime = timedelta(minutes=self.ctx.settings.one_time_cert_minutes)
+                cert = issue_version_certificate(self.ctx, self.session, orm_key, version, now,
+                                                 actor.name, lifetime)
+                issuer = authority_certificate(self.session,
+                                               ensure_issuing_ca(self.ctx, self.session,
+                                                                 orm_key.project))
+                self.session.flush()
+                signature = store.sign(handle, alg, digest)
+        finally:
+            store.destroy(handle)  # the only copies were this frame's and the store's cache
+        self.one_time_serial, self.one_time_sha256 = cert.serial, cert.sha256
+        state = self.key(job.project, job.key)
+        return state, signature, certs.to_pem(cert.der) + certs.to_pem(issuer.der)
+
+    @contextlib.contextmanager
+    def _atomically(self, job: SignJob) -> Iterator[None]:
+        """A savepoint around work that changes keys mid-batch: if it fails, its rows,
+        its audit entries and the cached key go with it."""
+        self.flush_counts()
+        writer = self.ctx.audit_writer(self.session)
+        mark = writer.mark()
+        savepoint = self.session.begin_nested()
+        try:
+            yield
+        except BaseException:
+            savepoint.rollback()
+            writer.reset(mark)
+            self.keys.pop(job.ref, None)
+            raise
+        savepoint.commit()
+        self.keys.pop(job.ref, None)
 
     def _rotate_then_sign(
         self, job: SignJob, actor: Actor, reason: str, now: datetime, alg: DigestAlgorithm,
@@ -302,23 +415,13 @@ class _Batch:
     ) -> tuple[_KeyState, bytes]:
         """Policy rotation before signing (rare), all or nothing: if the signing with the new
         version fails, the rotation is undone with it (savepoint, audit entries, cache)."""
-        self.flush_counts()
-        writer = self.ctx.audit_writer(self.session)
-        mark = writer.mark()
-        savepoint = self.session.begin_nested()
-        try:
+        with self._atomically(job):
             rotate_version(self.ctx, self.session, get_key(self.session, job.project, job.key),
                            actor.name, reason, now)
             self.session.flush()
-            del self.keys[job.ref]
+            self.keys.pop(job.ref, None)
             key = self.key(job.project, job.key)
             signature = self._sign_with(key, alg, digest)
-        except BaseException:
-            savepoint.rollback()
-            writer.reset(mark)
-            self.keys.pop(job.ref, None)
-            raise
-        savepoint.commit()
         return key, signature
 
     def flush_counts(self) -> None:

@@ -31,13 +31,14 @@ def sign(
     digest_hex: str,
     artifact_name: str,
     metadata: Mapping[str, str] | None = None,
+    timestamp: bool = False,
 ) -> SignResult:
     """Sign a digest with the current version of ``ref``; returns only after the audit
     entry is committed (group commit: see service/sign_batch.py)."""
     project, name = split_ref(ref)
     batcher = ctx.part("sign_batcher", SignBatcher)
     return batcher.submit(SignJob(caller, project, name, digest_algorithm, digest_hex,
-                                  artifact_name, metadata or {}))
+                                  artifact_name, metadata or {}, timestamp))
 
 
 async def sign_async(
@@ -48,12 +49,14 @@ async def sign_async(
     digest_hex: str,
     artifact_name: str,
     metadata: Mapping[str, str] | None = None,
+    timestamp: bool = False,
 ) -> SignResult:
     """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
     project, name = split_ref(ref)
     batcher = ctx.part("sign_batcher", SignBatcher)
     return await batcher.submit_async(SignJob(caller, project, name, digest_algorithm,
-                                              digest_hex, artifact_name, metadata or {}))
+                                              digest_hex, artifact_name, metadata or {},
+                                              timestamp))
 
 
 def decode_signature(text: str) -> bytes:

@@ -36,6 +36,8 @@ class KeyView:
     rotate_every_days: int | None
     max_signatures: int | None
     cert_validity_days: int
+    require_timestamp: bool
+    one_time: bool
     created_at: datetime
     compromised_at: datetime | None
     revoke_reason: str | None
@@ -89,12 +91,18 @@ class Receipt:
     identity: str
     signed_at: datetime
     audit_seq: int
+    timestamp_serial: str | None = None
+    timestamp_time: datetime | None = None
 
 
 @dataclass(frozen=True)
 class SignResult:
     signature: str  # base64
     receipt: Receipt
+    # RFC 3161 TimeStampResp (DER, base64) over the signature value, when timestamped.
+    timestamp: str | None = None
+    # One-time keys: the signing certificate and its issuing CA (PEM).
+    certificate: str | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class Key(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     cert_validity_days: Mapped[int] = mapped_column(Integer, default=365)
+    require_timestamp: Mapped[bool] = mapped_column(Boolean, default=False)
+    # One-time: no long-lived key pair; each signing gets a fresh one (see sign_batch).
+    one_time: Mapped[bool] = mapped_column(Boolean, default=False)
 
     project: Mapped[Project] = relationship(back_populates="keys")
     versions: Mapped[list[KeyVersion]] = relationship(
@@ -125,6 +128,8 @@ class Certificate(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     invalidity_date: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The issuer chain of an imported certificate (PEM), for certificates from other CAs.
+    chain_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class RevocationList(Base):
@@ -183,6 +188,8 @@ class SignatureRecord(Base):
     client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     metadata_json: Mapped[str] = mapped_column(Text)
     audit_seq: Mapped[int] = mapped_column(BigInteger)
+    # The RFC 3161 TimeStampResp over the signature value, when it was timestamped.
+    timestamp_token: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class AuditEntry(Base):

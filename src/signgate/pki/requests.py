@@ -1,0 +1,87 @@
+"""PKCS#10 certification requests (RFC 2986) signed through a TbsSigner, and checks for
+certificate chains issued by someone else's CA ("bring your own CA")."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+from asn1crypto import csr, pem, x509
+from cryptography import x509 as cx509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+from signgate.errors import InvalidInput
+from signgate.pki.certs import TbsSigner, public_key_info, signature_algorithm
+
+
+def build_csr(signer: TbsSigner, subject: x509.Name, public_key_pem: str) -> bytes:
+    """A DER CertificationRequest for ``public_key_pem``, signed by its own key (the
+    proof of possession, RFC 2986 §3)."""
+    sig_name, digest_alg = signature_algorithm(signer.algorithm)
+    info = csr.CertificationRequestInfo({
+        "version": "v1",
+        "subject": subject,
+        "subject_pk_info": public_key_info(public_key_pem),
+        "attributes": [],
+    })
+    digest = hashlib.new(digest_alg.value, info.dump()).digest()
+    signature = signer.sign_digest(digest_alg, digest)
+    request = csr.CertificationRequest({
+        "certification_request_info": info,
+        "signature_algorithm": {"algorithm": sig_name},
+        "signature": signature,
+    })
+    return bytes(request.dump())
+
+
+def csr_pem(der: bytes) -> str:
+    return str(pem.armor("CERTIFICATE REQUEST", der).decode("ascii"))
+
+
+def parse_chain(text: bytes) -> list[cx509.Certificate]:
+    """Certificates from PEM (leaf first); a clear error for anything else."""
+    try:
+        chain = cx509.load_pem_x509_certificates(text)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidInput("not a PEM certificate chain", code="bad_certificate") from None
+    if not chain:
+        raise InvalidInput("no certificate in the chain", code="bad_certificate")
+    if len(chain) > 10:
+        raise InvalidInput("a chain of more than 10 certificates", code="bad_certificate")
+    return chain
+
+
+def check_imported_chain(chain: list[cx509.Certificate], public_key_der: bytes) -> None:
+    """The leaf must hold ``public_key_der``, allow code signing, and each certificate must
+    be signed by the next one in the chain."""
+    from cryptography.hazmat.primitives import serialization
+
+    leaf = chain[0]
+    leaf_key = leaf.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf_key != public_key_der:
+        raise InvalidInput("the certificate is for another key than this key version",
+                           code="certificate_key_mismatch")
+    try:
+        eku = leaf.extensions.get_extension_for_class(cx509.ExtendedKeyUsage).value
+    except cx509.ExtensionNotFound:
+        raise InvalidInput("the certificate has no extended key usage; code signing needs "
+                           "codeSigning", code="certificate_not_code_signing") from None
+    if cx509.oid.ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+        raise InvalidInput("the certificate does not allow code signing (no codeSigning "
+                           "extended key usage)", code="certificate_not_code_signing")
+    try:
+        ku = leaf.extensions.get_extension_for_class(cx509.KeyUsage).value
+        if not ku.digital_signature:
+            raise InvalidInput("the certificate's key usage lacks digitalSignature",
+                               code="certificate_not_code_signing")
+    except cx509.ExtensionNotFound:
+        pass
+    for child, parent in itertools.pairwise(chain):
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature):
+            raise InvalidInput(
+                f"'{child.subject.rfc4514_string()}' is not issued by the next certificate "
+                f"in the chain ('{parent.subject.rfc4514_string()}')",
+                code="broken_chain") from None

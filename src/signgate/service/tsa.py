@@ -1,0 +1,145 @@
+"""signgate's RFC 3161 time-stamp authority: its key and certificate, and the issuing of
+time-stamp tokens, each recorded in the audit log in the transaction that signs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from signgate.audit.model import Action, Outcome, Record
+from signgate.errors import NotFound
+from signgate.pki import certs
+from signgate.pki import tsa as rfc3161
+from signgate.policy.model import Actor
+from signgate.service.context import ANONYMOUS, Caller, Context, Target
+from signgate.service.pki import (
+    _new_authority,
+    _signer,
+    _store,
+    _years,
+    authority_certificate,
+    ensure_root,
+)
+from signgate.service.views import CertificateChainView
+from signgate.store.models import Authority
+
+TSA = "tsa"
+TSA_YEARS = 10
+SUBJECT = "time-stamp"
+
+
+def tsa_authority(session: Session) -> Authority | None:
+    return session.execute(
+        select(Authority).where(Authority.kind == TSA).order_by(Authority.id.desc())
+    ).scalars().first()
+
+
+def ensure_tsa(ctx: Context, session: Session, actor: str = "signgate") -> int:
+    """The TSA (key in the key store, a timeStamping certificate from the root), created if
+    missing, in ``session``'s transaction. Returns how many certificates were made (0, 1)."""
+    if tsa_authority(session) is not None:
+        return 0
+    parent = ensure_root(ctx, session, actor)
+    parent_cert = certs.load_der(authority_certificate(session, parent).der)
+    now = ctx.clock.now()
+    authority = _new_authority(ctx, session, TSA, None, now)
+    parent_end = parent_cert["tbs_certificate"]["validity"]["not_after"].native
+    spec = certs.CertificateSpec(
+        certs.Profile.TIMESTAMPING,
+        certs.name(ctx.settings.organization, "signgate time-stamp authority"),
+        authority.public_key_pem, now - timedelta(minutes=5),
+        min(_years(now, TSA_YEARS), parent_end),
+        crl_url=f"{ctx.settings.public_url}/ca/root.crl")
+    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, parent), parent_cert))
+    row = _store(session, cert, certs.Profile.TIMESTAMPING, now, parent, authority)
+    ctx.record(session, Record(actor, Action.TSA_CREATE, Outcome.ALLOWED,
+                               "time-stamp authority",
+                               details={"serial": row.serial, "sha256": row.sha256,
+                                        "key_uri": authority.key_uri}), now)
+    return 1
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A ``TimeStampResp`` (DER) and how it went: ``granted``, or a rejection of a request
+    that was (``malformed`` False) or was not (True) a well-formed ``TimeStampReq``."""
+
+    der: bytes
+    granted: bool
+    malformed: bool = False
+
+
+def timestamp(ctx: Context, der_request: bytes, client_address: str | None) -> Reply:
+    """Answer one RFC 3161 request. A granted token is signed and its audit entry appended
+    in one transaction: no token leaves signgate unrecorded. Refusals are recorded too."""
+    try:
+        request = rfc3161.parse_request(der_request)
+        rfc3161.check_policy(request, ctx.settings.tsa_policy_oid)
+    except rfc3161.RequestRejected as exc:
+        record_rejection(ctx, exc.failure, exc.text, client_address)
+        return Reply(rfc3161.reject(exc.failure, exc.text), False, not exc.decodable)
+    with ctx.transaction() as session:
+        ensure_tsa(ctx, session)
+        authority = tsa_authority(session)
+        assert authority is not None
+        certificate = certs.load_der(authority_certificate(session, authority).der)
+        now = ctx.clock.now()
+        issued = rfc3161.grant(
+            request,
+            rfc3161.Authority(_signer(ctx, session, authority), certificate,
+                              ctx.settings.tsa_policy_oid, ctx.settings.tsa_accuracy_seconds),
+            now)
+        details: dict[str, object] = {
+            "serial": format(issued.serial, "x"),
+            "hash_algorithm": request.digest_algorithm.value,
+            "imprint": request.imprint.hex(),
+            "gen_time": issued.gen_time.isoformat(),
+            "policy": ctx.settings.tsa_policy_oid,
+            "cert_req": request.cert_req,
+        }
+        if request.nonce is not None:
+            details["nonce"] = _hex(request.nonce)
+        if client_address:
+            details["client"] = client_address
+        ctx.record(session, Record(ANONYMOUS, Action.TIMESTAMP, Outcome.ALLOWED, SUBJECT,
+                                   details=details), now)
+    return Reply(issued.der, True)
+
+
+def _hex(value: int) -> str:
+    """An integer of any size as hex (JSON numbers lose precision past 2**53)."""
+    return format(value, "x") if value >= 0 else "-" + format(-value, "x")
+
+
+def record_rejection(ctx: Context, failure: rfc3161.FailureInfo, reason: str,
+                     client_address: str | None) -> None:
+    """Record a refused time-stamp request (its own transaction)."""
+    details: dict[str, object] = {"failure": failure.value, "reason": reason}
+    if client_address:
+        details["client"] = client_address
+    with ctx.transaction() as session:
+        ctx.record(session, Record(ANONYMOUS, Action.TIMESTAMP, Outcome.REFUSED, SUBJECT,
+                                   details=details))
+
+
+def tsa_certificate(ctx: Context, caller: Caller) -> CertificateChainView:
+    """The TSA certificate, then the root's: what a verifier needs besides the token."""
+
+    def run(session: Session, _actor: Actor) -> CertificateChainView:
+        authority = tsa_authority(session)
+        if authority is None:
+            raise NotFound("signgate has no time-stamp authority yet (run 'signgate serve')")
+        row = authority_certificate(session, authority)
+        chain = certs.to_pem(row.der)
+        if row.issuer_id is not None:
+            issuer = session.get(Authority, row.issuer_id)
+            if issuer is not None:
+                chain += certs.to_pem(authority_certificate(session, issuer).der)
+        return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
+                                    not_before=row.not_before, not_after=row.not_after,
+                                    pem=certs.to_pem(row.der), chain_pem=chain)
+
+    return ctx.read(caller, Target(Action.READ, "time-stamp authority"), run)
