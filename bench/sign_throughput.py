@@ -86,19 +86,25 @@ def running(cmd: list[str], env: dict[str, str], url: str, path: str) -> Iterato
         proc.wait(20)
 
 
-def wrk(url: str, token: str, clients: int, duration: int, tmp: Path) -> Result:
+def sign_script(token: str, tmp: Path, timestamp: bool = False) -> Path:
+    """A wrk script POSTing one digest for signing (the URL names the key)."""
     digest = hashlib.sha256(b"benchmark artifact").hexdigest()
-    script = tmp / "sign.lua"
+    script = tmp / f"sign-{timestamp}.lua"
+    stamp = ',"timestamp":true' if timestamp else ""
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {token}"\n'
         f"wrk.body = '{{\"digest_algorithm\":\"sha256\",\"digest\":\"{digest}\","
-        f"\"artifact_name\":\"bench.bin\"}}'\n"
+        f"\"artifact_name\":\"bench.bin\"{stamp}}}'\n"
     )
+    return script
+
+
+def run_wrk(url: str, script: Path, clients: int, duration: int) -> Result:
+    """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script),
-         url + "/api/v1/projects/bench/keys/release/sign"],
+        ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
 
@@ -117,6 +123,13 @@ def wrk(url: str, token: str, clients: int, duration: int, tmp: Path) -> Result:
     if errs:
         errors += sum(int(n) for n in re.findall(r"\d+", errs.group(0)))
     return Result("", rps, ms("50"), ms("99"), total, errors)
+
+
+SIGN_PATH = "/api/v1/projects/bench/keys/release/sign"
+
+
+def wrk(url: str, token: str, clients: int, duration: int, tmp: Path) -> Result:
+    return run_wrk(url + SIGN_PATH, sign_script(token, tmp), clients, duration)
 
 
 def prepare(url: str, admin: str) -> str:
