@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Verifiers the tests run against what signgate produces, and the PostgreSQL server.
-debian_packages=(openssl postgresql)
+# Verifiers the tests run against what signgate produces (openssl, the JDK's jarsigner),
+# and the PostgreSQL server.
+debian_packages=(openssl postgresql openjdk-17-jdk-headless)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,48 @@
+"""The JDK's jarsigner timestamps a JAR with signgate's TSA (`-tsa URL/tsa`) and, given
+a truststore holding signgate's root, accepts the TSA's chain. jarsigner exits 0 either
+way, so these tests read what it prints."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.conftest import unique
+from tests.support.server import Server
+
+PASS = "changeit"
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert out.returncode == 0, out
+    return out
+
+
+def test_jarsigner_timestamps_with_our_tsa(server: Server, tmp_path: Path) -> None:
+    alias = unique("dev")
+    run("keytool", "-genkeypair", "-alias", alias, "-keyalg", "EC", "-groupname",
+        "secp256r1", "-keystore", "signer.p12", "-storetype", "PKCS12", "-storepass", PASS,
+        "-dname", "CN=jar developer", "-validity", "2", cwd=tmp_path)
+    (tmp_path / "hello.txt").write_text("hello\n")
+    run("jar", "cf", "app.jar", "hello.txt", cwd=tmp_path)
+    before = len(server.cli("audit", "log", "--action", "timestamp.issue", "--json").json())
+    run("jarsigner", "-keystore", "signer.p12", "-storepass", PASS, "-tsa",
+        f"{server.url}/tsa", "app.jar", alias, cwd=tmp_path)
+    after = server.cli("audit", "log", "--action", "timestamp.issue", "--json").json()
+    assert len(after) == before + 1  # the token jarsigner embedded is on the record
+    assert after[-1]["outcome"] == "allowed"
+
+    (tmp_path / "root.pem").write_text(server.cli("ca", "cert").stdout)
+    run("keytool", "-importcert", "-alias", "signgate-root", "-file", "root.pem",
+        "-keystore", "trust.p12", "-storetype", "PKCS12", "-storepass", PASS, "-noprompt",
+        cwd=tmp_path)
+    trusted = run("jarsigner", "-verify", "-verbose", "-certs", "-keystore", "trust.p12",
+                  "-storepass", PASS, "app.jar", cwd=tmp_path).stdout
+    assert 'Timestamped by "CN=signgate time-stamp authority, O=signgate"' in trusted
+    assert "jar verified." in trusted
+    assert "Invalid TSA certificate chain" not in trusted
+
+    untrusted = run("jarsigner", "-verify", "-verbose", "-certs", "app.jar",
+                    cwd=tmp_path).stdout
+    assert "Invalid TSA certificate chain" in untrusted  # the root is what makes it valid
