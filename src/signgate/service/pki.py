@@ -96,7 +96,7 @@ def _new_authority(ctx: Context, session: Session, kind: str, project: Project |
     return authority
 
 
-def _signer(ctx: Context, session: Session, authority: Authority) -> StoreSigner:
+def authority_signer(ctx: Context, session: Session, authority: Authority) -> StoreSigner:
     return StoreSigner(ctx, session, authority.key_uri, KeyAlgorithm(authority.algorithm))
 
 
@@ -126,7 +126,7 @@ def ensure_root(ctx: Context, session: Session, actor: str = "signgate") -> Auth
     spec = certs.CertificateSpec(
         certs.Profile.ROOT, certs.name(ctx.settings.organization, "signgate root CA"),
         authority.public_key_pem, now - timedelta(minutes=5), _years(now, ROOT_YEARS))
-    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, authority)))
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, authority)))
     row = _store(session, cert, certs.Profile.ROOT, now, authority, authority)
     ctx.record(session, Record(actor, Action.CA_CREATE, Outcome.ALLOWED, "root CA",
                                details={"serial": row.serial, "sha256": row.sha256,
@@ -142,22 +142,30 @@ def ensure_issuing_ca(ctx: Context, session: Session, project: Project,
     ).scalar_one_or_none()
     if existing is not None:
         return existing
+    return create_under_root(
+        ctx, session, ISSUING, certs.Profile.ISSUING,
+        certs.name(ctx.settings.organization, f"signgate {project.name} issuing CA",
+                   project.name),
+        ISSUING_YEARS, Action.CA_CREATE, f"{project.name} issuing CA", actor, project)
+
+
+def create_under_root(ctx: Context, session: Session, kind: str, profile: certs.Profile,
+                      subject: x509.Name, years: int, action: Action, label: str,
+                      actor: str, project: Project | None = None) -> Authority:
+    """A new authority (an issuing CA, the TSA): a key in the key store and a certificate
+    from the root, at most ``years`` long and never past the root; recorded as ``action``."""
     parent = ensure_root(ctx, session, actor)
     parent_cert = certs.load_der(authority_certificate(session, parent).der)
     now = ctx.clock.now()
-    authority = _new_authority(ctx, session, ISSUING, project, now)
+    authority = _new_authority(ctx, session, kind, project, now)
     parent_end = parent_cert["tbs_certificate"]["validity"]["not_after"].native
     spec = certs.CertificateSpec(
-        certs.Profile.ISSUING,
-        certs.name(ctx.settings.organization, f"signgate {project.name} issuing CA",
-                   project.name),
-        authority.public_key_pem, now - timedelta(minutes=5),
-        min(_years(now, ISSUING_YEARS), parent_end),
-        crl_url=f"{ctx.settings.public_url}/ca/root.crl")
-    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, parent), parent_cert))
-    row = _store(session, cert, certs.Profile.ISSUING, now, parent, authority)
-    ctx.record(session, Record(actor, Action.CA_CREATE, Outcome.ALLOWED,
-                               f"{project.name} issuing CA", project=project.name,
+        profile, subject, authority.public_key_pem, now - timedelta(minutes=5),
+        min(_years(now, years), parent_end), crl_url=f"{ctx.settings.public_url}/ca/root.crl")
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, parent), parent_cert))
+    row = _store(session, cert, profile, now, parent, authority)
+    ctx.record(session, Record(actor, action, Outcome.ALLOWED, label,
+                               project=project.name if project else None,
                                details={"serial": row.serial, "sha256": row.sha256,
                                         "key_uri": authority.key_uri}), now)
     return authority
@@ -180,7 +188,7 @@ def issue_version_certificate(ctx: Context, session: Session, key: Key, version:
         version.public_key_pem, now if lifetime else now - timedelta(minutes=5),
         min(now + (lifetime or timedelta(days=key.cert_validity_days)), ca_end),
         crl_url=f"{ctx.settings.public_url}/crl/{project.name}.crl")
-    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, ca), ca_cert))
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, ca), ca_cert))
     return _store(session, cert, certs.Profile.CODE_SIGNING, now, ca, version=version)
 
 
@@ -270,7 +278,7 @@ def publish_crl(ctx: Context, session: Session, authority: Authority,
                            c.revocation_reason or "unspecified", c.invalidity_date)
                for c in revoked]
     ca_cert = certs.load_der(authority_certificate(session, authority).der)
-    built = crl.build(certs.Issuer(_signer(ctx, session, authority), ca_cert), entries,
+    built = crl.build(certs.Issuer(authority_signer(ctx, session, authority), ca_cert), entries,
                       number, now, now + CRL_LIFETIME)
     row = RevocationList(authority_id=authority.id, number=number, this_update=now,
                          next_update=now + CRL_LIFETIME, der=built.dump())

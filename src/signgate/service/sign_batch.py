@@ -54,8 +54,8 @@ from signgate.policy.model import Actor, Grant, KeySnapshot, KeyState, Role, Sco
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.keys import get_key, rotate_version
 from signgate.service.pki import (
-    StoreSigner,
     authority_certificate,
+    authority_signer,
     ensure_issuing_ca,
     issue_version_certificate,
 )
@@ -343,8 +343,7 @@ class _Batch:
             certificate = certs.load_der(authority_certificate(self.session, authority).der)
             settings = self.ctx.settings
             self.tsa = rfc3161.Authority(
-                StoreSigner(self.ctx, self.session, authority.key_uri,
-                            KeyAlgorithm(authority.algorithm)),
+                authority_signer(self.ctx, self.session, authority),
                 certificate, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
         imprint = hashlib.sha256(signature).digest()
         request = rfc3161.TimeStampRequest(

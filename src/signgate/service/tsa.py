@@ -4,7 +4,6 @@ time-stamp tokens, each recorded in the audit log in the transaction that signs 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,14 +14,7 @@ from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
 from signgate.policy.model import Actor
 from signgate.service.context import ANONYMOUS, Caller, Context, Target
-from signgate.service.pki import (
-    _new_authority,
-    _signer,
-    _store,
-    _years,
-    authority_certificate,
-    ensure_root,
-)
+from signgate.service.pki import authority_certificate, authority_signer, create_under_root
 from signgate.service.views import CertificateChainView
 from signgate.store.models import Authority
 
@@ -42,23 +34,9 @@ def ensure_tsa(ctx: Context, session: Session, actor: str = "signgate") -> int:
     missing, in ``session``'s transaction. Returns how many certificates were made (0, 1)."""
     if tsa_authority(session) is not None:
         return 0
-    parent = ensure_root(ctx, session, actor)
-    parent_cert = certs.load_der(authority_certificate(session, parent).der)
-    now = ctx.clock.now()
-    authority = _new_authority(ctx, session, TSA, None, now)
-    parent_end = parent_cert["tbs_certificate"]["validity"]["not_after"].native
-    spec = certs.CertificateSpec(
-        certs.Profile.TIMESTAMPING,
-        certs.name(ctx.settings.organization, "signgate time-stamp authority"),
-        authority.public_key_pem, now - timedelta(minutes=5),
-        min(_years(now, TSA_YEARS), parent_end),
-        crl_url=f"{ctx.settings.public_url}/ca/root.crl")
-    cert = certs.issue(spec, certs.Issuer(_signer(ctx, session, parent), parent_cert))
-    row = _store(session, cert, certs.Profile.TIMESTAMPING, now, parent, authority)
-    ctx.record(session, Record(actor, Action.TSA_CREATE, Outcome.ALLOWED,
-                               "time-stamp authority",
-                               details={"serial": row.serial, "sha256": row.sha256,
-                                        "key_uri": authority.key_uri}), now)
+    create_under_root(ctx, session, TSA, certs.Profile.TIMESTAMPING,
+                      certs.name(ctx.settings.organization, "signgate time-stamp authority"),
+                      TSA_YEARS, Action.TSA_CREATE, "time-stamp authority", actor)
     return 1
 
 
@@ -89,7 +67,7 @@ def timestamp(ctx: Context, der_request: bytes, client_address: str | None) -> R
         now = ctx.clock.now()
         issued = rfc3161.grant(
             request,
-            rfc3161.Authority(_signer(ctx, session, authority), certificate,
+            rfc3161.Authority(authority_signer(ctx, session, authority), certificate,
                               ctx.settings.tsa_policy_oid, ctx.settings.tsa_accuracy_seconds),
             now)
         details: dict[str, object] = {
