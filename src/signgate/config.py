@@ -40,6 +40,8 @@ class Settings:
     tsa_policy_oid: str = DEFAULT_TSA_POLICY_OID
     tsa_accuracy_seconds: int = 1
     one_time_cert_minutes: int = 10
+    # External RFC 3161 TSAs for signature timestamps, tried in order; empty: built-in.
+    tsa_urls: tuple[str, ...] = ()
 
     @property
     def master_key_path(self) -> Path:
@@ -92,10 +94,14 @@ def load_settings(data_dir: Path) -> Settings:
     one_time = values.get("one_time_cert_minutes", 10)
     if isinstance(one_time, bool) or not isinstance(one_time, int) or not 1 <= one_time <= 1440:
         raise ConfigError(f"{cfg}: one_time_cert_minutes must be an integer from 1 to 1440")
+    tsa_urls = values.get("tsa_urls", [])
+    if not isinstance(tsa_urls, list) or not all(
+            isinstance(u, str) and u.startswith(("http://", "https://")) for u in tsa_urls):
+        raise ConfigError(f"{cfg}: tsa_urls must be a list of http(s) URLs")
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
                     organization=org, public_url=public_url.rstrip("/"),
                     tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
-                    one_time_cert_minutes=one_time)
+                    one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls))
 
 
 def valid_oid(text: str) -> bool:
@@ -119,4 +125,7 @@ def default_config_text() -> str:
         "# (use an arc of your organisation's own) and the accuracy it claims, in seconds.\n"
         f"# tsa_policy_oid = \"{DEFAULT_TSA_POLICY_OID}\"\n"
         "# tsa_accuracy_seconds = 1\n"
+        "# External time-stamp authorities for signature timestamps, tried in order (the\n"
+        "# first that answers wins); none: signgate's own TSA.\n"
+        "# tsa_urls = [\"https://tsa.example.com/tsr\", \"https://backup.example.net/tsa\"]\n"
     )

@@ -51,6 +51,7 @@ from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, Grant, KeySnapshot, KeyState, Role, Scope
+from signgate.service import external_tsa
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.keys import get_key, rotate_version
 from signgate.service.pki import (
@@ -334,7 +335,12 @@ class _Batch:
     def _timestamp(self, signature: bytes, now: datetime) -> rfc3161.Issued:
         """An RFC 3161 token over the signature value from signgate's own TSA, as
         ``openssl ts -verify -data FILE.sig`` checks it (certReq: the TSA certificate is
-        in the token)."""
+        in the token). With ``tsa_urls`` configured, from the first external TSA that
+        answers instead; that waits on the network inside the batch, which is the price of
+        a public TSA."""
+        if self.ctx.settings.tsa_urls:
+            token = external_tsa.fetch(self.ctx.settings.tsa_urls, signature)
+            return rfc3161.Issued(token.der, token.serial, token.gen_time)
         if self.tsa is None:
             authority = tsa_authority(self.session)
             if authority is None:
