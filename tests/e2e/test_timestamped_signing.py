@@ -72,3 +72,33 @@ def test_timestamped_signatures(server: Server, tmp_path: Path) -> None:
     entries = server.cli("audit", "log", "--key", f"{project}/strict", "--action",
                          "signature.create", "--json").json()
     assert entries[-1]["details"]["timestamp_serial"] == receipt["timestamp_serial"]
+
+
+def test_revocation_is_judged_by_the_timestamp(server: Server, tmp_path: Path) -> None:
+    """Signed and timestamped before the compromise time: valid; at or after: invalid."""
+    import time
+
+    project = unique("tsrev")
+    ref = f"{project}/k"
+    server.cli("project", "create", project)
+    server.cli("key", "create", ref, "--require-timestamp")
+    server.cli("grant", "add", "admin", "signer", ref)
+    receipts = []
+    for name in ("early", "late"):
+        artifact = tmp_path / name
+        artifact.write_bytes(name.encode() * 100)
+        receipts.append(server.cli("sign", str(artifact), "--key", ref, "--json").json())
+        time.sleep(1.2)  # genTime has whole seconds: keep the two tokens apart
+    early, late = receipts
+    assert early["timestamp_time"] < late["timestamp_time"]
+    server.cli("key", "revoke", ref, "--compromised-at", late["timestamp_time"])
+
+    good = server.cli("verify", str(tmp_path / "early"), "--signature",
+                      early["signature_file"], "--key", ref, "--json").json()
+    assert good["valid"] is True
+    assert good["timestamped_at"] == early["timestamp_time"]
+    assert good["reason"].startswith("valid: timestamped by version 1 at ")
+    bad = server.cli("verify", str(tmp_path / "late"), "--signature", late["signature_file"],
+                     "--key", ref, check=False)
+    assert bad.returncode == 8
+    assert f"timestamped at {late['timestamp_time'].replace('Z', '+00:00')}, after" in bad.stderr

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from signgate.audit.model import Action
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding, parse_digest
 from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput
+from signgate.pki import tsa as rfc3161
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target
 from signgate.service.keys import split_ref, visible_key
@@ -57,6 +59,16 @@ async def sign_async(
     return await batcher.submit_async(SignJob(caller, project, name, digest_algorithm,
                                               digest_hex, artifact_name, metadata or {},
                                               timestamp))
+
+
+def timestamp_time(token: bytes | None) -> datetime | None:
+    """genTime of a stored RFC 3161 response (signgate issued or fetched it itself)."""
+    if not token:
+        return None
+    response = rfc3161.TimeStampResp.load(token)
+    info = response["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+    value = info["gen_time"].native
+    return value if isinstance(value, datetime) else None
 
 
 def decode_signature(text: str) -> bytes:
@@ -107,18 +119,24 @@ def verify(
         if record is not None:
             rec, who = record
             result = replace(result, signature_id=rec.id, signed_at=rec.signed_at,
-                             signed_by=who)
+                             signed_by=who,
+                             timestamped_at=timestamp_time(rec.timestamp_token))
         if key.compromised_at is None:
             return replace(result, valid=True,
                            reason=f"valid: signed by {ref} version {match.version}")
         when = key.compromised_at.isoformat()
-        if result.signed_at is None:
+        # The time the signature provably existed: the TSA's genTime when it was
+        # timestamped, else signgate's own record of the signing.
+        proven = result.timestamped_at or result.signed_at
+        how = "timestamped" if result.timestamped_at else "signed"
+        if proven is None:
             return replace(result, reason=f"key {ref} was revoked (compromised at {when}) "
                            "and signgate has no record of when this signature was made")
-        if result.signed_at >= key.compromised_at:
-            return replace(result, reason=f"signed at {result.signed_at.isoformat()}, after "
+        if proven >= key.compromised_at:
+            return replace(result, reason=f"{how} at {proven.isoformat()}, after "
                            f"{ref} was compromised at {when}")
-        return replace(result, valid=True, reason=f"valid: signed by version {match.version} "
-                       f"before {ref} was compromised at {when}")
+        at = f" at {proven.isoformat()}," if result.timestamped_at else ""
+        return replace(result, valid=True, reason=f"valid: {how} by version {match.version}"
+                       f"{at} before {ref} was compromised at {when}")
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)

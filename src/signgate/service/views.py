@@ -117,6 +117,7 @@ class VerifyResult:
     signed_by: str | None = None
     key_state: str | None = None
     compromised_at: datetime | None = None
+    timestamped_at: datetime | None = None
 
 
 @dataclass(frozen=True)
