@@ -50,8 +50,9 @@ class KeyStore(Protocol):
         """Sign a precomputed digest; the result is what the algorithm's verifier reads.
 
         ECDSA: DER ``Ecdsa-Sig-Value``; RSA: PSS (salt = digest length) or PKCS#1 v1.5;
-        Ed25519: pure Ed25519 over the digest bytes (RFC 8032 has no prehash mode that
-        common verifiers accept).
+        Ed25519: pure Ed25519 over the bytes given (RFC 8032 has no prehash mode that
+        common verifiers accept): the digest for raw signatures, the whole to-be-signed
+        structure where X.509 wants Ed25519 over the message (RFC 8410).
         """
         ...
 

@@ -10,6 +10,7 @@ from asn1crypto import csr, pem, x509
 from cryptography import x509 as cx509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.errors import InvalidInput
 from signgate.pki.certs import TbsSigner, public_key_info, signature_algorithm
 
@@ -17,15 +18,21 @@ from signgate.pki.certs import TbsSigner, public_key_info, signature_algorithm
 def build_csr(signer: TbsSigner, subject: x509.Name, public_key_pem: str) -> bytes:
     """A DER CertificationRequest for ``public_key_pem``, signed by its own key (the
     proof of possession, RFC 2986 §3)."""
-    sig_name, digest_alg = signature_algorithm(signer.algorithm)
     info = csr.CertificationRequestInfo({
         "version": "v1",
         "subject": subject,
         "subject_pk_info": public_key_info(public_key_pem),
         "attributes": [],
     })
-    digest = hashlib.new(digest_alg.value, info.dump()).digest()
-    signature = signer.sign_digest(digest_alg, digest)
+    if signer.algorithm is KeyAlgorithm.ED25519:
+        # RFC 8410 §6: Ed25519 signs the message itself. The key store's Ed25519 primitive
+        # signs the bytes it is given, so the whole CertificationRequestInfo goes in.
+        sig_name = "ed25519"
+        signature = signer.sign_digest(DigestAlgorithm.SHA512, info.dump())
+    else:
+        sig_name, digest_alg = signature_algorithm(signer.algorithm)
+        digest = hashlib.new(digest_alg.value, info.dump()).digest()
+        signature = signer.sign_digest(digest_alg, digest)
     request = csr.CertificationRequest({
         "certification_request_info": info,
         "signature_algorithm": {"algorithm": sig_name},

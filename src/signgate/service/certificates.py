@@ -42,9 +42,6 @@ def csr(ctx: Context, caller: Caller, ref: str, version: int | None = None) -> C
         key = get_key(session, project, name)
         v = get_version(session, key, version)
         algorithm = KeyAlgorithm(key.algorithm)
-        if algorithm is KeyAlgorithm.ED25519:
-            raise InvalidInput("a certification request for an ed25519 key is not supported "
-                               "yet (the key store signs digests; RFC 8410 signs messages)")
         subject = certs.name(ctx.settings.organization, f"{project}/{name} v{v.version}",
                              project)
         # PKCS#1 v1.5 for RSA: what every CA accepts on a request, whatever the key's
