@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Verifiers the tests run against what signgate produces (openssl, the JDK's jarsigner),
+# Verifiers the tests run against what signgate produces (openssl, the JDK's jarsigner,
+# osslsigncode),
 # and the PostgreSQL server.
-debian_packages=(openssl postgresql openjdk-17-jdk-headless)
+debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

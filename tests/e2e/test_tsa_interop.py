@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import unique
 from tests.support.server import Server
 
@@ -46,3 +48,29 @@ def test_jarsigner_timestamps_with_our_tsa(server: Server, tmp_path: Path) -> No
     untrusted = run("jarsigner", "-verify", "-verbose", "-certs", "app.jar",
                     cwd=tmp_path).stdout
     assert "Invalid TSA certificate chain" in untrusted  # the root is what makes it valid
+
+
+def test_osslsigncode_timestamps_with_our_tsa(server: Server, tmp_path: Path) -> None:
+    """osslsigncode -ts URL/tsa on a PowerShell script (Authenticode for scripts); its
+    verify prints 'Succeeded' even when the timestamp check failed, so read the line."""
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "dev.key",
+        "-out", "dev.pem", "-subj", "/CN=script developer", "-days", "2", "-addext",
+        "extendedKeyUsage=codeSigning", "-addext", "keyUsage=digitalSignature", cwd=tmp_path)
+    (tmp_path / "hello.ps1").write_bytes(b'Write-Host "hello"\r\n')
+    run("osslsigncode", "sign", "-certs", "dev.pem", "-key", "dev.key", "-ts",
+        f"{server.url}/tsa", "-in", "hello.ps1", "-out", "signed.ps1", cwd=tmp_path)
+    (tmp_path / "root.pem").write_text(server.cli("ca", "cert").stdout)
+    crl = tmp_path / "root-crl.der"
+    crl.write_bytes(httpx.get(f"{server.url}/ca/root.crl", timeout=30).content)
+    run("openssl", "crl", "-inform", "DER", "-in", str(crl), "-out", "root-crl.pem",
+        cwd=tmp_path)
+    base = ["osslsigncode", "verify", "-CAfile", "dev.pem", "-TSA-CRLfile", "root-crl.pem",
+            "-in", "signed.ps1"]
+    good = subprocess.run([*base, "-TSA-CAfile", "root.pem"], capture_output=True,
+                          text=True, cwd=tmp_path)
+    out = good.stdout + good.stderr
+    assert "Timestamp Server Signature verification: ok" in out, out
+    assert "Signature verification: ok" in out
+    wrong = subprocess.run([*base, "-TSA-CAfile", "dev.pem"], capture_output=True, text=True,
+                           cwd=tmp_path)
+    assert "Timestamp Server Signature verification: failed" in wrong.stdout + wrong.stderr
