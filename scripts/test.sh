@@ -5,8 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Verifiers the tests run against what signgate produces (openssl, the JDK's jarsigner,
-# osslsigncode),
-# and the PostgreSQL server.
+# osslsigncode), and the PostgreSQL server.
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode)
 missing=()
 for p in "${debian_packages[@]}"; do
