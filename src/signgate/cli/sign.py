@@ -31,8 +31,11 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.command("sign")
 @click.argument("file", type=FILE)
 @click.option("--key", "ref", required=True, metavar="PROJECT/NAME", help="Key to sign with.")
-@click.option("--format", "fmt", type=click.Choice(["raw"]), default="raw", show_default=True,
-              help="Signature format (raw: DER for ECDSA, as 'openssl dgst -verify' reads).")
+@click.option("--format", "fmt", type=click.Choice(["raw", "cms"]), default="raw",
+              show_default=True,
+              help="raw: the signature value (DER for ECDSA, as 'openssl dgst -verify' reads), "
+                   "written to FILE.sig; cms: detached CMS SignedData (DER) with the "
+                   "certificate chain and a timestamp, written to FILE.p7s.")
 @click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the signature (default: FILE.sig).")
@@ -56,8 +59,8 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
     digest = hash_file(file, algorithm, progress=not no_progress and not as_json)
     with make_client(url, token_file) as c:
         result = c.sign_digest(ref, algorithm.value, digest.hex(), artifact_name or file.name,
-                               metadata, timestamp)
-    out = output or file.with_name(file.name + ".sig")
+                               metadata, timestamp, fmt)
+    out = output or file.with_name(file.name + (".p7s" if fmt == "cms" else ".sig"))
     write_atomic(out, base64.b64decode(result["signature"]))
     receipt = result["receipt"]
     extra: dict[str, str] = {"signature_file": str(out), "format": fmt}
@@ -65,7 +68,7 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
         pem_path = out.with_name(out.name + ".pem")
         write_atomic(pem_path, result["certificate"].encode("ascii"))
         extra["certificate_file"] = str(pem_path)
-    if result.get("timestamp"):
+    if result.get("timestamp") and fmt == "raw":  # CMS carries its token inside
         tsr = out.with_name(out.name + ".tsr")
         write_atomic(tsr, base64.b64decode(result["timestamp"]))
         extra["timestamp_file"] = str(tsr)

@@ -140,10 +140,11 @@ class SigngateClient:
                             json={"compromised_at": compromised_at, "reason": reason})
 
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
-                    metadata: dict[str, str] | None = None, timestamp: bool = False) -> Any:
+                    metadata: dict[str, str] | None = None, timestamp: bool = False,
+                    format: str = "raw") -> Any:
         body = {"digest_algorithm": digest_algorithm, "digest": digest_hex,
                 "artifact_name": artifact_name, "metadata": metadata or {},
-                "timestamp": timestamp}
+                "timestamp": timestamp, "format": format}
         return self.request("POST", _key_path(ref) + "/sign", json=body)
 
     def verify_digest(self, ref: str, digest_algorithm: str, digest_hex: str,

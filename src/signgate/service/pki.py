@@ -261,6 +261,26 @@ def version_certificate(ctx: Context, caller: Caller, ref: str,
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 
 
+def version_chain(session: Session, version_id: int) -> tuple[bytes, list[bytes]]:
+    """DER of a key version's newest certificate and of the CA certificates above it
+    (signgate's issuing CA, or the chain imported with it)."""
+    row = session.execute(
+        select(Certificate).where(Certificate.key_version_id == version_id)
+        .order_by(Certificate.id.desc())
+    ).scalars().first()
+    if row is None:
+        raise NotFound("this key version has no certificate")
+    if row.issuer_id is not None:
+        issuer = session.get(Authority, row.issuer_id)
+        assert issuer is not None
+        return row.der, [authority_certificate(session, issuer).der]
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    chain = cx509.load_pem_x509_certificates(row.chain_pem.encode()) if row.chain_pem else []
+    return row.der, [c.public_bytes(Encoding.DER) for c in chain]
+
+
 def publish_crl(ctx: Context, session: Session, authority: Authority,
                 actor: str = "signgate") -> RevocationList:
     """Sign and store the next CRL of ``authority`` listing every certificate it revoked."""

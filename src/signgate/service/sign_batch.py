@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import enum
 import hashlib
 import logging
 import queue
@@ -46,6 +47,7 @@ from signgate.errors import (
     NotFound,
     SigngateError,
 )
+from signgate.formats import cms as cms_format
 from signgate.keystore.base import KeyHandle
 from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
@@ -59,6 +61,7 @@ from signgate.service.pki import (
     authority_signer,
     ensure_issuing_ca,
     issue_version_certificate,
+    version_chain,
 )
 from signgate.service.tsa import tsa_authority
 from signgate.service.views import Receipt, SignResult
@@ -107,7 +110,19 @@ MAX_BATCH = 256
 MAX_CACHED = 4096
 MAX_ARTIFACT_NAME = 1024
 MAX_METADATA_BYTES = 8192
-RAW_FORMAT = "raw"
+
+
+class SignatureFormat(enum.StrEnum):
+    RAW = "raw"
+    CMS = "cms"
+
+    @classmethod
+    def parse(cls, value: str) -> SignatureFormat:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidInput(f"unknown signature format {value!r}; expected raw or cms",
+                               code="unknown_format") from None
 
 
 @dataclass
@@ -120,6 +135,7 @@ class SignJob:
     artifact_name: str
     metadata: Mapping[str, str]
     timestamp: bool = False
+    format: str = "raw"
     # Exactly one waiter: a thread (``future``) or an event loop (``loop`` + ``waiter``).
     future: Future[SignResult] | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -272,27 +288,48 @@ class _Batch:
             if not d.allowed:
                 raise Denied(d.reason)
             now = self.ctx.clock.now()
+            fmt = SignatureFormat.parse(job.format)
             certificate: str | None = None
+            # What the key signs: the artifact's digest (raw), or the digest of the CMS
+            # signed attributes that carry it (Ed25519 signs the attributes themselves).
+            attributes = None
+            payload = digest
+            if fmt is SignatureFormat.CMS:
+                if key.algorithm is KeyAlgorithm.ED25519:
+                    # RFC 8419 CMS with Ed25519 is not verified by OpenSSL 3.0's cms tool:
+                    # refuse rather than hand out what the ecosystem cannot check.
+                    raise InvalidInput("CMS signatures with ed25519 keys are not supported "
+                                       "yet; use an ECDSA or RSA key", code="unsupported_format")
+                attributes = cms_format.signed_attributes(digest, now)
+                payload = hashlib.new(alg.value, attributes.dump()).digest()
             due = decide.rotation_due(key.snapshot(job.project, job.key), now)
             if key.one_time:
-                key, signature, certificate = self._one_time(job, actor, key, alg, digest, now)
+                key, signature, certificate = self._one_time(job, actor, key, alg, payload,
+                                                             now)
             elif due is None:
-                signature = self._sign_with(key, alg, digest)
+                signature = self._sign_with(key, alg, payload)
             else:
-                key, signature = self._rotate_then_sign(job, actor, due, now, alg, digest)
+                key, signature = self._rotate_then_sign(job, actor, due, now, alg, payload)
             # The key's policy is enforced here, not by the client: no signature of a
-            # require_timestamp key leaves without its token.
+            # require_timestamp key leaves without its token. CMS is always timestamped.
             stamp = (self._timestamp(signature, now)
-                     if job.timestamp or key.require_timestamp else None)
+                     if job.timestamp or key.require_timestamp or attributes is not None
+                     else None)
+            signature_value = signature
+            if attributes is not None:
+                leaf, chain = version_chain(self.session, key.version_id)
+                signature = cms_format.detached(
+                    attributes, signature, key.algorithm, key.rsa_padding, alg, leaf, chain,
+                    cms_format.token_of(stamp.der) if stamp else None)
         except SigngateError as exc:
             raise Refusal(actor.name, exc) from exc
         key.signatures += 1
         self.counts[key.version_id] = self.counts.get(key.version_id, 0) + 1
         signature_id = str(uuid.uuid4())
-        sig_hash = hashlib.sha256(signature).hexdigest()
+        sig_hash = hashlib.sha256(signature_value).hexdigest()
         details: dict[str, object] = {
             "signature_id": signature_id, "key_version": key.version,
-            "digest_algorithm": alg.value, "digest": digest.hex(), "format": RAW_FORMAT,
+            "digest_algorithm": alg.value, "digest": digest.hex(), "format": fmt.value,
             "signature_sha256": sig_hash,
         }
         if job.caller.address:
@@ -314,7 +351,7 @@ class _Batch:
         self.signatures.append({
             "id": signature_id, "key_version_id": key.version_id, "identity_id": identity_id,
             "artifact_name": job.artifact_name, "digest_algorithm": alg.value,
-            "digest": digest.hex(), "signature_sha256": sig_hash, "format": RAW_FORMAT,
+            "digest": digest.hex(), "signature_sha256": sig_hash, "format": fmt.value,
             "signed_at": now, "client_address": job.caller.address,
             "metadata_json": canonical_json(meta).decode(), "audit_seq": seq,
             "timestamp_token": stamp.der if stamp else None,
@@ -324,7 +361,7 @@ class _Batch:
             algorithm=key.algorithm.value,
             rsa_padding=key.rsa_padding.value if key.algorithm.is_rsa else None,
             digest_algorithm=alg.value, digest=digest.hex(), artifact_name=job.artifact_name,
-            format=RAW_FORMAT, identity=actor.name, signed_at=now, audit_seq=seq,
+            format=fmt.value, identity=actor.name, signed_at=now, audit_seq=seq,
             timestamp_serial=format(stamp.serial, "x") if stamp else None,
             timestamp_time=stamp.gen_time if stamp else None,
         )

@@ -34,13 +34,14 @@ def sign(
     artifact_name: str,
     metadata: Mapping[str, str] | None = None,
     timestamp: bool = False,
+    format: str = "raw",
 ) -> SignResult:
     """Sign a digest with the current version of ``ref``; returns only after the audit
     entry is committed (group commit: see service/sign_batch.py)."""
     project, name = split_ref(ref)
     batcher = ctx.part("sign_batcher", SignBatcher)
     return batcher.submit(SignJob(caller, project, name, digest_algorithm, digest_hex,
-                                  artifact_name, metadata or {}, timestamp))
+                                  artifact_name, metadata or {}, timestamp, format))
 
 
 async def sign_async(
@@ -52,13 +53,14 @@ async def sign_async(
     artifact_name: str,
     metadata: Mapping[str, str] | None = None,
     timestamp: bool = False,
+    format: str = "raw",
 ) -> SignResult:
     """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
     project, name = split_ref(ref)
     batcher = ctx.part("sign_batcher", SignBatcher)
     return await batcher.submit_async(SignJob(caller, project, name, digest_algorithm,
                                               digest_hex, artifact_name, metadata or {},
-                                              timestamp))
+                                              timestamp, format))
 
 
 def timestamp_time(token: bytes | None) -> datetime | None:

@@ -1,0 +1,1 @@
+"""Signature formats built on the key store's one primitive: pure, no DB, no HTTP."""
