@@ -18,7 +18,7 @@ from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.keys import get_key, get_version, split_ref
-from signgate.service.pki import StoreSigner
+from signgate.service.pki import StoreSigner, chain_view
 from signgate.service.views import CertificateChainView
 from signgate.store.models import Certificate, Identity
 
@@ -94,8 +94,7 @@ def import_chain(ctx: Context, caller: Caller, ref: str, chain_pem: str,
                                     "sha256": fingerprint,
                                     "issuer": leaf.issuer.rfc4514_string(),
                                     "not_after": row.not_after.isoformat()}), now)
-        return CertificateChainView(row.subject, row.serial, row.sha256, row.not_before,
-                                    row.not_after, certs.to_pem(der), certs.to_pem(der) + rest)
+        return chain_view(row, rest)
 
     return ctx.write(caller, Target(Action.CERT_IMPORT, ref, project, ref), run)
 

@@ -219,15 +219,20 @@ def ensure_all(ctx: Context) -> int:
     return made
 
 
+def chain_view(row: Certificate, issuers_pem: str = "") -> CertificateChainView:
+    """A certificate as the API shows it: its own PEM, then with its issuers' appended."""
+    pem = certs.to_pem(row.der)
+    return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
+                                not_before=row.not_before, not_after=row.not_after,
+                                pem=pem, chain_pem=pem + issuers_pem)
+
+
 def root_certificate(ctx: Context, caller: Caller) -> CertificateChainView:
     def run(session: Session, _actor: Actor) -> CertificateChainView:
         authority = root(session)
         if authority is None:
             raise NotFound("signgate has no root CA yet (run 'signgate serve' once)")
-        row = authority_certificate(session, authority)
-        return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
-                                    not_before=row.not_before, not_after=row.not_after,
-                                    pem=certs.to_pem(row.der), chain_pem=certs.to_pem(row.der))
+        return chain_view(authority_certificate(session, authority))
 
     return ctx.read(caller, Target(Action.READ, "root CA"), run)
 
@@ -253,10 +258,7 @@ def version_certificate(ctx: Context, caller: Caller, ref: str,
             issuer = session.get(Authority, row.issuer_id)
             assert issuer is not None
             rest = certs.to_pem(authority_certificate(session, issuer).der)
-        return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
-                                    not_before=row.not_before, not_after=row.not_after,
-                                    pem=certs.to_pem(row.der),
-                                    chain_pem=certs.to_pem(row.der) + rest)
+        return chain_view(row, rest)
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 

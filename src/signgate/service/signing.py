@@ -25,6 +25,13 @@ from signgate.service.views import SignResult, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord
 
 
+def _job(caller: Caller, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
+         metadata: Mapping[str, str] | None, timestamp: bool, format: str) -> SignJob:
+    project, name = split_ref(ref)
+    return SignJob(caller, project, name, digest_algorithm, digest_hex, artifact_name,
+                   metadata or {}, timestamp, format)
+
+
 def sign(
     ctx: Context,
     caller: Caller,
@@ -38,10 +45,9 @@ def sign(
 ) -> SignResult:
     """Sign a digest with the current version of ``ref``; returns only after the audit
     entry is committed (group commit: see service/sign_batch.py)."""
-    project, name = split_ref(ref)
-    batcher = ctx.part("sign_batcher", SignBatcher)
-    return batcher.submit(SignJob(caller, project, name, digest_algorithm, digest_hex,
-                                  artifact_name, metadata or {}, timestamp, format))
+    job = _job(caller, ref, digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
+               format)
+    return ctx.part("sign_batcher", SignBatcher).submit(job)
 
 
 async def sign_async(
@@ -56,11 +62,9 @@ async def sign_async(
     format: str = "raw",
 ) -> SignResult:
     """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
-    project, name = split_ref(ref)
-    batcher = ctx.part("sign_batcher", SignBatcher)
-    return await batcher.submit_async(SignJob(caller, project, name, digest_algorithm,
-                                              digest_hex, artifact_name, metadata or {},
-                                              timestamp, format))
+    job = _job(caller, ref, digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
+               format)
+    return await ctx.part("sign_batcher", SignBatcher).submit_async(job)
 
 
 def timestamp_time(token: bytes | None) -> datetime | None:

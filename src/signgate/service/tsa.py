@@ -14,7 +14,12 @@ from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
 from signgate.policy.model import Actor
 from signgate.service.context import ANONYMOUS, Caller, Context, Target
-from signgate.service.pki import authority_certificate, authority_signer, create_under_root
+from signgate.service.pki import (
+    authority_certificate,
+    authority_signer,
+    chain_view,
+    create_under_root,
+)
 from signgate.service.views import CertificateChainView
 from signgate.store.models import Authority
 
@@ -111,13 +116,8 @@ def tsa_certificate(ctx: Context, caller: Caller) -> CertificateChainView:
         if authority is None:
             raise NotFound("signgate has no time-stamp authority yet (run 'signgate serve')")
         row = authority_certificate(session, authority)
-        chain = certs.to_pem(row.der)
-        if row.issuer_id is not None:
-            issuer = session.get(Authority, row.issuer_id)
-            if issuer is not None:
-                chain += certs.to_pem(authority_certificate(session, issuer).der)
-        return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
-                                    not_before=row.not_before, not_after=row.not_after,
-                                    pem=certs.to_pem(row.der), chain_pem=chain)
+        issuer = session.get(Authority, row.issuer_id) if row.issuer_id is not None else None
+        rest = certs.to_pem(authority_certificate(session, issuer).der) if issuer else ""
+        return chain_view(row, rest)
 
     return ctx.read(caller, Target(Action.READ, "time-stamp authority"), run)
