@@ -324,6 +324,8 @@ def test_key_list_show_public(server: Server, tmp_path: Path) -> None:
     assert "secp384r1" in text.stdout, text
     assert server.cli("key", "public", a, "--version", "1").stdout == pem
     pj = server.cli("key", "public", a, "--version", "1", "--json").json()
+    created = pj.pop("created_at")
+    assert created == server.cli("key", "show", a, "--json").json()["versions"][0]["created_at"]
     assert pj == {"key": a, "version": 1, "algorithm": "ecdsa-p384", "rsa_padding": None,
                   "public_key_pem": pem, "current": True}
     assert server.cli("key", "public", b).stdout != pem
@@ -514,11 +516,13 @@ def test_revocation(server: Server, project: str, ci: tuple[str, str], tmp_path:
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     a.write_bytes(b"signed before the leak")
     b.write_bytes(b"signed after the leak")
-    ra = sign(server, token, a, ref)
+    # Untimestamped: judged by signgate's own record of the signing time (the timestamped
+    # case is in test_timestamped_signing.py).
+    ra = sign(server, token, a, ref, "--no-timestamp")
     time.sleep(0.05)
     compromised = datetime.now(UTC)
     time.sleep(0.05)
-    rb = sign(server, token, b, ref)
+    rb = sign(server, token, b, ref, "--no-timestamp")
     t_a, t_b = parse_time(ra["signed_at"]), parse_time(rb["signed_at"])
     assert t_a < compromised < t_b
 

@@ -52,17 +52,17 @@ def test_timestamped_signatures(server: Server, tmp_path: Path) -> None:
                    check=True)
     assert "Verification: OK" not in ts_verify(sig, tsr, other_root).stdout
 
-    # Not asked for, plain key: no token.
+    # Declined, plain key: no token.
     tsr.unlink()
     receipt = server.cli("sign", str(artifact), "--key", f"{project}/plain", "--json",
-                         token=token).json()
+                         "--no-timestamp", token=token).json()
     assert "timestamp_file" not in receipt
     assert receipt["timestamp_serial"] is None
     assert not tsr.exists()
 
-    # Not asked for, but the key's policy demands it: the server timestamps anyway.
+    # Declined, but the key's policy demands it: the server timestamps anyway.
     receipt = server.cli("sign", str(artifact), "--key", f"{project}/strict", "--json",
-                         token=token).json()
+                         "--no-timestamp", token=token).json()
     assert receipt["timestamp_serial"]
     ok = ts_verify(sig, tsr, root)
     assert ok.stdout.strip().endswith("Verification: OK"), ok

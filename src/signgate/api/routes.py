@@ -154,7 +154,7 @@ async def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who)
     """Sign a digest. Returns once the signature's audit entry is committed."""
     return await signing.sign_async(ctx, caller, f"{project}/{key}", body.digest_algorithm,
                                     body.digest, body.artifact_name, body.metadata,
-                                    body.timestamp, body.format)
+                                    body.timestamp, body.format, body.params)
 
 
 @router.post(KEY + "/verify", tags=["signing"])

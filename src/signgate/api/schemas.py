@@ -52,8 +52,10 @@ class SignRequest(Strict):
     artifact_name: str = Field(max_length=1024)
     metadata: dict[str, str] = Field(default_factory=dict)
     timestamp: bool = Field(False, description="add an RFC 3161 timestamp over the signature")
-    format: str = Field("raw", max_length=16, description="raw (the signature value) or cms "
-                        "(detached CMS SignedData, DER, with certificates and timestamp)")
+    format: str = Field("raw", max_length=16, description="raw, cms, authenticode, jar, "
+                        "openpgp, dsse or sigstore (see the README for what each signs)")
+    params: dict[str, str] = Field(default_factory=dict, description="the format's own "
+                                   "parameters (e.g. OpenPGP's hashed signature area)")
 
 
 class VerifyRequest(Strict):

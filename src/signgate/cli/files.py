@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,9 @@ import click
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.crypto.digests import digest_stream
 from signgate.errors import InvalidInput
+from signgate.formats.files import write_atomic
+
+__all__ = ["hash_file", "write_atomic"]
 
 PROGRESS_THRESHOLD = 8 << 20
 
@@ -32,22 +33,3 @@ def hash_file(path: Path, algorithm: DigestAlgorithm, progress: bool = True) -> 
         raise InvalidInput(f"{path} is a directory, not a file") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename: never a half-written file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc

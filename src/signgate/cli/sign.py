@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import base64
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from signgate.cli.common import client_options, make_client
-from signgate.cli.files import hash_file, write_atomic
+from signgate.cli.files import PROGRESS_THRESHOLD, hash_file, write_atomic
 from signgate.cli.output import emit_json, handles_errors, json_option
-from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.client.client import SigngateClient
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput, VerificationFailed
+from signgate.formats import registry as formats
+from signgate.formats.base import Progress, PublicKeyInfo
 
 DIGESTS = click.Choice([d.value for d in DigestAlgorithm])
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -28,57 +36,99 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+FORMAT_HELP = (
+    "raw: the signature value (DER for ECDSA), as 'openssl dgst -verify' reads it -> FILE.sig. "
+    "cms: detached CMS SignedData (DER) -> FILE.p7s. "
+    "authenticode: the PE file, signed in place (or -o). "
+    "jar: the JAR, signed in place (or -o). "
+    "openpgp: detached ASCII-armored OpenPGP signature -> FILE.asc. "
+    "dsse: an in-toto Statement in a DSSE envelope -> FILE.intoto.jsonl. "
+    "sigstore: a Sigstore bundle v0.3 -> FILE.sigstore.json."
+)
+
+
+@contextmanager
+def _progress(path: Path, label: str, enabled: bool) -> Iterator[Progress | None]:
+    """A progress bar on stderr while a big file is read; None for small files."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if not enabled or size < PROGRESS_THRESHOLD:
+        yield None
+        return
+    bar: Any = click.progressbar(length=size, label=f"{label} {path.name}", file=sys.stderr)
+    with bar:
+        yield bar.update
+
+
+def _key_info(c: SigngateClient, ref: str) -> PublicKeyInfo:
+    view = c.public_key(ref)
+    return PublicKeyInfo(
+        ref=ref, version=int(view["version"]), algorithm=KeyAlgorithm(view["algorithm"]),
+        rsa_padding=RsaPadding(view["rsa_padding"]) if view.get("rsa_padding") else None,
+        public_key_pem=str(view["public_key_pem"]),
+        created_at=datetime.fromisoformat(view["created_at"]),
+    )
+
+
 @click.command("sign")
 @click.argument("file", type=FILE)
 @click.option("--key", "ref", required=True, metavar="PROJECT/NAME", help="Key to sign with.")
-@click.option("--format", "fmt", type=click.Choice(["raw", "cms"]), default="raw",
-              show_default=True,
-              help="raw: the signature value (DER for ECDSA, as 'openssl dgst -verify' reads), "
-                   "written to FILE.sig; cms: detached CMS SignedData (DER) with the "
-                   "certificate chain and a timestamp, written to FILE.p7s.")
+@click.option("--format", "fmt", type=click.Choice(list(formats.NAMES)), default="raw",
+              show_default=True, help=FORMAT_HELP)
 @click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the signature (default: FILE.sig).")
+              help="Where to write the result (default: next to FILE for detached formats, "
+                   "FILE itself for authenticode and jar).")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE",
               help="Metadata recorded with the signature (repeatable), e.g. commit=abc123.")
 @click.option("--name", "artifact_name", help="Artifact name to record (default: file name).")
 @click.option("--no-progress", is_flag=True, help="No progress bar while hashing.")
-@click.option("--timestamp", is_flag=True,
-              help="Add an RFC 3161 timestamp over the signature, written to OUT.tsr "
-                   "(keys with a require-timestamp policy always get one).")
+@click.option("--timestamp/--no-timestamp", default=True, show_default=True,
+              help="Add an RFC 3161 timestamp over the signature: inside the result for cms, "
+                   "authenticode, jar and sigstore, else beside it as OUT.tsr. Keys with a "
+                   "require-timestamp policy always get one.")
 @client_options
 @json_option
 @handles_errors
 def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
          meta: tuple[str, ...], artifact_name: str | None, no_progress: bool,
          timestamp: bool, url: str, token_file: Path | None, as_json: bool) -> None:
-    """Sign FILE with a key held by signgate. The file is hashed here; only its digest is
-    sent. Writes the signature to FILE.sig; --json prints the receipt."""
+    """Sign FILE with a key held by signgate. FILE is read here and only a digest is sent
+    (for authenticode and jar, the digest of what those formats sign); the private key never
+    leaves the server. --json prints the receipt."""
     metadata = _metadata(meta)
     algorithm = DigestAlgorithm(digest_name)
-    digest = hash_file(file, algorithm, progress=not no_progress and not as_json)
+    side = formats.client(fmt)
     with make_client(url, token_file) as c:
-        result = c.sign_digest(ref, algorithm.value, digest.hex(), artifact_name or file.name,
-                               metadata, timestamp, fmt)
-    out = output or file.with_name(file.name + (".p7s" if fmt == "cms" else ".sig"))
-    write_atomic(out, base64.b64decode(result["signature"]))
+        with _progress(file, "hashing", not no_progress and not as_json) as progress:
+            prepared = side.prepare(file, algorithm, progress, lambda: _key_info(c, ref))
+        result = c.sign_digest(ref, prepared.digest_algorithm.value, prepared.digest.hex(),
+                               artifact_name or file.name, metadata, timestamp, fmt,
+                               prepared.params)
+    out = output or (file if side.embedded else file.with_name(file.name + side.suffix))
+    side.finish(file, prepared, base64.b64decode(result["signature"]), out)
     receipt = result["receipt"]
     extra: dict[str, str] = {"signature_file": str(out), "format": fmt}
     if result.get("certificate"):  # one-time key: the only place its certificate lives
         pem_path = out.with_name(out.name + ".pem")
         write_atomic(pem_path, result["certificate"].encode("ascii"))
         extra["certificate_file"] = str(pem_path)
-    if result.get("timestamp") and fmt == "raw":  # CMS carries its token inside
+    if result.get("timestamp") and not formats.builder(fmt).embeds_timestamp:
         tsr = out.with_name(out.name + ".tsr")
         write_atomic(tsr, base64.b64decode(result["timestamp"]))
         extra["timestamp_file"] = str(tsr)
     if as_json:
         emit_json(receipt | extra)
     else:
-        stamped = (f", timestamped {receipt['timestamp_time']} -> {extra['timestamp_file']}"
-                   if "timestamp_file" in extra else "")
-        click.echo(f"signed {file.name} with {receipt['key']} version {receipt['key_version']} "
-                   f"-> {out} (signature {receipt['signature_id']}){stamped}")
+        stamped = ""
+        if receipt.get("timestamp_time"):
+            where = extra.get("timestamp_file", "embedded")
+            stamped = f", timestamped {receipt['timestamp_time']} ({where})"
+        click.echo(f"signed {file.name} with {receipt['key']} version "
+                   f"{receipt['key_version']} -> {out} ({fmt}, signature "
+                   f"{receipt['signature_id']}){stamped}")
 
 
 @click.command("verify")

@@ -141,10 +141,10 @@ class SigngateClient:
 
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
                     metadata: dict[str, str] | None = None, timestamp: bool = False,
-                    format: str = "raw") -> Any:
+                    format: str = "raw", params: dict[str, str] | None = None) -> Any:
         body = {"digest_algorithm": digest_algorithm, "digest": digest_hex,
                 "artifact_name": artifact_name, "metadata": metadata or {},
-                "timestamp": timestamp, "format": format}
+                "timestamp": timestamp, "format": format, "params": params or {}}
         return self.request("POST", _key_path(ref) + "/sign", json=body)
 
     def verify_digest(self, ref: str, digest_algorithm: str, digest_hex: str,

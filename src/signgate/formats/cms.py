@@ -4,8 +4,8 @@ The artifact never reaches the server: the client sends its digest, which become
 ``message-digest`` signed attribute; the signature covers the DER ``SET OF`` signed
 attributes (RFC 5652 §5.4). The signer's certificate and its issuing CA travel in
 ``certificates``; an RFC 3161 token over the signature value goes into the unsigned
-attribute ``id-aa-signatureTimeStampToken`` (RFC 3161 Appendix A). The same builder is
-meant to serve Authenticode and JAR signatures later.
+attribute ``id-aa-signatureTimeStampToken`` (RFC 3161 Appendix A). The same builder
+serves Authenticode and JAR signatures (see ``authenticode.py`` and ``jar.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from asn1crypto import algos, cms, x509
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
+from signgate.errors import InvalidInput
+from signgate.formats.base import Chain, FormatRequest, SignerKey, ToBeSigned
+from signgate.formats.raw import DetachedDigest
 
 
 def signed_attributes(message_digest: bytes, signing_time: datetime) -> cms.CMSAttributes:
@@ -92,3 +95,38 @@ def token_of(response_der: bytes) -> bytes:
 
     return bytes(TimeStampResp.load(response_der)["time_stamp_token"].dump())
 
+
+
+def refuse_ed25519(key: SignerKey, what: str) -> None:
+    """RFC 8419 CMS with Ed25519 is not verified by OpenSSL 3.0's cms tool (nor by
+    osslsigncode or jarsigner built on it): refuse rather than hand out what the ecosystem
+    cannot check."""
+    if key.algorithm is KeyAlgorithm.ED25519:
+        raise InvalidInput(f"{what} signatures with ed25519 keys are not supported; "
+                           "use an ECDSA or RSA key", code="unsupported_format")
+
+
+class CmsBuilder:
+    """``cms``: detached SignedData over the client's digest of the artifact."""
+
+    name = "cms"
+    needs_chain = True
+    embeds_timestamp = True
+
+    def check(self, key: SignerKey, request: FormatRequest) -> None:
+        refuse_ed25519(key, "CMS")
+
+    def prepare(self, key: SignerKey, request: FormatRequest) -> ToBeSigned:
+        attributes = signed_attributes(request.digest, request.now)
+        return ToBeSigned(attributes.dump(), prehashed=False, state=attributes)
+
+    def assemble(self, key: SignerKey, request: FormatRequest, tbs: ToBeSigned,
+                 signature: bytes, chain: Chain | None, timestamp_token: bytes | None) -> bytes:
+        assert chain is not None
+        return detached(tbs.state, signature, key.algorithm, key.rsa_padding,
+                        request.digest_algorithm, chain.leaf, list(chain.issuers),
+                        timestamp_token)
+
+
+BUILDER = CmsBuilder()
+CLIENT = DetachedDigest("cms", ".p7s")

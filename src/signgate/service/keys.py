@@ -230,7 +230,7 @@ def public(ctx: Context, caller: Caller, ref: str, version: int | None = None) -
         alg = KeyAlgorithm(key.algorithm)
         return PublicKeyView(ref, v.version, key.algorithm,
                              key.rsa_padding if alg.is_rsa else None, v.public_key_pem,
-                             v.version == key.current_version)
+                             v.version == key.current_version, v.created_at)
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 

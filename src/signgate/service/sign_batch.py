@@ -20,13 +20,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import enum
 import hashlib
 import logging
 import queue
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +47,8 @@ from signgate.errors import (
     SigngateError,
 )
 from signgate.formats import cms as cms_format
+from signgate.formats import registry as formats
+from signgate.formats.base import Builder, Chain, FormatRequest, SignerKey, ToBeSigned
 from signgate.keystore.base import KeyHandle
 from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
@@ -92,7 +93,7 @@ CURRENT_KEY = (
            _keys.c.one_time, _keys.c.created_at.label("key_created"),
            _versions.c.id.label("vid"),
            _versions.c.version, _versions.c.uri, _versions.c.created_at,
-           _versions.c.signature_count)
+           _versions.c.signature_count, _versions.c.public_key_pem)
     .join(_projects, _keys.c.project_id == _projects.c.id)
     # Outer: a one-time key has no version until its first signing.
     .outerjoin(_versions, (_versions.c.key_id == _keys.c.id)
@@ -110,19 +111,7 @@ MAX_BATCH = 256
 MAX_CACHED = 4096
 MAX_ARTIFACT_NAME = 1024
 MAX_METADATA_BYTES = 8192
-
-
-class SignatureFormat(enum.StrEnum):
-    RAW = "raw"
-    CMS = "cms"
-
-    @classmethod
-    def parse(cls, value: str) -> SignatureFormat:
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidInput(f"unknown signature format {value!r}; expected raw or cms",
-                               code="unknown_format") from None
+MAX_PARAMS_BYTES = 16384
 
 
 @dataclass
@@ -136,6 +125,7 @@ class SignJob:
     metadata: Mapping[str, str]
     timestamp: bool = False
     format: str = "raw"
+    params: Mapping[str, str] = field(default_factory=dict)  # the format's own
     # Exactly one waiter: a thread (``future``) or an event loop (``loop`` + ``waiter``).
     future: Future[SignResult] | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -167,6 +157,11 @@ class _KeyState:
     uri: str
     created_at: datetime
     signatures: int  # committed count plus this batch's signings
+    public_key_pem: str
+
+    def signer(self, ref: str) -> SignerKey:
+        return SignerKey(ref, self.version, self.algorithm, self.rsa_padding,
+                         self.public_key_pem, self.created_at, self.one_time)
 
     def snapshot(self, project: str, name: str) -> KeySnapshot:
         return KeySnapshot(
@@ -177,6 +172,14 @@ class _KeyState:
             current_version_created=self.created_at,
             current_version_signatures=self.signatures,
         )
+
+
+def check_params(params: Mapping[str, str]) -> dict[str, str]:
+    out = dict(params)
+    if len(canonical_json(out)) > MAX_PARAMS_BYTES:
+        raise InvalidInput(f"format parameters are limited to {MAX_PARAMS_BYTES} bytes of "
+                           "JSON")
+    return out
 
 
 def check_request(artifact_name: str, metadata: Mapping[str, str]) -> dict[str, str]:
@@ -203,11 +206,13 @@ class _Cache:
     head_seq: int = -1
     actors: dict[str, tuple[int, Actor]] = field(default_factory=dict)
     keys: dict[str, _KeyState] = field(default_factory=dict)
+    chains: dict[int, Chain] = field(default_factory=dict)  # by key version id
 
     def valid_at(self, head_seq: int) -> bool:
         # Only what exists is cached, and only so much of it: unknown tokens or key names
         # sent in bulk cannot grow the cache.
-        if head_seq != self.head_seq or len(self.actors) + len(self.keys) > MAX_CACHED:
+        size = len(self.actors) + len(self.keys) + len(self.chains)
+        if head_seq != self.head_seq or size > MAX_CACHED:
             self.clear()
             return False
         return True
@@ -216,6 +221,7 @@ class _Cache:
         self.head_seq = -1
         self.actors.clear()
         self.keys.clear()
+        self.chains.clear()
 
 
 class _Batch:
@@ -227,6 +233,7 @@ class _Batch:
         self.conn = session.connection()  # Core statements: the ORM costs too much here
         self.actors = cache.actors
         self.keys = cache.keys
+        self.chains = cache.chains
         self.counts: dict[int, int] = {}
         self.signatures: list[dict[str, object]] = []
         self.tsa: rfc3161.Authority | None = None
@@ -261,7 +268,7 @@ class _Batch:
                 KeyState(row.state), row.rotate_every_days, row.max_signatures,
                 bool(row.require_timestamp), bool(row.one_time), vid,
                 row.version or 0, row.uri or "", row.created_at or row.key_created,
-                (row.signature_count or 0) + self.counts.get(vid, 0),
+                (row.signature_count or 0) + self.counts.get(vid, 0), row.public_key_pem or "",
             )
             self.keys[ref] = state
         return state
@@ -288,39 +295,35 @@ class _Batch:
             if not d.allowed:
                 raise Denied(d.reason)
             now = self.ctx.clock.now()
-            fmt = SignatureFormat.parse(job.format)
+            builder = formats.builder(job.format)
+            request = FormatRequest(alg, digest, job.artifact_name, now,
+                                    check_params(job.params))
+            # Before any key is touched (or a one-time key made): can this key make it?
+            builder.check(key.signer(job.ref), request)
             certificate: str | None = None
-            # What the key signs: the artifact's digest (raw), or the digest of the CMS
-            # signed attributes that carry it (Ed25519 signs the attributes themselves).
-            attributes = None
-            payload = digest
-            if fmt is SignatureFormat.CMS:
-                if key.algorithm is KeyAlgorithm.ED25519:
-                    # RFC 8419 CMS with Ed25519 is not verified by OpenSSL 3.0's cms tool:
-                    # refuse rather than hand out what the ecosystem cannot check.
-                    raise InvalidInput("CMS signatures with ed25519 keys are not supported "
-                                       "yet; use an ECDSA or RSA key", code="unsupported_format")
-                attributes = cms_format.signed_attributes(digest, now)
-                payload = hashlib.new(alg.value, attributes.dump()).digest()
+
+            def make(signer: SignerKey) -> _Prepared:
+                return _prepare(builder, signer, request)
+
             due = decide.rotation_due(key.snapshot(job.project, job.key), now)
             if key.one_time:
-                key, signature, certificate = self._one_time(job, actor, key, alg, payload,
-                                                             now)
+                key, prepared, signature, certificate = self._one_time(job, actor, key, alg,
+                                                                       make, now)
             elif due is None:
-                signature = self._sign_with(key, alg, payload)
+                prepared = make(key.signer(job.ref))
+                signature = self._sign_with(key, alg, prepared.payload)
             else:
-                key, signature = self._rotate_then_sign(job, actor, due, now, alg, payload)
+                key, prepared, signature = self._rotate_then_sign(job, actor, due, now, alg,
+                                                                  make)
             # The key's policy is enforced here, not by the client: no signature of a
-            # require_timestamp key leaves without its token. CMS is always timestamped.
+            # require_timestamp key leaves without its token.
             stamp = (self._timestamp(signature, now)
-                     if job.timestamp or key.require_timestamp or attributes is not None
-                     else None)
+                     if job.timestamp or key.require_timestamp else None)
+            chain = self.chain(key.version_id) if builder.needs_chain else None
             signature_value = signature
-            if attributes is not None:
-                leaf, chain = version_chain(self.session, key.version_id)
-                signature = cms_format.detached(
-                    attributes, signature, key.algorithm, key.rsa_padding, alg, leaf, chain,
-                    cms_format.token_of(stamp.der) if stamp else None)
+            signature = builder.assemble(
+                prepared.signer, request, prepared.tbs, signature, chain,
+                cms_format.token_of(stamp.der) if stamp else None)
         except SigngateError as exc:
             raise Refusal(actor.name, exc) from exc
         key.signatures += 1
@@ -329,7 +332,7 @@ class _Batch:
         sig_hash = hashlib.sha256(signature_value).hexdigest()
         details: dict[str, object] = {
             "signature_id": signature_id, "key_version": key.version,
-            "digest_algorithm": alg.value, "digest": digest.hex(), "format": fmt.value,
+            "digest_algorithm": alg.value, "digest": digest.hex(), "format": builder.name,
             "signature_sha256": sig_hash,
         }
         if job.caller.address:
@@ -351,7 +354,7 @@ class _Batch:
         self.signatures.append({
             "id": signature_id, "key_version_id": key.version_id, "identity_id": identity_id,
             "artifact_name": job.artifact_name, "digest_algorithm": alg.value,
-            "digest": digest.hex(), "signature_sha256": sig_hash, "format": fmt.value,
+            "digest": digest.hex(), "signature_sha256": sig_hash, "format": builder.name,
             "signed_at": now, "client_address": job.caller.address,
             "metadata_json": canonical_json(meta).decode(), "audit_seq": seq,
             "timestamp_token": stamp.der if stamp else None,
@@ -361,13 +364,20 @@ class _Batch:
             algorithm=key.algorithm.value,
             rsa_padding=key.rsa_padding.value if key.algorithm.is_rsa else None,
             digest_algorithm=alg.value, digest=digest.hex(), artifact_name=job.artifact_name,
-            format=fmt.value, identity=actor.name, signed_at=now, audit_seq=seq,
+            format=builder.name, identity=actor.name, signed_at=now, audit_seq=seq,
             timestamp_serial=format(stamp.serial, "x") if stamp else None,
             timestamp_time=stamp.gen_time if stamp else None,
         )
         return SignResult(base64.b64encode(signature).decode("ascii"), receipt,
                           base64.b64encode(stamp.der).decode("ascii") if stamp else None,
                           certificate)
+
+    def chain(self, version_id: int) -> Chain:
+        found = self.chains.get(version_id)
+        if found is None:
+            leaf, issuers = version_chain(self.session, version_id)
+            found = self.chains[version_id] = Chain(leaf, tuple(issuers))
+        return found
 
     def _timestamp(self, signature: bytes, now: datetime) -> rfc3161.Issued:
         """An RFC 3161 token over the signature value from signgate's own TSA, as
@@ -401,7 +411,8 @@ class _Batch:
         return self.ctx.keystores.sign(handle, alg, digest)
 
     def _one_time(self, job: SignJob, actor: Actor, key: _KeyState, alg: DigestAlgorithm,
-                  digest: bytes, now: datetime) -> tuple[_KeyState, bytes, str]:
+                  make: Callable[[SignerKey], _Prepared], now: datetime,
+                  ) -> tuple[_KeyState, _Prepared, bytes, str]:
         """A fresh key pair, a certificate valid for minutes, one signature, and the private
         key destroyed before anything is returned. Only the public key and certificate are
         kept (a key version that never signs again); the sealed key is never stored."""
@@ -426,12 +437,14 @@ class _Batch:
                                                ensure_issuing_ca(self.ctx, self.session,
                                                                  orm_key.project))
                 self.session.flush()
-                signature = store.sign(handle, alg, digest)
+                prepared = make(SignerKey(job.ref, number, key.algorithm, key.rsa_padding,
+                                          generated.public_key_pem, now, one_time=True))
+                signature = store.sign(handle, alg, prepared.payload)
         finally:
             store.destroy(handle)  # the only copies were this frame's and the store's cache
         self.one_time_serial, self.one_time_sha256 = cert.serial, cert.sha256
         state = self.key(job.project, job.key)
-        return state, signature, certs.to_pem(cert.der) + certs.to_pem(issuer.der)
+        return state, prepared, signature, certs.to_pem(cert.der) + certs.to_pem(issuer.der)
 
     @contextlib.contextmanager
     def _atomically(self, job: SignJob) -> Iterator[None]:
@@ -453,8 +466,8 @@ class _Batch:
 
     def _rotate_then_sign(
         self, job: SignJob, actor: Actor, reason: str, now: datetime, alg: DigestAlgorithm,
-        digest: bytes,
-    ) -> tuple[_KeyState, bytes]:
+        make: Callable[[SignerKey], _Prepared],
+    ) -> tuple[_KeyState, _Prepared, bytes]:
         """Policy rotation before signing (rare), all or nothing: if the signing with the new
         version fails, the rotation is undone with it (savepoint, audit entries, cache)."""
         with self._atomically(job):
@@ -463,8 +476,9 @@ class _Batch:
             self.session.flush()
             self.keys.pop(job.ref, None)
             key = self.key(job.project, job.key)
-            signature = self._sign_with(key, alg, digest)
-        return key, signature
+            prepared = make(key.signer(job.ref))
+            signature = self._sign_with(key, alg, prepared.payload)
+        return key, prepared, signature
 
     def flush_counts(self) -> None:
         if self.counts:
@@ -477,6 +491,24 @@ class _Batch:
         if self.signatures:
             self.conn.execute(INSERT_SIGNATURE, self.signatures)
             self.signatures = []
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    signer: SignerKey
+    tbs: ToBeSigned
+    payload: bytes  # what the key store signs
+
+
+def _prepare(builder: Builder, signer: SignerKey, request: FormatRequest) -> _Prepared:
+    """The bytes the key store signs for ``signer``: a digest, or for Ed25519 the message
+    itself (see ToBeSigned)."""
+    tbs = builder.prepare(signer, request)
+    if tbs.prehashed or signer.algorithm is KeyAlgorithm.ED25519:
+        payload = tbs.message
+    else:
+        payload = hashlib.new(request.digest_algorithm.value, tbs.message).digest()
+    return _Prepared(signer, tbs, payload)
 
 
 class Refusal(Exception):

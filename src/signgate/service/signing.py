@@ -26,10 +26,11 @@ from signgate.store.models import Identity, KeyVersion, SignatureRecord
 
 
 def _job(caller: Caller, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
-         metadata: Mapping[str, str] | None, timestamp: bool, format: str) -> SignJob:
+         metadata: Mapping[str, str] | None, timestamp: bool, format: str,
+         params: Mapping[str, str] | None) -> SignJob:
     project, name = split_ref(ref)
     return SignJob(caller, project, name, digest_algorithm, digest_hex, artifact_name,
-                   metadata or {}, timestamp, format)
+                   metadata or {}, timestamp, format, params or {})
 
 
 def sign(
@@ -42,11 +43,12 @@ def sign(
     metadata: Mapping[str, str] | None = None,
     timestamp: bool = False,
     format: str = "raw",
+    params: Mapping[str, str] | None = None,
 ) -> SignResult:
     """Sign a digest with the current version of ``ref``; returns only after the audit
     entry is committed (group commit: see service/sign_batch.py)."""
     job = _job(caller, ref, digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
-               format)
+               format, params)
     return ctx.part("sign_batcher", SignBatcher).submit(job)
 
 
@@ -60,10 +62,11 @@ async def sign_async(
     metadata: Mapping[str, str] | None = None,
     timestamp: bool = False,
     format: str = "raw",
+    params: Mapping[str, str] | None = None,
 ) -> SignResult:
     """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
     job = _job(caller, ref, digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
-               format)
+               format, params)
     return await ctx.part("sign_batcher", SignBatcher).submit_async(job)
 
 

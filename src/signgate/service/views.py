@@ -52,6 +52,7 @@ class PublicKeyView:
     rsa_padding: str | None
     public_key_pem: str
     current: bool
+    created_at: datetime
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""File work shared by the client halves of the formats: streaming digests, atomic writes.
+
+No terminal here: progress is a callback the CLI turns into a progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.crypto.digests import digest_stream
+from signgate.errors import InvalidInput
+from signgate.formats.base import Progress
+
+
+def hash_path(path: Path, algorithm: DigestAlgorithm, progress: Progress | None = None) -> bytes:
+    """Digest ``path`` without loading it."""
+    try:
+        with path.open("rb") as f:
+            return digest_stream(f, algorithm, progress)
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a directory, not a file") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new empty file in ``path``'s directory, to be renamed over ``path`` when complete
+    (same file system, so the rename is atomic)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit_file(tmp: Path, path: Path, mode: int = 0o644) -> None:
+    """fsync ``tmp`` and rename it over ``path``; on failure ``tmp`` is removed."""
+    try:
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename: never a half-written file."""
+    tmp = temporary_beside(path)
+    try:
+        tmp.write_bytes(data)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+    commit_file(tmp, path, mode)
