@@ -145,3 +145,37 @@ class ClientFormat(Protocol):
         """Write the signed result to ``output`` (atomically: on any failure, neither
         ``path`` nor ``output`` is left half-written)."""
         ...
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a format's verifier proved about one signature, for the checks every format
+    shares (``signgate verify``: chain to the trust anchor, codeSigning EKU, timestamp,
+    revocation).
+
+    A verifier returns Evidence only when the signature value is valid under ``signer``'s
+    public key *and* covers the given artifact (file digest, PE image hash, JAR entries, ...);
+    otherwise it raises VerificationFailed saying what did not match.
+    """
+
+    format: str
+    signer: bytes  # DER certificate whose public key verified the signature
+    certificates: tuple[bytes, ...] = ()  # DER: every other certificate the format carried
+    signature_value: bytes = b""  # what an RFC 3161 token in the signature must cover
+    timestamp_token: bytes | None = None  # DER TimeStampToken (CMS ContentInfo), if carried
+    signing_time: datetime | None = None  # claimed by the signer (not proof of anything)
+    details: dict[str, str] = field(default_factory=dict)  # format-specific facts to show
+
+
+class Verifier(Protocol):
+    """The verifying half of a format (pure: files in, Evidence out)."""
+
+    name: str
+
+    def verify(self, path: Path, signature: Path | None,
+               certificates: tuple[bytes, ...]) -> Evidence:
+        """Check the signature over ``path``. ``signature`` is the detached signature file
+        (None for embedded formats). ``certificates`` are DER certificates the user supplied
+        (``--certificate``): formats that carry no certificate (raw, OpenPGP, DSSE) look for
+        the signer among them."""
+        ...

@@ -6,7 +6,7 @@ import importlib
 from functools import cache
 
 from signgate.errors import InvalidInput
-from signgate.formats.base import Builder, ClientFormat
+from signgate.formats.base import Builder, ClientFormat, Verifier
 
 # name -> module exposing BUILDER and CLIENT
 MODULES = {
@@ -38,4 +38,13 @@ def builder(name: str) -> Builder:
 @cache
 def client(name: str) -> ClientFormat:
     found: ClientFormat = getattr(_module_of(name), "CLIENT")  # noqa: B009
+    return found
+
+
+@cache
+def verifier(name: str) -> Verifier:
+    found: Verifier | None = getattr(_module_of(name), "VERIFIER", None)
+    if found is None:
+        raise InvalidInput(f"signgate cannot verify {name} signatures yet",
+                           code="unsupported_format")
     return found
