@@ -5,8 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Verifiers the tests run against what signgate produces (openssl, the JDK's jarsigner,
-# osslsigncode), and the PostgreSQL server.
-debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode)
+# osslsigncode, gpg and sqop), mingw to build real Windows executables to sign, Node.js for
+# the Sigstore verifier, and the PostgreSQL server.
+debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
+                 gcc-mingw-w64-x86-64-win32)
+# Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
+command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +27,11 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "starting PostgreSQL"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+
+# The Sigstore reference verifier for JavaScript (@sigstore/verify), pinned by its lock file.
+if [ -f tests/interop/sigstore/package-lock.json ]; then
+  npm ci --silent --no-audit --no-fund --prefix tests/interop/sigstore
 fi
 
 python3 -m venv .venv

@@ -38,6 +38,13 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     yield from _server(backend, tmp_path_factory)
 
 
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A SQLite server shared by one module, for format interop tests: what they prove
+    does not depend on the database (the signing path itself runs on both backends)."""
+    yield from _server("sqlite", tmp_path_factory)
+
+
 @pytest.fixture
 def fresh_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of the test's own, for tests that damage its state (audit tampering)."""
