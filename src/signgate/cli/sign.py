@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,14 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from signgate.cli.common import client_options, make_client
 from signgate.cli.files import PROGRESS_THRESHOLD, hash_file, write_atomic
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.client.client import SigngateClient
+from signgate.client.offline_verify import (
+    Report,
+    default_signature,
+    detect_format,
+    load_crl,
+    server_fallback,
+    verify_file,
+)
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.signatures import load_public_key, verify_digest
-from signgate.errors import InvalidInput, VerificationFailed
+from signgate.errors import InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
 from signgate.formats.base import Progress, PublicKeyInfo
 
@@ -131,22 +143,129 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
                    f"{receipt['signature_id']}){stamped}")
 
 
+def _pem_certificates(paths: tuple[Path, ...]) -> tuple[bytes, ...]:
+    out: list[bytes] = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+            certs = (cx509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
+                     else [cx509.load_der_x509_certificate(data)])
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+        except ValueError:
+            raise InvalidInput(f"{path} holds no certificate (PEM or DER)") from None
+        out += [c.public_bytes(Encoding.DER) for c in certs]
+    return tuple(out)
+
+
+def _anchors(ca_files: tuple[Path, ...], url: str, token_file: Path | None) -> list[bytes]:
+    if ca_files:
+        return list(_pem_certificates(ca_files))
+    try:
+        with make_client(url, token_file) as c:
+            pem = c.ca_certificate()["pem"]
+    except SigngateError as exc:
+        raise InvalidInput(f"no trust anchor: give --ca ROOT.pem (from 'signgate ca cert'); "
+                           f"fetching signgate's root failed: {exc}") from None
+    return [cx509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)]
+
+
+def _http_get(url: str) -> bytes:
+    try:
+        response = httpx.get(url, timeout=10, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        raise OSError(str(exc)) from exc
+    if response.status_code != 200:
+        raise OSError(f"{url}: HTTP {response.status_code}")
+    return response.content
+
+
+def _print_report(file: Path, report: Report) -> None:
+    click.echo(f"{file.name}: {report.reason}")
+    rows = [("format", report.format), ("signer", report.signer),
+            ("chain", " -> ".join(report.chain)),
+            ("signing time", report.signing_time.isoformat() if report.signing_time else ""),
+            ("timestamp", f"{report.timestamped_at.isoformat()} by "
+                          f"{report.timestamp_authority}" if report.timestamped_at else "none"),
+            ("revocation", "; ".join(report.crls)),
+            ("revoked since", "; ".join(report.revoked_later))]
+    rows += list(report.details.items())
+    for label, value in rows:
+        if value:
+            click.echo(f"  {label}: {value}")
+
+
 @click.command("verify")
 @click.argument("file", type=FILE)
-@click.option("--signature", "sig_path", required=True, type=FILE, help="Signature file.")
+@click.option("--signature", "sig_path", type=FILE,
+              help="The detached signature (default: FILE plus the format's suffix, e.g. "
+                   "FILE.p7s); none for authenticode and jar, which are inside FILE.")
+@click.option("--format", "fmt", type=click.Choice(list(formats.NAMES)),
+              help="Default: from the signature file's name, or FILE's content.")
+@click.option("--ca", "ca_files", multiple=True, type=FILE,
+              help="Trust anchor certificate(s), PEM (default: signgate's root, fetched from "
+                   "the server).")
+@click.option("--certificate", "cert_files", multiple=True, type=FILE,
+              help="More certificates, PEM: the signer's for formats that carry none (raw, "
+                   "openpgp, dsse: 'signgate key cert P/N').")
+@click.option("--crl", "crl_files", multiple=True, type=FILE,
+              help="CRL files (DER or PEM); by default CRLs are fetched from the "
+                   "certificates' distribution points.")
+@click.option("--no-revocation-check", is_flag=True,
+              help="Skip revocation (say so in the result); never the default.")
 @click.option("--key", "ref", metavar="PROJECT/NAME",
-              help="Verify online against this key's versions and revocation state.")
-@click.option("--public-key", type=FILE, help="Verify offline with this PEM public key.")
-@click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True)
+              help="raw only: verify online against this key's versions and revocation "
+                   "state (says which version and who signed).")
+@click.option("--public-key", type=FILE, help="raw only: just check the signature with this "
+                                              "PEM public key.")
+@click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True,
+              help="With --key or --public-key: the digest the raw signature is over.")
 @client_options
 @json_option
 @handles_errors
-def verify(file: Path, sig_path: Path, ref: str | None, public_key: Path | None,
+def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[Path, ...],
+           cert_files: tuple[Path, ...], crl_files: tuple[Path, ...],
+           no_revocation_check: bool, ref: str | None, public_key: Path | None,
            digest_name: str, url: str, token_file: Path | None, as_json: bool) -> None:
+    """Verify a signature of FILE in any format: the signature itself, its certificate chain
+    to the trust anchor (codeSigning), its RFC 3161 timestamp and revocation (CRLs). Says
+    which key version signed and when. Exit code 8 when it is not valid."""
+    if ref is not None or public_key is not None:
+        _verify_raw(file, sig_path, ref, public_key, digest_name, url, token_file, as_json)
+        return
+    fmt = fmt or detect_format(file, sig_path)
+    signature = sig_path or default_signature(file, fmt)
+    if signature is not None and not signature.exists():
+        raise InvalidInput(f"no signature {signature}; give --signature")
+    crls = []
+    for path in crl_files:
+        try:
+            crls.append(load_crl(path.read_bytes()))
+        except InvalidInput:
+            raise InvalidInput(f"{path} is not a CRL (DER or PEM)") from None
+    report = verify_file(
+        file, signature, fmt, _anchors(ca_files, url, token_file),
+        _pem_certificates(cert_files), crls, server_fallback(url, _http_get),
+        check_revocation=not no_revocation_check)
+    if as_json:
+        emit_json({k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)
+                   for k, v in dataclasses.asdict(report).items()})
+        if not report.valid:
+            raise SystemExit(8)
+        return
+    if not report.valid:
+        raise VerificationFailed(f"INVALID {file.name}: {report.reason}")
+    _print_report(file, report)
+
+
+def _verify_raw(file: Path, sig_path: Path | None, ref: str | None, public_key: Path | None,
+                digest_name: str, url: str, token_file: Path | None, as_json: bool) -> None:
     """Check a raw signature of FILE: online with --key (says which version signed and
-    whether the key was compromised first) or offline with --public-key."""
-    if (ref is None) == (public_key is None):
-        raise InvalidInput("give exactly one of --key PROJECT/NAME or --public-key PEM")
+    whether the key was compromised first) or with a bare --public-key."""
+    if ref is not None and public_key is not None:
+        raise InvalidInput("give at most one of --key PROJECT/NAME or --public-key PEM")
+    if sig_path is None:
+        raise InvalidInput("--signature is required with --key or --public-key")
     algorithm = DigestAlgorithm(digest_name)
     digest = hash_file(file, algorithm, progress=not as_json)
     signature = sig_path.read_bytes()

@@ -4,11 +4,18 @@ is written beside it (``FILE.sig.tsr``)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+from cryptography import x509
+
 from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.crypto.digests import CHUNK
+from signgate.crypto.signatures import PublicKey, verify_digest
+from signgate.errors import InvalidInput, VerificationFailed
 from signgate.formats.base import (
     Chain,
+    Evidence,
     FormatRequest,
     KeyLookup,
     Prepared,
@@ -52,5 +59,61 @@ class DetachedDigest:
         write_atomic(output, result)
 
 
+def digests_of(path: Path) -> dict[DigestAlgorithm, bytes]:
+    """The file's digest under every algorithm signgate signs with, in one read."""
+    hashers = {alg: hashlib.new(alg.value) for alg in DigestAlgorithm}
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                for h in hashers.values():
+                    h.update(chunk)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    return {alg: h.digest() for alg, h in hashers.items()}
+
+
+def read_signature(signature: Path | None, limit: int = 1 << 20) -> bytes:
+    if signature is None:
+        raise InvalidInput("this format needs the signature file (--signature)")
+    try:
+        if signature.stat().st_size > limit:
+            raise InvalidInput(f"{signature.name} is too large to be a signature")
+        return signature.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {signature}: {exc.strerror}") from exc
+
+
+def signer_key(der: bytes) -> PublicKey | None:
+    key = x509.load_der_x509_certificate(der).public_key()
+    return key if isinstance(key, PublicKey) else None
+
+
+class RawVerifier:
+    """A raw signature names neither its signer nor its digest: the signer is looked for
+    among the certificates the user gives, under each digest algorithm."""
+
+    name = "raw"
+
+    def verify(self, path: Path, signature: Path | None,
+               certificates: tuple[bytes, ...]) -> Evidence:
+        value = read_signature(signature)
+        if not certificates:
+            raise VerificationFailed("a raw signature does not name its signer: give the key "
+                                     "version's certificate (signgate key cert P/N) with "
+                                     "--certificate")
+        digests = digests_of(path)
+        for der in certificates:
+            key = signer_key(der)
+            if key is None:
+                continue
+            for alg, digest in digests.items():
+                if verify_digest(key, None, alg, digest, value):
+                    return Evidence("raw", der, signature_value=value,
+                                    details={"digest_algorithm": alg.value})
+        raise VerificationFailed("the signature does not match this file under any of the "
+                                 "given certificates")
+
+
 BUILDER = RawBuilder()
 CLIENT = DetachedDigest("raw", ".sig")
+VERIFIER = RawVerifier()

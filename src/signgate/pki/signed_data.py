@@ -1,0 +1,150 @@
+"""Checking one CMS SignerInfo (RFC 5652 §5.4, §5.6): the verifier's half of ``formats/cms.py``.
+
+Shared by every CMS-based format (cms, Authenticode, JAR) and by RFC 3161 token checks.
+Only the cryptographic binding is checked here; whether the signer's certificate is
+trusted is ``pki/validate.py``'s question.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from signgate.errors import VerificationFailed
+
+_HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+
+
+def digest_name(algorithm: cms.DigestAlgorithm) -> str:
+    """sha256 | sha384 | sha512 (what signgate and its peers use; nothing weaker)."""
+    name = str(algorithm["algorithm"].native)
+    if name not in _HASHES:
+        raise VerificationFailed(f"digest algorithm {name} is not accepted")
+    return name
+
+
+def load_signed_data(der: bytes) -> cms.SignedData:
+    """A DER ContentInfo holding SignedData, or VerificationFailed."""
+    try:
+        info = cms.ContentInfo.load(der)
+        if info["content_type"].native != "signed_data":
+            raise VerificationFailed("not a CMS SignedData")
+        signed = info["content"]
+        signed.native  # noqa: B018  (parses everything now: errors surface here)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise VerificationFailed(f"malformed CMS signature: {exc}") from None
+    if not isinstance(signed, cms.SignedData):
+        raise VerificationFailed("not a CMS SignedData")
+    return signed
+
+
+def certificates_of(signed: cms.SignedData) -> list[bytes]:
+    """DER of every X.509 certificate carried in ``certificates``."""
+    out = []
+    for choice in signed["certificates"] or []:
+        if choice.name == "certificate":
+            out.append(bytes(choice.chosen.dump()))
+    return out
+
+
+def only_signer(signed: cms.SignedData) -> cms.SignerInfo:
+    infos = signed["signer_infos"]
+    if len(infos) != 1:
+        raise VerificationFailed(f"expected one signer, found {len(infos)}")
+    info: cms.SignerInfo = infos[0]
+    return info
+
+
+def find_signer(info: cms.SignerInfo, candidates: Iterable[bytes]) -> bytes:
+    """The certificate (DER) named by the SignerInfo's sid."""
+    sid = info["sid"]
+    for der in candidates:
+        cert = x509.load_der_x509_certificate(der)
+        if sid.name == "issuer_and_serial_number":
+            wanted = sid.chosen
+            if (cert.serial_number == wanted["serial_number"].native
+                    and cert.issuer.public_bytes() == wanted["issuer"].dump()):
+                return der
+        else:
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except x509.ExtensionNotFound:
+                continue
+            if ski.value.digest == sid.chosen.native:
+                return der
+    raise VerificationFailed("the signer's certificate is not in the signature")
+
+
+def signed_attribute(info: cms.SignerInfo, name: str) -> object:
+    for attribute in info["signed_attrs"] or []:
+        if attribute["type"].native == name:
+            values = attribute["values"]
+            if len(values) != 1:
+                raise VerificationFailed(f"signed attribute {name} must have one value")
+            return values[0].native
+    return None
+
+
+def verify_signer_info(info: cms.SignerInfo, signer_der: bytes, content_digest: bytes,
+                       content_type: str | None = None) -> str:
+    """Check that ``info`` signs content whose digest (under the SignerInfo's digest
+    algorithm) is ``content_digest``; returns that algorithm's name.
+
+    With signed attributes (always, for signgate and its peers), the message-digest
+    attribute must equal ``content_digest`` and the signature covers the DER SET OF the
+    attributes (RFC 5652 §5.4: the [0] IMPLICIT tag is replaced by SET's).
+    """
+    algorithm = digest_name(info["digest_algorithm"])
+    attributes = info["signed_attrs"]
+    if not attributes or len(attributes) == 0:
+        raise VerificationFailed("the signature has no signed attributes")
+    found = signed_attribute(info, "message_digest")
+    if found != content_digest:
+        raise VerificationFailed("the signed message digest does not match the content")
+    if content_type is not None and signed_attribute(info, "content_type") != content_type:
+        raise VerificationFailed(f"the signed content type is not {content_type}")
+    signed_bytes = b"\x31" + attributes.dump()[1:]
+    check_signature(info["signature_algorithm"], algorithm, signer_der,
+                    bytes(info["signature"].native), signed_bytes)
+    return algorithm
+
+
+def check_signature(signature_algorithm: object, digest: str, signer_der: bytes,
+                    signature: bytes, message: bytes) -> None:
+    """``signature`` over ``message`` by ``signer_der``'s key, as the CMS
+    SignedDigestAlgorithm says (PKCS#1 v1.5, PSS with its parameters, ECDSA, Ed25519)."""
+    key = x509.load_der_x509_certificate(signer_der).public_key()
+    name = str(signature_algorithm["algorithm"].native)  # type: ignore[index]
+    hash_ = _HASHES[digest]()
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, message)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, message, ec.ECDSA(hash_))
+        elif isinstance(key, rsa.RSAPublicKey):
+            if name == "rsassa_pss":
+                params = signature_algorithm["parameters"]  # type: ignore[index]
+                pss_hash = _HASHES[str(params["hash_algorithm"]["algorithm"].native)]()
+                key.verify(signature, message,
+                           padding.PSS(padding.MGF1(pss_hash), params["salt_length"].native),
+                           pss_hash)
+            else:
+                key.verify(signature, message, padding.PKCS1v15(), hash_)
+        else:
+            raise VerificationFailed("unsupported signer key type")
+    except InvalidSignature:
+        raise VerificationFailed("the signature does not verify with the signer's "
+                                 "certificate") from None
+    except (ValueError, KeyError, UnsupportedAlgorithm) as exc:
+        raise VerificationFailed(f"cannot check the signature: {exc}") from None
+
+
+def content_digest(algorithm: str, data: bytes) -> bytes:
+    return hashlib.new(algorithm, data).digest()

@@ -1,0 +1,155 @@
+"""`signgate verify` offline: signature, chain to the trust anchor, codeSigning, timestamp
+and CRLs, for every format that can name its signer; each failure mode says what failed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from signgate.client.offline_verify import verify_file
+from signgate.pki.certs import to_pem
+from tests.conftest import unique
+from tests.support.server import Server
+
+
+@pytest.fixture(scope="module")
+def setup(sqlite_server: Server, tmp_path_factory: pytest.TempPathFactory
+          ) -> tuple[Server, str, Path]:
+    server = sqlite_server
+    project = unique("verify")
+    server.cli("project", "create", project)
+    server.cli("grant", "add", "admin", "signer", project)
+    root = tmp_path_factory.mktemp("anchors") / "root.pem"
+    root.write_text(server.cli("ca", "cert").stdout)
+    return server, project, root
+
+
+def other_root(tmp_path: Path) -> Path:
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=other", "-keyout",
+                    str(tmp_path / "o.key"), "-out", str(other)], capture_output=True,
+                   check=True)
+    return other
+
+
+def test_cms_and_raw_verify_offline(setup: tuple[Server, str, Path], tmp_path: Path) -> None:
+    server, project, root = setup
+    ref = f"{project}/{unique('k')}"
+    server.cli("key", "create", ref, "--algorithm", "rsa-3072")
+    artifact = tmp_path / "app.tar.gz"
+    artifact.write_bytes(b"release" * 10000)
+    server.cli("sign", str(artifact), "--key", ref, "--format", "cms")
+    server.cli("sign", str(artifact), "--key", ref, "--format", "raw", "--digest", "sha384")
+    cert = tmp_path / "k.pem"
+    cert.write_text(server.cli("key", "cert", ref).stdout)
+
+    out = server.cli("verify", str(artifact), "--ca", str(root), "--json").json()
+    assert out["valid"] is True, out
+    assert out["format"] == "cms"  # chosen over .sig: it names its signer
+    assert (out["key"], out["key_version"]) == (ref, 1)
+    assert out["timestamped_at"]
+    assert out["timestamp_authority"].startswith("CN=signgate time")
+    assert len(out["chain"]) == 3
+    assert out["chain"][-1].startswith("CN=signgate root CA")
+    assert len(out["crls"]) == 2  # the issuing CA's CRL and the root's, both fetched
+
+    text = server.cli("verify", str(artifact), "--signature", str(artifact) + ".sig",
+                      "--certificate", str(cert), "--ca", str(root)).stdout
+    assert text.startswith(f"app.tar.gz: valid: signed by {ref} version 1, timestamped ")
+    assert "digest_algorithm: sha384" in text
+
+    # A raw signature does not name its signer.
+    nameless = server.cli("verify", str(artifact), "--signature", str(artifact) + ".sig",
+                          "--ca", str(root), check=False)
+    assert nameless.returncode == 8
+    assert "--certificate" in nameless.stderr
+
+    # Tampered file: both fail, saying why.
+    tampered = tmp_path / "t.tar.gz"
+    tampered.write_bytes(artifact.read_bytes() + b"!")
+    for sig, extra in ((".p7s", []), (".sig", ["--certificate", str(cert)])):
+        bad = server.cli("verify", str(tampered), "--signature", str(artifact) + sig,
+                         "--ca", str(root), *extra, check=False)
+        assert bad.returncode == 8, bad
+        assert bad.stderr.startswith("signgate: INVALID t.tar.gz: ")
+
+    # Another trust anchor: not trusted.
+    wrong = server.cli("verify", str(artifact), "--ca", str(other_root(tmp_path)),
+                       check=False)
+    assert wrong.returncode == 8
+    assert "not trusted" in wrong.stderr
+
+    # Without a reachable CRL the check fails closed, unless explicitly skipped.
+    # (the certificates name the server's public URL, :8080, where nothing listens here; the
+    # fallback to the configured server is pointed at a closed port too).
+    nowhere = "http://127.0.0.1:9"
+    no_crl = server.cli("verify", str(artifact), "--ca", str(root), "--url", nowhere,
+                        check=False)
+    assert no_crl.returncode == 8, no_crl
+    assert "no CRL from" in no_crl.stderr
+    skipped = server.cli("verify", str(artifact), "--ca", str(root), "--url", nowhere,
+                         "--no-revocation-check", "--json")
+    assert "revocation not checked" in skipped.stdout
+
+
+def test_revoked_key_judged_by_timestamp(setup: tuple[Server, str, Path],
+                                        tmp_path: Path) -> None:
+    server, project, root = setup
+    ref = f"{project}/{unique('leak')}"
+    server.cli("key", "create", ref)
+    before, after = tmp_path / "before.bin", tmp_path / "after.bin"
+    before.write_bytes(b"before the leak")
+    after.write_bytes(b"after the leak")
+    server.cli("sign", str(before), "--key", ref, "--format", "cms")
+    time.sleep(1.1)  # timestamps have one-second resolution
+    compromised = datetime.now(UTC)
+    time.sleep(1.1)
+    server.cli("sign", str(after), "--key", ref, "--format", "cms")
+    server.cli("key", "revoke", ref, "--compromised-at",
+               compromised.isoformat().replace("+00:00", "Z"))
+
+    good = server.cli("verify", str(before), "--ca", str(root), "--json").json()
+    assert good["valid"] is True, good
+    assert any(ref in r for r in good["revoked_later"])  # said, but not held against it
+    bad = server.cli("verify", str(after), "--ca", str(root), check=False)
+    assert bad.returncode == 8
+    assert "is revoked as of" in bad.stderr
+
+
+def test_one_time_certificate_outlived_by_its_timestamp(setup: tuple[Server, str, Path],
+                                                        tmp_path: Path) -> None:
+    """A one-time key's certificate lives minutes; its timestamped signature stays valid."""
+    server, project, root = setup
+    ref = f"{project}/{unique('once')}"
+    server.cli("key", "create", ref, "--one-time")
+    artifact = tmp_path / "once.bin"
+    artifact.write_bytes(b"one-time")
+    server.cli("sign", str(artifact), "--key", ref, "--format", "cms")
+    anchors = [_der(root)]
+    later = datetime.now(UTC) + timedelta(hours=2)
+    crls = [_crl(server, "/ca/root.crl"), _crl(server, f"/crl/{project}.crl")]
+    report = verify_file(artifact, Path(str(artifact) + ".p7s"), "cms", anchors, crls=crls,
+                         now=later)
+    assert report.valid, report.reason
+    assert report.key == ref
+
+
+def _der(pem_path: Path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    cert = x509.load_pem_x509_certificate(pem_path.read_bytes())
+    assert to_pem(cert.public_bytes(Encoding.DER)).strip() == pem_path.read_text().strip()
+    return cert.public_bytes(Encoding.DER)
+
+
+def _crl(server: Server, path: str) -> object:
+    from cryptography import x509
+
+    with server.http() as http:
+        return x509.load_der_x509_crl(http.get(path).content)
