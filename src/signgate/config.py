@@ -23,6 +23,7 @@ MASTER_KEY_FILE = "master.key"
 ADMIN_TOKEN_FILE = "admin.token"
 DEFAULT_DATA_DIR = "signgate-data"
 DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_SCAN_MAX_BYTES = 4 << 30
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 # The policy under which the time-stamp authority issues tokens (RFC 3161 TSTInfo.policy).
 # An arc under a Private Enterprise Number; set your own organisation's OID in config.toml.
@@ -42,6 +43,16 @@ class Settings:
     one_time_cert_minutes: int = 10
     # External RFC 3161 TSAs for signature timestamps, tried in order; empty: built-in.
     tsa_urls: tuple[str, ...] = ()
+    # Scanning before signing: clamd's Unix socket, a directory of YARA rules, the largest
+    # artifact accepted for scanning, and how long one scan may take.
+    scan_clamd_socket: str | None = None
+    scan_yara_dir: str | None = None
+    scan_max_bytes: int = DEFAULT_SCAN_MAX_BYTES
+    scan_timeout_seconds: int = 300
+
+    @property
+    def scanner_configured(self) -> bool:
+        return bool(self.scan_clamd_socket or self.scan_yara_dir)
 
     @property
     def master_key_path(self) -> Path:
@@ -98,10 +109,30 @@ def load_settings(data_dir: Path) -> Settings:
     if not isinstance(tsa_urls, list) or not all(
             isinstance(u, str) and u.startswith(("http://", "https://")) for u in tsa_urls):
         raise ConfigError(f"{cfg}: tsa_urls must be a list of http(s) URLs")
+    clamd = _optional_path(values, "scan_clamd_socket", cfg)
+    yara_dir = _optional_path(values, "scan_yara_dir", cfg)
+    scan_max = values.get("scan_max_bytes", DEFAULT_SCAN_MAX_BYTES)
+    if isinstance(scan_max, bool) or not isinstance(scan_max, int) or scan_max <= 0:
+        raise ConfigError(f"{cfg}: scan_max_bytes must be a positive integer")
+    scan_timeout = values.get("scan_timeout_seconds", 300)
+    if (isinstance(scan_timeout, bool) or not isinstance(scan_timeout, int)
+            or not 1 <= scan_timeout <= 3600):
+        raise ConfigError(f"{cfg}: scan_timeout_seconds must be an integer from 1 to 3600")
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
                     organization=org, public_url=public_url.rstrip("/"),
                     tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
-                    one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls))
+                    one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls),
+                    scan_clamd_socket=clamd, scan_yara_dir=yara_dir,
+                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout)
+
+
+def _optional_path(values: dict[str, object], name: str, cfg: Path) -> str | None:
+    value = values.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{cfg}: {name} must be an absolute path")
+    return value
 
 
 def valid_oid(text: str) -> bool:
@@ -128,4 +159,10 @@ def default_config_text() -> str:
         "# External time-stamp authorities for signature timestamps, tried in order (the\n"
         "# first that answers wins); none: signgate's own TSA.\n"
         "# tsa_urls = [\"https://tsa.example.com/tsr\", \"https://backup.example.net/tsa\"]\n"
+        "# Scanning before signing (see README, 'Scanning'): clamd's socket and/or a YARA\n"
+        "# rules directory. Once one is set, new keys require a clean scan by default.\n"
+        "# scan_clamd_socket = \"/run/signgate/clamd.sock\"\n"
+        "# scan_yara_dir = \"/etc/signgate/yara\"\n"
+        f"# scan_max_bytes = {DEFAULT_SCAN_MAX_BYTES}\n"
+        "# scan_timeout_seconds = 300\n"
     )

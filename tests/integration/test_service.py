@@ -105,7 +105,7 @@ class Env:
 
 def make_env(url: str, data_dir: Path) -> Env:
     db = Database(url)
-    assert db.upgrade() == "0005"
+    assert db.upgrade() == "0006"
     store = SwitchableStore()
     clock = FixedClock(T0)
     ctx = Context(Settings(data_dir=data_dir, database_url=url), db, KeyStoreRegistry(store),
@@ -136,8 +136,8 @@ def new_key(e: Env, project: str = "app", name: str = "release", **policy: Any) 
 def test_upgrade_is_idempotent(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0005"
-        assert db.upgrade() == "0005"
+        assert db.upgrade() == "0006"
+        assert db.upgrade() == "0006"
         with db.read() as s:
             assert s.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
             report = verify_chain(s)
@@ -148,7 +148,7 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
         db.dispose()
     again = Database(database_url)
     try:
-        assert again.upgrade() == "0005"
+        assert again.upgrade() == "0006"
     finally:
         again.dispose()
 

@@ -58,6 +58,8 @@ class Key(Base):
     require_timestamp: Mapped[bool] = mapped_column(Boolean, default=False)
     # One-time: no long-lived key pair; each signing gets a fresh one (see sign_batch).
     one_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "required": only an artifact signgate scanned clean itself may be signed; "off".
+    scan: Mapped[str] = mapped_column(String(16), default="off")
 
     project: Mapped[Project] = relationship(back_populates="keys")
     versions: Mapped[list[KeyVersion]] = relationship(
@@ -190,6 +192,20 @@ class SignatureRecord(Base):
     audit_seq: Mapped[int] = mapped_column(BigInteger)
     # The RFC 3161 TimeStampResp over the signature value, when it was timestamped.
     timestamp_token: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The scan verdicts that allowed this signature (JSON), for scan-required keys.
+    scan_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DenyListEntry(Base):
+    """An artifact that must never be signed, by SHA-256 (managed by admins, audited)."""
+
+    __tablename__ = "deny_list"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AuditEntry(Base):
