@@ -25,9 +25,11 @@ from signgate.service import (
     grants,
     identities,
     keys,
+    openpgp,
     pki,
     projects,
     signing,
+    trusted_root,
 )
 from signgate.service.views import (
     AuditPage,
@@ -94,6 +96,17 @@ def key_csr(
     return certificates.csr(ctx, caller, f"{project}/{key}", version)
 
 
+@router.post(KEY + "/openpgp", tags=["keys", "signing"])
+def key_openpgp(
+    project: str, key: str, ctx: Ctx, caller: Who,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    user_id: Annotated[str | None, Query(max_length=1024)] = None,
+) -> openpgp.OpenPgpKeyView:
+    """The key version as an armored OpenPGP public key, self-certified through the key
+    store (a signing: needs a signer grant, and is audited)."""
+    return openpgp.export_key(ctx, caller, f"{project}/{key}", version, user_id)
+
+
 @router.post(KEY + "/certificate", status_code=201, tags=["keys", "pki"])
 def import_certificate(project: str, key: str, body: CertificateImport, ctx: Ctx,
                        caller: Who) -> CertificateChainView:
@@ -106,6 +119,13 @@ def import_certificate(project: str, key: str, body: CertificateImport, ctx: Ctx
 def ca_certificate(ctx: Ctx, caller: Who) -> CertificateChainView:
     """signgate's root CA certificate: the trust anchor for verifiers."""
     return pki.root_certificate(ctx, caller)
+
+
+@router.get("/ca/trusted-root", tags=["pki"])
+def ca_trusted_root(ctx: Ctx, caller: Who) -> dict[str, object]:
+    """signgate's CAs and TSA as a Sigstore trusted_root.json, for offline verification of
+    Sigstore bundles (projects the caller may see)."""
+    return trusted_root.trusted_root(ctx, caller)
 
 
 @router.get("/keys", tags=["keys"])

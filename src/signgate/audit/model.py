@@ -38,6 +38,9 @@ class Action(enum.StrEnum):
     CERT_REVOKE = "certificate.revoke"
     CERT_REQUEST = "certificate.request"
     CERT_IMPORT = "certificate.import"
+    SCAN = "artifact.scan"
+    DENY_ADD = "denylist.add"
+    DENY_REMOVE = "denylist.remove"
 
 
 class Outcome(enum.StrEnum):

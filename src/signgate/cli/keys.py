@@ -113,18 +113,25 @@ def show(ref: str, url: str, token_file: Path | None, as_json: bool) -> None:
 @key.command("public")
 @click.argument("ref", metavar="PROJECT/NAME")
 @click.option("--version", type=click.IntRange(1), help="Version (default: current).")
+@click.option("--openpgp", is_flag=True,
+              help="Print an ASCII-armored OpenPGP public key (for gpg --import), "
+                   "self-certified by the key: needs a signer grant, and is audited.")
+@click.option("--user-id", metavar="'NAME <EMAIL>'",
+              help="OpenPGP user ID to certify (default: 'PROJECT/NAME (signgate)').")
 @client_options
 @json_option
 @handles_errors
-def public(ref: str, version: int | None, url: str, token_file: Path | None,
-           as_json: bool) -> None:
-    """Print the public key (PEM) of a key version."""
+def public(ref: str, version: int | None, openpgp: bool, user_id: str | None, url: str,
+           token_file: Path | None, as_json: bool) -> None:
+    """Print the public key (PEM, or OpenPGP with --openpgp) of a key version."""
+    if user_id is not None and not openpgp:
+        raise InvalidInput("--user-id applies to --openpgp exports only")
     with make_client(url, token_file) as c:
-        p = c.public_key(ref, version)
+        p = c.openpgp_key(ref, version, user_id) if openpgp else c.public_key(ref, version)
     if as_json:
         emit_json(p)
     else:
-        click.echo(p["public_key_pem"], nl=False)
+        click.echo(p["armored"] if openpgp else p["public_key_pem"], nl=False)
 
 
 @key.command("cert")

@@ -11,6 +11,7 @@ from signgate.cli.grants import grant
 from signgate.cli.identities import identity, whoami
 from signgate.cli.keys import key
 from signgate.cli.projects import project
+from signgate.cli.scan import scan
 from signgate.cli.server import db, init, serve
 from signgate.cli.sign import sign, verify
 
@@ -25,8 +26,8 @@ def cli() -> None:
     """
 
 
-for command in (init, serve, db, project, key, identity, whoami, grant, sign, verify, audit,
-                ca):
+for command in (init, serve, db, project, key, identity, whoami, grant, sign, verify, scan,
+                audit, ca):
     cli.add_command(command)
 
 

@@ -79,7 +79,7 @@ class SigngateClient:
             raise errors.Unavailable(f"cannot reach signgate at {self.url}: {exc}") from exc
         if response.status_code >= 400:
             raise _error_from(response)
-        return response.json()
+        return response.json() if response.content else None
 
     # -- projects ---------------------------------------------------------------------
     def create_project(self, name: str) -> Any:
@@ -122,6 +122,12 @@ class SigngateClient:
         params = {"version": version} if version is not None else None
         return self.request("POST", _key_path(ref) + "/csr", params=params)
 
+    def openpgp_key(self, ref: str, version: int | None = None,
+                    user_id: str | None = None) -> Any:
+        params = {k: v for k, v in (("version", version), ("user_id", user_id))
+                  if v is not None}
+        return self.request("POST", _key_path(ref) + "/openpgp", params=params)
+
     def import_certificate(self, ref: str, chain_pem: str, version: int | None = None) -> Any:
         return self.request("POST", _key_path(ref) + "/certificate",
                             json={"chain_pem": chain_pem, "version": version})
@@ -131,6 +137,9 @@ class SigngateClient:
 
     def tsa_certificate(self) -> Any:
         return self.request("GET", "/api/v1/ca/tsa-certificate")
+
+    def trusted_root(self) -> Any:
+        return self.request("GET", "/api/v1/ca/trusted-root")
 
     def key_action(self, ref: str, action: str) -> Any:
         return self.request("POST", f"{_key_path(ref)}/{action}")
@@ -185,3 +194,14 @@ class SigngateClient:
 
     def audit_verify(self) -> Any:
         return self.request("GET", "/api/v1/audit/verify")
+
+    # -- scanning -----------------------------------------------------------------------
+    def deny_list(self) -> Any:
+        return self.request("GET", "/api/v1/deny-list")
+
+    def deny_add(self, sha256: str, reason: str) -> Any:
+        return self.request("POST", "/api/v1/deny-list", json={"sha256": sha256,
+                                                               "reason": reason})
+
+    def deny_remove(self, sha256: str) -> Any:
+        return self.request("DELETE", f"/api/v1/deny-list/{sha256}")

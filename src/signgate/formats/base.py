@@ -49,6 +49,7 @@ class FormatRequest:
     artifact_name: str
     now: datetime
     params: Mapping[str, str] = field(default_factory=dict)  # format-specific, validated
+    timestamp: bool = False  # the signature will be timestamped (asked for, or key policy)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from signgate.crypto.canonical import canonical_json
 from signgate.crypto.tokens import token_hash
 from signgate.errors import (
     AuthenticationFailed,
+    Conflict,
     Denied,
     InvalidInput,
     KeyStoreError,
@@ -297,7 +298,8 @@ class _Batch:
             now = self.ctx.clock.now()
             builder = formats.builder(job.format)
             request = FormatRequest(alg, digest, job.artifact_name, now,
-                                    check_params(job.params))
+                                    check_params(job.params),
+                                    timestamp=job.timestamp or key.require_timestamp)
             # Before any key is touched (or a one-time key made): can this key make it?
             builder.check(key.signer(job.ref), request)
             certificate: str | None = None
@@ -317,8 +319,7 @@ class _Batch:
                                                                   make)
             # The key's policy is enforced here, not by the client: no signature of a
             # require_timestamp key leaves without its token.
-            stamp = (self._timestamp(signature, now)
-                     if job.timestamp or key.require_timestamp else None)
+            stamp = self._timestamp(signature, now) if request.timestamp else None
             chain = self.chain(key.version_id) if builder.needs_chain else None
             signature_value = signature
             signature = builder.assemble(
@@ -470,14 +471,26 @@ class _Batch:
     ) -> tuple[_KeyState, _Prepared, bytes]:
         """Policy rotation before signing (rare), all or nothing: if the signing with the new
         version fails, the rotation is undone with it (savepoint, audit entries, cache)."""
+        stale: Conflict | None = None
         with self._atomically(job):
             rotate_version(self.ctx, self.session, get_key(self.session, job.project, job.key),
                            actor.name, reason, now)
             self.session.flush()
             self.keys.pop(job.ref, None)
             key = self.key(job.project, job.key)
-            prepared = make(key.signer(job.ref))
-            signature = self._sign_with(key, alg, prepared.payload)
+            try:
+                prepared = make(key.signer(job.ref))
+            except Conflict as exc:
+                # The client prepared for the version this rotation retired (OpenPGP names
+                # the key inside what it hashes): keep the rotation, which policy demanded
+                # anyway, so that the client's retry meets the new version.
+                if exc.code != "key_rotated":
+                    raise
+                stale = exc
+            else:
+                signature = self._sign_with(key, alg, prepared.payload)
+        if stale is not None:
+            raise stale
         return key, prepared, signature
 
     def flush_counts(self) -> None:

@@ -168,3 +168,11 @@ class CertificateChainView:
     not_after: datetime
     pem: str
     chain_pem: str  # the certificate, then its issuing CA's (PEM)
+
+
+@dataclass(frozen=True)
+class DenyListView:
+    sha256: str
+    reason: str
+    created_by: str
+    created_at: datetime
