@@ -10,6 +10,7 @@ serves Authenticode and JAR signatures (see ``authenticode.py`` and ``jar.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from asn1crypto import algos, cms, x509
@@ -20,15 +21,20 @@ from signgate.formats.base import Chain, FormatRequest, SignerKey, ToBeSigned
 from signgate.formats.raw import DetachedDigest
 
 
-def signed_attributes(message_digest: bytes, signing_time: datetime) -> cms.CMSAttributes:
-    """content-type id-data, signing-time and message-digest (RFC 5652 §11)."""
+def signed_attributes(message_digest: bytes, signing_time: datetime,
+                      content_type: str = "data",
+                      extra: Sequence[cms.CMSAttribute] = ()) -> cms.CMSAttributes:
+    """content-type, signing-time and message-digest (RFC 5652 §11), plus a format's own
+    (Authenticode's SpcSpOpusInfo, ...). ``content_type`` names the encapsulated content
+    (id-data for detached CMS and JAR, SpcIndirectDataContent for Authenticode)."""
     when = signing_time.astimezone(UTC).replace(microsecond=0)
     time_value = (cms.Time({"utc_time": when}) if when.year < 2050
                   else cms.Time({"generalized_time": when}))
     return cms.CMSAttributes([
-        {"type": "content_type", "values": ["data"]},
+        {"type": "content_type", "values": [content_type]},
         {"type": "signing_time", "values": [time_value]},
         {"type": "message_digest", "values": [message_digest]},
+        *extra,
     ])
 
 
@@ -63,6 +69,27 @@ def detached(
     timestamp_token_der: bytes | None = None,
 ) -> bytes:
     """A DER ContentInfo holding a detached SignedData."""
+    return signed_data(attributes, signature, key, padding, digest, signer_der, chain_der,
+                       timestamp_token_der)
+
+
+def signed_data(
+    attributes: cms.CMSAttributes,
+    signature: bytes,
+    key: KeyAlgorithm,
+    padding: RsaPadding,
+    digest: DigestAlgorithm,
+    signer_der: bytes,
+    chain_der: list[bytes],
+    timestamp_token_der: bytes | None = None,
+    *,
+    content: cms.ContentInfo | None = None,
+    timestamp_attribute: str = "signature_time_stamp_token",
+) -> bytes:
+    """A DER ContentInfo holding a SignedData: detached (id-data, no eContent) unless
+    ``content`` gives the encapsulated content (PKCS#7 v1.5 style, as Authenticode's
+    SpcIndirectDataContent). The RFC 3161 token goes into the unsigned attribute
+    ``timestamp_attribute`` (Authenticode uses Microsoft's 1.3.6.1.4.1.311.3.3.1)."""
     signer = x509.Certificate.load(signer_der)
     info: dict[str, object] = {
         "version": "v1",
@@ -75,13 +102,14 @@ def detached(
     }
     if timestamp_token_der is not None:
         info["unsigned_attrs"] = cms.CMSAttributes([{
-            "type": "signature_time_stamp_token",
+            "type": timestamp_attribute,
             "values": [cms.ContentInfo.load(timestamp_token_der)],
         }])
     signed_data = cms.SignedData({
         "version": "v1",
         "digest_algorithms": [{"algorithm": digest.value}],
-        "encap_content_info": {"content_type": "data"},  # detached: no eContent
+        # detached: id-data without eContent
+        "encap_content_info": content or {"content_type": "data"},
         "certificates": [cms.CertificateChoices.load(d) for d in [signer_der, *chain_der]],
         "signer_infos": [info],
     })
