@@ -1,22 +1,52 @@
-"""The 'signgate' command."""
+"""The 'signgate' command.
+
+Command groups are imported when used, not all at start-up: a CI job runs ``signgate sign``
+once per artifact, and the server-side groups (database, key store) cost it nothing then.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from signgate import __version__
-from signgate.cli.audit import audit
-from signgate.cli.ca import ca
-from signgate.cli.grants import grant
-from signgate.cli.identities import identity, whoami
-from signgate.cli.keys import key
-from signgate.cli.projects import project
-from signgate.cli.scan import scan
-from signgate.cli.server import db, init, serve
-from signgate.cli.sign import sign, verify
+
+# command name -> "module:attribute"
+COMMANDS = {
+    "init": "signgate.cli.server:init",
+    "serve": "signgate.cli.server:serve",
+    "db": "signgate.cli.server:db",
+    "project": "signgate.cli.projects:project",
+    "key": "signgate.cli.keys:key",
+    "identity": "signgate.cli.identities:identity",
+    "whoami": "signgate.cli.identities:whoami",
+    "grant": "signgate.cli.grants:grant",
+    "sign": "signgate.cli.sign:sign",
+    "verify": "signgate.cli.sign:verify",
+    "scan": "signgate.cli.scan:scan",
+    "audit": "signgate.cli.audit:audit",
+    "ca": "signgate.cli.ca:ca",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="signgate")
 def cli() -> None:
     """signgate: a self-hosted code-signing service.
@@ -24,11 +54,6 @@ def cli() -> None:
     Server: 'signgate init' then 'signgate serve'. Client commands talk to $SIGNGATE_URL
     (default http://127.0.0.1:8080) with the token in $SIGNGATE_TOKEN or --token-file.
     """
-
-
-for command in (init, serve, db, project, key, identity, whoami, grant, sign, verify, scan,
-                audit, ca):
-    cli.add_command(command)
 
 
 def main() -> None:
