@@ -69,10 +69,13 @@ class ToBeSigned:
 
 @dataclass(frozen=True)
 class Chain:
-    """DER certificates: the key version's certificate and the CAs above it (no root)."""
+    """DER certificates: the key version's certificate and the CAs above it. ``root`` is
+    signgate's root when it is the anchor of this chain (formats leave it out unless their
+    verifier wants it: jarsigner -strict looks for a chain certificate in its keystore)."""
 
     leaf: bytes
     issuers: tuple[bytes, ...]
+    root: bytes | None = None
 
 
 class Builder(Protocol):

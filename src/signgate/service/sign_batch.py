@@ -65,6 +65,7 @@ from signgate.service.pki import (
     issue_version_certificate,
     version_chain,
 )
+from signgate.service.pki import root as pki_root
 from signgate.service.tsa import tsa_authority
 from signgate.service.views import Receipt, SignResult
 from signgate.store.models import (
@@ -377,8 +378,20 @@ class _Batch:
         found = self.chains.get(version_id)
         if found is None:
             leaf, issuers = version_chain(self.session, version_id)
-            found = self.chains[version_id] = Chain(leaf, tuple(issuers))
+            found = self.chains[version_id] = Chain(leaf, tuple(issuers),
+                                                    self._root_above(issuers))
         return found
+
+    def _root_above(self, issuers: list[bytes]) -> bytes | None:
+        """signgate's root, if it issued the top of ``issuers`` (not an imported chain's)."""
+        anchor = pki_root(self.session)
+        if anchor is None or not issuers:
+            return None
+        root_der = authority_certificate(self.session, anchor).der
+        top = certs.load_der(issuers[-1])
+        if root_der in issuers or top.issuer != certs.load_der(root_der).subject:
+            return None
+        return root_der
 
     def _timestamp(self, signature: bytes, now: datetime) -> rfc3161.Issued:
         """An RFC 3161 token over the signature value from signgate's own TSA, as

@@ -1,0 +1,203 @@
+"""`sign --format jar` against the JDK's own tools: a JAR compiled here (javac, jar cfe),
+signed through the real CLI and server, checked by `jarsigner -verify -strict` and run by
+`java -jar`. jarsigner's exit code mixes trust and keystore bookkeeping, so these tests
+read what it prints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unique
+from tests.support.server import Server
+
+PASS = "changeit"
+HELLO = 'public class Hello { public static void main(String[] a) { ' \
+        'System.out.println("hello from a signed jar"); } }\n'
+
+
+def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert not check or out.returncode == 0, out
+    return out
+
+
+def truststore(cwd: Path, name: str, *pems: Path) -> Path:
+    for i, pem in enumerate(pems):
+        run("keytool", "-importcert", "-alias", f"ca{i}", "-file", str(pem), "-keystore",
+            name, "-storetype", "PKCS12", "-storepass", PASS, "-noprompt", cwd=cwd)
+    return cwd / name
+
+
+def verify(jar: Path, store: Path) -> subprocess.CompletedProcess[str]:
+    return run("jarsigner", "-verify", "-strict", "-verbose", "-certs", "-keystore",
+               str(store), "-storepass", PASS, str(jar), cwd=jar.parent, check=False)
+
+
+@pytest.fixture(scope="module")
+def pki(sqlite_server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A compiled JAR, a project, and truststores: our root alone, our root with the
+    project's issuing CA, and an unrelated root."""
+    d = tmp_path_factory.mktemp("jar")
+    (d / "Hello.java").write_text(HELLO)
+    run("javac", "Hello.java", cwd=d)
+    (d / "res.txt").write_text("x" * 200 + "\n")
+    run("jar", "cfe", "app.jar", "Hello", "Hello.class", "res.txt", cwd=d)
+    project = unique("jar")
+    sqlite_server.cli("project", "create", project)
+    sqlite_server.cli("grant", "add", "admin", "signer", project)
+    sqlite_server.cli("key", "create", f"{project}/release", "--algorithm", "ecdsa-p256")
+    (d / "root.pem").write_text(sqlite_server.cli("ca", "cert").stdout)
+    chain = sqlite_server.cli("key", "cert", f"{project}/release").stdout
+    (d / "issuing.pem").write_text(chain[chain.index("-----BEGIN", 1):])
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-subj", "/CN=other root", "-keyout", "other.key", "-out", "other.pem",
+        cwd=d)
+    return {"dir": d, "jar": d / "app.jar", "project": Path(project),
+            "root": truststore(d, "root.p12", d / "root.pem"),
+            "trusted": truststore(d, "trusted.p12", d / "root.pem", d / "issuing.pem"),
+            "other": truststore(d, "other.p12", d / "other.pem")}
+
+
+def assert_trusted(out: subprocess.CompletedProcess[str], ref: str) -> None:
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "jar verified." in text
+    assert f'Signed by "CN={ref} v1' in text
+    assert 'Timestamped by "CN=signgate time-stamp authority, O=signgate"' in text
+    for warning in ("certificate chain is invalid", "TSA certificate chain is invalid",
+                    "unsigned entries", "not signed by alias", "self-signed"):
+        assert warning not in text, text
+
+
+@pytest.mark.parametrize(("alg", "padding", "digest", "block"), [
+    ("ecdsa-p256", "pss", "sha256", "EC"), ("ecdsa-p384", "pss", "sha384", "EC"),
+    ("rsa-3072", "pss", "sha256", "RSA"), ("rsa-3072", "pkcs1v15", "sha512", "RSA")])
+def test_jarsigner_verifies_every_supported_algorithm(
+        sqlite_server: Server, pki: dict[str, Path], alg: str, padding: str, digest: str,
+        block: str) -> None:
+    d, project = pki["dir"], str(pki["project"])
+    name = unique(f"{alg[:3]}-{padding[:2]}")
+    ref = f"{project}/{name}"
+    sqlite_server.cli("key", "create", ref, "--algorithm", alg, "--rsa-padding", padding)
+    out = d / f"{name}.jar"
+    receipt = sqlite_server.cli("sign", str(pki["jar"]), "--key", ref, "--format", "jar",
+                                "--digest", digest, "-o", str(out), "--json").json()
+    assert receipt["format"] == "jar"
+    assert receipt["signature_file"] == str(out)
+    signer = name.upper()[:8]
+    with zipfile.ZipFile(out) as z:
+        assert z.namelist()[:3] == ["META-INF/MANIFEST.MF", f"META-INF/{signer}.SF",
+                                    f"META-INF/{signer}.{block}"]
+        sf = z.read(f"META-INF/{signer}.SF").decode()
+    assert f"SHA-{digest[3:]}-Digest-Manifest: " in sf
+    assert_trusted(verify(out, pki["root"]), ref)
+    assert run("java", "-jar", str(out), cwd=d).stdout == "hello from a signed jar\n"
+
+
+def test_root_alone_is_trusted(sqlite_server: Server, pki: dict[str, Path]) -> None:
+    """A truststore holding only signgate's root is enough for -strict: the block carries
+    the whole chain, root included, as jarsigner's own blocks do."""
+    ref = f"{pki['project']}/release"
+    out = pki["dir"] / "root-only.jar"
+    sqlite_server.cli("sign", str(pki["jar"]), "--key", ref, "--format", "jar", "-o",
+                      str(out))
+    assert_trusted(verify(out, pki["root"]), ref)
+
+
+def test_tampering_and_another_root_fail(sqlite_server: Server, pki: dict[str, Path]) -> None:
+    d = pki["dir"]
+    ref = f"{pki['project']}/release"
+    signed = d / "signed.jar"
+    sqlite_server.cli("sign", str(pki["jar"]), "--key", ref, "--format", "jar", "-o",
+                      str(signed))
+    assert_trusted(verify(signed, pki["trusted"]), ref)
+
+    def rewrite(target: Path, change: dict[str, bytes]) -> None:
+        with zipfile.ZipFile(signed) as a, zipfile.ZipFile(target, "w",
+                                                          zipfile.ZIP_DEFLATED) as b:
+            for info in a.infolist():
+                b.writestr(info, change.pop(info.filename, a.read(info)))
+            for name, data in change.items():
+                b.writestr(name, data)
+
+    rewrite(d / "tampered.jar", {"res.txt": b"y" * 200 + b"\n"})
+    tampered = verify(d / "tampered.jar", pki["trusted"])
+    assert tampered.returncode != 0
+    assert "jar verified" not in tampered.stdout
+    assert "digest error for res.txt" in tampered.stdout + tampered.stderr
+
+    rewrite(d / "added.jar", {"Evil.class": b"\xca\xfe\xba\xbe"})
+    added = verify(d / "added.jar", pki["trusted"])
+    assert added.returncode != 0
+    assert "This jar contains unsigned entries which have not been integrity-checked" \
+        in added.stdout
+
+    other = verify(signed, pki["other"])
+    assert other.returncode != 0
+    assert "This jar contains entries whose certificate chain is invalid" in other.stdout
+    assert "TSA certificate chain is invalid" in other.stdout
+
+
+def test_resigning_leaves_one_signer(sqlite_server: Server, pki: dict[str, Path]) -> None:
+    d = pki["dir"]
+    ref = f"{pki['project']}/release"
+    jar = d / "twice.jar"
+    jar.write_bytes(pki["jar"].read_bytes())
+    for digest in ("sha256", "sha512"):  # in place, the second time over a signed JAR
+        sqlite_server.cli("sign", str(jar), "--key", ref, "--format", "jar", "--digest",
+                          digest)
+    with zipfile.ZipFile(jar) as z:
+        signature_files = [n for n in z.namelist()
+                           if re.fullmatch(r"META-INF/[^/]+\.(SF|EC|RSA|DSA)", n)]
+    assert signature_files == ["META-INF/RELEASE.SF", "META-INF/RELEASE.EC"]
+    assert_trusted(verify(jar, pki["trusted"]), ref)
+    assert [p.name for p in d.iterdir() if p.name.startswith(".twice.jar")] == []
+
+
+def test_ed25519_is_refused(sqlite_server: Server, pki: dict[str, Path]) -> None:
+    ref = f"{pki['project']}/ed"
+    sqlite_server.cli("key", "create", ref, "--algorithm", "ed25519")
+    refused = sqlite_server.cli("sign", str(pki["jar"]), "--key", ref, "--format", "jar",
+                                "-o", str(pki["dir"] / "ed.jar"), check=False)
+    assert refused.returncode == 7
+    assert "ed25519" in refused.stderr
+    assert not (pki["dir"] / "ed.jar").exists()
+
+
+def _bomb(path: Path) -> None:
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z, z.open("zeros", "w") as f:
+        for _ in range(64):
+            f.write(chunk)
+
+
+def _duplicates(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("a.class", b"one")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            z.writestr("a.class", b"two")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.write_bytes(b"hello, not a zip\n" * 20), "not a zip archive"),
+    (lambda p: p.write_bytes(p.with_name("app.jar").read_bytes()[:-30]), "not a zip"),
+    (_bomb, "refused as a zip bomb"),
+    (_duplicates, "two entries named 'a.class'"),
+])
+def test_bad_input_is_refused_untouched(sqlite_server: Server, pki: dict[str, Path],
+                                        tmp_path: Path, make: object, message: str) -> None:
+    (tmp_path / "app.jar").write_bytes(pki["jar"].read_bytes())
+    bad = tmp_path / "bad.jar"
+    make(bad)  # type: ignore[operator]
+    before = bad.read_bytes()
+    refused = sqlite_server.cli("sign", str(bad), "--key", f"{pki['project']}/release",
+                                "--format", "jar", check=False)
+    assert refused.returncode == 7, refused
+    assert message in refused.stderr
+    assert bad.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.jar", "bad.jar"]
