@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # osslsigncode, gpg and sqop), mingw to build real Windows executables to sign, Node.js for
 # the Sigstore verifier, and the PostgreSQL server.
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
-                 gcc-mingw-w64-x86-64-win32)
+                 gcc-mingw-w64-x86-64-win32 clamav-daemon)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import postgres
+from tests.support.clamd import clamd as clamd  # the session clamd fixture
 from tests.support.server import Server, start_server
 
 BACKENDS = ["sqlite", "postgres"]

@@ -18,6 +18,7 @@ place each; nothing below them knows about HTTP or exit codes.
     ├── VerificationFailed    a signature or the audit chain did not verify
     ├── ConfigError           data directory, master key, database URL
     └── Unavailable           the server or database cannot be reached      (503)
+        └── ScannerUnavailable  a malware scanner gave no answer (fail closed) (503)
 
 Foreign exceptions (SQLAlchemy, cryptography, httpx) are converted at the boundary that
 catches them, keeping the cause with ``raise ... from exc``.
@@ -87,6 +88,17 @@ class Unavailable(SigngateError):
     code = "unavailable"
 
 
+class ScannerUnavailable(Unavailable):
+    """A scanner (clamd, YARA, ...) could not give a verdict; the artifact is not signed."""
+
+    code = "scanner_unavailable"
+
+    def __init__(self, engine: str, why: str) -> None:
+        super().__init__(f"scanner unavailable: {engine}: {why}", engine=engine, reason=why)
+        self.engine = engine
+        self.reason = why
+
+
 FAMILIES: tuple[type[SigngateError], ...] = (
     PayloadTooLarge,
     InvalidInput,
@@ -97,6 +109,7 @@ FAMILIES: tuple[type[SigngateError], ...] = (
     KeyStoreError,
     VerificationFailed,
     ConfigError,
+    ScannerUnavailable,
     Unavailable,
 )
 

@@ -153,3 +153,72 @@ def _crl(server: Server, path: str) -> object:
 
     with server.http() as http:
         return x509.load_der_x509_crl(http.get(path).content)
+
+
+def _artifact(fmt: str, tmp_path: Path) -> Path:
+    if fmt == "authenticode":
+        from tests.support.pe import hello_exe
+
+        return hello_exe(tmp_path / "app.exe")
+    if fmt == "jar":
+        import zipfile
+
+        path = tmp_path / "app.jar"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+            z.writestr("com/example/App.class", b"\xca\xfe\xba\xbe" + bytes(range(256)) * 8)
+            z.writestr("app.properties", "name=app\n")
+        return path
+    path = tmp_path / "app.tar.gz"
+    path.write_bytes(b"release" * 3000)
+    return path
+
+
+def _tamper(fmt: str, path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    if fmt == "jar":
+        import zipfile
+
+        with zipfile.ZipFile(path) as z:
+            entries = {n: z.read(n) for n in z.namelist()}
+        entries["app.properties"] = b"name=evil\n"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, content in entries.items():
+                z.writestr(name, content)
+        return
+    index = 0x200 if fmt == "authenticode" else 10  # inside the PE's first section
+    data[index] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("fmt", ["cms", "authenticode", "jar", "openpgp", "dsse", "sigstore"])
+def test_every_format_verifies_offline(setup: tuple[Server, str, Path], tmp_path: Path,
+                                       fmt: str) -> None:
+    """One verifier for all formats: found from the file itself or the signature beside it;
+    formats that carry no certificate get the key version's certificate."""
+    server, project, root = setup
+    ref = f"{project}/{unique(fmt[:4])}"
+    server.cli("key", "create", ref, "--algorithm", "rsa-3072", "--rsa-padding", "pkcs1v15")
+    artifact = _artifact(fmt, tmp_path)
+    server.cli("sign", str(artifact), "--key", ref, "--format", fmt)
+    cert = tmp_path / "cert.pem"
+    cert.write_text(server.cli("key", "cert", ref).stdout)
+    extra = ["--certificate", str(cert)] if fmt in ("openpgp", "dsse") else []
+
+    if fmt == "sigstore":  # a v0.3 bundle carries only the leaf: the trusted root the rest
+        trusted = tmp_path / "trusted_root.json"
+        trusted.write_text(server.cli("ca", "trusted-root").stdout)
+        extra = ["--ca", str(trusted)]
+    else:
+        extra += ["--ca", str(root)]
+    out = server.cli("verify", str(artifact), *extra, "--json").json()
+    assert out["valid"] is True, out
+    assert out["format"] == fmt
+    assert (out["key"], out["key_version"]) == (ref, 1)
+    assert out["timestamped_at"], out  # inside the signature, or the .tsr beside it
+    assert len(out["crls"]) == 2
+
+    _tamper(fmt, artifact)
+    bad = server.cli("verify", str(artifact), *extra, "--format", fmt, check=False)
+    assert bad.returncode == 8, bad
+    assert bad.stderr.startswith(f"signgate: INVALID {artifact.name}: "), bad.stderr

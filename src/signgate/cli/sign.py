@@ -26,6 +26,7 @@ from signgate.client.offline_verify import (
     detect_format,
     load_crl,
     server_fallback,
+    sigstore_trust,
     verify_file,
 )
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
@@ -158,16 +159,31 @@ def _pem_certificates(paths: tuple[Path, ...]) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-def _anchors(ca_files: tuple[Path, ...], url: str, token_file: Path | None) -> list[bytes]:
+def _anchors(ca_files: tuple[Path, ...], url: str, token_file: Path | None
+             ) -> tuple[list[bytes], list[bytes]]:
+    """Trust anchors, and intermediates that came with them (a Sigstore trusted root)."""
     if ca_files:
-        return list(_pem_certificates(ca_files))
+        anchors: list[bytes] = []
+        intermediates: list[bytes] = []
+        for path in ca_files:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+            if data.lstrip().startswith(b"{"):
+                more, between = sigstore_trust(data)
+                anchors += more
+                intermediates += between
+            else:
+                anchors += _pem_certificates((path,))
+        return anchors, intermediates
     try:
         with make_client(url, token_file) as c:
             pem = c.ca_certificate()["pem"]
     except SigngateError as exc:
         raise InvalidInput(f"no trust anchor: give --ca ROOT.pem (from 'signgate ca cert'); "
                            f"fetching signgate's root failed: {exc}") from None
-    return [cx509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)]
+    return [cx509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)], []
 
 
 def _http_get(url: str) -> bytes:
@@ -203,8 +219,9 @@ def _print_report(file: Path, report: Report) -> None:
 @click.option("--format", "fmt", type=click.Choice(list(formats.NAMES)),
               help="Default: from the signature file's name, or FILE's content.")
 @click.option("--ca", "ca_files", multiple=True, type=FILE,
-              help="Trust anchor certificate(s), PEM (default: signgate's root, fetched from "
-                   "the server).")
+              help="Trust anchor certificate(s), PEM, or a Sigstore trusted_root.json "
+                   "('signgate ca trusted-root', which also supplies the issuing CAs); "
+                   "default: signgate's root, fetched from the server.")
 @click.option("--certificate", "cert_files", multiple=True, type=FILE,
               help="More certificates, PEM: the signer's for formats that carry none (raw, "
                    "openpgp, dsse: 'signgate key cert P/N').")
@@ -243,9 +260,10 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
             crls.append(load_crl(path.read_bytes()))
         except InvalidInput:
             raise InvalidInput(f"{path} is not a CRL (DER or PEM)") from None
+    anchors, intermediates = _anchors(ca_files, url, token_file)
     report = verify_file(
-        file, signature, fmt, _anchors(ca_files, url, token_file),
-        _pem_certificates(cert_files), crls, server_fallback(url, _http_get),
+        file, signature, fmt, anchors, (*_pem_certificates(cert_files), *intermediates), crls,
+        server_fallback(url, _http_get),
         check_revocation=not no_revocation_check)
     if as_json:
         emit_json({k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)

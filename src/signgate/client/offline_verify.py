@@ -13,6 +13,8 @@ certificate (``formats/*``: Evidence). Then, the same for every format:
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -97,6 +99,27 @@ def _distribution_points(cert: x509.Certificate) -> list[str]:
         return []
     return [name.value for point in ext.value for name in point.full_name or []
             if isinstance(name, x509.UniformResourceIdentifier)]
+
+
+def sigstore_trust(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """Anchors (self-signed) and intermediates (DER) from a Sigstore ``trusted_root.json``
+    (as ``signgate ca trusted-root`` prints it): its CA and TSA certificate chains."""
+    try:
+        document = json.loads(data)
+        chains = [entry["certChain"]["certificates"]
+                  for group in ("certificateAuthorities", "timestampAuthorities")
+                  for entry in document.get(group, [])]
+        ders = [base64.b64decode(c["rawBytes"]) for chain in chains for c in chain]
+        certs = [x509.load_der_x509_certificate(d) for d in ders]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InvalidInput("not a Sigstore trusted root (trusted_root.json)") from None
+    anchors: list[bytes] = []
+    intermediates: list[bytes] = []
+    for der, cert in zip(ders, certs, strict=True):
+        bucket = anchors if cert.issuer == cert.subject else intermediates
+        if der not in bucket:
+            bucket.append(der)
+    return anchors, intermediates
 
 
 def load_crl(data: bytes) -> x509.CertificateRevocationList:
