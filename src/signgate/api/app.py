@@ -42,4 +42,4 @@ def create_app(ctx: Context) -> Any:
             return problems.problem(503, exc.code, "Unavailable", str(exc))
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return BodyLimit(app, ctx.settings.max_body_bytes)
+    return BodyLimit(app, ctx.settings.max_body_bytes, scan.is_upload)

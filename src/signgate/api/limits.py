@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,15 +17,19 @@ class BodyLimit:
     is a :class:`PayloadTooLarge`, which the app's error handler renders as problem+json.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 streamed: Callable[[str], bool] = lambda path: False) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Routes that stream their body to disk and enforce their own limit (uploads of
+        # artifacts to scan): they are not held to the JSON body limit.
+        self.streamed = streamed
 
     def _error(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self.streamed(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):

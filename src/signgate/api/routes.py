@@ -15,6 +15,7 @@ from signgate.api.schemas import (
     KeyCreate,
     KeyRevoke,
     ProjectCreate,
+    ScanPolicyBody,
     SignRequest,
     VerifyRequest,
 )
@@ -75,7 +76,7 @@ def show_project(project: str, ctx: Ctx, caller: Who) -> ProjectView:
 def create_key(project: str, body: KeyCreate, ctx: Ctx, caller: Who) -> KeyView:
     return keys.create(ctx, caller, f"{project}/{body.name}", body.algorithm, body.rsa_padding,
                        body.rotate_every_days, body.max_signatures, body.cert_validity_days,
-                       body.require_timestamp, body.one_time)
+                       body.require_timestamp, body.one_time, body.scan)
 
 
 @router.get(KEY + "/certificate", tags=["keys", "pki"])
@@ -149,6 +150,13 @@ def public_key(
 @router.post(KEY + "/rotate", tags=["keys"])
 def rotate_key(project: str, key: str, ctx: Ctx, caller: Who) -> KeyView:
     return keys.rotate(ctx, caller, f"{project}/{key}")
+
+
+@router.post(KEY + "/scan-policy", tags=["keys", "scanning"])
+def set_scan_policy(project: str, key: str, body: ScanPolicyBody, ctx: Ctx,
+                    caller: Who) -> KeyView:
+    """Whether this key signs only artifacts signgate scanned clean itself."""
+    return keys.set_scan_policy(ctx, caller, f"{project}/{key}", body.scan)
 
 
 @router.post(KEY + "/disable", tags=["keys"])

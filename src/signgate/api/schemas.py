@@ -28,6 +28,13 @@ class KeyCreate(Strict):
                                     "that is not timestamped (the server timestamps it)")
     one_time: bool = Field(False, description="a fresh key pair and short-lived certificate "
                            "for every signing, destroyed right after")
+    scan: str | None = Field(None, max_length=16, description="required: sign only artifacts "
+                             "signgate scanned clean itself; off. Default: required once a "
+                             "scanner is configured")
+
+
+class ScanPolicyBody(Strict):
+    scan: str = Field(max_length=16, description="required or off")
 
 
 class KeyRevoke(Strict):

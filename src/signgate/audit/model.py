@@ -21,6 +21,7 @@ class Action(enum.StrEnum):
     KEY_DISABLE = "key.disable"
     KEY_ENABLE = "key.enable"
     KEY_REVOKE = "key.revoke"
+    KEY_SCAN_POLICY = "key.scan-policy"
     IDENTITY_CREATE = "identity.create"
     IDENTITY_DISABLE = "identity.disable"
     IDENTITY_ENABLE = "identity.enable"

@@ -33,6 +33,8 @@ def _describe(k: dict[str, object]) -> None:
         click.echo("timestamp  required on every signature")
     if k["one_time"]:
         click.echo("one-time   a fresh key pair and certificate for every signing")
+    if k["scan"] == "required":
+        click.echo("scan       required: signs only what signgate scanned clean")
     if k["compromised_at"]:
         click.echo(f"compromised {k['compromised_at']}  ({k['revoke_reason'] or 'no reason'})")
     versions = k["versions"]
@@ -60,16 +62,20 @@ def _describe(k: dict[str, object]) -> None:
 @click.option("--one-time", is_flag=True,
               help="No long-lived key pair: each signing gets a fresh key and a short-lived "
                    "certificate, destroyed before the response leaves.")
+@click.option("--scan", type=click.Choice(["required", "off"]),
+              help="required: sign only artifacts signgate scanned clean itself (the client "
+                   "uploads them). Default: required once the server has a scanner.")
 @client_options
 @json_option
 @handles_errors
 def create(ref: str, algorithm: str, rsa_padding: str, rotate_every: int | None,
            max_signatures: int | None, cert_validity: int, require_timestamp: bool,
-           one_time: bool, url: str, token_file: Path | None, as_json: bool) -> None:
+           one_time: bool, scan: str | None, url: str, token_file: Path | None,
+           as_json: bool) -> None:
     """Generate a key inside signgate (and a certificate from the project's CA)."""
     with make_client(url, token_file) as c:
         k = c.create_key(ref, algorithm, rsa_padding, rotate_every, max_signatures,
-                         cert_validity, require_timestamp, one_time)
+                         cert_validity, require_timestamp, one_time, scan)
     if as_json:
         emit_json(k)
     elif k["one_time"]:
@@ -77,6 +83,23 @@ def create(ref: str, algorithm: str, rsa_padding: str, rotate_every: int | None,
                    "every signing)")
     else:
         click.echo(f"created key {k['ref']} ({k['algorithm']}, version 1)")
+
+
+@key.command("scan-policy")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.argument("policy", type=click.Choice(["required", "off"]))
+@client_options
+@json_option
+@handles_errors
+def scan_policy(ref: str, policy: str, url: str, token_file: Path | None,
+                as_json: bool) -> None:
+    """Whether PROJECT/NAME signs only artifacts signgate scanned clean itself."""
+    with make_client(url, token_file) as c:
+        k = c.set_scan_policy(ref, policy)
+    if as_json:
+        emit_json(k)
+    else:
+        click.echo(f"{k['ref']}: scan {k['scan']}")
 
 
 @key.command("list")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from signgate.cli.common import client_options, make_client
-from signgate.cli.files import PROGRESS_THRESHOLD, hash_file, write_atomic
+from signgate.cli.files import hash_file, progress_bar, write_atomic
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.client.client import SigngateClient
 from signgate.client.offline_verify import (
@@ -33,7 +30,7 @@ from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
-from signgate.formats.base import Progress, PublicKeyInfo
+from signgate.formats.base import PublicKeyInfo
 
 DIGESTS = click.Choice([d.value for d in DigestAlgorithm])
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -60,19 +57,9 @@ FORMAT_HELP = (
 )
 
 
-@contextmanager
-def _progress(path: Path, label: str, enabled: bool) -> Iterator[Progress | None]:
-    """A progress bar on stderr while a big file is read; None for small files."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = 0
-    if not enabled or size < PROGRESS_THRESHOLD:
-        yield None
-        return
-    bar: Any = click.progressbar(length=size, label=f"{label} {path.name}", file=sys.stderr)
-    with bar:
-        yield bar.update
+def _engines(scan: dict[str, Any]) -> str:
+    return ", ".join(f"{e['engine']} {e['engine_version']}".strip()
+                     for e in scan.get("engines", [])) or "no engine"
 
 
 def _key_info(c: SigngateClient, ref: str) -> PublicKeyInfo:
@@ -98,6 +85,9 @@ def _key_info(c: SigngateClient, ref: str) -> PublicKeyInfo:
               help="Metadata recorded with the signature (repeatable), e.g. commit=abc123.")
 @click.option("--name", "artifact_name", help="Artifact name to record (default: file name).")
 @click.option("--no-progress", is_flag=True, help="No progress bar while hashing.")
+@click.option("--upload", is_flag=True,
+              help="Upload FILE for signgate to scan and hash itself, even if the key does "
+                   "not require it (keys with scan required always do).")
 @click.option("--timestamp/--no-timestamp", default=True, show_default=True,
               help="Add an RFC 3161 timestamp over the signature: inside the result for cms, "
                    "authenticode, jar and sigstore, else beside it as OUT.tsr. Keys with a "
@@ -106,20 +96,36 @@ def _key_info(c: SigngateClient, ref: str) -> PublicKeyInfo:
 @json_option
 @handles_errors
 def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
-         meta: tuple[str, ...], artifact_name: str | None, no_progress: bool,
+         meta: tuple[str, ...], artifact_name: str | None, no_progress: bool, upload: bool,
          timestamp: bool, url: str, token_file: Path | None, as_json: bool) -> None:
     """Sign FILE with a key held by signgate. FILE is read here and only a digest is sent
-    (for authenticode and jar, the digest of what those formats sign); the private key never
-    leaves the server. --json prints the receipt."""
+    (for authenticode and jar, the digest of what those formats sign), unless the key
+    requires a scan: then FILE is uploaded, scanned and hashed by signgate. The private key
+    never leaves the server. --json prints the receipt."""
     metadata = _metadata(meta)
     algorithm = DigestAlgorithm(digest_name)
     side = formats.client(fmt)
+    show = not no_progress and not as_json
     with make_client(url, token_file) as c:
-        with _progress(file, "hashing", not no_progress and not as_json) as progress:
+        upload = upload or c.show_key(ref).get("scan") == "required"
+        with progress_bar(file, "hashing", show) as progress:
             prepared = side.prepare(file, algorithm, progress, lambda: _key_info(c, ref))
-        result = c.sign_digest(ref, prepared.digest_algorithm.value, prepared.digest.hex(),
-                               artifact_name or file.name, metadata, timestamp, fmt,
-                               prepared.params)
+        name = artifact_name or file.name
+        request: dict[str, Any] = {"artifact_name": name, "format": fmt,
+                   "digest_algorithm": prepared.digest_algorithm.value,
+                   "digest": prepared.digest.hex(), "metadata": metadata,
+                   "params": prepared.params, "timestamp": timestamp}
+        if upload:
+            with progress_bar(file, "uploading", show) as progress:
+                result = c.sign_upload(ref, file, request, progress)
+            scan = result["receipt"].get("scan") or {}
+            if not as_json:
+                click.echo(f"scanned {file.name}: {scan.get('verdict', '?')} "
+                           f"({_engines(scan)})", err=True)
+        else:
+            result = c.sign_digest(ref, prepared.digest_algorithm.value,
+                                   prepared.digest.hex(), name, metadata, timestamp, fmt,
+                                   prepared.params)
     out = output or (file if side.embedded else file.with_name(file.name + side.suffix))
     side.finish(file, prepared, base64.b64decode(result["signature"]), out)
     receipt = result["receipt"]

@@ -6,7 +6,10 @@ families the server raised, with the server's sentence as the message.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +18,9 @@ import httpx
 from signgate import errors
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+UPLOAD_CHUNK = 1 << 20
+# An upload is scanned before the answer comes: wait for as long as a scan may take.
+UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=3600.0)
 
 _BY_STATUS: dict[int, type[errors.SigngateError]] = {
     400: errors.InvalidInput,
@@ -93,13 +99,14 @@ class SigngateClient:
                    rotate_every_days: int | None = None,
                    max_signatures: int | None = None,
                    cert_validity_days: int = 365,
-                   require_timestamp: bool = False, one_time: bool = False) -> Any:
+                   require_timestamp: bool = False, one_time: bool = False,
+                   scan: str | None = None) -> Any:
         project, _, name = ref.partition("/")
         _key_path(ref)
         body = {"name": name, "algorithm": algorithm, "rsa_padding": rsa_padding,
                 "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
                 "cert_validity_days": cert_validity_days,
-                "require_timestamp": require_timestamp, "one_time": one_time}
+                "require_timestamp": require_timestamp, "one_time": one_time, "scan": scan}
         return self.request("POST", f"/api/v1/projects/{quote(project, safe='')}/keys",
                             json=body)
 
@@ -140,6 +147,9 @@ class SigngateClient:
 
     def trusted_root(self) -> Any:
         return self.request("GET", "/api/v1/ca/trusted-root")
+
+    def set_scan_policy(self, ref: str, scan: str) -> Any:
+        return self.request("POST", f"{_key_path(ref)}/scan-policy", json={"scan": scan})
 
     def key_action(self, ref: str, action: str) -> Any:
         return self.request("POST", f"{_key_path(ref)}/{action}")
@@ -196,6 +206,36 @@ class SigngateClient:
         return self.request("GET", "/api/v1/audit/verify")
 
     # -- scanning -----------------------------------------------------------------------
+    def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
+                    progress: Callable[[int], None] | None = None) -> Any:
+        """Upload ``path`` for signgate to scan, hash and sign (keys with scan required)."""
+        header = json.dumps(request, ensure_ascii=True, separators=(",", ":"))
+        return self._upload(_key_path(ref) + "/sign-upload", path, progress,
+                            headers={"Signgate-Sign": header})
+
+    def scan_upload(self, path: Path, name: str,
+                    progress: Callable[[int], None] | None = None) -> Any:
+        return self._upload("/api/v1/scan", path, progress, params={"name": name})
+
+    def _upload(self, api_path: str, path: Path, progress: Callable[[int], None] | None,
+                **kwargs: Any) -> Any:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise errors.InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    if progress is not None:
+                        progress(len(chunk))
+                    yield chunk
+
+        headers = {**kwargs.pop("headers", {}), "Content-Length": str(size),
+                   "Content-Type": "application/octet-stream"}
+        return self.request("POST", api_path, content=chunks(), headers=headers,
+                            timeout=UPLOAD_TIMEOUT, **kwargs)
+
     def deny_list(self) -> Any:
         return self.request("GET", "/api/v1/deny-list")
 

@@ -19,6 +19,7 @@ with PKCS#1 v1.5 or ECDSA only. Ed25519 is refused like every CMS-based format.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -255,6 +256,10 @@ class AuthenticodeClient:
             raise VerificationFailed("the server's signature is not over this file's "
                                      "image hash")
         pe.write_signed(path, prepared.state, result, output)
+
+    def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
+                  key: KeyLookup) -> bytes:
+        return pe.image_digest(path, algorithm, None).digest
 
 
 class AuthenticodeVerifier:

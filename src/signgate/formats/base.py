@@ -150,6 +150,13 @@ class ClientFormat(Protocol):
         ``path`` nor ``output`` is left half-written)."""
         ...
 
+    def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
+                  key: KeyLookup) -> bytes:
+        """The digest :meth:`prepare` sends, computed again from the bytes at ``path`` and
+        the client's ``params``. The server does this for an artifact it scanned: what it
+        signs is derived from the scanned bytes, never taken from the client."""
+        ...
+
 
 @dataclass(frozen=True)
 class Evidence:

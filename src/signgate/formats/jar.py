@@ -21,7 +21,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -447,6 +447,12 @@ class JarClient:
                 raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
             raise
         commit_file(tmp, output, mode)
+
+    def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
+                  key: KeyLookup) -> bytes:
+        """The .SF's digest, built again from the JAR: manifest and .SF are a function of
+        the entries, their existing manifest and the signer name."""
+        return self.prepare(path, algorithm, None, key).digest
 
 
 # --- verifier ------------------------------------------------------------------------------

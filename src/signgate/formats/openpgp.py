@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -502,6 +502,21 @@ class OpenPgpClient:
 
     def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:
         write_atomic(output, result)
+
+    def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
+                  key: KeyLookup) -> bytes:
+        """The file, then the client's hashed part and trailer (which the builder then
+        checks against the signing key version, as for any openpgp request)."""
+        try:
+            hashed = base64.b64decode(params.get("hashed", ""), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("params.hashed is not valid base64", code="bad_openpgp") from exc
+        if not hashed:
+            raise InvalidInput("an openpgp signing needs the signature's hashed part "
+                               "(params.hashed, base64)", code="bad_openpgp")
+        h = _hash_file(path, algorithm, None)
+        h.update(trailer(hashed))
+        return h.digest()
 
 
 # --- verification ----------------------------------------------------------------------------

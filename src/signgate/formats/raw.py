@@ -5,6 +5,7 @@ is written beside it (``FILE.sig.tsr``)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography import x509
@@ -57,6 +58,10 @@ class DetachedDigest:
 
     def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:
         write_atomic(output, result)
+
+    def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
+                  key: KeyLookup) -> bytes:
+        return hash_path(path, algorithm)
 
 
 def digests_of(path: Path) -> dict[DigestAlgorithm, bytes]:

@@ -61,6 +61,21 @@ class KeyState(enum.StrEnum):
     DESTROYED = "destroyed"
 
 
+class ScanPolicy(enum.StrEnum):
+    """Must signgate itself have scanned the artifact clean before this key signs it?"""
+
+    REQUIRED = "required"
+    OFF = "off"
+
+    @classmethod
+    def parse(cls, value: str) -> ScanPolicy:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidInput(f"unknown scan policy {value!r}; expected 'required' or 'off'",
+                               code="unknown_scan_policy") from None
+
+
 @dataclass(frozen=True)
 class Scope:
     """``*`` (everything), ``project`` or ``project/key``."""

@@ -11,7 +11,7 @@ from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
 from signgate.errors import Conflict, InvalidInput, NotFound
 from signgate.policy import decide
-from signgate.policy.model import Actor, KeyState, check_name
+from signgate.policy.model import Actor, KeyState, ScanPolicy, check_name
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.pki import issue_version_certificate, revoke_key_certificates
 from signgate.service.projects import get_project
@@ -71,6 +71,7 @@ def key_view(session: Session, key: Key) -> KeyView:
         cert_validity_days=key.cert_validity_days,
         require_timestamp=key.require_timestamp,
         one_time=key.one_time,
+        scan=key.scan,
         created_at=key.created_at,
         compromised_at=key.compromised_at,
         revoke_reason=key.revoke_reason,
@@ -138,8 +139,12 @@ def create(
     cert_validity_days: int = 365,
     require_timestamp: bool = False,
     one_time: bool = False,
+    scan: str | None = None,
 ) -> KeyView:
     project_name, name = split_ref(ref)
+    # Once a scanner is configured, new keys sign only what signgate scanned clean itself.
+    scan_policy = ScanPolicy.parse(scan) if scan is not None else (
+        ScanPolicy.REQUIRED if ctx.settings.scanner_configured else ScanPolicy.OFF)
 
     def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
         alg = KeyAlgorithm.parse(algorithm)
@@ -169,6 +174,7 @@ def create(
             created_at=now, cert_validity_days=cert_validity_days,
             # One-time signings are always timestamped: the certificate outlives nothing.
             require_timestamp=require_timestamp or one_time, one_time=one_time,
+            scan=scan_policy.value,
         )
         key.project = project
         session.add(key)
@@ -176,7 +182,8 @@ def create(
         details: dict[str, object] = {
             "algorithm": alg.value, "rsa_padding": padding.value if alg.is_rsa else None,
             "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
-            "require_timestamp": key.require_timestamp, "one_time": one_time}
+            "require_timestamp": key.require_timestamp, "one_time": one_time,
+            "scan": scan_policy.value}
         if not one_time:
             version = new_version(ctx, session, key, 1, now)
             session.flush()
@@ -270,6 +277,24 @@ def _set_state(
         return key_view(session, key)
 
     return ctx.write(caller, Target(action, ref, project, ref), run)
+
+
+def set_scan_policy(ctx: Context, caller: Caller, ref: str, scan: str) -> KeyView:
+    """``required``: only artifacts signgate scanned clean itself are signed; ``off``."""
+    project, name = split_ref(ref)
+    policy = ScanPolicy.parse(scan)
+
+    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+        d = decide.may_manage(actor, project, name)
+        require(d.allowed, d.reason)
+        key = get_key(session, project, name)
+        old = key.scan
+        key.scan = policy.value
+        ctx.record(session, Record(actor.name, Action.KEY_SCAN_POLICY, Outcome.ALLOWED, ref,
+                                   project, ref, {"from": old, "to": policy.value}))
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(Action.KEY_SCAN_POLICY, ref, project, ref), run)
 
 
 def disable(ctx: Context, caller: Caller, ref: str) -> KeyView:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from asn1crypto import tsp
 from sqlalchemy import bindparam, insert, select, update
@@ -79,6 +80,9 @@ from signgate.store.models import (
     table,
 )
 
+if TYPE_CHECKING:
+    from signgate.service.scanning import ScanOutcome
+
 log = logging.getLogger("signgate.sign")
 
 # Statements built once: constructing SQLAlchemy expressions per request costs more than
@@ -92,7 +96,7 @@ GRANTS_OF = select(_grants.c.role, _grants.c.scope).where(
 CURRENT_KEY = (
     select(_keys.c.id, _keys.c.algorithm, _keys.c.rsa_padding, _keys.c.state,
            _keys.c.rotate_every_days, _keys.c.max_signatures, _keys.c.require_timestamp,
-           _keys.c.one_time, _keys.c.created_at.label("key_created"),
+           _keys.c.one_time, _keys.c.scan, _keys.c.created_at.label("key_created"),
            _versions.c.id.label("vid"),
            _versions.c.version, _versions.c.uri, _versions.c.created_at,
            _versions.c.signature_count, _versions.c.public_key_pem)
@@ -128,6 +132,9 @@ class SignJob:
     timestamp: bool = False
     format: str = "raw"
     params: Mapping[str, str] = field(default_factory=dict)  # the format's own
+    # Set when signgate received and scanned the artifact itself (service/scanning.py):
+    # then ``digest_hex`` is signgate's own, computed from the scanned bytes.
+    scan: ScanOutcome | None = None
     # Exactly one waiter: a thread (``future``) or an event loop (``loop`` + ``waiter``).
     future: Future[SignResult] | None = None
     loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +161,7 @@ class _KeyState:
     max_signatures: int | None
     require_timestamp: bool
     one_time: bool
+    scan_required: bool
     version_id: int  # -1 for a one-time key that has not signed yet
     version: int
     uri: str
@@ -268,7 +276,7 @@ class _Batch:
             state = _KeyState(
                 row.id, KeyAlgorithm(row.algorithm), RsaPadding(row.rsa_padding),
                 KeyState(row.state), row.rotate_every_days, row.max_signatures,
-                bool(row.require_timestamp), bool(row.one_time), vid,
+                bool(row.require_timestamp), bool(row.one_time), row.scan == "required", vid,
                 row.version or 0, row.uri or "", row.created_at or row.key_created,
                 (row.signature_count or 0) + self.counts.get(vid, 0), row.public_key_pem or "",
             )
@@ -286,16 +294,23 @@ class _Batch:
             raise Refusal(ANONYMOUS, exc) from exc
         try:
             alg = DigestAlgorithm.parse(job.digest_algorithm)
-            digest = parse_digest(alg, job.digest_hex)
             meta = check_request(job.artifact_name, job.metadata)
             # Grants first: a refusal must not tell whether the key exists.
             d = decide.may_sign_with(actor, job.project, job.key)
             if not d.allowed:
                 raise Denied(d.reason)
+            if job.scan is not None:
+                # Whatever the key's policy: what signgate scanned and found is never signed.
+                job.scan.enforce(job.artifact_name)
+            digest = parse_digest(alg, job.digest_hex)
             key = self.key(job.project, job.key)
             d = decide.may_sign(actor, key.snapshot(job.project, job.key))
             if not d.allowed:
                 raise Denied(d.reason)
+            if key.scan_required and job.scan is None:
+                raise Denied(f"key {job.ref} signs only artifacts signgate has scanned: "
+                             "upload the artifact (signgate sign does, for such keys)",
+                             code="scan_required")
             now = self.ctx.clock.now()
             builder = formats.builder(job.format)
             request = FormatRequest(alg, digest, job.artifact_name, now,
@@ -347,6 +362,9 @@ class _Batch:
         if stamp is not None:
             details["timestamp_serial"] = format(stamp.serial, "x")
             details["timestamp_time"] = stamp.gen_time.isoformat()
+        scan_details = job.scan.details() if job.scan is not None else None
+        if scan_details is not None:
+            details["scan"] = scan_details
         seq = self.ctx.record(
             self.session,
             Record(actor.name, Action.SIGN, Outcome.ALLOWED, job.artifact_name, job.project,
@@ -360,6 +378,7 @@ class _Batch:
             "signed_at": now, "client_address": job.caller.address,
             "metadata_json": canonical_json(meta).decode(), "audit_seq": seq,
             "timestamp_token": stamp.der if stamp else None,
+            "scan_json": canonical_json(scan_details).decode() if scan_details else None,
         })
         receipt = Receipt(
             signature_id=signature_id, key=job.ref, key_version=key.version,
@@ -368,7 +387,7 @@ class _Batch:
             digest_algorithm=alg.value, digest=digest.hex(), artifact_name=job.artifact_name,
             format=builder.name, identity=actor.name, signed_at=now, audit_seq=seq,
             timestamp_serial=format(stamp.serial, "x") if stamp else None,
-            timestamp_time=stamp.gen_time if stamp else None,
+            timestamp_time=stamp.gen_time if stamp else None, scan=scan_details,
         )
         return SignResult(base64.b64encode(signature).decode("ascii"), receipt,
                           base64.b64encode(stamp.der).decode("ascii") if stamp else None,
@@ -615,8 +634,11 @@ class SignBatcher:
                     try:
                         outcomes.append(batch.sign(job))
                     except Refusal as refused:
-                        self.ctx.record(session, refusal_record(
-                            job.caller, job.target(), refused.actor, refused.error))
+                        record = refusal_record(job.caller, job.target(), refused.actor,
+                                                refused.error)
+                        if job.scan is not None:  # the verdict, engines and digest with it
+                            record.details["scan"] = job.scan.details()
+                        self.ctx.record(session, record)
                         outcomes.append(refused.error)
                 batch.flush()
                 head_after = writer.seq

@@ -38,6 +38,7 @@ class KeyView:
     cert_validity_days: int
     require_timestamp: bool
     one_time: bool
+    scan: str
     created_at: datetime
     compromised_at: datetime | None
     revoke_reason: str | None
@@ -94,6 +95,8 @@ class Receipt:
     audit_seq: int
     timestamp_serial: str | None = None
     timestamp_time: datetime | None = None
+    # When signgate scanned the artifact itself: verdict, engines, artifact SHA-256.
+    scan: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,321 @@
+"""Scanning before signing: the artifact itself, received, scanned and hashed by signgate.
+
+For a key with ``scan required`` the client uploads the artifact (streamed). signgate
+spools it to its own disk (memory stays bounded whatever the size), computes its SHA-256
+on the way, runs every configured scanner on it plus the hash deny-list, and computes what
+the format signs from those same bytes (the file's digest, the PE image hash, a JAR's .SF,
+...). A digest the client sends along is only compared, never signed: a client cannot
+obtain a signature over bytes signgate did not scan. Only a clean verdict reaches the key
+store; a finding, and a scanner that cannot answer (down, timed out, erroring), refuse the
+signing. Either way the verdict goes into the audit entry (see ``sign_batch.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from signgate.audit.model import Action, Outcome, Record
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
+from signgate.errors import (
+    Denied,
+    InvalidInput,
+    PayloadTooLarge,
+    ScannerUnavailable,
+    SigngateError,
+)
+from signgate.formats import registry as formats
+from signgate.formats.base import PublicKeyInfo
+from signgate.policy import decide
+from signgate.policy.model import Actor
+from signgate.scan.base import Scanner, Verdict, scan_all
+from signgate.scan.clamd import ClamdScanner
+from signgate.scan.denylist import DenyListScanner
+from signgate.scan.yara import YaraScanner
+from signgate.service import denylist, keys
+from signgate.service.context import Caller, Context, Target, refusal_record
+from signgate.service.keys import split_ref
+from signgate.service.sign_batch import SignBatcher, SignJob
+from signgate.service.views import SignResult
+
+CHUNK_WRITE = 1 << 20
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """What signgate found out about an uploaded artifact before any key saw it."""
+
+    sha256: str
+    size: int
+    verdicts: tuple[Verdict, ...] = ()
+    error: SigngateError | None = None  # the scan (or the artifact) could not be judged
+
+    @property
+    def findings(self) -> list[str]:
+        return [f"{v.engine}: {f}" for v in self.verdicts for f in v.findings]
+
+    @property
+    def verdict(self) -> str:
+        if self.error is not None:
+            return "unavailable" if isinstance(self.error, ScannerUnavailable) else "error"
+        return "flagged" if self.findings else "clean"
+
+    def details(self) -> dict[str, Any]:
+        """For the audit entry: verdict, findings, every engine and rule-set version."""
+        out: dict[str, Any] = {
+            "verdict": self.verdict, "artifact_sha256": self.sha256,
+            "artifact_size": self.size,
+            "engines": [{"engine": v.engine, "engine_version": v.engine_version,
+                         "ruleset_version": v.ruleset_version,
+                         "seconds": round(v.seconds, 3), "findings": list(v.findings)}
+                        for v in self.verdicts],
+        }
+        if self.findings:
+            out["findings"] = self.findings
+        if self.error is not None:
+            out["error"] = str(self.error)
+        return out
+
+    def enforce(self, artifact: str) -> None:
+        """Raise unless the artifact was scanned clean."""
+        if self.error is not None:
+            raise self.error
+        if self.findings:
+            raise Denied(f"{artifact} is refused: {'; '.join(self.findings)}",
+                         code="scan_findings")
+
+
+class Scanners:
+    """The engines configured in ``config.toml`` (made once per process)."""
+
+    def __init__(self, ctx: Context) -> None:
+        settings = ctx.settings
+        self.engines: list[Scanner] = []
+        if settings.scan_clamd_socket:
+            self.engines.append(ClamdScanner(settings.scan_clamd_socket,
+                                             timeout=float(settings.scan_timeout_seconds)))
+        if settings.scan_yara_dir:
+            self.engines.append(YaraScanner(Path(settings.scan_yara_dir),
+                                            timeout=settings.scan_timeout_seconds))
+
+    def scan(self, path: Path, denied: Mapping[str, str]) -> list[Verdict]:
+        """Every engine, then the deny-list. No engine configured is not a pass."""
+        if not self.engines:
+            raise ScannerUnavailable("signgate", "no scanner is configured "
+                                     "(scan_clamd_socket or scan_yara_dir in config.toml)")
+        return scan_all([*self.engines, DenyListScanner(denied)], path)
+
+
+@dataclass
+class Spooled:
+    path: Path  # spool/<private directory>/<artifact's file name>: errors name the artifact
+    size: int = 0
+    sha256: str = ""
+    _hash: Any = field(default_factory=lambda: hashlib.sha256())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()
+
+
+def _file_name(artifact_name: str) -> str:
+    name = PurePosixPath(artifact_name.replace("\\", "/")).name
+    safe = "".join(c if c.isprintable() else "_" for c in name)[:200]
+    return safe if safe not in ("", ".", "..") else "artifact"
+
+
+def spool_dir(ctx: Context) -> Path:
+    path = ctx.settings.data_dir / "spool"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+async def receive(ctx: Context, stream: AsyncIterator[bytes], limit: int,
+                  artifact_name: str) -> Spooled:
+    """The request body into a private file in the data directory, hashed on the way;
+    more than ``limit`` bytes: PayloadTooLarge, and nothing is kept."""
+    directory = Path(tempfile.mkdtemp(prefix="upload-", dir=spool_dir(ctx)))
+    spooled = Spooled(directory / _file_name(artifact_name))
+    fd = os.open(spooled.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb", buffering=CHUNK_WRITE) as out:
+            async for chunk in stream:
+                spooled.size += len(chunk)
+                if spooled.size > limit:
+                    raise too_large(limit)
+                spooled._hash.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        spooled.remove()
+        raise
+    spooled.sha256 = spooled._hash.hexdigest()
+    return spooled
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the artifact is larger than the scan limit of {limit} bytes "
+                           "(scan_max_bytes)", code="artifact_too_large")
+
+
+def authorize(ctx: Context, caller: Caller, target: Target,
+              check: Any = None) -> Actor:
+    """Before a byte is read: who is this, and may they (refusals are recorded)."""
+    def run(_session: Any, actor: Actor) -> Actor:
+        if check is not None:
+            decision = check(actor)
+            if not decision.allowed:
+                raise Denied(decision.reason)
+        return actor
+
+    return ctx.read(caller, target, run)
+
+
+def record_refusal(ctx: Context, caller: Caller, target: Target, actor: str,
+                   exc: SigngateError, extra: Mapping[str, Any] | None = None) -> None:
+    record = refusal_record(caller, target, actor, exc)
+    if extra:
+        record = Record(record.actor, record.action, record.outcome, record.subject,
+                        record.project, record.key_ref, {**record.details, **extra})
+    with ctx.transaction() as session:
+        ctx.record(session, record)
+
+
+def _key_lookup(ctx: Context, caller: Caller, ref: str) -> PublicKeyInfo:
+    view = keys.public(ctx, caller, ref)
+    return PublicKeyInfo(ref, view.version, KeyAlgorithm(view.algorithm),
+                         RsaPadding(view.rsa_padding) if view.rsa_padding else None,
+                         view.public_key_pem, view.created_at)
+
+
+def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
+            fmt: str | None = None, algorithm: DigestAlgorithm = DigestAlgorithm.SHA256,
+            params: Mapping[str, str] | None = None,
+            client_digest: str | None = None) -> tuple[ScanOutcome, bytes | None]:
+    """Scan the spooled artifact and (for a signing) compute what its format signs."""
+    with ctx.db.read() as session:
+        denied = denylist.denied(session)
+    try:
+        verdicts = ctx.part("scanners", Scanners).scan(spooled.path, denied)
+    except SigngateError as exc:
+        return ScanOutcome(spooled.sha256, spooled.size, error=exc), None
+    outcome = ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts))
+    if fmt is None or ref is None or outcome.findings:
+        return outcome, None
+    try:
+        digest = formats.client(fmt).recompute(spooled.path, algorithm, params or {},
+                                               lambda: _key_lookup(ctx, caller, ref))
+    except SigngateError as exc:
+        return ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts), exc), None
+    if client_digest and client_digest.lower() != digest.hex():
+        mismatch = InvalidInput("the digest sent does not match the uploaded artifact: "
+                                "signgate signs only what it scanned", code="digest_mismatch")
+        return ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts), mismatch), None
+    return outcome, digest
+
+
+@dataclass(frozen=True)
+class UploadSign:
+    """A signing request whose artifact comes in the body (see SignRequest)."""
+
+    artifact_name: str
+    format: str = "raw"
+    digest_algorithm: str = "sha256"
+    digest: str | None = None  # the client's own, compared with signgate's
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    timestamp: bool = False
+
+
+async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSign,
+                      stream: AsyncIterator[bytes], declared: int | None) -> SignResult:
+    """Receive, scan, hash and sign (or refuse) an uploaded artifact."""
+    project, name = split_ref(ref)
+    target = Target(Action.SIGN, request.artifact_name or ref, project, ref)
+    actor = await run_in_threadpool(authorize, ctx, caller, target,
+                                    lambda a: decide.may_sign_with(a, project, name))
+    algorithm = DigestAlgorithm.parse(request.digest_algorithm)
+    formats.builder(request.format)  # an unknown format is refused before the upload
+    spooled = await _receive_or_refuse(ctx, caller, target, actor.name, stream, declared,
+                                       request.artifact_name)
+    try:
+        outcome, digest = await run_in_threadpool(
+            examine, ctx, caller, ref, spooled, request.format, algorithm, request.params,
+            request.digest)
+        job = SignJob(caller, project, name, algorithm.value,
+                      digest.hex() if digest is not None else "", request.artifact_name,
+                      request.metadata, request.timestamp, request.format, request.params,
+                      scan=outcome)
+        return await ctx.part("sign_batcher", SignBatcher).submit_async(job)
+    finally:
+        spooled.remove()
+
+
+async def _receive_or_refuse(ctx: Context, caller: Caller, target: Target, actor: str,
+                             stream: AsyncIterator[bytes], declared: int | None,
+                             artifact_name: str) -> Spooled:
+    limit = ctx.settings.scan_max_bytes
+    try:
+        if declared is not None and declared > limit:
+            raise too_large(limit)  # refused before a byte of it is stored
+        return await receive(ctx, stream, limit, artifact_name)
+    except PayloadTooLarge as exc:
+        await run_in_threadpool(record_refusal, ctx, caller, target, actor, exc,
+                                {"declared_size": declared})
+        raise
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    artifact_name: str
+    clean: bool
+    verdict: str
+    sha256: str
+    size: int
+    findings: list[str]
+    engines: list[dict[str, Any]]
+    scanned_at: datetime
+    audit_seq: int
+
+
+async def scan_upload(ctx: Context, caller: Caller, artifact_name: str,
+                      stream: AsyncIterator[bytes], declared: int | None) -> ScanReport:
+    """``signgate scan FILE``: the verdict, without signing; recorded like any scan."""
+    target = Target(Action.SCAN, artifact_name or "artifact")
+    actor = await run_in_threadpool(authorize, ctx, caller, target)
+    spooled = await _receive_or_refuse(ctx, caller, target, actor.name, stream, declared,
+                                       artifact_name)
+    try:
+        started = time.monotonic()
+        outcome, _ = await run_in_threadpool(examine, ctx, caller, None, spooled)
+        details = outcome.details() | {"seconds": round(time.monotonic() - started, 3)}
+        if outcome.error is not None:
+            await run_in_threadpool(record_refusal, ctx, caller, target, actor.name,
+                                    outcome.error, {"scan": details})
+            raise outcome.error
+        return await run_in_threadpool(_record_scan, ctx, caller, target, actor.name,
+                                       outcome, details)
+    finally:
+        spooled.remove()
+
+
+def _record_scan(ctx: Context, caller: Caller, target: Target, actor: str,
+                 outcome: ScanOutcome, details: dict[str, Any]) -> ScanReport:
+    now = ctx.clock.now()
+    if caller.address:
+        details["client"] = caller.address
+    with ctx.transaction() as session:
+        seq = ctx.record(session, Record(actor, Action.SCAN, Outcome.ALLOWED, target.subject,
+                                         details=details), now)
+    return ScanReport(target.subject, not outcome.findings, outcome.verdict, outcome.sha256,
+                      outcome.size, outcome.findings, details["engines"], now, seq)

@@ -1,0 +1,353 @@
+"""Scanning before signing, end to end: a real clamd and real YARA behind a real server.
+
+Keys created once a scanner is configured require a scan: the CLI uploads the artifact,
+signgate scans it and computes what its format signs from the scanned bytes. Findings,
+deny-listed hashes and unavailable scanners refuse the signing, and every verdict is in
+the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import unique
+from tests.support.clamd import EICAR, Clamd, start_clamd
+from tests.support.pe import hello_exe
+from tests.support.server import Server, init_data_dir, start_server
+
+MARKER = "SIGNGATE-YARA-TEST-MARKER"
+LIMIT = 4 << 20
+
+
+def scanning_server(data_dir: Path, clamd_socket: Path, yara_dir: Path) -> Server:
+    init_data_dir(data_dir, None)
+    with (data_dir / "config.toml").open("a") as f:
+        f.write(f'scan_clamd_socket = "{clamd_socket}"\n'
+                f'scan_yara_dir = "{yara_dir}"\n'
+                f"scan_max_bytes = {LIMIT}\n"
+                "scan_timeout_seconds = 30\n")
+    return start_server(data_dir, None, init=False)
+
+
+def yara_rules(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "marker.yar").write_text(
+        f'rule TestMarker {{ strings: $a = "{MARKER}" condition: $a }}\n')
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(clamd: Clamd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("scanning")
+    srv = scanning_server(base / "data", clamd.socket, yara_rules(base / "yara"))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def project(server: Server) -> str:
+    name = unique("scan")
+    server.cli("project", "create", name)
+    server.cli("grant", "add", "admin", "signer", name)
+    return name
+
+
+def new_key(server: Server, project: str, *extra: str) -> str:
+    ref = f"{project}/{unique('k')}"
+    server.cli("key", "create", ref, "--algorithm", "rsa-3072", "--rsa-padding", "pkcs1v15",
+               *extra)
+    return ref
+
+
+def artifact(fmt: str, directory: Path, payload: bytes = b"") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    if fmt == "authenticode":
+        return hello_exe(directory / "app.exe", overlay=payload)
+    if fmt == "jar":
+        path = directory / "app.jar"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\n\r\n")
+            z.writestr("App.class", b"\xca\xfe\xba\xbe" + bytes(range(256)))
+            z.writestr("data.bin", payload or b"clean data")
+        return path
+    path = directory / "app.tar.gz"
+    path.write_bytes(b"release " * 1000 + payload)
+    return path
+
+
+def signing_entries(server: Server, ref: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = server.cli(
+        "audit", "log", "--key", ref, "--action", "signature.create", "--json").json()
+    return entries
+
+
+@pytest.mark.parametrize("fmt", ["raw", "cms", "authenticode", "jar", "openpgp", "dsse",
+                                 "sigstore"])
+def test_clean_artifacts_are_scanned_and_signed(server: Server, project: str,
+                                                tmp_path: Path, fmt: str) -> None:
+    ref = new_key(server, project)
+    assert server.cli("key", "show", ref, "--json").json()["scan"] == "required"
+    path = artifact(fmt, tmp_path)
+    result = server.cli("sign", str(path), "--key", ref, "--format", fmt)
+    assert "scanned app" in result.stderr
+    assert ": clean (clamav 1.4" in result.stderr or ": clean (clamav " in result.stderr
+    receipt = server.cli("sign", str(path), "--key", ref, "--format", fmt, "--json").json()
+    scan = receipt["scan"]
+    assert scan["verdict"] == "clean"
+    assert [e["engine"] for e in scan["engines"]] == ["clamav", "yara", "denylist"]
+    # What was signed is signgate's own digest of the scanned bytes.
+    assert scan["artifact_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() or \
+        fmt in ("authenticode", "jar")  # embedded formats changed the file in place
+    entry = signing_entries(server, ref)[-1]
+    assert entry["outcome"] == "allowed"
+    assert entry["details"]["scan"]["verdict"] == "clean"
+    assert entry["details"]["format"] == fmt
+
+
+def test_embedded_formats_sign_what_was_scanned(server: Server, project: str,
+                                                 tmp_path: Path) -> None:
+    """The PE image hash and the JAR's .SF are computed by the server from the upload, and
+    the signed files verify (signgate verify, which recomputes them independently)."""
+    ref = new_key(server, project)
+    root = tmp_path / "root.pem"
+    root.write_text(server.cli("ca", "cert").stdout)
+    for fmt in ("authenticode", "jar"):
+        path = artifact(fmt, tmp_path / fmt)
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
+        receipt = server.cli("sign", str(path), "--key", ref, "--format", fmt,
+                             "--json").json()
+        assert receipt["scan"]["artifact_sha256"] == before
+        out = server.cli("verify", str(path), "--ca", str(root), "--json").json()
+        assert out["valid"] is True, out
+        assert out["format"] == fmt
+
+
+@pytest.mark.parametrize("where", ["plain", "zip", "pe"])
+def test_eicar_is_refused(server: Server, project: str, tmp_path: Path, where: str) -> None:
+    ref = new_key(server, project)
+    if where == "plain":
+        path, fmt = tmp_path / "eicar.txt", "raw"
+        path.write_bytes(EICAR)
+    elif where == "zip":
+        path, fmt = tmp_path / "bundle.zip", "cms"
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("readme.txt", "hello")
+            z.writestr("tools/eicar.com", EICAR)
+        path.write_bytes(buffer.getvalue())
+    else:
+        path, fmt = hello_exe(tmp_path / "setup.exe", overlay=EICAR), "authenticode"
+    before = path.read_bytes()
+    refused = server.cli("sign", str(path), "--key", ref, "--format", fmt, check=False)
+    assert refused.returncode == 4, refused
+    assert f"signgate: {path.name} is refused: clamav: " in refused.stderr
+    assert "EICAR" in refused.stderr.upper()
+    assert path.read_bytes() == before  # an embedded format did not touch it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # and wrote nothing
+    entry = signing_entries(server, ref)[-1]
+    assert entry["outcome"] == "refused"
+    assert entry["details"]["code"] == "scan_findings"
+    scan = entry["details"]["scan"]
+    assert scan["verdict"] == "flagged"
+    assert scan["artifact_sha256"] == hashlib.sha256(before).hexdigest()
+    assert scan["engines"][0]["engine"] == "clamav"
+    assert scan["engines"][0]["engine_version"].startswith("1.")
+    assert scan["engines"][0]["findings"]
+
+
+def test_yara_match_and_deny_list_are_refused(server: Server, project: str,
+                                              tmp_path: Path) -> None:
+    ref = new_key(server, project)
+    marked = tmp_path / "marked.bin"
+    marked.write_text(f"payload {MARKER} payload")
+    refused = server.cli("sign", str(marked), "--key", ref, check=False)
+    assert refused.returncode == 4
+    assert "yara: marker:TestMarker" in refused.stderr
+
+    known = tmp_path / "known-bad.bin"
+    known.write_bytes(b"an artifact the incident team has seen before")
+    digest = hashlib.sha256(known.read_bytes()).hexdigest()
+    server.cli("scan", "deny", "add", digest, "--reason", "incident 7")
+    try:
+        refused = server.cli("sign", str(known), "--key", ref, check=False)
+        assert refused.returncode == 4
+        assert "denylist: denylisted:incident 7" in refused.stderr
+        report = server.cli("scan", str(known), "--json", check=False)
+        assert report.returncode == 4
+        assert report.json()["findings"] == ["denylist: denylisted:incident 7"]
+    finally:
+        server.cli("scan", "deny", "remove", digest)
+    server.cli("sign", str(known), "--key", ref)  # off the list: signed
+
+
+def test_scan_preflight(server: Server, tmp_path: Path) -> None:
+    clean = artifact("raw", tmp_path)
+    out = server.cli("scan", str(clean))
+    assert out.stdout.startswith(f"app.tar.gz: clean (sha256 "
+                                 f"{hashlib.sha256(clean.read_bytes()).hexdigest()}; clamav ")
+    bad = tmp_path / "eicar.com"
+    bad.write_bytes(EICAR)
+    found = server.cli("scan", str(bad), check=False)
+    assert found.returncode == 4
+    assert found.stderr.startswith("signgate: eicar.com: FOUND clamav: ")
+    report = server.cli("scan", str(bad), "--json", check=False).json()
+    assert report["clean"] is False
+    assert report["verdict"] == "flagged"
+    log = server.cli("audit", "log", "--action", "artifact.scan", "--json").json()
+    assert {e["subject"] for e in log} >= {"app.tar.gz", "eicar.com"}
+    assert all(e["details"]["engines"] for e in log)
+
+
+def test_unscanned_signing_is_refused_for_scan_required_keys(
+        server: Server, project: str, tmp_path: Path) -> None:
+    ref = new_key(server, project)
+    digest = hashlib.sha256(b"x").hexdigest()
+    with server.http() as http:
+        r = http.post(f"/api/v1/projects/{ref.replace('/', '/keys/')}/sign",
+                      json={"digest": digest, "artifact_name": "x"})
+    assert r.status_code == 403
+    assert r.json()["code"] == "scan_required"
+
+    # A key with scan off signs digests as before; the policy is a key setting, audited.
+    off = new_key(server, project, "--scan", "off")
+    path = artifact("raw", tmp_path)
+    assert "scanned" not in server.cli("sign", str(path), "--key", off).stderr
+    server.cli("key", "scan-policy", off, "required")
+    assert server.cli("key", "show", off, "--json").json()["scan"] == "required"
+    assert "scanned app.tar.gz: clean" in server.cli("sign", str(path), "--key", off).stderr
+    changes = server.cli("audit", "log", "--key", off, "--action", "key.scan-policy",
+                         "--json").json()
+    assert [(e["details"]["from"], e["details"]["to"]) for e in changes] == [("off",
+                                                                              "required")]
+
+
+def upload(server: Server, ref: str, body: bytes, header: dict[str, Any],
+           headers: dict[str, str] | None = None) -> httpx.Response:
+    project, name = ref.split("/")
+    with server.http() as http:
+        return http.post(f"/api/v1/projects/{project}/keys/{name}/sign-upload", content=body,
+                         headers={"Signgate-Sign": json.dumps(header), **(headers or {})})
+
+
+def declare_only(server: Server, ref: str, length: int, header: dict[str, Any]
+                 ) -> tuple[int, dict[str, Any]]:
+    """Send only the headers of an upload declaring ``length`` bytes; read the answer."""
+    project, name = ref.split("/")
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.putrequest("POST", f"/api/v1/projects/{project}/keys/{name}/sign-upload")
+        for key, value in (("Authorization", f"Bearer {server.admin_token}"),
+                           ("Signgate-Sign", json.dumps(header)),
+                           ("Content-Length", str(length))):
+            conn.putheader(key, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_a_client_digest_is_never_signed(server: Server, project: str) -> None:
+    """Upload one file and claim another's digest: refused, and nothing signed."""
+    ref = new_key(server, project)
+    body = b"the bytes that were scanned"
+    other = hashlib.sha256(b"the bytes the client wants signed").hexdigest()
+    r = upload(server, ref, body, {"artifact_name": "a.bin", "digest": other})
+    assert r.status_code == 400
+    assert r.json()["code"] == "digest_mismatch"
+    # Without a client digest, the signature is over signgate's digest of the upload.
+    r = upload(server, ref, body, {"artifact_name": "a.bin"})
+    assert r.status_code == 200, r.text
+    assert r.json()["receipt"]["digest"] == hashlib.sha256(body).hexdigest()
+    entries = signing_entries(server, ref)
+    assert [e["outcome"] for e in entries] == ["refused", "allowed"]
+    assert entries[0]["details"]["code"] == "digest_mismatch"
+
+
+def test_bad_uploads(server: Server, project: str, tmp_path: Path) -> None:
+    ref = new_key(server, project)
+    spool = server.data_dir / "spool"
+    # Declared too large: answered before a byte of the body is even sent.
+    status, problem = declare_only(server, ref, LIMIT + 1, {"artifact_name": "big.bin"})
+    assert status == 413
+    assert problem["code"] == "artifact_too_large"
+    # Streamed past the limit (no length declared): refused, the partial upload deleted.
+    with server.http() as http:
+        r = http.post(f"/api/v1/projects/{ref.replace('/', '/keys/')}/sign-upload",
+                      content=iter([b"y" * (1 << 20)] * 5),
+                      headers={"Signgate-Sign": json.dumps({"artifact_name": "big.bin"})})
+    assert r.status_code == 413
+    assert not list(spool.iterdir())
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"z" * (LIMIT + 1))
+    cli = server.cli("sign", str(big), "--key", ref, check=False)
+    assert cli.returncode == 7, cli
+    assert "larger than the scan limit" in cli.stderr
+    refusals = [e for e in signing_entries(server, ref) if e["subject"] == "big.bin"]
+    assert len(refusals) == 3
+    assert all(e["details"]["code"] == "artifact_too_large" for e in refusals)
+
+    # Not a PE for authenticode: the server's own examination refuses it.
+    text = tmp_path / "notes.exe"
+    text.write_text("not a PE")
+    r = upload(server, ref, text.read_bytes(), {"artifact_name": "notes.exe",
+                                                "format": "authenticode"})
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("notes.exe is not a PE file")
+    r = upload(server, ref, b"x", {"artifact_name": "x"} | {"format": "nope"})
+    assert r.status_code == 400
+    for header in ("not json", json.dumps({"format": "raw"}), json.dumps([1])):
+        with server.http() as http:
+            r = http.post(f"/api/v1/projects/{ref.replace('/', '/keys/')}/sign-upload",
+                          content=b"x", headers={"Signgate-Sign": header})
+        assert r.status_code == 400, (header, r.text)
+    # A stranger learns nothing and uploads nothing.
+    stranger = server.new_identity(unique("stranger"))
+    with server.http(stranger) as http:
+        r = http.post(f"/api/v1/projects/{ref.replace('/', '/keys/')}/sign-upload",
+                      content=b"x" * 100, headers={"Signgate-Sign": json.dumps(
+                          {"artifact_name": "x"})})
+    assert r.status_code == 403
+    assert not list(spool.iterdir())
+
+
+def test_scanner_down_refuses(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """clamd stopped: every signing is refused with "scanner unavailable", and recorded."""
+    base = tmp_path_factory.mktemp("scanner-down")
+    own = start_clamd(base / "clamd")
+    srv = scanning_server(base / "data", own.socket, yara_rules(base / "yara"))
+    try:
+        project = unique("down")
+        srv.cli("project", "create", project)
+        srv.cli("grant", "add", "admin", "signer", project)
+        ref = new_key(srv, project)
+        path = artifact("raw", base / "files")
+        srv.cli("sign", str(path), "--key", ref)
+        own.stop()
+        refused = srv.cli("sign", str(path), "--key", ref, check=False)
+        assert refused.returncode == 9, refused
+        assert refused.stderr.startswith("signgate: scanner unavailable: clamav: ")
+        preflight = srv.cli("scan", str(path), check=False)
+        assert preflight.returncode == 9
+        entry = signing_entries(srv, ref)[-1]
+        assert entry["outcome"] == "refused"
+        assert entry["details"]["code"] == "scanner_unavailable"
+        assert entry["details"]["scan"]["verdict"] == "unavailable"
+        scans = srv.cli("audit", "log", "--action", "artifact.scan", "--json").json()
+        assert scans[-1]["outcome"] == "refused"
+    finally:
+        srv.stop()
+        own.stop()
