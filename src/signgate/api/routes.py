@@ -42,6 +42,7 @@ from signgate.service.views import (
     KeyView,
     ProjectView,
     PublicKeyView,
+    SignPolicyView,
     SignResult,
     VerifyResult,
     WhoAmI,
@@ -183,6 +184,14 @@ async def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who)
     return await signing.sign_async(ctx, caller, f"{project}/{key}", body.digest_algorithm,
                                     body.digest, body.artifact_name, body.metadata,
                                     body.timestamp, body.format, body.params)
+
+
+@router.get(KEY + "/sign-policy", tags=["signing"])
+def sign_policy(project: str, key: str, ctx: Ctx, caller: Who,
+                artifact_name: Annotated[str, Query(max_length=1024)] = "") -> SignPolicyView:
+    """Before hashing or uploading: may the caller sign with this key, and must the
+    artifact be uploaded for scanning? Refused exactly as the signing would be."""
+    return signing.sign_policy(ctx, caller, f"{project}/{key}", artifact_name)
 
 
 @router.post(KEY + "/verify", tags=["signing"])

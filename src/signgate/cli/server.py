@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,8 +17,11 @@ from signgate.config import (
     default_config_text,
     load_settings,
 )
-from signgate.errors import ConfigError, Conflict
+from signgate.errors import ConfigError, Conflict, SigngateError
 from signgate.keystore.soft import encode_master_key, new_master_key
+
+if TYPE_CHECKING:
+    from signgate.service.context import Context
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -103,6 +107,7 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) 
     try:
         ctx.db.upgrade()
         made = ensure_all(ctx)  # CAs and certificates missing from older databases
+        _check_scanners(ctx)
     finally:
         ctx.close()
     if made:
@@ -111,6 +116,21 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) 
     uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",
                 server_header=False)
+
+
+def _check_scanners(ctx: Context) -> None:
+    """YARA rules that do not compile stop the server now (ConfigError); a clamd that does
+    not answer is only reported: signings are refused until it does (fail closed)."""
+    from signgate.scan.clamd import ClamdScanner
+    from signgate.service.scanning import Scanners
+
+    for engine in Scanners(ctx).engines:
+        if isinstance(engine, ClamdScanner):
+            try:
+                engine.ping()
+            except SigngateError as exc:
+                click.echo(f"warning: {exc}; scanned signings are refused until it answers",
+                           err=True)
 
 
 @click.group("db")

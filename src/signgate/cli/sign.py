@@ -107,7 +107,9 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
     side = formats.client(fmt)
     show = not no_progress and not as_json
     with make_client(url, token_file) as c:
-        upload = upload or c.show_key(ref).get("scan") == "required"
+        # Refused here exactly as the signing would be, before any hashing or uploading.
+        upload = upload or bool(c.sign_policy(ref, artifact_name or file.name)[
+            "scan_required"])
         with progress_bar(file, "hashing", show) as progress:
             prepared = side.prepare(file, algorithm, progress, lambda: _key_info(c, ref))
         name = artifact_name or file.name

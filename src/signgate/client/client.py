@@ -148,6 +148,10 @@ class SigngateClient:
     def trusted_root(self) -> Any:
         return self.request("GET", "/api/v1/ca/trusted-root")
 
+    def sign_policy(self, ref: str, artifact_name: str) -> Any:
+        return self.request("GET", _key_path(ref) + "/sign-policy",
+                            params={"artifact_name": artifact_name})
+
     def set_scan_policy(self, ref: str, scan: str) -> Any:
         return self.request("POST", f"{_key_path(ref)}/scan-policy", json={"scan": scan})
 

@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding, parse_digest
 from signgate.crypto.signatures import load_public_key, verify_digest
-from signgate.errors import InvalidInput
+from signgate.errors import Denied, InvalidInput
 from signgate.pki import tsa as rfc3161
-from signgate.policy.model import Actor
+from signgate.policy import decide
+from signgate.policy.model import Actor, KeyState, ScanPolicy
 from signgate.service.context import Caller, Context, Target
-from signgate.service.keys import split_ref, visible_key
+from signgate.service.keys import get_key, split_ref, visible_key
 from signgate.service.sign_batch import SignBatcher, SignJob
-from signgate.service.views import SignResult, VerifyResult
+from signgate.service.views import SignPolicyView, SignResult, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord
 
 
@@ -149,3 +150,22 @@ def verify(
                        f"{at} before {ref} was compromised at {when}")
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
+
+
+def sign_policy(ctx: Context, caller: Caller, ref: str, artifact_name: str) -> SignPolicyView:
+    """What signing ``artifact_name`` with ``ref`` would take (a scanned upload or a
+    digest), decided as the signing itself decides: the same refusals, recorded as
+    refused signings, so that a client can ask before it hashes or uploads."""
+    project, name = split_ref(ref)
+
+    def run(session: Session, actor: Actor) -> SignPolicyView:
+        d = decide.may_sign_with(actor, project, name)
+        if not d.allowed:
+            raise Denied(d.reason)
+        key = get_key(session, project, name)
+        if key.state != KeyState.ACTIVE.value:
+            raise Denied(f"key {ref} is {key.state}")
+        return SignPolicyView(ref, key.scan == ScanPolicy.REQUIRED.value, key.one_time,
+                              key.require_timestamp)
+
+    return ctx.read(caller, Target(Action.SIGN, artifact_name or ref, project, ref), run)

@@ -100,6 +100,16 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class SignPolicyView:
+    """How a signing with this key goes: upload for scanning, or send a digest."""
+
+    key: str
+    scan_required: bool
+    one_time: bool
+    require_timestamp: bool
+
+
+@dataclass(frozen=True)
 class SignResult:
     signature: str  # base64
     receipt: Receipt
