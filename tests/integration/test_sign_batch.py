@@ -17,7 +17,7 @@ from signgate.audit.log import verify_chain
 from signgate.clock import FixedClock
 from signgate.config import Settings
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
-from signgate.errors import AuthenticationFailed, Denied, InvalidInput
+from signgate.errors import AuthenticationFailed, Denied, InvalidInput, SigngateError
 from signgate.keystore.base import GeneratedKey, KeyHandle
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.keystore.soft import SoftwareKeyStore
@@ -117,17 +117,55 @@ def test_each_request_in_a_batch_is_decided_on_its_own(world: tuple[Context, Fla
         assert verify_chain(s).ok
 
 
-def test_a_failed_batch_records_nothing_and_returns_nothing(
-    world: tuple[Context, FlakyKeyStore, str, str],
+def test_a_failing_job_is_refused_alone(
+    world: tuple[Context, FlakyKeyStore, str, str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """An unexpected error in one job (a key store that lost its session, a format builder
+    meeting input it did not expect) refuses that job, on the record; others go on."""
     ctx, store, _, ci = world
     batcher = SignBatcher(ctx)
-    before = _counts(ctx)
+    entries_before, sigs_before = _counts(ctx)
     store.fail_on_sign = True
+    outcomes = batcher._process([_job(ci), _job(ci)])
+    assert all(isinstance(o, SigngateError) and o.code == "internal_error" for o in outcomes)
+    assert _counts(ctx) == (entries_before + 2, sigs_before)
+    store.fail_on_sign = False
+
+    from signgate.formats import cms
+
+    def broken(*_: object) -> bytes:
+        raise ValueError("unexpected")
+
+    monkeypatch.setattr(cms.CmsBuilder, "assemble", broken)
+    cms_job = _job(ci)
+    cms_job.format = "cms"
+    cms_job.timestamp = False
+    mixed = batcher._process([cms_job, _job(ci)])
+    assert isinstance(mixed[0], SigngateError)
+    assert mixed[0].code == "internal_error"
+    assert isinstance(mixed[1], SignResult)
+    with ctx.db.read() as s:
+        last = s.execute(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(2)
+                         ).scalars().all()
+        assert [e.outcome for e in reversed(last)] == ["refused", "allowed"]
+        assert verify_chain(s).ok
+
+
+def test_a_failed_commit_records_nothing_and_returns_nothing(
+    world: tuple[Context, FlakyKeyStore, str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, _, _, ci = world
+    batcher = SignBatcher(ctx)
+    before = _counts(ctx)
+
+    def lost(self: object) -> None:
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr("signgate.service.sign_batch._Batch.flush", lost)
     outcomes = batcher._process([_job(ci), _job(ci)])
     assert all(isinstance(o, RuntimeError) for o in outcomes)
     assert _counts(ctx) == before
-    store.fail_on_sign = False
+    monkeypatch.undo()
     result = signing.sign(ctx, Caller(ci), "p/k", "sha256", DIGEST, "a.bin")
     assert result.receipt.key_version == 1
     with ctx.db.read() as s:

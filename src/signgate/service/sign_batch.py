@@ -343,6 +343,13 @@ class _Batch:
                 cms_format.token_of(stamp.der) if stamp else None)
         except SigngateError as exc:
             raise Refusal(actor.name, exc) from exc
+        except Exception as exc:
+            # A defect in one job (say, a format builder meeting input it did not expect)
+            # refuses that job, recorded like any refusal; the rest of the batch goes on.
+            log.exception("signing %s with %s failed", job.artifact_name, job.ref)
+            raise Refusal(actor.name, SigngateError(
+                "internal error while signing; nothing was signed", code="internal_error",
+            )) from exc
         key.signatures += 1
         self.counts[key.version_id] = self.counts.get(key.version_id, 0) + 1
         signature_id = str(uuid.uuid4())
