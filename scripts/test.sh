@@ -40,4 +40,6 @@ python3 -m venv .venv
 
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Two workers (the machine's two cores); a test file's tests stay on one worker, as they
+# share that file's server.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -27,6 +27,7 @@ from signgate.errors import (
     InvalidInput,
     KeyStoreError,
     NotFound,
+    SigngateError,
 )
 from signgate.keystore.base import GeneratedKey, KeyHandle
 from signgate.keystore.registry import KeyStoreRegistry
@@ -355,8 +356,9 @@ def test_failure_after_rotation_rolls_the_rotation_back(env: Env) -> None:
     assert "the HSM is on fire" in new[0].details
 
     env.store.fail_with = RuntimeError("bug")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(SigngateError) as refused:  # that job refused, on the record
         env.sign(ci, ref, b"two")
+    assert refused.value.code == "internal_error"
     later = env.snapshot()
     for table in after:
         if table not in ("audit_entries", "audit_head"):
