@@ -36,6 +36,7 @@ from signgate.errors import (
 )
 from signgate.formats import registry as formats
 from signgate.formats.base import PublicKeyInfo
+from signgate.formats.raw import DetachedDigest
 from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.scan.base import Scanner, Verdict, scan_all
@@ -212,9 +213,13 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
     outcome = ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts))
     if fmt is None or ref is None or outcome.findings:
         return outcome, None
+    side = formats.client(fmt)
     try:
-        digest = formats.client(fmt).recompute(spooled.path, algorithm, params or {},
-                                               lambda: _key_lookup(ctx, caller, ref))
+        if isinstance(side, DetachedDigest) and algorithm is DigestAlgorithm.SHA256:
+            digest = bytes.fromhex(spooled.sha256)  # hashed on the way in: no second read
+        else:
+            digest = side.recompute(spooled.path, algorithm, params or {},
+                                    lambda: _key_lookup(ctx, caller, ref))
     except SigngateError as exc:
         return ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts), exc), None
     if client_digest and client_digest.lower() != digest.hex():
