@@ -62,7 +62,12 @@ def _engines(scan: dict[str, Any]) -> str:
                      for e in scan.get("engines", [])) or "no engine"
 
 
-def _key_info(c: SigngateClient, ref: str) -> PublicKeyInfo:
+def _key_info(c: SigngateClient, ref: str, one_time: bool) -> PublicKeyInfo:
+    """The key's current version, for formats whose signed data names the key."""
+    if one_time:
+        raise InvalidInput(f"{ref} is a one-time key: its key pair does not exist until it "
+                           "signs, and this format must name the key before that; use "
+                           "another format or key", code="unsupported_format")
     view = c.public_key(ref)
     return PublicKeyInfo(
         ref=ref, version=int(view["version"]), algorithm=KeyAlgorithm(view["algorithm"]),
@@ -108,10 +113,11 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
     show = not no_progress and not as_json
     with make_client(url, token_file) as c:
         # Refused here exactly as the signing would be, before any hashing or uploading.
-        upload = upload or bool(c.sign_policy(ref, artifact_name or file.name)[
-            "scan_required"])
+        policy = c.sign_policy(ref, artifact_name or file.name)
+        upload = upload or bool(policy["scan_required"])
         with progress_bar(file, "hashing", show) as progress:
-            prepared = side.prepare(file, algorithm, progress, lambda: _key_info(c, ref))
+            prepared = side.prepare(file, algorithm, progress,
+                                    lambda: _key_info(c, ref, bool(policy["one_time"])))
         name = artifact_name or file.name
         request: dict[str, Any] = {"artifact_name": name, "format": fmt,
                    "digest_algorithm": prepared.digest_algorithm.value,
