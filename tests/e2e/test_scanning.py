@@ -348,6 +348,14 @@ def test_scanner_down_refuses(tmp_path_factory: pytest.TempPathFactory) -> None:
         assert entry["details"]["scan"]["verdict"] == "unavailable"
         scans = srv.cli("audit", "log", "--action", "artifact.scan", "--json").json()
         assert scans[-1]["outcome"] == "refused"
+
+        # An upload left behind by a server that died mid-request is removed at start.
+        srv.stop()
+        stale = srv.data_dir / "spool" / "upload-stale"
+        stale.mkdir(parents=True)
+        (stale / "app.tar.gz").write_bytes(b"half an upload")
+        srv = start_server(srv.data_dir, None, init=False)
+        assert not (srv.data_dir / "spool").exists()
     finally:
         srv.stop()
         own.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,6 +109,8 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) 
         ctx.db.upgrade()
         made = ensure_all(ctx)  # CAs and certificates missing from older databases
         _check_scanners(ctx)
+        # Uploads left by a server that stopped mid-request (no request is running yet).
+        shutil.rmtree(settings.data_dir / "spool", ignore_errors=True)
     finally:
         ctx.close()
     if made:
