@@ -30,7 +30,11 @@ from signgate.errors import InvalidInput
 from signgate.formats.base import Progress
 from signgate.formats.files import commit_file, temporary_beside
 
-CHUNK = 1 << 20
+# 8 MiB reads: the hash runs in a helper thread, which must win the GIL back from the
+# checksum loop for every chunk (up to a switch interval each time); fewer, larger chunks
+# let the two overlap (1 MiB: 0.18 s, 8 MiB: 0.14 s for a 105 MB image). Two buffers:
+# 16 MiB whatever the file size.
+CHUNK = 8 << 20
 _MZ = b"MZ"
 _PE = b"PE\0\0"
 _PE32 = 0x10B
@@ -199,7 +203,7 @@ def image_digest(path: Path, algorithm: DigestAlgorithm,
 
     The hash runs in a helper thread (hashlib releases the GIL on large updates) while
     this one sums the checksum, so the two cost about as much as the slower of them.
-    Two chunk buffers alternate: memory stays at 2 MiB whatever the file size."""
+    Two chunk buffers alternate: memory stays at 16 MiB whatever the file size."""
     h = hashlib.new(algorithm.value)
     checksum = _Checksum()
     views = [memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK))]
