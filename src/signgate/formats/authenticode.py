@@ -246,7 +246,8 @@ class AuthenticodeClient:
 
     def prepare(self, path: Path, algorithm: DigestAlgorithm, progress: Progress | None,
                 key: KeyLookup) -> Prepared:
-        image = pe.image_digest(path, algorithm, progress)
+        # The signed file will be exactly the bytes hashed here: copied on the way.
+        image = pe.image_digest(path, algorithm, progress, keep_copy=True)
         return Prepared(algorithm, image.digest, state=image)
 
     def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:

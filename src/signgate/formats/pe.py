@@ -17,13 +17,15 @@ unsigned file whose length is not a multiple of 8 is hashed *with* the zero byte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import InvalidInput
@@ -179,14 +181,36 @@ class _Checksum:
         return (folded + length) & 0xFFFFFFFF
 
 
+class TempCopy:
+    """A temporary file that is removed unless it was put in place: when its owner is
+    garbage-collected, or at exit (a refused signing leaves nothing behind)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._finalizer = weakref.finalize(self, _remove, path)
+
+    def placed(self) -> None:
+        self._finalizer.detach()
+
+    def discard(self) -> None:
+        self._finalizer()
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class ImageDigest:
-    """What reading the file once yields: the Authenticode digest to sign, and the PE
-    checksum of the unsigned image (so that signing needs no second read)."""
+    """What reading the file once yields: the Authenticode digest to sign, the PE
+    checksum of the unsigned image, and (when asked for) a copy of exactly the bytes that
+    were hashed, beside the file, for :func:`write_signed` to complete: no second pass,
+    and a file changed meanwhile cannot slip under the signature."""
 
     layout: PeLayout
     digest: bytes
     checksum: _Checksum
+    copy: TempCopy | None = None
 
 
 def _spans(layout: PeLayout) -> list[tuple[int, int]]:
@@ -196,44 +220,74 @@ def _spans(layout: PeLayout) -> list[tuple[int, int]]:
             (layout.cert_dir_offset + 8, layout.content_end)]
 
 
+def _pieces(spans: list[tuple[int, int]], at: int, n: int) -> list[tuple[int, int]]:
+    """The parts of the chunk [at, at + n) that fall in ``spans``, relative to ``at``."""
+    out = []
+    for start, end in spans:
+        lo, hi = max(start, at), min(end, at + n)
+        if lo < hi:
+            out.append((lo - at, hi - at))
+    return out
+
+
 def image_digest(path: Path, algorithm: DigestAlgorithm,
-                 progress: Progress | None = None) -> ImageDigest:
-    """The Authenticode PE image hash of ``path``, read once in 1 MiB chunks; on the way,
-    the checksum of the same bytes (the image as :func:`write_signed` will copy it).
+                 progress: Progress | None = None, keep_copy: bool = False) -> ImageDigest:
+    """The Authenticode PE image hash of ``path``, read once in 8 MiB chunks; on the way,
+    the checksum of the same bytes and, with ``keep_copy``, a copy of the image (without
+    any old certificate table) in a temporary file beside ``path``.
 
     The hash runs in a helper thread (hashlib releases the GIL on large updates) while
-    this one sums the checksum, so the two cost about as much as the slower of them.
-    Two chunk buffers alternate: memory stays at 16 MiB whatever the file size."""
+    this one sums the checksum and writes the copy, so they cost about as much as the
+    slowest of them. Two chunk buffers alternate: memory stays at 16 MiB whatever the
+    file size."""
     h = hashlib.new(algorithm.value)
     checksum = _Checksum()
     views = [memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK))]
     pending: Future[None] | None = None
     turn = 0
+    copy = TempCopy(temporary_beside(path)) if keep_copy else None
     try:
-        with path.open("rb") as f, ThreadPoolExecutor(1) as hasher:
+        with path.open("rb") as f, ThreadPoolExecutor(1) as hasher, \
+                contextlib.ExitStack() as stack:
+            out = stack.enter_context(copy.path.open("wb")) if copy is not None else None
             layout = parse(f, path)
-            for start, end in _spans(layout):
-                f.seek(start)
-                at = start
-                while at < end:
-                    view = views[turn]
-                    turn ^= 1
-                    n = f.readinto(view[:min(CHUNK, end - at)])
-                    if not n:
-                        raise _bad(path, "the file shrank while it was read")
-                    if pending is not None:
-                        pending.result()  # the other buffer is free again
-                    pending = hasher.submit(h.update, view[:n])
-                    checksum.add(view[:n], at)
-                    at += n
-                    if progress is not None:
-                        progress(n)
+            spans = _spans(layout)
+            f.seek(0)
+            at = 0
+            while at < layout.content_end:
+                view = views[turn]
+                turn ^= 1
+                n = f.readinto(view[:min(CHUNK, layout.content_end - at)])
+                if not n:
+                    raise _bad(path, "the file shrank while it was read")
+                pieces = _pieces(spans, at, n)
+                if pending is not None:
+                    pending.result()  # the other buffer is free again
+                pending = hasher.submit(_update_all, h, [view[a:b] for a, b in pieces])
+                for a, b in pieces:
+                    checksum.add(view[a:b], at + a)
+                if out is not None:
+                    out.write(view[:n])
+                at += n
+                if progress is not None:
+                    progress(n)
             if pending is not None:
                 pending.result()
     except OSError as exc:
+        if copy is not None:
+            copy.discard()
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    except BaseException:
+        if copy is not None:
+            copy.discard()
+        raise
     h.update(bytes(layout.padding))  # zeros written before the table (see module doc)
-    return ImageDigest(layout, h.digest(), checksum)
+    return ImageDigest(layout, h.digest(), checksum, copy)
+
+
+def _update_all(h: Any, pieces: list[memoryview]) -> None:
+    for piece in pieces:
+        h.update(piece)
 
 
 def win_certificate(signed_data: bytes) -> bytes:
@@ -261,6 +315,15 @@ def write_signed(source: Path, unsigned: ImageDigest, signed_data: bytes,
     checksum.total, checksum.nonzero = unsigned.checksum.total, unsigned.checksum.nonzero
     checksum.add(entry, layout.cert_dir_offset)
     checksum.add(table, table_at)
+    if unsigned.copy is not None and unsigned.copy.path.exists():  # not used up yet
+        try:
+            _complete(unsigned.copy.path, layout, table, entry, checksum.value(total))
+            _place(unsigned.copy.path, output, os.stat(source).st_mode & 0o777)
+        except BaseException:
+            unsigned.copy.discard()
+            raise
+        unsigned.copy.placed()
+        return
     tmp = temporary_beside(output)
     try:
         with source.open("rb") as src, tmp.open("r+b") as dst:
@@ -281,6 +344,44 @@ def write_signed(source: Path, unsigned: ImageDigest, signed_data: bytes,
         tmp.unlink(missing_ok=True)
         raise
     commit_file(tmp, output, os.stat(source).st_mode & 0o777)
+
+
+def _complete(copy: Path, layout: PeLayout, table: bytes, entry: bytes,
+              checksum: int) -> None:
+    """Turn the copy of the hashed image into the signed file."""
+    try:
+        with copy.open("r+b") as dst:
+            dst.seek(layout.content_end)
+            dst.write(bytes(layout.padding))
+            dst.write(table)
+            dst.seek(layout.cert_dir_offset)
+            dst.write(entry)
+            dst.seek(layout.checksum_offset)
+            dst.write(struct.pack("<I", checksum))
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {copy}: {exc.strerror}") from exc
+
+
+def _place(copy: Path, output: Path, mode: int) -> None:
+    """The completed copy becomes ``output``: renamed when on the same file system,
+    else copied to a temporary file beside ``output`` first (the rename stays atomic)."""
+    try:
+        same = copy.parent.resolve() == (output.parent if str(output.parent) else
+                                         Path(".")).resolve()
+    except OSError:
+        same = False
+    if same:
+        commit_file(copy, output, mode)
+        return
+    tmp = temporary_beside(output)
+    try:
+        with copy.open("rb") as src, tmp.open("r+b") as dst:
+            _copy(src, dst, copy.stat().st_size)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
+    commit_file(tmp, output, mode)
+    copy.unlink(missing_ok=True)
 
 
 def _copy(src: BinaryIO, dst: BinaryIO, length: int) -> None:
