@@ -12,10 +12,14 @@ signing. Either way the verdict goes into the audit entry (see ``sign_batch.py``
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -102,19 +106,84 @@ class Scanners:
     def __init__(self, ctx: Context) -> None:
         settings = ctx.settings
         self.engines: list[Scanner] = []
+        self.clamd: ClamdScanner | None = None
         if settings.scan_clamd_socket:
-            self.engines.append(ClamdScanner(settings.scan_clamd_socket,
-                                             timeout=float(settings.scan_timeout_seconds)))
+            self.clamd = ClamdScanner(settings.scan_clamd_socket,
+                                      timeout=float(settings.scan_timeout_seconds))
+            self.engines.append(self.clamd)
         if settings.scan_yara_dir:
             self.engines.append(YaraScanner(Path(settings.scan_yara_dir),
                                             timeout=settings.scan_timeout_seconds))
 
-    def scan(self, path: Path, denied: Mapping[str, str]) -> list[Verdict]:
-        """Every engine, then the deny-list. No engine configured is not a pass."""
+    def scan(self, path: Path, denied: Mapping[str, str],
+             streamed: Verdict | None = None) -> list[Verdict]:
+        """Every engine, then the deny-list. No engine configured is not a pass.
+        ``streamed``: clamd's verdict, already given while the upload arrived."""
         if not self.engines:
             raise ScannerUnavailable("signgate", "no scanner is configured "
                                      "(scan_clamd_socket or scan_yara_dir in config.toml)")
-        return scan_all([*self.engines, DenyListScanner(denied)], path)
+        if streamed is None:
+            return scan_all([*self.engines, DenyListScanner(denied)], path)
+        others = [e for e in self.engines if e is not self.clamd]
+        return [streamed, *scan_all([*others, DenyListScanner(denied)], path)]
+
+
+class _StreamedClamd:
+    """clamd scanning an upload while it arrives (zINSTREAM from a helper thread), so
+    that receiving and scanning overlap. The queue is bounded: memory stays at a few
+    chunks however fast the client sends."""
+
+    def __init__(self, scanner: ClamdScanner) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.result: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
+        self.buffer = bytearray()
+        threading.Thread(target=self._run, args=(scanner,), daemon=True,
+                         name="signgate-clamd-stream").start()
+
+    def _run(self, scanner: ClamdScanner) -> None:
+        try:
+            self.result.set_result(scanner.scan_chunks(iter(self.queue.get, None)))
+        except BaseException as exc:  # handed to the request: fail closed there
+            self.result.set_exception(exc)
+
+    def _put(self, item: bytes | None) -> None:
+        """Blocks while clamd is behind; gives up once clamd has stopped reading."""
+        while not self.result.done():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    async def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        if len(self.buffer) >= CHUNK_WRITE:
+            await self._send(bytes(self.buffer))
+            self.buffer.clear()
+
+    async def _send(self, item: bytes | None) -> None:
+        if self.result.done():
+            return
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            await asyncio.to_thread(self._put, item)
+
+    async def finish(self) -> Verdict | SigngateError:
+        if self.buffer:
+            await self._send(bytes(self.buffer))
+            self.buffer.clear()
+        await self._send(None)
+        try:
+            return await asyncio.wrap_future(self.result)
+        except SigngateError as exc:
+            return exc
+        except Exception as exc:
+            return ScannerUnavailable("clamav", f"{type(exc).__name__}: {exc}")
+
+    async def abandon(self) -> None:
+        """The upload failed: end the stream (clamd's answer is not wanted)."""
+        await self._send(None)
 
 
 @dataclass
@@ -123,6 +192,7 @@ class Spooled:
     size: int = 0
     sha256: str = ""
     _hash: Any = field(default_factory=lambda: hashlib.sha256())
+    streamed: Verdict | SigngateError | None = None  # clamd's answer, given on the way
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -144,10 +214,13 @@ def spool_dir(ctx: Context) -> Path:
 
 async def receive(ctx: Context, stream: AsyncIterator[bytes], limit: int,
                   artifact_name: str) -> Spooled:
-    """The request body into a private file in the data directory, hashed on the way;
-    more than ``limit`` bytes: PayloadTooLarge, and nothing is kept."""
+    """The request body into a private file in the data directory, hashed and (with
+    clamd configured) scanned on the way; more than ``limit`` bytes: PayloadTooLarge, and
+    nothing is kept."""
     directory = Path(tempfile.mkdtemp(prefix="upload-", dir=spool_dir(ctx)))
     spooled = Spooled(directory / _file_name(artifact_name))
+    clamd = ctx.part("scanners", Scanners).clamd
+    streaming = _StreamedClamd(clamd) if clamd is not None else None
     fd = os.open(spooled.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb", buffering=CHUNK_WRITE) as out:
@@ -157,10 +230,16 @@ async def receive(ctx: Context, stream: AsyncIterator[bytes], limit: int,
                     raise too_large(limit)
                 spooled._hash.update(chunk)
                 out.write(chunk)
+                if streaming is not None:
+                    await streaming.feed(chunk)
     except BaseException:
         spooled.remove()
+        if streaming is not None:
+            await streaming.abandon()
         raise
     spooled.sha256 = spooled._hash.hexdigest()
+    if streaming is not None:
+        spooled.streamed = await streaming.finish()
     return spooled
 
 
@@ -207,7 +286,9 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
     with ctx.db.read() as session:
         denied = denylist.denied(session)
     try:
-        verdicts = ctx.part("scanners", Scanners).scan(spooled.path, denied)
+        if isinstance(spooled.streamed, SigngateError):
+            raise spooled.streamed
+        verdicts = ctx.part("scanners", Scanners).scan(spooled.path, denied, spooled.streamed)
     except SigngateError as exc:
         return ScanOutcome(spooled.sha256, spooled.size, error=exc), None
     outcome = ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts))
