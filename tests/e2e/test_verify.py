@@ -137,6 +137,13 @@ def test_one_time_certificate_outlived_by_its_timestamp(setup: tuple[Server, str
                          now=later)
     assert report.valid, report.reason
     assert report.key == ref
+    # The same CRLs once past their nextUpdate (7 days): revocation cannot be known, and
+    # the check fails closed.
+    stale = verify_file(artifact, Path(str(artifact) + ".p7s"), "cms", anchors, crls=crls,
+                        now=datetime.now(UTC) + timedelta(days=8))
+    assert not stale.valid
+    assert "expired" in stale.reason
+    assert "fetch a fresh one" in stale.reason
 
 
 def _der(pem_path: Path) -> bytes:

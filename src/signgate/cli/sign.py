@@ -14,7 +14,7 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from signgate.cli.common import client_options, make_client
-from signgate.cli.files import hash_file, progress_bar, write_atomic
+from signgate.cli.files import progress_bar, write_atomic
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.client.client import SigngateClient
 from signgate.client.offline_verify import (
@@ -31,6 +31,7 @@ from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
 from signgate.formats.base import PublicKeyInfo
+from signgate.formats.files import hash_path
 
 DIGESTS = click.Choice([d.value for d in DigestAlgorithm])
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -299,7 +300,8 @@ def _verify_raw(file: Path, sig_path: Path | None, ref: str | None, public_key: 
     if sig_path is None:
         raise InvalidInput("--signature is required with --key or --public-key")
     algorithm = DigestAlgorithm(digest_name)
-    digest = hash_file(file, algorithm, progress=not as_json)
+    with progress_bar(file, "hashing", not as_json) as progress:
+        digest = hash_path(file, algorithm, progress)
     signature = sig_path.read_bytes()
     if ref is not None:
         with make_client(url, token_file) as c:

@@ -85,13 +85,6 @@ def default_signature(path: Path, fmt: str) -> Path | None:
     return None if side.embedded else path.with_name(path.name + side.suffix)
 
 
-def _sidecar_token(signature: Path | None) -> bytes | None:
-    if signature is None:
-        return None
-    tsr = signature.with_name(signature.name + ".tsr")
-    return validate.token_from_response(tsr.read_bytes()) if tsr.exists() else None
-
-
 def _distribution_points(cert: x509.Certificate) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
@@ -160,7 +153,7 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
     except VerificationFailed as exc:
         return Report(False, fmt, str(exc))
     try:
-        return _trust(evidence, signature, anchors, certificates, list(crls), fetch,
+        return _trust(evidence, anchors, certificates, list(crls), fetch,
                       check_revocation, now)
     except VerificationFailed as exc:
         report = _describe(evidence, fmt)
@@ -179,10 +172,10 @@ def _describe(evidence: Evidence, fmt: str) -> Report:
                   key_version=int(match["version"]) if match else None)
 
 
-def _trust(evidence: Evidence, signature: Path | None, anchors: Sequence[bytes],
+def _trust(evidence: Evidence, anchors: Sequence[bytes],
            certificates: tuple[bytes, ...], crls: list[x509.CertificateRevocationList],
            fetch: Fetch | None, check_revocation: bool, now: datetime) -> Report:
-    token = evidence.timestamp_token or _sidecar_token(signature)
+    token = evidence.timestamp_token
     stamp = (validate.verify_timestamp(token, evidence.signature_value, anchors)
              if token is not None else None)
     proven_at = stamp.time if stamp else now

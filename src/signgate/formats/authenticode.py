@@ -195,32 +195,6 @@ class AuthenticodeBuilder:
             timestamp_attribute=TIMESTAMP_ATTRIBUTE)
 
 
-def load_signed_data(der: bytes) -> cms.SignedData:
-    """The SignedData of a DER ContentInfo, parsed now (``sd.load_signed_data`` would
-    parse the encapsulated content generically, which Microsoft's tagged structures
-    defeat; ``_indirect_data_of`` parses that part)."""
-    try:
-        info = cms.ContentInfo.load(der)
-        if info["content_type"].native != "signed_data":
-            raise VerificationFailed("not a PKCS#7 SignedData")
-        signed = info["content"]
-        # Parse it all now, so that errors surface here (the values of Microsoft's
-        # attributes excepted: asn1crypto cannot parse them generically).
-        for part in ("version", "digest_algorithms", "certificates"):
-            signed[part].native  # noqa: B018
-        for signer in signed["signer_infos"]:
-            for part in ("sid", "digest_algorithm", "signature_algorithm", "signature"):
-                signer[part].native  # noqa: B018
-            for attribute in [*(signer["signed_attrs"] or []),
-                              *(signer["unsigned_attrs"] or [])]:
-                attribute["type"].native  # noqa: B018
-    except (ValueError, TypeError, KeyError) as exc:
-        raise VerificationFailed(f"malformed Authenticode signature: {exc}") from None
-    if not isinstance(signed, cms.SignedData):
-        raise VerificationFailed("not a PKCS#7 SignedData")
-    return signed
-
-
 def _indirect_data_of(signed: cms.SignedData) -> SpcIndirectDataContent:
     info = signed["encap_content_info"]
     if info["content_type"].dotted != SPC_INDIRECT_DATA:
@@ -252,7 +226,7 @@ class AuthenticodeClient:
 
     def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:
         # The server wraps what we sent; refuse to embed anything else.
-        content = _indirect_data_of(load_signed_data(result))
+        content = _indirect_data_of(sd.load_signed_data(result))
         if bytes(content["message_digest"]["digest"].native) != prepared.digest:
             raise VerificationFailed("the server's signature is not over this file's "
                                      "image hash")
@@ -273,7 +247,7 @@ class AuthenticodeVerifier:
         _, blob = pe.certificate_table(path)
         if blob is None:
             raise VerificationFailed(f"{path.name} carries no Authenticode signature")
-        signed = load_signed_data(blob)
+        signed = sd.load_signed_data(blob)
         content = _indirect_data_of(signed)
         digest_info = content["message_digest"]
         name = sd.digest_name(digest_info["digest_algorithm"])

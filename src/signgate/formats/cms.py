@@ -18,6 +18,7 @@ from asn1crypto import algos, cms, x509
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import InvalidInput
 from signgate.formats.base import Chain, FormatRequest, SignerKey, ToBeSigned
+from signgate.formats.cms_verify import CmsVerifier
 from signgate.formats.raw import DetachedDigest
 
 
@@ -56,21 +57,6 @@ def signature_algorithm(key: KeyAlgorithm, padding: RsaPadding,
             "trailer_field": "trailer_field_bc",
         },
     })
-
-
-def detached(
-    attributes: cms.CMSAttributes,
-    signature: bytes,
-    key: KeyAlgorithm,
-    padding: RsaPadding,
-    digest: DigestAlgorithm,
-    signer_der: bytes,
-    chain_der: list[bytes],
-    timestamp_token_der: bytes | None = None,
-) -> bytes:
-    """A DER ContentInfo holding a detached SignedData."""
-    return signed_data(attributes, signature, key, padding, digest, signer_der, chain_der,
-                       timestamp_token_der)
 
 
 def signed_data(
@@ -151,10 +137,11 @@ class CmsBuilder:
     def assemble(self, key: SignerKey, request: FormatRequest, tbs: ToBeSigned,
                  signature: bytes, chain: Chain | None, timestamp_token: bytes | None) -> bytes:
         assert chain is not None
-        return detached(tbs.state, signature, key.algorithm, key.rsa_padding,
-                        request.digest_algorithm, chain.leaf, list(chain.issuers),
-                        timestamp_token)
+        return signed_data(tbs.state, signature, key.algorithm, key.rsa_padding,
+                           request.digest_algorithm, chain.leaf, list(chain.issuers),
+                           timestamp_token)
 
 
 BUILDER = CmsBuilder()
 CLIENT = DetachedDigest("cms", ".p7s")
+VERIFIER = CmsVerifier()

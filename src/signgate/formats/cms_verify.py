@@ -43,5 +43,3 @@ class CmsVerifier:
             details={"digest_algorithm": algorithm},
         )
 
-
-VERIFIER = CmsVerifier()

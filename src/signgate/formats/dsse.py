@@ -38,7 +38,7 @@ from signgate.crypto.canonical import canonical_json
 from signgate.crypto.signatures import PublicKey, verify_digest
 from signgate.errors import InvalidInput, VerificationFailed
 from signgate.formats.base import Chain, Evidence, FormatRequest, SignerKey, ToBeSigned
-from signgate.formats.files import hash_path
+from signgate.formats.files import hash_path, sidecar_token
 from signgate.formats.raw import DetachedDigest
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -232,19 +232,6 @@ def _signer(envelope: Envelope, algorithms: list[DigestAlgorithm],
                              "(the envelope was altered or signed by another key)")
 
 
-def _sidecar_token(signature: Path) -> bytes | None:
-    """The token ``signgate sign`` wrote beside the envelope (a TimeStampResp), if any."""
-    tsr = signature.with_name(signature.name + ".tsr")
-    if not tsr.is_file():
-        return None
-    from signgate.formats.cms import token_of
-
-    try:
-        return token_of(tsr.read_bytes())
-    except (ValueError, TypeError, KeyError, OSError) as exc:
-        raise VerificationFailed(f"{tsr} is not an RFC 3161 time-stamp response") from exc
-
-
 class DsseVerifier:
     """Parse the envelope, verify the PAE signature with the user's certificate (matched by
     keyid), then check that a subject digest is FILE's digest."""
@@ -281,7 +268,7 @@ class DsseVerifier:
                 if str(digests.get(alg.value, "")).lower() == actual:
                     return Evidence(
                         format=self.name, signer=signer, signature_value=value,
-                        timestamp_token=_sidecar_token(signature),
+                        timestamp_token=sidecar_token(signature),
                         details={"subject": name, "digest": f"{alg.value}:{actual}",
                                  "keyid": keyid,
                                  "predicateType": str(stmt.get("predicateType", ""))})

@@ -26,6 +26,21 @@ def hash_path(path: Path, algorithm: DigestAlgorithm, progress: Progress | None 
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def sidecar_token(signature: Path) -> bytes | None:
+    """The RFC 3161 token ``signgate sign`` wrote beside a signature that has no place for
+    one (``SIG.tsr``, a TimeStampResp), as a TimeStampToken; None when there is none."""
+    from signgate.pki.validate import token_from_response
+
+    tsr = signature.with_name(signature.name + ".tsr")
+    try:
+        data = tsr.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {tsr}: {exc.strerror}") from exc
+    return token_from_response(data)
+
+
 def temporary_beside(path: Path) -> Path:
     """A new empty file in ``path``'s directory, to be renamed over ``path`` when complete
     (same file system, so the rename is atomic)."""

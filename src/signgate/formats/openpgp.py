@@ -32,18 +32,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
-    Prehashed,
     decode_dss_signature,
     encode_dss_signature,
 )
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.digests import CHUNK
-from signgate.crypto.signatures import PublicKey, load_public_key
+from signgate.crypto.signatures import PublicKey, load_public_key, verify_digest
 from signgate.errors import Conflict, InvalidInput, VerificationFailed
 from signgate.formats.base import (
     Chain,
@@ -55,7 +53,7 @@ from signgate.formats.base import (
     SignerKey,
     ToBeSigned,
 )
-from signgate.formats.files import write_atomic
+from signgate.formats.files import sidecar_token, write_atomic
 
 # Packet tags (§4.3), signature types (§5.2.1), subpacket types (§5.2.3.1), algorithms (§9).
 TAG_SIGNATURE = 2
@@ -592,20 +590,6 @@ def _value_for(sig: ParsedSignature, public_key: PublicKey) -> bytes | None:
     return None
 
 
-def _valid(public_key: PublicKey, value: bytes, digest: DigestAlgorithm, hashed: bytes) -> bool:
-    prehashed = Prehashed(digest.hash_algorithm())
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(value, hashed, ec.ECDSA(prehashed))
-        elif isinstance(public_key, ed25519.Ed25519PublicKey):
-            public_key.verify(value, hashed)
-        else:
-            public_key.verify(value, hashed, padding.PKCS1v15(), prehashed)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 def _certificate(der: bytes) -> tuple[x509.Certificate, PublicKey] | None:
     try:
         cert = x509.load_der_x509_certificate(der)
@@ -666,12 +650,15 @@ class OpenPgpVerifier:
                 continue
             cert, public_key = found
             value = _value_for(sig, public_key)
-            if value is None or not _valid(public_key, value, sig.digest, hashed):
+            # OpenPGP RSA signatures are PKCS#1 v1.5 (RFC 4880 §5.2.2).
+            if value is None or not verify_digest(public_key, RsaPadding.PKCS1V15, sig.digest,
+                                                  hashed, value):
                 continue
             return Evidence(
                 format=self.name, signer=der,
                 certificates=tuple(c for c in certificates if c != der),
                 signature_value=value, signing_time=sig.created,
+                timestamp_token=sidecar_token(signature),
                 details=self._details(sig, cert, public_key))
         raise VerificationFailed(f"the OpenPGP signature over {path.name} was not made by "
                                  "any of the given certificates' keys")

@@ -24,7 +24,7 @@ from signgate.formats.base import (
     SignerKey,
     ToBeSigned,
 )
-from signgate.formats.files import hash_path, write_atomic
+from signgate.formats.files import hash_path, sidecar_token, write_atomic
 
 
 class RawBuilder:
@@ -102,6 +102,7 @@ class RawVerifier:
     def verify(self, path: Path, signature: Path | None,
                certificates: tuple[bytes, ...]) -> Evidence:
         value = read_signature(signature)
+        assert signature is not None  # read_signature refuses None
         if not certificates:
             raise VerificationFailed("a raw signature does not name its signer: give the key "
                                      "version's certificate (signgate key cert P/N) with "
@@ -114,6 +115,7 @@ class RawVerifier:
             for alg, digest in digests.items():
                 if verify_digest(key, None, alg, digest, value):
                     return Evidence("raw", der, signature_value=value,
+                                    timestamp_token=sidecar_token(signature),
                                     details={"digest_algorithm": alg.value})
         raise VerificationFailed("the signature does not match this file under any of the "
                                  "given certificates")

@@ -19,8 +19,6 @@ MODULES = {
     "sigstore": "signgate.formats.sigstore",
 }
 NAMES = tuple(MODULES)
-# Where a format's VERIFIER lives when not in its own module.
-VERIFIER_MODULES = {"cms": "signgate.formats.cms_verify"}
 
 
 def _module_of(name: str) -> object:
@@ -45,9 +43,7 @@ def client(name: str) -> ClientFormat:
 
 @cache
 def verifier(name: str) -> Verifier:
-    module = (importlib.import_module(VERIFIER_MODULES[name]) if name in VERIFIER_MODULES
-              else _module_of(name))
-    found: Verifier | None = getattr(module, "VERIFIER", None)
+    found: Verifier | None = getattr(_module_of(name), "VERIFIER", None)
     if found is None:
         raise InvalidInput(f"signgate cannot verify {name} signatures yet",
                            code="unsupported_format")

@@ -31,13 +31,26 @@ def digest_name(algorithm: cms.DigestAlgorithm) -> str:
 
 
 def load_signed_data(der: bytes) -> cms.SignedData:
-    """A DER ContentInfo holding SignedData, or VerificationFailed."""
+    """A DER ContentInfo holding SignedData, or VerificationFailed.
+
+    What the checks here read is parsed now, so that malformed input fails here: version,
+    algorithms, certificates, and each signer's identifier, algorithms, signature and
+    attribute types. Not the encapsulated content nor attribute values, which the format
+    interprets itself (asn1crypto cannot parse Microsoft's Authenticode structures
+    generically)."""
     try:
         info = cms.ContentInfo.load(der)
         if info["content_type"].native != "signed_data":
             raise VerificationFailed("not a CMS SignedData")
         signed = info["content"]
-        signed.native  # noqa: B018  (parses everything now: errors surface here)
+        for part in ("version", "digest_algorithms", "certificates"):
+            signed[part].native  # noqa: B018
+        for signer in signed["signer_infos"]:
+            for part in ("sid", "digest_algorithm", "signature_algorithm", "signature"):
+                signer[part].native  # noqa: B018
+            for attribute in [*(signer["signed_attrs"] or []),
+                              *(signer["unsigned_attrs"] or [])]:
+                attribute["type"].native  # noqa: B018
     except (ValueError, TypeError, KeyError) as exc:
         raise VerificationFailed(f"malformed CMS signature: {exc}") from None
     if not isinstance(signed, cms.SignedData):

@@ -64,9 +64,9 @@ from signgate.service.pki import (
     authority_signer,
     ensure_issuing_ca,
     issue_version_certificate,
+    root,
     version_chain,
 )
-from signgate.service.pki import root as pki_root
 from signgate.service.tsa import tsa_authority
 from signgate.service.views import Receipt, SignResult
 from signgate.store.models import (
@@ -410,7 +410,7 @@ class _Batch:
 
     def _root_above(self, issuers: list[bytes]) -> bytes | None:
         """signgate's root, if it issued the top of ``issuers`` (not an imported chain's)."""
-        anchor = pki_root(self.session)
+        anchor = root(self.session)
         if anchor is None or not issuers:
             return None
         root_der = authority_certificate(self.session, anchor).der
