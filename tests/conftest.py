@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.support import postgres
+from tests.support import gpg, postgres
 from tests.support.clamd import clamd as clamd  # the session clamd fixture
 from tests.support.server import Server, start_server
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_gpg_daemons_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite stops every GnuPG daemon it started (gpg leaves one per home behind)."""
+    yield
+    left = gpg.daemons_under(tmp_path_factory.getbasetemp())
+    assert not left, f"GnuPG daemons left running by the tests: {left}"
+
+
+@pytest.fixture
+def new_gpg_home(tmp_path: Path) -> Iterator[Callable[[], Path]]:
+    """Makes GnuPG homes under tmp_path; their daemons are stopped when the test ends."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(gpg.gpg_home(tmp_path))
 _counter = itertools.count()
 
 

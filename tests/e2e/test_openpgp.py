@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,6 @@ KEYS = [("ecdsa-p256", "pss", "sha256"), ("ecdsa-p384", "pss", "sha384"),
 
 
 def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    home.mkdir(mode=0o700, exist_ok=True)
     return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
                           capture_output=True, text=True, timeout=60)
 
@@ -52,7 +52,8 @@ def server(sqlite_server: Server) -> Server:
     return sqlite_server
 
 
-def test_openpgp_signatures_verify_with_gpg_and_sqop(server: Server, tmp_path: Path) -> None:
+def test_openpgp_signatures_verify_with_gpg_and_sqop(server: Server, tmp_path: Path,
+                                                     new_gpg_home: Callable[[], Path]) -> None:
     project = unique("pgp")
     server.cli("project", "create", project)
     server.cli("grant", "add", "admin", "signer", project)
@@ -76,7 +77,7 @@ def test_openpgp_signatures_verify_with_gpg_and_sqop(server: Server, tmp_path: P
             assert again["armored"] == view["armored"]
         key_asc = tmp_path / f"k{i}.asc"
         key_asc.write_text(view["armored"])
-        home = tmp_path / f"gpg{i}"
+        home = new_gpg_home()
         imported = gpg(home, "--status-fd", "1", "--import", str(key_asc))
         assert f"IMPORT_OK 1 {fingerprint}" in imported.stdout, (alg, imported)
         listed = gpg(home, "--with-colons", "--fingerprint", fingerprint).stdout

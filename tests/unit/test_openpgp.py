@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from signgate.crypto.signatures import PublicKey
 from signgate.errors import Conflict, InvalidInput
 from signgate.formats import openpgp as o
 from signgate.formats.base import FormatRequest, PublicKeyInfo, SignerKey
+from tests.support import gpg as support_gpg
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 CREATED = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -47,13 +47,9 @@ def test_armor_known_value_and_round_trip() -> None:
 
 
 @pytest.fixture
-def gpg_home() -> Iterator[Path]:
-    home = Path(tempfile.mkdtemp(prefix="sg-gpg-"))  # short: gpg-agent's socket lives here
-    home.chmod(0o700)
-    yield home
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True,
-                   check=False)
-    shutil.rmtree(home, ignore_errors=True)
+def gpg_home(tmp_path: Path) -> Iterator[Path]:
+    with support_gpg.gpg_home(tmp_path) as home:
+        yield home
 
 
 def _gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
