@@ -6,7 +6,9 @@ certificate (``formats/*``: Evidence). Then, the same for every format:
 1. the RFC 3161 timestamp, if any (inside the signature, or the ``.tsr`` beside it), covers
    the signature value and chains to the trust anchor as a time-stamping authority;
 2. the signer's certificate chains to the trust anchor with the codeSigning purpose, valid at
-   the time the signature provably existed (the timestamp's, else now);
+   the time the signature provably existed (the timestamp's, else now). Formats that need a
+   verified time (Sigstore bundles) are refused without a timestamp, unless the caller asks
+   to accept the certificate's validity now (``allow_untimestamped``);
 3. nothing in either chain was revoked before that time, per current CRLs (given as files,
    or fetched from the certificates' distribution points).
 """
@@ -145,8 +147,10 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
                 certificates: tuple[bytes, ...] = (),
                 crls: Sequence[x509.CertificateRevocationList] = (),
                 fetch: Fetch | None = None, check_revocation: bool = True,
-                now: datetime | None = None) -> Report:
-    """Verify ``path`` fully; a Report with ``valid`` False says what failed."""
+                now: datetime | None = None, allow_untimestamped: bool = False) -> Report:
+    """Verify ``path`` fully; a Report with ``valid`` False says what failed.
+    ``allow_untimestamped``: judge a format that needs a timestamp (Sigstore) by the
+    certificate's validity at ``now`` when it has none (``--insecure-allow-untimestamped``)."""
     now = now or datetime.now(UTC)
     try:
         evidence = registry.verifier(fmt).verify(path, signature, certificates)
@@ -154,7 +158,7 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
         return Report(False, fmt, str(exc))
     try:
         return _trust(evidence, anchors, certificates, list(crls), fetch,
-                      check_revocation, now)
+                      check_revocation, now, allow_untimestamped)
     except VerificationFailed as exc:
         report = _describe(evidence, fmt)
         return Report(False, fmt, str(exc), signer=report.signer, key=report.key,
@@ -174,8 +178,14 @@ def _describe(evidence: Evidence, fmt: str) -> Report:
 
 def _trust(evidence: Evidence, anchors: Sequence[bytes],
            certificates: tuple[bytes, ...], crls: list[x509.CertificateRevocationList],
-           fetch: Fetch | None, check_revocation: bool, now: datetime) -> Report:
+           fetch: Fetch | None, check_revocation: bool, now: datetime,
+           allow_untimestamped: bool = False) -> Report:
     token = evidence.timestamp_token
+    if token is None and evidence.needs_timestamp and not allow_untimestamped:
+        raise VerificationFailed(
+            f"the {evidence.format} signature has no RFC 3161 timestamp: nothing proves when "
+            "its certificate was used, so it is refused (as Sigstore verifiers refuse it); "
+            "--insecure-allow-untimestamped judges it by the certificate's validity now")
     stamp = (validate.verify_timestamp(token, evidence.signature_value, anchors)
              if token is not None else None)
     proven_at = stamp.time if stamp else now
@@ -195,8 +205,13 @@ def _trust(evidence: Evidence, anchors: Sequence[bytes],
     described = _describe(evidence, evidence.format)
     who = (f"{described.key} version {described.key_version}" if described.key
            else described.signer)
-    when = (f"timestamped {stamp.time.isoformat()}" if stamp
-            else "not timestamped: valid only while the certificate is")
+    if stamp:
+        when = f"timestamped {stamp.time.isoformat()}"
+    elif evidence.needs_timestamp:  # only with allow_untimestamped
+        when = ("NOT TIMESTAMPED: judged by the certificate's validity at the current time "
+                "(--insecure-allow-untimestamped), not at a proven signing time")
+    else:
+        when = "not timestamped: valid only while the certificate is"
     return Report(
         True, evidence.format, f"valid: signed by {who}, {when}",
         signer=described.signer, key=described.key, key_version=described.key_version,

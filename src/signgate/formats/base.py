@@ -176,6 +176,10 @@ class Evidence:
     timestamp_token: bytes | None = None  # DER TimeStampToken (CMS ContentInfo), if carried
     signing_time: datetime | None = None  # claimed by the signer (not proof of anything)
     details: dict[str, str] = field(default_factory=dict)  # format-specific facts to show
+    # The format is only valid with a verified time (Sigstore bundles: the timestamp is the
+    # only proof of when a short-lived certificate was used); without a token it is refused
+    # unless the caller explicitly accepts the certificate's validity now.
+    needs_timestamp: bool = False
 
 
 class Verifier(Protocol):
