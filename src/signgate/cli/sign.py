@@ -21,7 +21,7 @@ from signgate.client.offline_verify import (
     Report,
     default_signature,
     detect_format,
-    load_crl,
+    load_crls,
     server_fallback,
     sigstore_trust,
     verify_file,
@@ -278,7 +278,9 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
     crls = []
     for path in crl_files:
         try:
-            crls.append(load_crl(path.read_bytes()))
+            crls += load_crls(path.read_bytes())
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
         except InvalidInput:
             raise InvalidInput(f"{path} is not a CRL (DER or PEM)") from None
     anchors, intermediates = _anchors(ca_files, url, token_file)

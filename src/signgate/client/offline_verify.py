@@ -126,6 +126,47 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
         raise InvalidInput("not a CRL (DER or PEM)") from None
 
 
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----\r?\n.*?-----END X509 CRL-----", re.DOTALL)
+
+
+def _der_items(data: bytes) -> list[bytes]:
+    """Concatenated DER SEQUENCEs, split by their lengths (X.690 §8.1.3: short form, or long
+    form with up to 4 length octets); anything else is not a CRL file."""
+    items: list[bytes] = []
+    at = 0
+    while at < len(data):
+        if data[at] != 0x30 or at + 2 > len(data):
+            raise InvalidInput("not a CRL (DER or PEM)")
+        first = data[at + 1]
+        if first < 0x80:
+            start, length = at + 2, first
+        elif 0x81 <= first <= 0x84 and at + 2 + (first & 0x7F) <= len(data):
+            start = at + 2 + (first & 0x7F)
+            length = int.from_bytes(data[at + 2:start], "big")
+        else:
+            raise InvalidInput("not a CRL (DER or PEM)")
+        if start + length > len(data):
+            raise InvalidInput("not a CRL (DER or PEM)")
+        items.append(data[at:start + length])
+        at = start + length
+    return items
+
+
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL in a file: PEM blocks (e.g. the root's and a project CA's CRL in one file,
+    as ``cat`` makes it), or one or more concatenated DER CRLs. One bad CRL refuses the
+    file: a CRL that is silently skipped would leave a revocation unseen."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        blocks = _PEM_CRL.findall(data)
+        if not blocks or data.count(b"-----BEGIN") != len(blocks):
+            raise InvalidInput("not a CRL (DER or PEM)")
+        return [load_crl(block) for block in blocks]
+    items = _der_items(data)
+    if not items:
+        raise InvalidInput("not a CRL (DER or PEM)")
+    return [load_crl(item) for item in items]
+
+
 def _fetch_crls(chain: Sequence[x509.Certificate], have: list[x509.CertificateRevocationList],
                 fetch: Fetch) -> list[x509.CertificateRevocationList]:
     """CRLs for the certificates in ``chain`` that ``have`` lacks, from their distribution
