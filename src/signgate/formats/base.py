@@ -60,11 +60,16 @@ class ToBeSigned:
     Sigstore message signatures) and is signed as it is, by every key type. Otherwise the
     batch hashes ``message`` with ``digest_algorithm`` for ECDSA and RSA, while Ed25519 signs
     ``message`` itself (pure EdDSA, as RFC 8419 and DSSE expect).
+
+    ``hash_algorithm``: the signature's hash when the format fixes it instead of the
+    request (DSSE: the key's hash, which DSSE verifiers derive from the key), used in place
+    of ``digest_algorithm`` above.
     """
 
     message: bytes
     prehashed: bool
     state: Any = None  # the builder's own, handed back to assemble()
+    hash_algorithm: DigestAlgorithm | None = None
 
 
 @dataclass(frozen=True)
