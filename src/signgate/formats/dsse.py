@@ -76,11 +76,12 @@ def signature_hash(algorithm: KeyAlgorithm) -> DigestAlgorithm:
 
 
 def _hash_of_key(key: PublicKey) -> DigestAlgorithm | None:
-    """:func:`signature_hash` for a certificate's public key; None for a key signgate does
-    not make (e.g. P-521), whose DSSE signatures it cannot verify."""
+    """:func:`signature_hash` for a certificate's public key (P-521, which signgate does not
+    make, hashes with SHA-512 as securesystemslib's ecdsa-sha2-nistp521 does); None for a
+    curve no DSSE verifier defines a hash for."""
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return {"secp256r1": DigestAlgorithm.SHA256,
-                "secp384r1": DigestAlgorithm.SHA384}.get(key.curve.name)
+        return {"secp256r1": DigestAlgorithm.SHA256, "secp384r1": DigestAlgorithm.SHA384,
+                "secp521r1": DigestAlgorithm.SHA512}.get(key.curve.name)
     if isinstance(key, rsa.RSAPublicKey):
         return DigestAlgorithm.SHA256
     return None
