@@ -1,7 +1,8 @@
 """DSSE: `sign --format dsse` writes FILE.intoto.jsonl, an in-toto Statement v1 in a DSSE
 envelope. Checked independently of signgate's code: the test recomputes the PAE itself and
 has openssl verify the signature with the key's public key (ECDSA, RSA-PSS, RSA PKCS#1 v1.5
-over the PAE's hash; Ed25519 over the PAE itself)."""
+over the PAE's hash, the key's; Ed25519 over the PAE itself), and securesystemslib (the DSSE
+library in-toto uses) verify envelopes whatever --digest was."""
 
 from __future__ import annotations
 
@@ -96,14 +97,16 @@ def test_dsse_envelopes_verify_with_openssl(sqlite_server: Server, tmp_path: Pat
             "digest": {digest: hashlib.new(digest, artifact.read_bytes()).hexdigest()}}]
         assert statement["predicate"]["key"] == ref
         sig = base64.b64decode(signature["sig"])
-        ok = openssl_verify(alg, padding, digest, public, pae(envelope["payloadType"], body),
-                            sig, tmp_path)
+        # The PAE is hashed with the key's hash, whatever --digest (item 10).
+        sig_hash = "sha384" if alg == "ecdsa-p384" else "sha256"
+        ok = openssl_verify(alg, padding, sig_hash, public,
+                            pae(envelope["payloadType"], body), sig, tmp_path)
         assert verified(ok), (alg, padding, ok)
 
         # A payload changed after signing (another subject) no longer verifies.
         statement["subject"][0]["name"] = "evil.tar.gz"
         forged = json.dumps(statement).encode()
-        bad = openssl_verify(alg, padding, digest, public,
+        bad = openssl_verify(alg, padding, sig_hash, public,
                              pae(envelope["payloadType"], forged), sig, tmp_path)
         assert not verified(bad), (alg, bad)
 
@@ -152,3 +155,78 @@ def test_dsse_without_timestamp_has_no_sidecar(sqlite_server: Server, tmp_path: 
     assert "timestamp_file" not in receipt
     assert not artifact.with_name("a.txt.intoto.jsonl.tsr").exists()
     assert envelope_of(Path(receipt["signature_file"]))["signatures"]
+
+
+def sslib_verify(envelope_path: Path, public_pem: str) -> str:
+    """securesystemslib (the DSSE library in-toto uses) verifying the envelope with the key's
+    default scheme: ECDSA schemes fix the hash by curve (ecdsa-sha2-nistp256 -> SHA-256,
+    nistp384 -> SHA-384), RSA's default is rsassa-pss-sha256. "OK" or the error."""
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.signer import SSlibKey
+
+    data = envelope_of(envelope_path)
+    public = serialization.load_pem_public_key(public_pem.encode())
+    key = SSlibKey.from_crypto(public, keyid=data["signatures"][0]["keyid"])
+    try:
+        Envelope.from_dict(data).verify([key], 1)
+    except VerificationError as exc:
+        return f"FAILED: {type(exc).__name__}: {exc}"
+    return "OK"
+
+
+def test_dsse_signature_hash_follows_the_key(sqlite_server: Server, tmp_path: Path) -> None:
+    """Item 10: the PAE is hashed with the key's hash (P-256: SHA-256, P-384: SHA-384, RSA:
+    SHA-256), whatever --digest says; --digest names only the subject digest. securesystemslib
+    verifies every envelope; signgate verifies them too."""
+    server = sqlite_server
+    project = unique("dsse-hash")
+    server.cli("project", "create", project)
+    server.cli("grant", "add", "admin", "signer", project)
+    artifact = tmp_path / "release.tar.gz"
+    artifact.write_bytes(b"release" * 3000)
+    root = tmp_path / "root.pem"
+    root.write_text(server.cli("ca", "cert").stdout)
+    cases = [("ecdsa-p256", "sha384"), ("ecdsa-p256", "sha512"), ("ecdsa-p384", "sha256"),
+             ("rsa-3072", "sha512")]
+    for i, (alg, digest) in enumerate(cases):
+        ref = f"{project}/k{i}"
+        server.cli("key", "create", ref, "--algorithm", alg)
+        public = server.cli("key", "public", ref).stdout
+        out = tmp_path / f"k{i}.intoto.jsonl"
+        server.cli("sign", str(artifact), "--key", ref, "--format", "dsse", "--digest",
+                   digest, "-o", str(out))
+        statement = json.loads(base64.b64decode(envelope_of(out)["payload"]))
+        assert list(statement["subject"][0]["digest"]) == [digest]  # --digest: the subject
+        assert sslib_verify(out, public) == "OK", (alg, digest, sslib_verify(out, public))
+        cert = tmp_path / f"k{i}.pem"
+        cert.write_text(server.cli("key", "cert", ref).stdout)
+        mine = server.cli("verify", str(artifact), "--signature", str(out), "--ca", str(root),
+                          "--certificate", str(cert), "--json").json()
+        assert mine["valid"] is True, (alg, digest, mine)
+
+    # An envelope made the old way (P-256 signing the SHA-384 of the PAE), from a genuine
+    # signgate signature: securesystemslib rejects it, and so does signgate, saying why.
+    ref = f"{project}/k0"
+    body = json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": [
+        {"name": artifact.name,
+         "digest": {"sha384": hashlib.sha384(artifact.read_bytes()).hexdigest()}}],
+        "predicateType": dsse.PREDICATE_TYPE, "predicate": {}}).encode()
+    message = tmp_path / "pae.bin"
+    message.write_bytes(pae(dsse.PAYLOAD_TYPE, body))
+    server.cli("sign", str(message), "--key", ref, "--format", "raw", "--digest", "sha384",
+               "--no-timestamp")
+    sig = (tmp_path / "pae.bin.sig").read_bytes()
+    keyid = envelope_of(tmp_path / "k0.intoto.jsonl")["signatures"][0]["keyid"]
+    old = tmp_path / "old.intoto.jsonl"
+    old.write_text(json.dumps({"payloadType": dsse.PAYLOAD_TYPE,
+                               "payload": base64.b64encode(body).decode(),
+                               "signatures": [{"keyid": keyid,
+                                               "sig": base64.b64encode(sig).decode()}]}) + "\n")
+    verdict = sslib_verify(old, server.cli("key", "public", ref).stdout)
+    assert verdict.startswith("FAILED:"), verdict
+    refused = server.cli("verify", str(artifact), "--signature", str(old), "--ca", str(root),
+                         "--certificate", str(tmp_path / "k0.pem"), check=False)
+    assert refused.returncode == 8, refused
+    assert "sha384" in refused.stderr
+    assert "sign it again" in refused.stderr

@@ -173,3 +173,70 @@ def test_sigstore_refusals(sqlite_server: Server, tmp_path: Path) -> None:
                          "signature.create", "--json").stdout
     assert "timestamp_required" in history  # the refusal is recorded
     assert artifact.read_bytes() == b"app"
+
+
+def test_bundle_without_timestamp_is_refused_unless_asked(sqlite_server: Server,
+                                                          tmp_path: Path,
+                                                          node_verifier: Path) -> None:
+    """V6: the timestamp is the only proof of when the certificate was used. A genuine
+    bundle with its timestamps stripped is refused by @sigstore/verify and by signgate;
+    only --insecure-allow-untimestamped makes signgate judge it by the current time, and
+    it says so."""
+    server = sqlite_server
+    project = unique("sigstore-nots")
+    server.cli("project", "create", project)
+    server.cli("grant", "add", "admin", "signer", project)
+    server.cli("key", "create", f"{project}/ec")
+    root_path = tmp_path / "trusted_root.json"
+    trusted_root(server, root_path)
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"app" * 1000)
+    server.cli("sign", str(artifact), "--key", f"{project}/ec", "--format", "sigstore")
+    bundle = artifact.with_name("app.bin.sigstore.json")
+    genuine = server.cli("verify", str(artifact), "--ca", str(root_path), "--json").json()
+    assert genuine["valid"] is True, genuine
+    assert genuine["timestamped_at"], genuine
+
+    content = json.loads(bundle.read_text())
+    emptied = json.loads(json.dumps(content))
+    emptied["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = []
+    removed = json.loads(json.dumps(content))
+    del removed["verificationMaterial"]["timestampVerificationData"]
+    for name, stripped in (("emptied", emptied), ("removed", removed)):
+        path = tmp_path / f"{name}.sigstore.json"
+        path.write_text(json.dumps(stripped))
+        node = node_verify(node_verifier, path, artifact, root_path)
+        assert node.startswith("FAILED:"), (name, node)
+
+        refused = server.cli("verify", str(artifact), "--signature", str(path),
+                             "--ca", str(root_path), check=False)
+        assert refused.returncode == 8, (name, refused)
+        assert refused.stderr.startswith("signgate: INVALID app.bin: "), refused.stderr
+        assert "no RFC 3161 timestamp" in refused.stderr
+        assert "--insecure-allow-untimestamped" in refused.stderr
+        as_json = server.cli("verify", str(artifact), "--signature", str(path),
+                             "--ca", str(root_path), "--json", check=False)
+        assert as_json.returncode == 8
+        assert as_json.json()["valid"] is False
+
+        allowed = server.cli("verify", str(artifact), "--signature", str(path),
+                             "--ca", str(root_path), "--insecure-allow-untimestamped")
+        assert allowed.stdout.startswith(
+            f"app.bin: valid: signed by {project}/ec version 1, NOT TIMESTAMPED: judged by "
+            "the certificate's validity at the current time"), allowed.stdout
+        assert "warning" in allowed.stderr
+        assert "current time" in allowed.stderr
+        report = server.cli("verify", str(artifact), "--signature", str(path), "--ca",
+                            str(root_path), "--insecure-allow-untimestamped", "--json").json()
+        assert report["valid"] is True
+        assert report["timestamped_at"] is None
+        assert "judged by the certificate's validity at the current time" in report["reason"]
+
+    # The option does not make a bad bundle good: a changed file still fails.
+    tampered = tmp_path / "tampered" / "app.bin"
+    tampered.parent.mkdir()
+    tampered.write_bytes(artifact.read_bytes() + b"!")
+    bad = server.cli("verify", str(tampered), "--signature",
+                     str(tmp_path / "removed.sigstore.json"), "--ca", str(root_path),
+                     "--insecure-allow-untimestamped", check=False)
+    assert bad.returncode == 8, bad

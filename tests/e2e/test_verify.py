@@ -229,3 +229,48 @@ def test_every_format_verifies_offline(setup: tuple[Server, str, Path], tmp_path
     bad = server.cli("verify", str(artifact), *extra, "--format", fmt, check=False)
     assert bad.returncode == 8, bad
     assert bad.stderr.startswith(f"signgate: INVALID {artifact.name}: "), bad.stderr
+
+
+def test_crl_files_holding_several_crls(setup: tuple[Server, str, Path], tmp_path: Path) -> None:
+    """Item 9: every CRL in a --crl file counts: a PEM bundle (root CRL, then the project
+    CA's) and concatenated DER. No CRL can be fetched here (closed ports), so a CRL that is
+    not read fails the check closed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    server, project, root = setup
+    ref = f"{project}/{unique('crls')}"
+    server.cli("key", "create", ref)
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"app" * 100)
+    server.cli("sign", str(artifact), "--key", ref, "--format", "cms")
+    with server.http() as http:
+        crls = [x509.load_der_x509_crl(http.get(path).content)
+                for path in ("/ca/root.crl", f"/crl/{project}.crl")]
+    pem = tmp_path / "all.crl.pem"
+    pem.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in crls))
+    der = tmp_path / "all.crl"
+    der.write_bytes(b"".join(c.public_bytes(Encoding.DER) for c in crls))
+    nowhere = "http://127.0.0.1:9"
+    for path in (pem, der):
+        out = server.cli("verify", str(artifact), "--ca", str(root), "--url", nowhere,
+                         "--crl", str(path), "--json", check=False)
+        assert out.returncode == 0, (path.name, out)
+        report = out.json()
+        assert report["valid"] is True, report
+        assert len(report["crls"]) == 2, report
+
+    # Only the root's CRL: the project CA's is missing and cannot be fetched.
+    (tmp_path / "root.crl.pem").write_bytes(crls[0].public_bytes(Encoding.PEM))
+    one = server.cli("verify", str(artifact), "--ca", str(root), "--url", nowhere,
+                     "--crl", str(tmp_path / "root.crl.pem"), check=False)
+    assert one.returncode == 8, one
+    assert "no CRL from" in one.stderr
+    # A file with a CRL and then garbage is refused, not half-read.
+    (tmp_path / "junk.pem").write_bytes(
+        crls[0].public_bytes(Encoding.PEM)
+        + b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+    junk = server.cli("verify", str(artifact), "--ca", str(root), "--url", nowhere,
+                      "--crl", str(tmp_path / "junk.pem"), check=False)
+    assert junk.returncode == 7, junk
+    assert "is not a CRL" in junk.stderr

@@ -21,7 +21,7 @@ from signgate.client.offline_verify import (
     Report,
     default_signature,
     detect_format,
-    load_crl,
+    load_crls,
     server_fallback,
     sigstore_trust,
     verify_file,
@@ -245,6 +245,11 @@ def _print_report(file: Path, report: Report) -> None:
                    "certificates' distribution points.")
 @click.option("--no-revocation-check", is_flag=True,
               help="Skip revocation (say so in the result); never the default.")
+@click.option("--insecure-allow-untimestamped", "allow_untimestamped", is_flag=True,
+              help="Accept a Sigstore bundle without an RFC 3161 timestamp, judging its "
+                   "certificate by its validity at the current time instead of a proven "
+                   "signing time (Sigstore verifiers refuse such bundles); never the "
+                   "default.")
 @click.option("--key", "ref", metavar="PROJECT/NAME",
               help="raw only: verify online against this key's versions and revocation "
                    "state (says which version and who signed).")
@@ -257,8 +262,9 @@ def _print_report(file: Path, report: Report) -> None:
 @handles_errors
 def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[Path, ...],
            cert_files: tuple[Path, ...], crl_files: tuple[Path, ...],
-           no_revocation_check: bool, ref: str | None, public_key: Path | None,
-           digest_name: str, url: str, token_file: Path | None, as_json: bool) -> None:
+           no_revocation_check: bool, allow_untimestamped: bool, ref: str | None,
+           public_key: Path | None, digest_name: str, url: str, token_file: Path | None,
+           as_json: bool) -> None:
     """Verify a signature of FILE in any format: the signature itself, its certificate chain
     to the trust anchor (codeSigning), its RFC 3161 timestamp and revocation (CRLs). Says
     which key version signed and when. Exit code 8 when it is not valid."""
@@ -272,14 +278,19 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
     crls = []
     for path in crl_files:
         try:
-            crls.append(load_crl(path.read_bytes()))
+            crls += load_crls(path.read_bytes())
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
         except InvalidInput:
             raise InvalidInput(f"{path} is not a CRL (DER or PEM)") from None
     anchors, intermediates = _anchors(ca_files, url, token_file)
     report = verify_file(
         file, signature, fmt, anchors, (*_pem_certificates(cert_files), *intermediates), crls,
         server_fallback(url, _http_get),
-        check_revocation=not no_revocation_check)
+        check_revocation=not no_revocation_check, allow_untimestamped=allow_untimestamped)
+    if report.valid and allow_untimestamped and report.timestamped_at is None:
+        click.echo(f"signgate: warning: {file.name} has no timestamp; its certificate was "
+                   "judged at the current time (--insecure-allow-untimestamped)", err=True)
     if as_json:
         emit_json({k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)
                    for k, v in dataclasses.asdict(report).items()})

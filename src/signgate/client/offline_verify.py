@@ -6,7 +6,9 @@ certificate (``formats/*``: Evidence). Then, the same for every format:
 1. the RFC 3161 timestamp, if any (inside the signature, or the ``.tsr`` beside it), covers
    the signature value and chains to the trust anchor as a time-stamping authority;
 2. the signer's certificate chains to the trust anchor with the codeSigning purpose, valid at
-   the time the signature provably existed (the timestamp's, else now);
+   the time the signature provably existed (the timestamp's, else now). Formats that need a
+   verified time (Sigstore bundles) are refused without a timestamp, unless the caller asks
+   to accept the certificate's validity now (``allow_untimestamped``);
 3. nothing in either chain was revoked before that time, per current CRLs (given as files,
    or fetched from the certificates' distribution points).
 """
@@ -124,6 +126,47 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
         raise InvalidInput("not a CRL (DER or PEM)") from None
 
 
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----\r?\n.*?-----END X509 CRL-----", re.DOTALL)
+
+
+def _der_items(data: bytes) -> list[bytes]:
+    """Concatenated DER SEQUENCEs, split by their lengths (X.690 §8.1.3: short form, or long
+    form with up to 4 length octets); anything else is not a CRL file."""
+    items: list[bytes] = []
+    at = 0
+    while at < len(data):
+        if data[at] != 0x30 or at + 2 > len(data):
+            raise InvalidInput("not a CRL (DER or PEM)")
+        first = data[at + 1]
+        if first < 0x80:
+            start, length = at + 2, first
+        elif 0x81 <= first <= 0x84 and at + 2 + (first & 0x7F) <= len(data):
+            start = at + 2 + (first & 0x7F)
+            length = int.from_bytes(data[at + 2:start], "big")
+        else:
+            raise InvalidInput("not a CRL (DER or PEM)")
+        if start + length > len(data):
+            raise InvalidInput("not a CRL (DER or PEM)")
+        items.append(data[at:start + length])
+        at = start + length
+    return items
+
+
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL in a file: PEM blocks (e.g. the root's and a project CA's CRL in one file,
+    as ``cat`` makes it), or one or more concatenated DER CRLs. One bad CRL refuses the
+    file: a CRL that is silently skipped would leave a revocation unseen."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        blocks = _PEM_CRL.findall(data)
+        if not blocks or data.count(b"-----BEGIN") != len(blocks):
+            raise InvalidInput("not a CRL (DER or PEM)")
+        return [load_crl(block) for block in blocks]
+    items = _der_items(data)
+    if not items:
+        raise InvalidInput("not a CRL (DER or PEM)")
+    return [load_crl(item) for item in items]
+
+
 def _fetch_crls(chain: Sequence[x509.Certificate], have: list[x509.CertificateRevocationList],
                 fetch: Fetch) -> list[x509.CertificateRevocationList]:
     """CRLs for the certificates in ``chain`` that ``have`` lacks, from their distribution
@@ -145,8 +188,10 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
                 certificates: tuple[bytes, ...] = (),
                 crls: Sequence[x509.CertificateRevocationList] = (),
                 fetch: Fetch | None = None, check_revocation: bool = True,
-                now: datetime | None = None) -> Report:
-    """Verify ``path`` fully; a Report with ``valid`` False says what failed."""
+                now: datetime | None = None, allow_untimestamped: bool = False) -> Report:
+    """Verify ``path`` fully; a Report with ``valid`` False says what failed.
+    ``allow_untimestamped``: judge a format that needs a timestamp (Sigstore) by the
+    certificate's validity at ``now`` when it has none (``--insecure-allow-untimestamped``)."""
     now = now or datetime.now(UTC)
     try:
         evidence = registry.verifier(fmt).verify(path, signature, certificates)
@@ -154,7 +199,7 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
         return Report(False, fmt, str(exc))
     try:
         return _trust(evidence, anchors, certificates, list(crls), fetch,
-                      check_revocation, now)
+                      check_revocation, now, allow_untimestamped)
     except VerificationFailed as exc:
         report = _describe(evidence, fmt)
         return Report(False, fmt, str(exc), signer=report.signer, key=report.key,
@@ -174,8 +219,14 @@ def _describe(evidence: Evidence, fmt: str) -> Report:
 
 def _trust(evidence: Evidence, anchors: Sequence[bytes],
            certificates: tuple[bytes, ...], crls: list[x509.CertificateRevocationList],
-           fetch: Fetch | None, check_revocation: bool, now: datetime) -> Report:
+           fetch: Fetch | None, check_revocation: bool, now: datetime,
+           allow_untimestamped: bool = False) -> Report:
     token = evidence.timestamp_token
+    if token is None and evidence.needs_timestamp and not allow_untimestamped:
+        raise VerificationFailed(
+            f"the {evidence.format} signature has no RFC 3161 timestamp: nothing proves when "
+            "its certificate was used, so it is refused (as Sigstore verifiers refuse it); "
+            "--insecure-allow-untimestamped judges it by the certificate's validity now")
     stamp = (validate.verify_timestamp(token, evidence.signature_value, anchors)
              if token is not None else None)
     proven_at = stamp.time if stamp else now
@@ -195,8 +246,13 @@ def _trust(evidence: Evidence, anchors: Sequence[bytes],
     described = _describe(evidence, evidence.format)
     who = (f"{described.key} version {described.key_version}" if described.key
            else described.signer)
-    when = (f"timestamped {stamp.time.isoformat()}" if stamp
-            else "not timestamped: valid only while the certificate is")
+    if stamp:
+        when = f"timestamped {stamp.time.isoformat()}"
+    elif evidence.needs_timestamp:  # only with allow_untimestamped
+        when = ("NOT TIMESTAMPED: judged by the certificate's validity at the current time "
+                "(--insecure-allow-untimestamped), not at a proven signing time")
+    else:
+        when = "not timestamped: valid only while the certificate is"
     return Report(
         True, evidence.format, f"valid: signed by {who}, {when}",
         signer=described.signer, key=described.key, key_version=described.key_version,

@@ -60,11 +60,16 @@ class ToBeSigned:
     Sigstore message signatures) and is signed as it is, by every key type. Otherwise the
     batch hashes ``message`` with ``digest_algorithm`` for ECDSA and RSA, while Ed25519 signs
     ``message`` itself (pure EdDSA, as RFC 8419 and DSSE expect).
+
+    ``hash_algorithm``: the signature's hash when the format fixes it instead of the
+    request (DSSE: the key's hash, which DSSE verifiers derive from the key), used in place
+    of ``digest_algorithm`` above.
     """
 
     message: bytes
     prehashed: bool
     state: Any = None  # the builder's own, handed back to assemble()
+    hash_algorithm: DigestAlgorithm | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,10 @@ class Evidence:
     timestamp_token: bytes | None = None  # DER TimeStampToken (CMS ContentInfo), if carried
     signing_time: datetime | None = None  # claimed by the signer (not proof of anything)
     details: dict[str, str] = field(default_factory=dict)  # format-specific facts to show
+    # The format is only valid with a verified time (Sigstore bundles: the timestamp is the
+    # only proof of when a short-lived certificate was used); without a token it is refused
+    # unless the caller explicitly accepts the certificate's validity now.
+    needs_timestamp: bool = False
 
 
 class Verifier(Protocol):

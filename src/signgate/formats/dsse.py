@@ -8,10 +8,19 @@ Statement (DSSE protocol.md, "Signature definition")::
 
     PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
 
-hashed with the request's digest algorithm for ECDSA and RSA (the same algorithm names the
-subject digest), signed as is by Ed25519. The envelope (DSSE envelope.md) is written as one
-JSON line, ``FILE.intoto.jsonl``; the RFC 3161 token over the signature value stays beside
-it (``FILE.intoto.jsonl.tsr``).
+hashed with the *key's* hash for ECDSA and RSA (:func:`signature_hash`: P-256 SHA-256,
+P-384 SHA-384, RSA SHA-256), signed as is by Ed25519. The request's digest algorithm
+(``--digest``) names only the subject digest in the Statement. An envelope carries no
+algorithm identifier, so DSSE verifiers take the hash from the key: securesystemslib (the
+DSSE library in-toto uses) verifies ``ecdsa-sha2-nistp256`` with SHA-256 and
+``ecdsa-sha2-nistp384`` with SHA-384, and its default RSA scheme is ``rsassa-pss-sha256``
+(``rsa-pkcs1v15-sha256`` for a PKCS#1 v1.5 key). The envelope (DSSE envelope.md) is written
+as one JSON line, ``FILE.intoto.jsonl``; the RFC 3161 token over the signature value stays
+beside it (``FILE.intoto.jsonl.tsr``).
+
+Envelopes from signgate before this rule hashed with ``--digest`` (P-256 with sha384 or
+sha512, P-384 with sha256 or sha512, RSA with sha384 or sha512): DSSE verifiers reject them,
+and so does :class:`DsseVerifier`, saying that they must be signed again.
 
 A signature's ``keyid`` is the hex SHA-256 of the key version's DER SubjectPublicKeyInfo:
 stable per key version, and computable by a verifier from the signer's certificate.
@@ -31,9 +40,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.crypto.canonical import canonical_json
 from signgate.crypto.signatures import PublicKey, verify_digest
 from signgate.errors import InvalidInput, VerificationFailed
@@ -55,6 +64,27 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     counts, SP is one space."""
     kind = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def signature_hash(algorithm: KeyAlgorithm) -> DigestAlgorithm:
+    """The hash a DSSE signature of this key type is over: the curve's for ECDSA (FIPS 186-5
+    and securesystemslib's ecdsa-sha2-nistp256/384 schemes), SHA-256 for RSA (the default
+    schemes of securesystemslib); Ed25519 hashes nothing itself (the answer is unused)."""
+    if algorithm is KeyAlgorithm.ECDSA_P384:
+        return DigestAlgorithm.SHA384
+    return DigestAlgorithm.SHA256
+
+
+def _hash_of_key(key: PublicKey) -> DigestAlgorithm | None:
+    """:func:`signature_hash` for a certificate's public key (P-521, which signgate does not
+    make, hashes with SHA-512 as securesystemslib's ecdsa-sha2-nistp521 does); None for a
+    curve no DSSE verifier defines a hash for."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return {"secp256r1": DigestAlgorithm.SHA256, "secp384r1": DigestAlgorithm.SHA384,
+                "secp521r1": DigestAlgorithm.SHA512}.get(key.curve.name)
+    if isinstance(key, rsa.RSAPublicKey):
+        return DigestAlgorithm.SHA256
+    return None
 
 
 def spki_der(public_key: PublicKey) -> bytes:
@@ -100,7 +130,8 @@ class DsseBuilder:
 
     def prepare(self, key: SignerKey, request: FormatRequest) -> ToBeSigned:
         body = statement(key, request)
-        return ToBeSigned(pae(PAYLOAD_TYPE, body), prehashed=False, state=body)
+        return ToBeSigned(pae(PAYLOAD_TYPE, body), prehashed=False, state=body,
+                          hash_algorithm=signature_hash(key.algorithm))
 
     def assemble(self, key: SignerKey, request: FormatRequest, tbs: ToBeSigned,
                  signature: bytes, chain: Chain | None, timestamp_token: bytes | None) -> bytes:
@@ -153,17 +184,34 @@ def parse_envelope(line: str) -> Envelope:
                     tuple(signatures))
 
 
-def _verify_message(key: PublicKey, algorithm: DigestAlgorithm, message: bytes,
-                    signature: bytes) -> bool:
-    """Ed25519 over the message itself; ECDSA and RSA (PSS or PKCS#1 v1.5) over its hash."""
+def _verify_hashed(key: PublicKey, algorithm: DigestAlgorithm, message: bytes,
+                   signature: bytes) -> bool:
+    digest = hashlib.new(algorithm.value, message).digest()
+    return verify_digest(key, None, algorithm, digest, signature)
+
+
+def _verify_message(key: PublicKey, message: bytes, signature: bytes) -> bool:
+    """Ed25519 over the message itself; ECDSA and RSA (PSS or PKCS#1 v1.5) over its hash,
+    the key's (:func:`signature_hash`), as DSSE verifiers check it."""
     if isinstance(key, ed25519.Ed25519PublicKey):
         try:
             key.verify(signature, message)
         except (InvalidSignature, ValueError):
             return False
         return True
-    digest = hashlib.new(algorithm.value, message).digest()
-    return verify_digest(key, None, algorithm, digest, signature)
+    expected = _hash_of_key(key)
+    return expected is not None and _verify_hashed(key, expected, message, signature)
+
+
+def _wrong_hash(key: PublicKey, message: bytes, signature: bytes) -> DigestAlgorithm | None:
+    """The other hash a signature that fails :func:`_verify_message` is over, if any: older
+    signgates hashed with ``--digest``. Such envelopes are refused (no DSSE verifier accepts
+    them); this only lets the refusal say why."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return None
+    expected = _hash_of_key(key)
+    return next((other for other in DigestAlgorithm if other is not expected
+                 and _verify_hashed(key, other, message, signature)), None)
 
 
 def _subject_digests(payload: bytes) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
@@ -186,8 +234,7 @@ _KNOWN = {a.value: a for a in DigestAlgorithm}
 
 
 def _algorithms(subjects: list[tuple[str, dict[str, str]]]) -> list[DigestAlgorithm]:
-    """The digest algorithms the subjects name that signgate knows (the signature hash is
-    one of them: signgate hashes with the algorithm of the subject digest)."""
+    """The digest algorithms the subjects name that signgate knows (``--digest``)."""
     found: list[DigestAlgorithm] = []
     for _, digests in subjects:
         for name in digests:
@@ -200,8 +247,7 @@ def _algorithms(subjects: list[tuple[str, dict[str, str]]]) -> list[DigestAlgori
     return found
 
 
-def _signer(envelope: Envelope, algorithms: list[DigestAlgorithm],
-            certificates: tuple[bytes, ...]) -> tuple[bytes, bytes, str]:
+def _signer(envelope: Envelope, certificates: tuple[bytes, ...]) -> tuple[bytes, bytes, str]:
     """The first (certificate DER, signature, keyid) whose key verifies the PAE. A keyid
     picks the certificate; an empty keyid tries every certificate."""
     loaded: list[tuple[bytes, PublicKey, str]] = []
@@ -217,17 +263,25 @@ def _signer(envelope: Envelope, algorithms: list[DigestAlgorithm],
                            "certificate (signgate key cert PROJECT/NAME)",
                            code="certificate_required")
     message = pae(envelope.payload_type, envelope.payload)
-    matched = False
+    tried: list[tuple[PublicKey, bytes]] = []
     for keyid, signature in envelope.signatures:
         for der, key, candidate in loaded:
             if keyid and keyid != candidate:
                 continue
-            matched = True
-            if any(_verify_message(key, alg, message, signature) for alg in algorithms):
+            tried.append((key, signature))
+            if _verify_message(key, message, signature):
                 return der, signature, candidate
-    if not matched:
+    if not tried:
         raise VerificationFailed("no given certificate matches the envelope's keyid "
                                  f"({', '.join(k for k, _ in envelope.signatures)})")
+    for key, signature in tried:
+        wrong = _wrong_hash(key, message, signature)
+        if wrong is not None:
+            raise VerificationFailed(
+                f"the DSSE signature is over the {wrong.value} hash of the envelope, not the "
+                "hash DSSE verifiers (securesystemslib, in-toto) use for this key "
+                f"({_hash_of_key(key) or 'none'}): an older signgate made it with --digest "
+                f"{wrong.value}; those verifiers reject it, and so does signgate: sign it again")
     raise VerificationFailed("the DSSE signature does not verify under the signer's key "
                              "(the envelope was altered or signed by another key)")
 
@@ -261,7 +315,7 @@ class DsseVerifier:
         # algorithm only chooses which hash to try.
         stmt, subjects = _subject_digests(envelope.payload)
         algorithms = _algorithms(subjects)
-        signer, value, keyid = _signer(envelope, algorithms, certificates)
+        signer, value, keyid = _signer(envelope, certificates)
         for alg in algorithms:
             actual = hash_path(path, alg).hex()
             for name, digests in subjects:

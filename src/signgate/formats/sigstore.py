@@ -191,7 +191,9 @@ def load_bundle(signature: Path) -> dict[str, Any]:
 class SigstoreVerifier:
     """The signer is the bundle's certificate: verify the message signature under its key
     and that the message digest is FILE's digest. Chain, EKU and the token are left to the
-    checks every format shares (Evidence)."""
+    checks every format shares (Evidence). The bundle needs its timestamp
+    (``needs_timestamp``): with no transparency log it is the only verified time, and
+    Sigstore verifiers (e.g. @sigstore/verify) refuse a bundle without one."""
 
     name = "sigstore"
 
@@ -236,7 +238,8 @@ class SigstoreVerifier:
             format=self.name, signer=chain[0], certificates=tuple(chain[1:]),
             signature_value=value, timestamp_token=tokens[0] if tokens else None,
             details={"digest": f"{algorithm.value}:{actual.hex()}",
-                     "tlog_entries": str(len(material.get("tlogEntries") or []))})
+                     "tlog_entries": str(len(material.get("tlogEntries") or []))},
+            needs_timestamp=True)
 
 
 BUILDER = SigstoreBuilder()

@@ -187,8 +187,10 @@ def _gen_time(now: datetime) -> datetime:
 
 
 def _cms_time(value: datetime) -> cms.Time:
-    """RFC 5652 §11.3: UTCTime through 2049, GeneralizedTime from 2050 on."""
-    choice = "utc_time" if value.year < 2050 else "general_time"
+    """RFC 5652 §11.3: UTCTime through 2049, GeneralizedTime from 2050 on. (asn1crypto
+    names the alternatives of ``cms.Time`` utc_time / generalized_time; ``x509.Time``, in
+    ``pki.certs``, calls the second general_time.)"""
+    choice = "utc_time" if value.year < 2050 else "generalized_time"
     return cms.Time(name=choice, value=value)
 
 

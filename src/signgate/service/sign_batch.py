@@ -325,14 +325,13 @@ class _Batch:
 
             due = decide.rotation_due(key.snapshot(job.project, job.key), now)
             if key.one_time:
-                key, prepared, signature, certificate = self._one_time(job, actor, key, alg,
-                                                                       make, now)
+                key, prepared, signature, certificate = self._one_time(job, actor, key, make,
+                                                                       now)
             elif due is None:
                 prepared = make(key.signer(job.ref))
-                signature = self._sign_with(key, alg, prepared.payload)
+                signature = self._sign_with(key, prepared.hash_algorithm, prepared.payload)
             else:
-                key, prepared, signature = self._rotate_then_sign(job, actor, due, now, alg,
-                                                                  make)
+                key, prepared, signature = self._rotate_then_sign(job, actor, due, now, make)
             # The key's policy is enforced here, not by the client: no signature of a
             # require_timestamp key leaves without its token.
             stamp = self._timestamp(signature, now) if request.timestamp else None
@@ -450,7 +449,7 @@ class _Batch:
         handle = KeyHandle(uri, key.algorithm, key.rsa_padding, lambda: self.sealed_loader(uri))
         return self.ctx.keystores.sign(handle, alg, digest)
 
-    def _one_time(self, job: SignJob, actor: Actor, key: _KeyState, alg: DigestAlgorithm,
+    def _one_time(self, job: SignJob, actor: Actor, key: _KeyState,
                   make: Callable[[SignerKey], _Prepared], now: datetime,
                   ) -> tuple[_KeyState, _Prepared, bytes, str]:
         """A fresh key pair, a certificate valid for minutes, one signature, and the private
@@ -479,7 +478,7 @@ class _Batch:
                 self.session.flush()
                 prepared = make(SignerKey(job.ref, number, key.algorithm, key.rsa_padding,
                                           generated.public_key_pem, now, one_time=True))
-                signature = store.sign(handle, alg, prepared.payload)
+                signature = store.sign(handle, prepared.hash_algorithm, prepared.payload)
         finally:
             store.destroy(handle)  # the only copies were this frame's and the store's cache
         self.one_time_serial, self.one_time_sha256 = cert.serial, cert.sha256
@@ -505,7 +504,7 @@ class _Batch:
         self.keys.pop(job.ref, None)
 
     def _rotate_then_sign(
-        self, job: SignJob, actor: Actor, reason: str, now: datetime, alg: DigestAlgorithm,
+        self, job: SignJob, actor: Actor, reason: str, now: datetime,
         make: Callable[[SignerKey], _Prepared],
     ) -> tuple[_KeyState, _Prepared, bytes]:
         """Policy rotation before signing (rare), all or nothing: if the signing with the new
@@ -527,7 +526,7 @@ class _Batch:
                     raise
                 stale = exc
             else:
-                signature = self._sign_with(key, alg, prepared.payload)
+                signature = self._sign_with(key, prepared.hash_algorithm, prepared.payload)
         if stale is not None:
             raise stale
         return key, prepared, signature
@@ -550,17 +549,19 @@ class _Prepared:
     signer: SignerKey
     tbs: ToBeSigned
     payload: bytes  # what the key store signs
+    hash_algorithm: DigestAlgorithm  # what ``payload`` is a digest of
 
 
 def _prepare(builder: Builder, signer: SignerKey, request: FormatRequest) -> _Prepared:
     """The bytes the key store signs for ``signer``: a digest, or for Ed25519 the message
     itself (see ToBeSigned)."""
     tbs = builder.prepare(signer, request)
+    alg = tbs.hash_algorithm or request.digest_algorithm
     if tbs.prehashed or signer.algorithm is KeyAlgorithm.ED25519:
         payload = tbs.message
     else:
-        payload = hashlib.new(request.digest_algorithm.value, tbs.message).digest()
-    return _Prepared(signer, tbs, payload)
+        payload = hashlib.new(alg.value, tbs.message).digest()
+    return _Prepared(signer, tbs, payload, alg)
 
 
 class Refusal(Exception):
