@@ -264,7 +264,8 @@ DER = b"\x30\x03\x02\x01\x01"  # 5 bytes: the entry is 13, padded with 3 zeros t
     (_entry(16, DER + b"\0" * 3) + _entry(16, b"junkjunk"), "holds 16 bytes after"),
     (_entry(16, DER + b"\0" * 3) + _entry(16, b"junkjunk", 0x0100, 1), "holds 16 bytes"),
     (_entry(16, DER + b"\0" * 3) + b"\0" * 8, "holds 8 bytes after"),  # zeros, too many
-    (_entry(24, DER + b"EVIL" + b"\0" * 7), "dwLength \\(24\\) is not the length"),
+    (_entry(24, DER + b"EVIL" + b"\0" * 7), "holds 11 bytes after its SignedData"),
+    (_entry(12, DER + b"\0" * 3), "dwLength \\(12\\) is shorter"),
     (_entry(16, DER + b"\0\0\x01"), "padding after its signature is not zeros"),
     (_entry(13, DER + b"ab\0"), "padding after its signature is not zeros"),
     (_entry(16, DER + b"\0" * 3, revision=0x0100), "revision 0x0100"),
@@ -274,7 +275,7 @@ DER = b"\x30\x03\x02\x01\x01"  # 5 bytes: the entry is 13, padded with 3 zeros t
     (_entry(16, b"\x30\x09\x02\x01\x01\0\0\0"), "does not hold one DER"),  # runs past
     (_entry(8, b""), "too short"),
 ], ids=["second-entry", "second-entry-x509", "extra-zeros", "appended-in-entry",
-        "nonzero-padding", "nonzero-padding-uncounted", "revision-1", "type-x509",
+        "dwlength-short", "nonzero-padding", "nonzero-padding-uncounted", "revision-1", "type-x509",
         "ber-indefinite", "non-minimal-length", "der-runs-past", "empty-entry"])
 def test_certificate_table_holds_one_signature_and_its_padding(
         tmp_path: Path, table: bytes, message: str) -> None:

@@ -203,10 +203,13 @@ def _check_entries(f: BinaryIO, layout: PeLayout, path: Path) -> int:
     if der is None or 8 + der > size:
         raise _bad(path, "its WIN_CERTIFICATE does not hold one DER PKCS#7 SignedData")
     end = 8 + der
+    if length < end:
+        raise _bad(path, f"its WIN_CERTIFICATE's dwLength ({length}) is shorter than the "
+                         f"SignedData it holds ({end} bytes with the header)")
     if length not in (end, _pad8(end)):
-        raise _bad(path, f"its WIN_CERTIFICATE's dwLength ({length}) is not the length of "
-                         f"its SignedData ({end} bytes with the header, {_pad8(end)} "
-                         "padded): the entry holds data no signature covers")
+        raise _bad(path, f"its WIN_CERTIFICATE holds {length - end} bytes after its "
+                         f"SignedData (dwLength {length}, SignedData {end} bytes with the "
+                         "header); no signature covers them (the CVE-2013-3900 pattern)")
     if size != _pad8(end):
         raise _bad(path, f"its certificate table ({size} bytes) holds {size - _pad8(end)} "
                          "bytes after the signature's padded WIN_CERTIFICATE; only one entry "
