@@ -304,3 +304,41 @@ def test_padding_is_allowed_counted_or_not(tmp_path: Path) -> None:
         ok = _with_table(signed, _entry(length, DER + b"\0" * 3), tmp_path / f"{length}.exe")
         assert pe.certificate_table(ok)[1] == DER
         assert pe.layout_of(ok).signature_size == len(DER)
+
+
+@pytest.mark.parametrize(("oid", "message"), [
+    ("1.3.6.1.4.1.311.2.4.1", "nested signature"),
+    ("1.2.840.113549.1.9.6", "unsigned attribute 1.2.840.113549.1.9.6 that signgate cannot"),
+])
+def test_unsigned_attributes_other_than_a_timestamp_are_refused(
+        tmp_path: Path, oid: str, message: str) -> None:
+    """Unsigned attributes are covered by no signature: a nested signature (or a legacy
+    countersignature) is refused, not ignored."""
+    from asn1crypto import cms
+
+    key, cert = _signer(tmp_path)
+    exe = hello_exe(tmp_path / "hello.exe")
+    signer = SignerKey("p/k", 1, KeyAlgorithm.ECDSA_P256, RsaPadding.PKCS1V15, "",
+                       datetime.now(UTC))
+    prepared = authenticode.CLIENT.prepare(exe, DigestAlgorithm.SHA256, None,
+                                           lambda: pytest.fail("unused"))
+    request = FormatRequest(DigestAlgorithm.SHA256, prepared.digest, "hello.exe",
+                            datetime.now(UTC))
+    tbs = authenticode.BUILDER.prepare(signer, request)
+    result = authenticode.BUILDER.assemble(
+        signer, request, tbs, key.sign(tbs.message, ec.ECDSA(hashes.SHA256())),
+        Chain(cert, ()), None)
+    authenticode.CLIENT.finish(exe, prepared, result, tmp_path / "signed.exe")
+    assert authenticode.VERIFIER.verify(tmp_path / "signed.exe", None, ()).signer == cert
+
+    info = cms.ContentInfo.load(result)
+    signed = info["content"]
+    one = signed["signer_infos"][0]
+    one["unsigned_attrs"] = cms.CMSAttributes([cms.CMSAttribute(
+        {"type": oid, "values": [cms.ContentInfo.load(result)]})])  # any DER value
+    signed["signer_infos"] = cms.SignerInfos([one])
+    info["content"] = signed
+    extended = _with_table(tmp_path / "signed.exe", pe.win_certificate(info.dump()),
+                           tmp_path / "extended.exe")
+    with pytest.raises(VerificationFailed, match=message):
+        authenticode.VERIFIER.verify(extended, None, ())

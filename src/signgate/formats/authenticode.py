@@ -261,8 +261,11 @@ def _timestamp_token(info: cms.SignerInfo) -> bytes | None:
         if kind.native != TIMESTAMP_ATTRIBUTE:
             raise VerificationFailed(f"the signature carries an unsigned attribute "
                                      f"{kind.dotted} that signgate cannot check")
-        if token is not None or len(attribute["values"]) != 1:
+        if token is not None:
             raise VerificationFailed("the signature carries more than one timestamp")
+        if len(attribute["values"]) != 1:
+            raise VerificationFailed(f"the signature's timestamp attribute holds "
+                                     f"{len(attribute['values'])} tokens, not one")
         token = bytes(attribute["values"][0].dump())
     return token
 
