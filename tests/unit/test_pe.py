@@ -334,8 +334,11 @@ def test_unsigned_attributes_other_than_a_timestamp_are_refused(
     info = cms.ContentInfo.load(result)
     signed = info["content"]
     one = signed["signer_infos"][0]
+    # a nested SignedData, or a legacy countersignature (a SignerInfo)
+    value = (cms.ContentInfo.load(result) if oid == authenticode.SPC_NESTED_SIGNATURE
+             else cms.SignerInfo.load(one.dump()))
     one["unsigned_attrs"] = cms.CMSAttributes([cms.CMSAttribute(
-        {"type": oid, "values": [cms.ContentInfo.load(result)]})])  # any DER value
+        {"type": oid, "values": [value]})])
     signed["signer_infos"] = cms.SignerInfos([one])
     info["content"] = signed
     extended = _with_table(tmp_path / "signed.exe", pe.win_certificate(info.dump()),
