@@ -274,3 +274,79 @@ def test_crl_files_holding_several_crls(setup: tuple[Server, str, Path], tmp_pat
                       "--crl", str(tmp_path / "junk.pem"), check=False)
     assert junk.returncode == 7, junk
     assert "is not a CRL" in junk.stderr
+
+
+P256_OID = bytes.fromhex("06082a8648ce3d030107")  # prime256v1, in a certificate's SPKI
+SHA2_OID = bytes.fromhex("0609608648016503040201")[:-1]  # id-sha256/384/512 but the last arc
+
+
+def _bad_tag(data: bytes) -> bytes:
+    """The first SHA-2 algorithm identifier (SignedData.digestAlgorithms) tagged as a
+    private-class value: asn1crypto fails deep inside, and says so over several lines."""
+    at = data.index(SHA2_OID)
+    return data[:at] + b"\xf9" + data[at + 1:]
+
+
+def _garbled_bundle(path: Path) -> None:
+    """The same inside the bundle's timestamp token (its base64 still valid)."""
+    import base64
+    import json
+
+    bundle = json.loads(path.read_text())
+    stamps = bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    token = base64.b64decode(stamps[0]["signedTimestamp"])
+    stamps[0]["signedTimestamp"] = base64.b64encode(_bad_tag(token)).decode()
+    path.write_text(json.dumps(bundle))
+
+
+def _other_curve(path: Path) -> None:
+    """The signer certificate's curve OID changed to one cryptography does not know."""
+    data = path.read_bytes()
+    at = data.index(P256_OID)
+    path.write_bytes(data[:at + len(P256_OID) - 1] + b"\x7f" + data[at + len(P256_OID):])
+
+
+@pytest.mark.parametrize(("fmt", "damaged", "damage"), [
+    ("cms", ".p7s", lambda p: p.write_bytes(_bad_tag(p.read_bytes()))),
+    ("cms", ".p7s", lambda p: p.write_bytes(b"\x30\x82\x05\x00" + b"\x06\x09garbage!")),
+    ("cms", ".p7s", _other_curve),
+    ("cms", ".p7s", lambda p: p.write_bytes(p.read_bytes() + b"\0trailing")),
+    ("raw", ".sig.tsr", lambda p: p.write_bytes(_bad_tag(p.read_bytes()))),
+    ("raw", ".sig", lambda p: p.write_bytes(b"\x30\x82\xff\xff" + b"\x02" * 40)),
+    ("sigstore", ".sigstore.json", _garbled_bundle),
+], ids=["p7s-bad-tag", "p7s-garbage", "p7s-unknown-curve", "p7s-trailing-bytes",
+        "tsr-bad-tag", "sig-garbage", "bundle-token-bad-tag"])
+def test_malformed_signature_fails_in_one_line(setup: tuple[Server, str, Path],
+                                              tmp_path: Path, fmt: str, damaged: str,
+                                              damage: object) -> None:
+    """A damaged signature beside a genuine one's file is a failed verification: exit 8
+    and one line on stderr, whatever the parser said (asn1crypto's traces are several
+    lines; cryptography raises on unknown curves)."""
+    server, project, root = setup
+    ref = f"{project}/{unique('bad')}"
+    server.cli("key", "create", ref, "--algorithm", "ecdsa-p256")
+    artifact = tmp_path / "app.tar.gz"
+    artifact.write_bytes(b"release" * 3000)
+    server.cli("sign", str(artifact), "--key", ref, "--format", fmt)
+    cert = tmp_path / "cert.pem"
+    cert.write_text(server.cli("key", "cert", ref).stdout)
+    suffix = {"cms": ".p7s", "raw": ".sig", "sigstore": ".sigstore.json"}[fmt]
+    signature = Path(f"{artifact}{suffix}")
+    args = ["verify", str(artifact), "--signature", str(signature), "--no-revocation-check"]
+    if fmt == "sigstore":
+        trusted = tmp_path / "trusted_root.json"
+        trusted.write_text(server.cli("ca", "trusted-root").stdout)
+        args += ["--ca", str(trusted)]
+    else:
+        args += ["--ca", str(root), "--certificate", str(cert)]
+    assert server.cli(*args).returncode == 0  # genuine: valid
+
+    damage(Path(f"{artifact}{damaged}"))  # type: ignore[operator]
+    bad = server.cli(*args, check=False)
+    assert bad.returncode == 8, bad
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1, bad.stderr
+    assert bad.stderr.startswith(f"signgate: INVALID {artifact.name}: "), bad.stderr
+    as_json = server.cli(*args, "--json", check=False)
+    assert as_json.returncode == 8, as_json
+    assert "\n" not in as_json.json()["reason"]

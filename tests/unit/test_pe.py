@@ -93,12 +93,12 @@ def test_signed_copy_layout_and_checksum(tmp_path: Path) -> None:
 
     # Re-signing replaces the table instead of adding one.
     again = tmp_path / "again.exe"
-    pe.write_signed(out, pe.image_digest(out, DigestAlgorithm.SHA384), b"\x05\x00" * 20,
-                    again)
+    blob = b"\x30\x26" + b"\x05\x00" * 19  # a DER SEQUENCE of 19 NULLs, 40 bytes
+    pe.write_signed(out, pe.image_digest(out, DigestAlgorithm.SHA384), blob, again)
     layout2 = pe.layout_of(again)
     assert layout2.cert_table_offset == layout.cert_table_offset
     assert again.stat().st_size == layout2.cert_table_offset + 48
-    assert pe.certificate_table(again)[1] == b"\x05\x00" * 20
+    assert pe.certificate_table(again)[1] == blob
 
 
 def test_checksum_of_chunks_at_any_offset() -> None:
@@ -240,3 +240,108 @@ def test_client_refuses_a_result_for_another_file(tmp_path: Path) -> None:
     with pytest.raises(VerificationFailed, match="not over this file"):
         authenticode.CLIENT.finish(exe, prepared, result, tmp_path / "out.exe")
     assert not (tmp_path / "out.exe").exists()
+
+
+def _with_table(path: Path, table: bytes, out: Path) -> Path:
+    """``path`` (signed) with its certificate table replaced by ``table`` and the data
+    directory entry (and nothing else) updated to match."""
+    layout = pe.layout_of(path)
+    data = bytearray(path.read_bytes()[:layout.cert_table_offset] + table)
+    data[layout.cert_dir_offset:layout.cert_dir_offset + 8] = struct.pack(
+        "<II", layout.cert_table_offset, len(table))
+    out.write_bytes(bytes(data))
+    return out
+
+
+def _entry(length: int, body: bytes, revision: int = 0x0200, kind: int = 2) -> bytes:
+    return struct.pack("<IHH", length, revision, kind) + body
+
+
+DER = b"\x30\x03\x02\x01\x01"  # 5 bytes: the entry is 13, padded with 3 zeros to 16
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    (_entry(16, DER + b"\0" * 3) + _entry(16, b"junkjunk"), "holds 16 bytes after"),
+    (_entry(16, DER + b"\0" * 3) + _entry(16, b"junkjunk", 0x0100, 1), "holds 16 bytes"),
+    (_entry(16, DER + b"\0" * 3) + b"\0" * 8, "holds 8 bytes after"),  # zeros, too many
+    (_entry(24, DER + b"EVIL" + b"\0" * 7), "holds 11 bytes after its SignedData"),
+    (_entry(12, DER + b"\0" * 3), "dwLength \\(12\\) is shorter"),
+    (_entry(16, DER + b"\0\0\x01"), "padding after its signature is not zeros"),
+    (_entry(13, DER + b"ab\0"), "padding after its signature is not zeros"),
+    (_entry(16, DER + b"\0" * 3, revision=0x0100), "revision 0x0100"),
+    (_entry(16, DER + b"\0" * 3, kind=1), "type 0x0001"),
+    (_entry(16, b"\x30\x80\x02\x01\x01\0\0\0"), "does not hold one DER"),  # BER
+    (_entry(16, b"\x30\x81\x03\x02\x01\x01\0\0"), "does not hold one DER"),  # not minimal
+    (_entry(16, b"\x30\x09\x02\x01\x01\0\0\0"), "does not hold one DER"),  # runs past
+    (_entry(8, b""), "too short"),
+], ids=["second-entry", "second-entry-x509", "extra-zeros", "appended-in-entry",
+        "dwlength-short", "nonzero-padding", "nonzero-padding-uncounted", "revision-1", "type-x509",
+        "ber-indefinite", "non-minimal-length", "der-runs-past", "empty-entry"])
+def test_certificate_table_holds_one_signature_and_its_padding(
+        tmp_path: Path, table: bytes, message: str) -> None:
+    """PE spec, "The Attribute Certificate Table": one WIN_CERTIFICATE, then zeros to the
+    next 8-byte boundary; anything else is covered by no signature and is refused when
+    signing (re-signing) and when verifying."""
+    exe = hello_exe(tmp_path / "hello.exe")
+    signed = tmp_path / "signed.exe"
+    pe.write_signed(exe, pe.image_digest(exe, DigestAlgorithm.SHA256), DER, signed)
+    assert pe.certificate_table(signed)[1] == DER
+    bad = _with_table(signed, table, tmp_path / "bad.exe")
+    with pytest.raises(InvalidInput, match=message):
+        pe.image_digest(bad, DigestAlgorithm.SHA256)
+    with pytest.raises(InvalidInput, match=message):
+        pe.certificate_table(bad)
+    with pytest.raises(VerificationFailed, match=f"not a validly signed PE file: .*{message}"):
+        authenticode.VERIFIER.verify(bad, None, ())
+
+
+def test_padding_is_allowed_counted_or_not(tmp_path: Path) -> None:
+    """dwLength may count the zero padding (signtool, osslsigncode) or not (the spec)."""
+    exe = hello_exe(tmp_path / "hello.exe")
+    signed = tmp_path / "signed.exe"
+    pe.write_signed(exe, pe.image_digest(exe, DigestAlgorithm.SHA256), DER, signed)
+    for length in (13, 16):
+        ok = _with_table(signed, _entry(length, DER + b"\0" * 3), tmp_path / f"{length}.exe")
+        assert pe.certificate_table(ok)[1] == DER
+        assert pe.layout_of(ok).signature_size == len(DER)
+
+
+@pytest.mark.parametrize(("oid", "message"), [
+    ("1.3.6.1.4.1.311.2.4.1", "nested signature"),
+    ("1.2.840.113549.1.9.6", "unsigned attribute 1.2.840.113549.1.9.6 that signgate cannot"),
+])
+def test_unsigned_attributes_other_than_a_timestamp_are_refused(
+        tmp_path: Path, oid: str, message: str) -> None:
+    """Unsigned attributes are covered by no signature: a nested signature (or a legacy
+    countersignature) is refused, not ignored."""
+    from asn1crypto import cms
+
+    key, cert = _signer(tmp_path)
+    exe = hello_exe(tmp_path / "hello.exe")
+    signer = SignerKey("p/k", 1, KeyAlgorithm.ECDSA_P256, RsaPadding.PKCS1V15, "",
+                       datetime.now(UTC))
+    prepared = authenticode.CLIENT.prepare(exe, DigestAlgorithm.SHA256, None,
+                                           lambda: pytest.fail("unused"))
+    request = FormatRequest(DigestAlgorithm.SHA256, prepared.digest, "hello.exe",
+                            datetime.now(UTC))
+    tbs = authenticode.BUILDER.prepare(signer, request)
+    result = authenticode.BUILDER.assemble(
+        signer, request, tbs, key.sign(tbs.message, ec.ECDSA(hashes.SHA256())),
+        Chain(cert, ()), None)
+    authenticode.CLIENT.finish(exe, prepared, result, tmp_path / "signed.exe")
+    assert authenticode.VERIFIER.verify(tmp_path / "signed.exe", None, ()).signer == cert
+
+    info = cms.ContentInfo.load(result)
+    signed = info["content"]
+    one = signed["signer_infos"][0]
+    # a nested SignedData, or a legacy countersignature (a SignerInfo)
+    value = (cms.ContentInfo.load(result) if oid.endswith(".2.4.1")
+             else cms.SignerInfo.load(one.dump()))
+    one["unsigned_attrs"] = cms.CMSAttributes([cms.CMSAttribute(
+        {"type": oid, "values": [value]})])
+    signed["signer_infos"] = cms.SignerInfos([one])
+    info["content"] = signed
+    extended = _with_table(tmp_path / "signed.exe", pe.win_certificate(info.dump()),
+                           tmp_path / "extended.exe")
+    with pytest.raises(VerificationFailed, match=message):
+        authenticode.VERIFIER.verify(extended, None, ())

@@ -11,6 +11,10 @@ certificate (``formats/*``: Evidence). Then, the same for every format:
    to accept the certificate's validity now (``allow_untimestamped``);
 3. nothing in either chain was revoked before that time, per current CRLs (given as files,
    or fetched from the certificates' distribution points).
+
+Whatever the signature holds, the answer is a Report whose reason is one line: a parser
+error that a format did not convert itself (a lazily parsed ASN.1 field, a certificate
+cryptography cannot load) is a malformed signature, never a traceback.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from signgate.errors import InvalidInput, VerificationFailed
 from signgate.formats import registry
 from signgate.formats.base import Evidence
 from signgate.pki import validate
+from signgate.pki.signed_data import parser_message
 
 # What signgate names its key-version certificates: "PROJECT/NAME vN".
 _VERSION_CN = re.compile(r"^(?P<ref>[^/\s]+/[^/\s]+) v(?P<version>\d+)$")
@@ -196,15 +202,31 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
     try:
         evidence = registry.verifier(fmt).verify(path, signature, certificates)
     except VerificationFailed as exc:
-        return Report(False, fmt, str(exc))
+        return Report(False, fmt, _one_line(str(exc)))
+    except _PARSER_ERRORS as exc:
+        return Report(False, fmt, f"malformed signature: {parser_message(exc)}")
     try:
         return _trust(evidence, anchors, certificates, list(crls), fetch,
                       check_revocation, now, allow_untimestamped)
-    except VerificationFailed as exc:
-        report = _describe(evidence, fmt)
-        return Report(False, fmt, str(exc), signer=report.signer, key=report.key,
+    except (VerificationFailed, *_PARSER_ERRORS) as exc:
+        reason = (str(exc) if isinstance(exc, VerificationFailed)
+                  else f"malformed signature: {parser_message(exc)}")
+        try:
+            report = _describe(evidence, fmt)
+        except _PARSER_ERRORS:
+            report = Report(False, fmt, "")
+        return Report(False, fmt, _one_line(reason), signer=report.signer, key=report.key,
                       key_version=report.key_version, signing_time=evidence.signing_time,
                       details=evidence.details)
+
+
+# What parsers of untrusted bytes raise (asn1crypto: ValueError, TypeError, KeyError on
+# lazily parsed fields; cryptography: ValueError, UnsupportedAlgorithm).
+_PARSER_ERRORS = (ValueError, TypeError, KeyError, UnsupportedAlgorithm)
+
+
+def _one_line(reason: str) -> str:
+    return " ".join(reason.split())
 
 
 def _describe(evidence: Evidence, fmt: str) -> Report:

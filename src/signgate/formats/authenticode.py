@@ -14,6 +14,13 @@ Microsoft's "Windows Authenticode Portable Executable Signature Format":
 
 RSA-PSS is refused: osslsigncode (OpenSSL's PKCS#7 code) and Windows verify Authenticode
 with PKCS#1 v1.5 or ECDSA only. Ed25519 is refused like every CMS-based format.
+
+The verifier checks one signature and refuses what it cannot account for: a certificate
+table other than one WIN_CERTIFICATE and its padding (``pe.py``), and any unsigned
+attribute other than one RFC 3161 token. Unsigned attributes are covered by no signature,
+so a nested signature (``SPC_NESTED_SIGNATURE``, which signtool ``/as`` and osslsigncode
+``-nest`` add) could name any signer; signgate never writes one and does not judge one, so
+a file carrying one is not valid to signgate, whoever made it.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ SPC_STATEMENT_TYPE = "1.3.6.1.4.1.311.2.1.11"
 SPC_INDIVIDUAL_SP_KEY_PURPOSE = "1.3.6.1.4.1.311.2.1.21"
 # Microsoft's unsigned attribute for an RFC 3161 token (asn1crypto knows it by this name)
 TIMESTAMP_ATTRIBUTE = "microsoft_time_stamp_token"
+# A whole second SignedData as an unsigned attribute (dual signing)
+SPC_NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1"
 OBSOLETE = "<<<Obsolete>>>"  # what signtool puts in SpcPeImageData.file
 
 
@@ -204,7 +213,7 @@ def _indirect_data_of(signed: cms.SignedData) -> SpcIndirectDataContent:
         parsed = info["content"].parse(SpcIndirectDataContent)
         parsed.native  # noqa: B018  (parse it all now, so errors surface here)
     except (ValueError, TypeError, KeyError) as exc:
-        raise VerificationFailed(f"malformed SpcIndirectDataContent: {exc}") from None
+        raise sd.malformed("SpcIndirectDataContent", exc) from exc
     if parsed["data"]["type"].dotted != SPC_PE_IMAGE_DATA:
         raise VerificationFailed("the signature is not over a PE image (SpcPeImageData)")
     content: SpcIndirectDataContent = parsed
@@ -237,6 +246,30 @@ class AuthenticodeClient:
         return pe.image_digest(path, algorithm, None).digest
 
 
+def _timestamp_token(info: cms.SignerInfo) -> bytes | None:
+    """The one RFC 3161 token among the unsigned attributes; any other unsigned attribute
+    (a nested signature above all) is refused, since no signature covers it."""
+    token = None
+    for attribute in info["unsigned_attrs"] or []:
+        kind = attribute["type"]
+        if kind.dotted == SPC_NESTED_SIGNATURE:
+            raise VerificationFailed(
+                "the signature carries a nested signature (1.3.6.1.4.1.311.2.4.1), which "
+                "signgate does not verify: a file signed twice is not valid to signgate; "
+                "remove the nested signature (re-sign with signgate)",
+                code="nested_signature")
+        if kind.native != TIMESTAMP_ATTRIBUTE:
+            raise VerificationFailed(f"the signature carries an unsigned attribute "
+                                     f"{kind.dotted} that signgate cannot check")
+        if token is not None:
+            raise VerificationFailed("the signature carries more than one timestamp")
+        if len(attribute["values"]) != 1:
+            raise VerificationFailed(f"the signature's timestamp attribute holds "
+                                     f"{len(attribute['values'])} tokens, not one")
+        token = bytes(attribute["values"][0].dump())
+    return token
+
+
 class AuthenticodeVerifier:
     """signgate's own check of an Authenticode PE: image hash, digest chain, signature."""
 
@@ -244,6 +277,16 @@ class AuthenticodeVerifier:
 
     def verify(self, path: Path, signature: Path | None,
                certificates: tuple[bytes, ...]) -> Evidence:
+        try:
+            return self._verify(path, certificates)
+        except InvalidInput as exc:
+            if exc.code != "invalid_pe":
+                raise  # could not read the file: missing input, not a verdict
+            # A malformed PE is a failed verification (exit 8), not a refusal to sign.
+            raise VerificationFailed("not a validly signed PE file: "
+                                     f"{exc.details['reason']}", code="invalid_pe") from exc
+
+    def _verify(self, path: Path, certificates: tuple[bytes, ...]) -> Evidence:
         _, blob = pe.certificate_table(path)
         if blob is None:
             raise VerificationFailed(f"{path.name} carries no Authenticode signature")
@@ -261,10 +304,7 @@ class AuthenticodeVerifier:
         algorithm = sd.digest_name(info["digest_algorithm"])
         sd.verify_signer_info(info, signer, sd.content_digest(algorithm, content.contents),
                               SPC_INDIRECT_DATA)
-        token = None
-        for attribute in info["unsigned_attrs"] or []:
-            if attribute["type"].native == TIMESTAMP_ATTRIBUTE and len(attribute["values"]):
-                token = bytes(attribute["values"][0].dump())
+        token = _timestamp_token(info)
         when = sd.signed_attribute(info, "signing_time")
         return Evidence(
             format="authenticode", signer=signer,

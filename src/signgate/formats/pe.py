@@ -13,11 +13,21 @@ by section, which is equivalent for the files those tools produce and accept. Th
 subtlety is padding: the certificate table must start on an 8-byte boundary, so an
 unsigned file whose length is not a multiple of 8 is hashed *with* the zero bytes that
 :func:`write_signed` will add before the table.
+
+Because the certificate table is not hashed, nothing in it is covered by the signature,
+so an existing table is accepted only in the one shape signgate writes and can account
+for (:func:`_check_entries`): exactly one ``WIN_CERTIFICATE`` (revision 2.0, type
+PKCS_SIGNED_DATA) holding exactly one DER SignedData, followed by nothing but the zero
+padding to the next 8-byte boundary. A second entry (which osslsigncode reports as a
+"Corrupted attribute certificate table") or bytes after the SignedData inside the entry
+(the CVE-2013-3900 pattern that Windows refuses with ``EnableCertPaddingCheck``) are
+refused, when verifying and before re-signing alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import struct
@@ -61,6 +71,7 @@ class PeLayout:
     cert_table_offset: int  # 0 when unsigned; a file offset, not an RVA (PE spec §4)
     cert_table_size: int
     pe32_plus: bool
+    signature_size: int = 0  # DER length of the one PKCS#7 SignedData in the table
 
     @property
     def content_end(self) -> int:
@@ -75,8 +86,10 @@ class PeLayout:
 
 
 def _bad(path: Path, why: str) -> InvalidInput:
+    """Refusal of a malformed PE. ``reason`` (the why alone) lets a verifier say the same
+    thing as a failed verification instead (formats/authenticode.py)."""
     return InvalidInput(f"{path.name} is not a PE file signgate can sign: {why}",
-                        code="invalid_pe")
+                        code="invalid_pe", reason=why)
 
 
 def _read_exact(f: BinaryIO, offset: int, n: int, path: Path, what: str) -> bytes:
@@ -121,6 +134,7 @@ def parse(f: BinaryIO, path: Path) -> PeLayout:
     layout = PeLayout(size, optional + 64, cert_dir, table, table_size, pe32_plus)
     if table or table_size:
         _check_table(layout, path)
+        layout = dataclasses.replace(layout, signature_size=_check_entries(f, layout, path))
     return layout
 
 
@@ -138,6 +152,73 @@ def _check_table(layout: PeLayout, path: Path) -> None:
     if _pad8(start + length) < layout.size:
         raise _bad(path, "data follows the certificate table; Authenticode requires the "
                          "table at the end of the file")
+
+
+def _der_length(header: bytes) -> int | None:
+    """The total length (tag, length and contents) of the DER SEQUENCE starting
+    ``header``, or None if it is not one: definite length, minimally encoded (X.690
+    §10.1, §8.1.3), at most 4 length octets (a table is at most 64 MiB anyway)."""
+    if len(header) < 2 or header[0] != 0x30:
+        return None
+    first = header[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(header) < 2 + count or header[2] == 0:
+        return None  # 0x80 is BER's indefinite length; a leading zero octet is not minimal
+    length = int.from_bytes(header[2:2 + count], "big")
+    if length < 0x80:
+        return None  # would fit the short form
+    return 2 + count + length
+
+
+def _check_entries(f: BinaryIO, layout: PeLayout, path: Path) -> int:
+    """The certificate table holds exactly one attribute certificate and nothing else;
+    returns the length of its SignedData.
+
+    PE spec, "The Attribute Certificate Table (Image Only)" (learn.microsoft.com/windows/
+    win32/debug/pe-format#the-attribute-certificate-table-image-only): each entry is a
+    ``WIN_CERTIFICATE`` (``dwLength``, ``wRevision``, ``wCertificateType``,
+    ``bCertificate``), and "if the bCertificate content does not end on a quadword
+    boundary, the attribute certificate entry is padded with zeros, from the end of
+    bCertificate to the next quadword boundary". For Authenticode, ``bCertificate`` is one
+    PKCS#7 SignedData in DER (Authenticode spec, "Authenticode Signature Format"), whose
+    own length says where it ends. So the only bytes allowed after the SignedData are
+    fewer than 8 zeros up to that boundary; ``dwLength`` may count them (signtool,
+    osslsigncode and signgate do) or not (the spec's reading). Anything else in the table
+    is covered by no signature: a second entry, or data appended inside the entry
+    (CVE-2013-3900, refused by Windows with ``EnableCertPaddingCheck``). Only the few
+    header and tail bytes are read."""
+    start, size = layout.cert_table_offset, layout.cert_table_size
+    if size < 8 + 2:
+        raise _bad(path, f"its certificate table ({size} bytes) is too short for a "
+                         "WIN_CERTIFICATE")
+    head = _read_exact(f, start, min(size, 8 + 6), path, "certificate table")
+    length, revision, kind = struct.unpack_from("<IHH", head)
+    if revision != WIN_CERT_REVISION_2 or kind != WIN_CERT_TYPE_PKCS_SIGNED_DATA:
+        raise _bad(path, f"its certificate table starts with a WIN_CERTIFICATE of revision "
+                         f"{revision:#06x}, type {kind:#06x}; Authenticode uses revision "
+                         "0x0200, type 0x0002 (PKCS_SIGNED_DATA)")
+    der = _der_length(head[8:])
+    if der is None or 8 + der > size:
+        raise _bad(path, "its WIN_CERTIFICATE does not hold one DER PKCS#7 SignedData")
+    end = 8 + der
+    if length < end:
+        raise _bad(path, f"its WIN_CERTIFICATE's dwLength ({length}) is shorter than the "
+                         f"SignedData it holds ({end} bytes with the header)")
+    if length not in (end, _pad8(end)):
+        raise _bad(path, f"its WIN_CERTIFICATE holds {length - end} bytes after its "
+                         f"SignedData (dwLength {length}, SignedData {end} bytes with the "
+                         "header); no signature covers them (the CVE-2013-3900 pattern)")
+    if size != _pad8(end):
+        raise _bad(path, f"its certificate table ({size} bytes) holds {size - _pad8(end)} "
+                         "bytes after the signature's padded WIN_CERTIFICATE; only one entry "
+                         "and its zero padding to 8 bytes are allowed (a second entry, or "
+                         "data appended to the signature, is covered by no signature)")
+    if _read_exact(f, start + end, size - end, path, "certificate padding").strip(b"\0"):
+        raise _bad(path, "the padding after its signature is not zeros (data appended to a "
+                         "signature is covered by no signature: CVE-2013-3900)")
+    return der
 
 
 def layout_of(path: Path) -> PeLayout:
@@ -411,23 +492,15 @@ def _copy(src: BinaryIO, dst: BinaryIO, length: int) -> None:
 
 
 def certificate_table(path: Path) -> tuple[PeLayout, bytes | None]:
-    """The PKCS#7 SignedData in the file's certificate table (the first WIN_CERTIFICATE
-    of type PKCS_SIGNED_DATA), or None when the file is unsigned."""
+    """The PKCS#7 SignedData (DER, exactly) of the file's one WIN_CERTIFICATE, or None
+    when the file is unsigned. :func:`parse` has already refused any other table."""
     try:
         with path.open("rb") as f:
             layout = parse(f, path)
             if not layout.cert_table_offset:
                 return layout, None
-            raw = _read_exact(f, layout.cert_table_offset, layout.cert_table_size, path,
-                              "certificate table")
+            blob = _read_exact(f, layout.cert_table_offset + 8, layout.signature_size, path,
+                               "signature")
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-    at = 0
-    while at + 8 <= len(raw):
-        length, revision, kind = struct.unpack_from("<IHH", raw, at)
-        if length < 8 or at + length > len(raw):
-            raise _bad(path, "a WIN_CERTIFICATE's length runs past the certificate table")
-        if revision == WIN_CERT_REVISION_2 and kind == WIN_CERT_TYPE_PKCS_SIGNED_DATA:
-            return layout, raw[at + 8:at + length]
-        at += _pad8(length)
-    return layout, None
+    return layout, blob

@@ -3,6 +3,9 @@
 Shared by every CMS-based format (cms, Authenticode, JAR) and by RFC 3161 token checks.
 Only the cryptographic binding is checked here; whether the signer's certificate is
 trusted is ``pki/validate.py``'s question.
+
+Signatures are untrusted input: every parser error (asn1crypto's, cryptography's) becomes
+a one-line VerificationFailed here, with the parser's exception as its cause.
 """
 
 from __future__ import annotations
@@ -22,6 +25,32 @@ _HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
+_MAX_REASON = 200  # a parser's complaint, cut short (lengths of garbage run to 300 digits)
+
+
+def parser_message(exc: BaseException) -> str:
+    """One line from a parser's exception. asn1crypto appends its parse stack, one
+    ``while parsing asn1crypto.x509.Certificate`` line per level: the innermost structure
+    is named, the rest dropped (``signgate: …`` errors are one line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    if len(first) > _MAX_REASON:
+        first = first[:_MAX_REASON] + "..."
+    stack = [line.removeprefix("while parsing ") for line in lines[1:]
+             if line.startswith("while parsing ")]
+    rest = [line for line in lines[1:] if not line.startswith("while parsing ")]
+    text = "; ".join([first, *rest])
+    return f"{text} (in {stack[0].rsplit('.', 1)[-1]})" if stack else text
+
+
+def malformed(what: str, exc: BaseException) -> VerificationFailed:
+    """``malformed <what>: <the parser's complaint, one line>``; raise it ``from exc``."""
+    return VerificationFailed(f"malformed {what}: {parser_message(exc)}",
+                              code="malformed_signature")
+
+
 def digest_name(algorithm: cms.DigestAlgorithm) -> str:
     """sha256 | sha384 | sha512 (what signgate and its peers use; nothing weaker)."""
     name = str(algorithm["algorithm"].native)
@@ -39,7 +68,8 @@ def load_signed_data(der: bytes) -> cms.SignedData:
     interprets itself (asn1crypto cannot parse Microsoft's Authenticode structures
     generically)."""
     try:
-        info = cms.ContentInfo.load(der)
+        # strict: bytes after the SignedData are covered by nothing; refuse them.
+        info = cms.ContentInfo.load(der, strict=True)
         if info["content_type"].native != "signed_data":
             raise VerificationFailed("not a CMS SignedData")
         signed = info["content"]
@@ -52,7 +82,7 @@ def load_signed_data(der: bytes) -> cms.SignedData:
                               *(signer["unsigned_attrs"] or [])]:
                 attribute["type"].native  # noqa: B018
     except (ValueError, TypeError, KeyError) as exc:
-        raise VerificationFailed(f"malformed CMS signature: {exc}") from None
+        raise malformed("CMS signature", exc) from exc
     if not isinstance(signed, cms.SignedData):
         raise VerificationFailed("not a CMS SignedData")
     return signed
@@ -79,7 +109,10 @@ def find_signer(info: cms.SignerInfo, candidates: Iterable[bytes]) -> bytes:
     """The certificate (DER) named by the SignerInfo's sid."""
     sid = info["sid"]
     for der in candidates:
-        cert = x509.load_der_x509_certificate(der)
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise malformed("certificate in the signature", exc) from exc
         if sid.name == "issuer_and_serial_number":
             wanted = sid.chosen
             if (cert.serial_number == wanted["serial_number"].native
@@ -98,10 +131,13 @@ def find_signer(info: cms.SignerInfo, candidates: Iterable[bytes]) -> bytes:
 def signed_attribute(info: cms.SignerInfo, name: str) -> object:
     for attribute in info["signed_attrs"] or []:
         if attribute["type"].native == name:
-            values = attribute["values"]
-            if len(values) != 1:
-                raise VerificationFailed(f"signed attribute {name} must have one value")
-            return values[0].native
+            try:
+                values = attribute["values"]
+                if len(values) != 1:
+                    raise VerificationFailed(f"signed attribute {name} must have one value")
+                return values[0].native
+            except (ValueError, TypeError, KeyError) as exc:  # parsed only now
+                raise malformed(f"signed attribute {name}", exc) from exc
     return None
 
 
@@ -133,7 +169,10 @@ def check_signature(signature_algorithm: object, digest: str, signer_der: bytes,
                     signature: bytes, message: bytes) -> None:
     """``signature`` over ``message`` by ``signer_der``'s key, as the CMS
     SignedDigestAlgorithm says (PKCS#1 v1.5, PSS with its parameters, ECDSA, Ed25519)."""
-    key = x509.load_der_x509_certificate(signer_der).public_key()
+    try:
+        key = x509.load_der_x509_certificate(signer_der).public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise malformed("signer's certificate", exc) from exc
     name = str(signature_algorithm["algorithm"].native)  # type: ignore[index]
     hash_ = _HASHES[digest]()
     try:
@@ -156,7 +195,8 @@ def check_signature(signature_algorithm: object, digest: str, signer_der: bytes,
         raise VerificationFailed("the signature does not verify with the signer's "
                                  "certificate") from None
     except (ValueError, KeyError, UnsupportedAlgorithm) as exc:
-        raise VerificationFailed(f"cannot check the signature: {exc}") from None
+        raise VerificationFailed(f"cannot check the signature: {parser_message(exc)}"
+                                 ) from exc
 
 
 def content_digest(algorithm: str, data: bytes) -> bytes:

@@ -77,7 +77,8 @@ def validate_chain(leaf: bytes, others: Sequence[bytes], anchors: Sequence[bytes
     except v.VerificationError as exc:
         raise VerificationFailed(f"the certificate chain is not trusted: {exc}") from None
     except ValueError as exc:
-        raise VerificationFailed(f"cannot check the certificate chain: {exc}") from None
+        raise VerificationFailed("cannot check the certificate chain: "
+                                 f"{signed_data.parser_message(exc)}") from exc
     return list(verified.chain)
 
 
@@ -165,7 +166,7 @@ def verify_timestamp(token_der: bytes, signature_value: bytes, anchors: Sequence
         gen_time: datetime = info["gen_time"].native
         serial = int(info["serial_number"].native)
     except (ValueError, TypeError, KeyError) as exc:
-        raise VerificationFailed(f"malformed timestamp token: {exc}") from None
+        raise signed_data.malformed("timestamp token", exc) from exc
     if imprint["hashed_message"].native != hashlib.new(algorithm, signature_value).digest():
         raise VerificationFailed("the timestamp does not cover this signature")
     signer = signed_data.only_signer(signed)
