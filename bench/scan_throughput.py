@@ -13,8 +13,9 @@ scan_clamd_socket set. Then, in one run:
   with the artifact;
 - the server's peak RSS while --concurrent uploads of --concurrent-size MiB each are
   scanned at once with YARA rules configured as well (YARA maps each artifact whole), on a
-  fresh server for each value of scan_yara_max_concurrent: --concurrent (no effective
-  bound: the behaviour before the bound existed), 2 (the default) and 1.
+  fresh server each time: clamd alone, then YARA as well with scan_yara_max_concurrent
+  --concurrent (no effective bound: the behaviour before the bound existed), 2 (the
+  default) and 1.
 
     python bench/scan_throughput.py [--size 200] [--big-size 2000] [--runs 3]
                                     [--concurrent 8] [--concurrent-size 60] [--only-concurrent]
@@ -187,14 +188,15 @@ def concurrent_memory(tmp: Path, clamd_socket: Path, count: int, size_mb: int) -
     artifact = random_file(tmp / "concurrent.bin", size_mb)
     print(f"{count} concurrent uploads of {size_mb} MiB to POST /api/v1/scan "
           "(clamd and YARA configured):")
-    for slots in dict.fromkeys([count, 2, 1]):
+    for slots in dict.fromkeys([0, count, 2, 1]):  # 0: no YARA rules, clamd alone
         data = tmp / f"data-{slots}"
         subprocess.run([BIN / "signgate", "init", "--data-dir", str(data)], check=True,
                        capture_output=True)
         with (data / "config.toml").open("a") as f:
-            f.write(f'scan_clamd_socket = "{clamd_socket}"\nscan_yara_dir = "{rules}"\n'
-                    f"scan_timeout_seconds = 600\nscan_yara_max_concurrent = {slots}\n"
+            f.write(f'scan_clamd_socket = "{clamd_socket}"\nscan_timeout_seconds = 600\n'
                     f"upload_max_concurrent_per_identity = {count}\n")
+            if slots:
+                f.write(f'scan_yara_dir = "{rules}"\nscan_yara_max_concurrent = {slots}\n')
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         admin = (data / "admin.token").read_text().strip()
@@ -213,8 +215,10 @@ def concurrent_memory(tmp: Path, clamd_socket: Path, count: int, size_mb: int) -
                                          range(count)))
             took = time.perf_counter() - started
             peak = peak_rss_mb(pid)
-        label = "no effective bound" if slots == count else f"at most {slots}"
-        print(f"  scan_yara_max_concurrent = {slots} ({label}): peak RSS {peak:.0f} MB "
+        label = ("clamd only, no YARA" if not slots else
+                 f"YARA, scan_yara_max_concurrent = {slots}"
+                 + (" (no effective bound)" if slots == count else ""))
+        print(f"  {label}: peak RSS {peak:.0f} MB "
               f"(idle {idle:.0f} MB), {took:.1f} s, statuses {sorted(set(statuses))}")
 
 
