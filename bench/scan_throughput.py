@@ -10,9 +10,15 @@ scan_clamd_socket set. Then, in one run:
   audit entry; best of --runs;
 - `clamdscan --stream FILE` against the same clamd (the scan alone; best of --runs);
 - the server's peak RSS (VmHWM) after signing a --big-size MB file: memory must not grow
-  with the artifact.
+  with the artifact;
+- the server's peak RSS while --concurrent uploads of --concurrent-size MiB each are
+  scanned at once with YARA rules configured as well (YARA maps each artifact whole), on a
+  fresh server each time: clamd alone, then YARA as well with scan_yara_max_concurrent
+  --concurrent (no effective bound: the behaviour before the bound existed), 2 (the
+  default) and 1.
 
     python bench/scan_throughput.py [--size 200] [--big-size 2000] [--runs 3]
+                                    [--concurrent 8] [--concurrent-size 60] [--only-concurrent]
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -81,6 +88,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200, help="MB, for the throughput run")
     parser.add_argument("--big-size", type=int, default=2000, help="MB, for the memory run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrent", type=int, default=8, help="uploads at once")
+    parser.add_argument("--concurrent-size", type=int, default=60, help="MiB each")
+    parser.add_argument("--only-concurrent", action="store_true",
+                        help="only the concurrent-upload memory runs")
     args = parser.parse_args()
     if not shutil.which("clamdscan") or not shutil.which("clamd"):
         sys.exit("clamd and clamdscan are needed (apt-get install clamav-daemon)")
@@ -97,6 +108,10 @@ def main() -> None:
             if (clamd_dir / "clamd.sock").exists():
                 break
             time.sleep(0.05)
+        if args.only_concurrent:
+            concurrent_memory(tmp, clamd_dir / "clamd.sock", args.concurrent,
+                              args.concurrent_size)
+            return
         data = tmp / "data"
         subprocess.run([BIN / "signgate", "init", "--data-dir", str(data)], check=True,
                        capture_output=True)
@@ -147,6 +162,77 @@ def main() -> None:
           f"({big_mb / big_s:.1f} MB/s)")
     print(f"  server peak RSS: {rss_before:.0f} MB before it, {rss_after:.0f} MB after it")
     print(f"  audit chain intact: {verified.get('ok')} ({verified.get('entries')} entries)")
+    if args.concurrent:
+        tmp = Path(tempfile.mkdtemp(prefix="signgate-scan-bench-"))
+        clamd = subprocess.Popen([str(ROOT / "scripts" / "clamd.sh"), str(tmp / "clamd")],
+                                 env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            while not (tmp / "clamd" / "clamd.sock").exists():
+                time.sleep(0.05)
+            concurrent_memory(tmp, tmp / "clamd" / "clamd.sock", args.concurrent,
+                              args.concurrent_size)
+        finally:
+            os.killpg(clamd.pid, 15)
+            clamd.wait(20)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def concurrent_memory(tmp: Path, clamd_socket: Path, count: int, size_mb: int) -> None:
+    """Peak server RSS while ``count`` uploads of ``size_mb`` MiB are scanned at once
+    (clamd and YARA), for several values of scan_yara_max_concurrent."""
+    rules = tmp / "yara"
+    rules.mkdir(exist_ok=True)
+    (rules / "marker.yar").write_text(
+        'rule marker { strings: $a = "NOT-IN-RANDOM-DATA-1234" condition: $a }\n')
+    artifact = random_file(tmp / "concurrent.bin", size_mb)
+    print(f"{count} concurrent uploads of {size_mb} MiB to POST /api/v1/scan "
+          "(clamd and YARA configured):")
+    for slots in dict.fromkeys([0, count, 2, 1]):  # 0: no YARA rules, clamd alone
+        data = tmp / f"data-{slots}"
+        subprocess.run([BIN / "signgate", "init", "--data-dir", str(data)], check=True,
+                       capture_output=True)
+        with (data / "config.toml").open("a") as f:
+            f.write(f'scan_clamd_socket = "{clamd_socket}"\nscan_timeout_seconds = 600\n'
+                    f"upload_max_concurrent_per_identity = {count}\n")
+            if slots:
+                f.write(f'scan_yara_dir = "{rules}"\nscan_yara_max_concurrent = {slots}\n')
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        admin = (data / "admin.token").read_text().strip()
+        cli_env = {**os.environ, "SIGNGATE_URL": url, "SIGNGATE_TOKEN": admin}
+        serve = [str(BIN / "signgate"), "serve", "--data-dir", str(data), "--port", str(port)]
+        with running(serve, {**os.environ}, url, "/healthz"):
+            pid = _server_pid(port)
+            for command in (["project", "create", "bench"],
+                            ["grant", "add", "admin", "signer", "bench"]):
+                subprocess.run([BIN / "signgate", *command], env=cli_env, check=True,
+                               capture_output=True)
+            idle = peak_rss_mb(pid)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(count) as pool:
+                statuses = list(pool.map(lambda i, u=url, t=admin: _upload(u, t, artifact, i),
+                                         range(count)))
+            took = time.perf_counter() - started
+            peak = peak_rss_mb(pid)
+        label = ("clamd only, no YARA" if not slots else
+                 f"YARA, scan_yara_max_concurrent = {slots}"
+                 + (" (no effective bound)" if slots == count else ""))
+        print(f"  {label}: peak RSS {peak:.0f} MB "
+              f"(idle {idle:.0f} MB), {took:.1f} s, statuses {sorted(set(statuses))}")
+
+
+def _upload(url: str, token: str, artifact: Path, i: int) -> int:
+    def chunks() -> Iterator[bytes]:
+        with artifact.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    with httpx.Client(base_url=url, timeout=600,
+                      headers={"Authorization": f"Bearer {token}"}) as h:
+        r = h.post("/api/v1/scan", params={"name": f"a{i}.bin"}, content=chunks(),
+                   headers={"Content-Length": str(artifact.stat().st_size)})
+    return r.status_code
 
 
 def _server_pid(port: int) -> int:

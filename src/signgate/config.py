@@ -24,6 +24,13 @@ ADMIN_TOKEN_FILE = "admin.token"
 DEFAULT_DATA_DIR = "signgate-data"
 DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_SCAN_MAX_BYTES = 4 << 30
+# Uploads in flight share one spool budget (bytes reserved as declared); two artifacts of
+# the largest accepted size fit in the default.
+DEFAULT_UPLOAD_SPOOL_MAX_BYTES = 2 * DEFAULT_SCAN_MAX_BYTES
+DEFAULT_UPLOAD_MAX_CONCURRENT = 4
+DEFAULT_HTTP_HEADER_TIMEOUT = 10
+DEFAULT_HTTP_BODY_IDLE_TIMEOUT = 60
+DEFAULT_SCAN_YARA_MAX_CONCURRENT = 2
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 # The policy under which the time-stamp authority issues tokens (RFC 3161 TSTInfo.policy).
 # An arc under a Private Enterprise Number; set your own organisation's OID in config.toml.
@@ -49,6 +56,17 @@ class Settings:
     scan_yara_dir: str | None = None
     scan_max_bytes: int = DEFAULT_SCAN_MAX_BYTES
     scan_timeout_seconds: int = 300
+    # How many YARA scans run at once in one server process: YARA maps the whole artifact,
+    # so each running scan holds up to the artifact's size in resident memory.
+    scan_yara_max_concurrent: int = DEFAULT_SCAN_YARA_MAX_CONCURRENT
+    # Uploads (scan, sign-upload): in flight at once per identity, and the bytes all
+    # uploads in flight may reserve in the spool together.
+    upload_max_concurrent_per_identity: int = DEFAULT_UPLOAD_MAX_CONCURRENT
+    upload_spool_max_bytes: int = DEFAULT_UPLOAD_SPOOL_MAX_BYTES
+    # Slow clients: a request's headers must be complete this long after the connection
+    # opened (or the previous response ended); a body may pause this long between bytes.
+    http_header_timeout_seconds: int = DEFAULT_HTTP_HEADER_TIMEOUT
+    http_body_idle_timeout_seconds: int = DEFAULT_HTTP_BODY_IDLE_TIMEOUT
 
     @property
     def scanner_configured(self) -> bool:
@@ -123,7 +141,27 @@ def load_settings(data_dir: Path) -> Settings:
                     tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
                     one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls),
                     scan_clamd_socket=clamd, scan_yara_dir=yara_dir,
-                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout)
+                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout,
+        scan_yara_max_concurrent=_int_in(
+            values, "scan_yara_max_concurrent", DEFAULT_SCAN_YARA_MAX_CONCURRENT, 1, 256, cfg),
+        upload_max_concurrent_per_identity=_int_in(
+            values, "upload_max_concurrent_per_identity", DEFAULT_UPLOAD_MAX_CONCURRENT, 1,
+            1024, cfg),
+        upload_spool_max_bytes=_int_in(
+            values, "upload_spool_max_bytes", DEFAULT_UPLOAD_SPOOL_MAX_BYTES, 1, 1 << 50, cfg),
+        http_header_timeout_seconds=_int_in(
+            values, "http_header_timeout_seconds", DEFAULT_HTTP_HEADER_TIMEOUT, 1, 3600, cfg),
+        http_body_idle_timeout_seconds=_int_in(
+            values, "http_body_idle_timeout_seconds", DEFAULT_HTTP_BODY_IDLE_TIMEOUT, 1, 3600,
+            cfg))
+
+
+def _int_in(values: dict[str, object], name: str, default: int, low: int, high: int,
+            cfg: Path) -> int:
+    value = values.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{cfg}: {name} must be an integer from {low} to {high}")
+    return value
 
 
 def _optional_path(values: dict[str, object], name: str, cfg: Path) -> str | None:
@@ -165,4 +203,14 @@ def default_config_text() -> str:
         "# scan_yara_dir = \"/etc/signgate/yara\"\n"
         f"# scan_max_bytes = {DEFAULT_SCAN_MAX_BYTES}\n"
         "# scan_timeout_seconds = 300\n"
+        "# YARA scans running at once (each maps the whole artifact into memory).\n"
+        f"# scan_yara_max_concurrent = {DEFAULT_SCAN_YARA_MAX_CONCURRENT}\n"
+        "# Uploads (scan, sign-upload): at once per identity (more: 429), and the bytes all\n"
+        "# uploads in flight may reserve in DATA_DIR/spool together (more: 507).\n"
+        f"# upload_max_concurrent_per_identity = {DEFAULT_UPLOAD_MAX_CONCURRENT}\n"
+        f"# upload_spool_max_bytes = {DEFAULT_UPLOAD_SPOOL_MAX_BYTES}\n"
+        "# Slow clients are disconnected: headers must arrive within this many seconds, and\n"
+        "# a request body may pause this long between bytes (an idle, not a total, limit).\n"
+        f"# http_header_timeout_seconds = {DEFAULT_HTTP_HEADER_TIMEOUT}\n"
+        f"# http_body_idle_timeout_seconds = {DEFAULT_HTTP_BODY_IDLE_TIMEOUT}\n"
     )

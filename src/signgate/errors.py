@@ -9,7 +9,9 @@ place each; nothing below them knows about HTTP or exit codes.
 
     SigngateError
     ├── InvalidInput          bad name, digest, algorithm, JSON, time ...   (400/422)
-    │   └── PayloadTooLarge   body over the configured limit                (413)
+    │   ├── PayloadTooLarge   body over the configured limit                (413)
+    │   ├── LengthRequired    an upload that does not declare its length    (411)
+    │   └── RequestTimeout    a request body that stopped arriving          (408)
     ├── AuthenticationFailed  no token, unknown token                       (401)
     ├── Denied                the identity may not do this, and why         (403)
     ├── NotFound              no such project, key, identity, version       (404)
@@ -18,7 +20,9 @@ place each; nothing below them knows about HTTP or exit codes.
     ├── VerificationFailed    a signature or the audit chain did not verify
     ├── ConfigError           data directory, master key, database URL
     └── Unavailable           the server or database cannot be reached      (503)
-        └── ScannerUnavailable  a malware scanner gave no answer (fail closed) (503)
+        ├── ScannerUnavailable  a malware scanner gave no answer (fail closed) (503)
+        └── LimitExceeded       too many uploads of one identity at once     (429)
+            └── StorageFull     the upload spool budget (or the disk) is full (507)
 
 Foreign exceptions (SQLAlchemy, cryptography, httpx) are converted at the boundary that
 catches them, keeping the cause with ``raise ... from exc``.
@@ -51,6 +55,14 @@ class InvalidInput(SigngateError):
 
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
+
+
+class LengthRequired(InvalidInput):
+    code = "length_required"
+
+
+class RequestTimeout(InvalidInput):
+    code = "request_timeout"
 
 
 class AuthenticationFailed(SigngateError):
@@ -99,8 +111,22 @@ class ScannerUnavailable(Unavailable):
         self.reason = why
 
 
+class LimitExceeded(Unavailable):
+    """A limit on concurrent use was reached: nothing was done, try again later."""
+
+    code = "limit_exceeded"
+
+
+class StorageFull(LimitExceeded):
+    """There is no room to store the upload now (spool budget or disk)."""
+
+    code = "storage_full"
+
+
 FAMILIES: tuple[type[SigngateError], ...] = (
     PayloadTooLarge,
+    LengthRequired,
+    RequestTimeout,
     InvalidInput,
     AuthenticationFailed,
     Denied,
@@ -110,6 +136,8 @@ FAMILIES: tuple[type[SigngateError], ...] = (
     VerificationFailed,
     ConfigError,
     ScannerUnavailable,
+    StorageFull,
+    LimitExceeded,
     Unavailable,
 )
 

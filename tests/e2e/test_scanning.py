@@ -3,7 +3,8 @@
 Keys created once a scanner is configured require a scan: the CLI uploads the artifact,
 signgate scans it and computes what its format signs from the scanned bytes. Findings,
 deny-listed hashes and unavailable scanners refuse the signing, and every verdict is in
-the audit log.
+the audit log. Uploads need a signer grant, are limited per identity and by a spool
+budget, and slow clients are disconnected.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import hashlib
 import http.client
 import io
 import json
+import socket
 import subprocess
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +31,21 @@ from tests.support.server import SIGNGATE, Server, base_env, free_port, init_dat
 
 MARKER = "SIGNGATE-YARA-TEST-MARKER"
 LIMIT = 4 << 20
+PER_IDENTITY = 2
+SPOOL_BUDGET = 6 << 20
 
 
-def scanning_server(data_dir: Path, clamd_socket: Path, yara_dir: Path) -> Server:
+def scanning_server(data_dir: Path, clamd_socket: Path | None, yara_dir: Path,
+                    extra: str = "") -> Server:
     init_data_dir(data_dir, None)
     with (data_dir / "config.toml").open("a") as f:
-        f.write(f'scan_clamd_socket = "{clamd_socket}"\n'
-                f'scan_yara_dir = "{yara_dir}"\n'
+        if clamd_socket is not None:
+            f.write(f'scan_clamd_socket = "{clamd_socket}"\n')
+        f.write(f'scan_yara_dir = "{yara_dir}"\n'
                 f"scan_max_bytes = {LIMIT}\n"
-                "scan_timeout_seconds = 30\n")
+                "scan_timeout_seconds = 30\n"
+                f"upload_max_concurrent_per_identity = {PER_IDENTITY}\n"
+                f"upload_spool_max_bytes = {SPOOL_BUDGET}\n" + extra)
     return start_server(data_dir, None, init=False)
 
 
@@ -193,7 +202,7 @@ def test_yara_match_and_deny_list_are_refused(server: Server, project: str,
     server.cli("sign", str(known), "--key", ref)  # off the list: signed
 
 
-def test_scan_preflight(server: Server, tmp_path: Path) -> None:
+def test_scan_preflight(server: Server, project: str, tmp_path: Path) -> None:
     clean = artifact("raw", tmp_path)
     out = server.cli("scan", str(clean))
     assert out.stdout.startswith(f"app.tar.gz: clean (sha256 "
@@ -280,26 +289,27 @@ def test_a_client_digest_is_never_signed(server: Server, project: str) -> None:
 
 def test_bad_uploads(server: Server, project: str, tmp_path: Path) -> None:
     ref = new_key(server, project)
-    spool = server.data_dir / "spool"
     # Declared too large: answered before a byte of the body is even sent.
     status, problem = declare_only(server, ref, LIMIT + 1, {"artifact_name": "big.bin"})
     assert status == 413
     assert problem["code"] == "artifact_too_large"
-    # Streamed past the limit (no length declared): refused, the partial upload deleted.
+    # Streamed without a declared length: refused (411) before anything is stored, as
+    # the spool budget is reserved from the declared length.
     with server.http() as http:
         r = http.post(f"/api/v1/projects/{ref.replace('/', '/keys/')}/sign-upload",
                       content=iter([b"y" * (1 << 20)] * 5),
                       headers={"Signgate-Sign": json.dumps({"artifact_name": "big.bin"})})
-    assert r.status_code == 413
-    assert not list(spool.iterdir())
+    assert r.status_code == 411
+    assert r.json()["code"] == "length_required"
+    assert not uploads_in_flight(server)
     big = tmp_path / "big.bin"
     big.write_bytes(b"z" * (LIMIT + 1))
     cli = server.cli("sign", str(big), "--key", ref, check=False)
     assert cli.returncode == 7, cli
     assert "larger than the scan limit" in cli.stderr
     refusals = [e for e in signing_entries(server, ref) if e["subject"] == "big.bin"]
-    assert len(refusals) == 3
-    assert all(e["details"]["code"] == "artifact_too_large" for e in refusals)
+    assert [e["details"]["code"] for e in refusals] == [
+        "artifact_too_large", "length_required", "artifact_too_large"]
 
     # Not a PE for authenticode: the server's own examination refuses it.
     text = tmp_path / "notes.exe"
@@ -322,7 +332,7 @@ def test_bad_uploads(server: Server, project: str, tmp_path: Path) -> None:
                       content=b"x" * 100, headers={"Signgate-Sign": json.dumps(
                           {"artifact_name": "x"})})
     assert r.status_code == 403
-    assert not list(spool.iterdir())
+    assert not uploads_in_flight(server)
 
 
 def test_scanner_down_refuses(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -379,3 +389,178 @@ def test_broken_yara_rules_stop_the_server(clamd: Clamd,
     assert serve.returncode == 10, serve
     assert "broken.yar" in serve.stderr
     assert "does not compile" in serve.stderr
+
+
+# -- limits on uploads ---------------------------------------------------------------------
+
+
+def uploads_in_flight(server: Server) -> list[Path]:
+    spool = server.data_dir / "spool"
+    return sorted(spool.glob("upload-*")) if spool.exists() else []
+
+
+def wait_for_uploads(server: Server, count: int) -> None:
+    """Until ``count`` uploads are admitted to the spool (their requests have reached the
+    body); a generous deadline only catches a hang."""
+    deadline = time.monotonic() + 30
+    while len(uploads_in_flight(server)) != count:
+        assert time.monotonic() < deadline, uploads_in_flight(server)
+        time.sleep(0.05)
+
+
+def raw_request(server: Server, path: str, token: str, length: int, body: bytes = b"",
+                extra: str = "") -> socket.socket:
+    """Send a request's headers declaring ``length`` body bytes, and ``body`` (which may
+    be shorter: the rest never comes)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n"
+            f"{extra}\r\n")
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a socket timeout, 30 s,
+    means it never did)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def problem_of(response: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def signer(server: Server, project: str) -> tuple[str, str]:
+    name = unique("uploader")
+    token = server.new_identity(name)
+    server.cli("grant", "add", name, "signer", project)
+    return name, token
+
+
+def scan_refusals(server: Server, identity: str) -> list[str]:
+    entries = server.cli("audit", "log", "--identity", identity, "--action", "artifact.scan",
+                         "--json").json()
+    return [e["details"]["code"] for e in entries if e["outcome"] == "refused"]
+
+
+def test_scanning_an_upload_needs_a_signer_grant(server: Server, project: str) -> None:
+    """Any authenticated identity could make the server spool and scan 4 GiB; now only one
+    with a signer grant (on any key) can, and the refusal comes before the body."""
+    name = unique("nogrant")
+    token = server.new_identity(name)
+    server.cli("grant", "add", name, "auditor", project)  # a grant, but not to sign
+    with server.http(token) as http:
+        r = http.post("/api/v1/scan", params={"name": "x.bin"}, content=b"x" * 1000)
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == (f"identity {name} may not upload artifacts to scan: "
+                                  "no signer grant")
+    assert not uploads_in_flight(server)
+    assert scan_refusals(server, name) == ["denied"]
+    server.cli("grant", "add", name, "signer", new_key(server, project))  # on one key
+    with server.http(token) as http:
+        r = http.post("/api/v1/scan", params={"name": "x.bin"}, content=b"x" * 1000)
+    assert r.status_code == 200, r.text
+
+
+def test_uploads_in_flight_per_identity_are_limited(server: Server, project: str) -> None:
+    name, token = signer(server, project)
+    stalled = [raw_request(server, "/api/v1/scan?name=slow.bin", token, 1000, b"x" * 10)
+               for _ in range(PER_IDENTITY)]
+    try:
+        wait_for_uploads(server, PER_IDENTITY)
+        with server.http(token) as http:
+            r = http.post("/api/v1/scan", params={"name": "one-more.bin"}, content=b"x" * 100)
+        assert r.status_code == 429, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["code"] == "too_many_uploads"
+        # Another identity is not held back by this one's uploads.
+        _, other = signer(server, project)
+        with server.http(other) as http:
+            assert http.post("/api/v1/scan", content=b"x" * 100).status_code == 200
+        # One ends (the client goes away): its spool directory goes, and a slot is free.
+        stalled.pop().close()
+        wait_for_uploads(server, PER_IDENTITY - 1)
+        with server.http(token) as http:
+            r = http.post("/api/v1/scan", params={"name": "one-more.bin"}, content=b"x" * 100)
+        assert r.status_code == 200, r.text
+    finally:
+        for sock in stalled:
+            sock.close()
+    wait_for_uploads(server, 0)
+    assert scan_refusals(server, name) == ["too_many_uploads"]
+
+
+def test_the_spool_budget_is_shared(server: Server, project: str) -> None:
+    """Uploads in flight reserve their declared length; one that does not fit in what is
+    left of upload_spool_max_bytes gets 507 before its body is read."""
+    _, big_token = signer(server, project)
+    name, token = signer(server, project)
+    big = raw_request(server, "/api/v1/scan?name=big.bin", big_token, LIMIT, b"x" * 10)
+    try:
+        wait_for_uploads(server, 1)
+        with raw_request(server, "/api/v1/scan?name=more.bin", token,
+                         SPOOL_BUDGET - LIMIT + 1,  # headers only: no body is sent
+                         extra="Connection: close\r\n") as refused:
+            status, problem = problem_of(read_until_closed(refused))
+        assert status == 507
+        assert problem["code"] == "spool_full"
+        assert "upload_spool_max_bytes" in problem["detail"]
+        # What still fits is taken.
+        with server.http(token) as http:
+            r = http.post("/api/v1/scan", content=b"y" * (SPOOL_BUDGET - LIMIT))
+        assert r.status_code == 200, r.text
+    finally:
+        big.close()
+    wait_for_uploads(server, 0)
+    assert scan_refusals(server, name) == ["spool_full"]
+
+
+def test_slow_clients_are_disconnected(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Headers that do not come within http_header_timeout_seconds, and a body that stops
+    for http_body_idle_timeout_seconds, end the connection (and the upload, which leaves
+    nothing in the spool); a body that keeps moving is taken however long it takes."""
+    base = tmp_path_factory.mktemp("slow-clients")
+    srv = scanning_server(base / "data", None, yara_rules(base / "yara"),
+                          "http_header_timeout_seconds = 2\n"
+                          "http_body_idle_timeout_seconds = 3\n")
+    try:
+        project = unique("slow")
+        srv.cli("project", "create", project)
+        srv.cli("grant", "add", "admin", "signer", project)
+        host, port = srv.url.removeprefix("http://").split(":")
+        for sent in (b"", b"POST /api/v1/sc"):  # nothing at all; half a request line
+            with socket.create_connection((host, int(port)), timeout=30) as sock:
+                sock.sendall(sent)
+                started = time.monotonic()
+                assert read_until_closed(sock) == b""  # closed, without an answer
+                assert time.monotonic() - started >= 1.5
+
+        # Headers, 1000 of the 100000 bytes declared, then nothing: 408, closed.
+        with raw_request(srv, "/api/v1/scan?name=stalled.bin", srv.admin_token, 100_000,
+                         b"z" * 1000) as sock:
+            wait_for_uploads(srv, 1)
+            status, problem = problem_of(read_until_closed(sock))
+        assert status == 408
+        assert problem["code"] == "request_timeout"
+        assert "http_body_idle_timeout_seconds" in problem["detail"]
+        assert not uploads_in_flight(srv)  # the partial upload is gone
+        assert scan_refusals(srv, "admin") == ["request_timeout"]
+
+        # Slow but moving: 5 pieces a second apart, longer than the idle deadline in all.
+        pieces = [MARKER.encode()[:4] * 250 for _ in range(5)]
+        with raw_request(srv, "/api/v1/scan?name=slow.bin", srv.admin_token,
+                         sum(map(len, pieces)), extra="Connection: close\r\n") as sock:
+            for piece in pieces:
+                time.sleep(1)
+                sock.sendall(piece)
+            response = read_until_closed(sock)
+        assert response.startswith(b"HTTP/1.1 200 "), response
+        assert json.loads(response.partition(b"\r\n\r\n")[2])["size"] == 5000
+    finally:
+        srv.stop()

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 
 from signgate import __version__
 from signgate.api import problems, scan, tsa
-from signgate.api.limits import BodyLimit
+from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
 from signgate.errors import Unavailable
@@ -42,4 +42,5 @@ def create_app(ctx: Context) -> Any:
             return problems.problem(503, exc.code, "Unavailable", str(exc))
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return BodyLimit(app, ctx.settings.max_body_bytes, scan.is_upload)
+    limited = BodyLimit(app, ctx.settings.max_body_bytes, scan.is_upload)
+    return BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)

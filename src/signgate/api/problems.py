@@ -18,12 +18,16 @@ MEDIA_TYPE = "application/problem+json"
 
 STATUS: list[tuple[type[errors.SigngateError], int]] = [
     (errors.PayloadTooLarge, 413),
+    (errors.LengthRequired, 411),
+    (errors.RequestTimeout, 408),
     (errors.InvalidInput, 400),
     (errors.AuthenticationFailed, 401),
     (errors.Denied, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.VerificationFailed, 422),
+    (errors.StorageFull, 507),
+    (errors.LimitExceeded, 429),
     (errors.Unavailable, 503),
     (errors.KeyStoreError, 500),
     (errors.ConfigError, 500),

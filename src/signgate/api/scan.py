@@ -1,8 +1,9 @@
 """Scanning: artifact uploads (scan, or scan and sign), and the hash deny-list.
 
 Uploads stream the artifact as the raw request body (``application/octet-stream``) to
-signgate's spool directory: no JSON body limit applies to them, ``scan_max_bytes`` does (a
-declared ``Content-Length`` over it is refused before anything is read). The signing
+signgate's spool directory: no JSON body limit applies to them, ``scan_max_bytes`` does.
+They must declare their length, and are admitted (signer grant, uploads in flight per
+identity, spool budget: see ``service/spool.py``) before anything is read. The signing
 request that goes with an upload travels in the ``Signgate-Sign`` header as JSON.
 """
 

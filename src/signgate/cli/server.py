@@ -116,9 +116,11 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) 
     if made:
         click.echo(f"issued {made} missing CA or key certificates", err=True)
     os.environ["SIGNGATE_DATA_DIR"] = str(settings.data_dir)
+    # http: uvicorn's httptools protocol with a header deadline (api/protocol.py); the body
+    # deadline is ASGI middleware (api/limits.py). timeout_keep_alive stays uvicorn's 5 s.
     uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",
-                server_header=False)
+                server_header=False, http="signgate.api.protocol:DeadlineProtocol")
 
 
 def _check_scanners(ctx: Context) -> None:

@@ -27,10 +27,14 @@ _BY_STATUS: dict[int, type[errors.SigngateError]] = {
     401: errors.AuthenticationFailed,
     403: errors.Denied,
     404: errors.NotFound,
+    408: errors.RequestTimeout,
     409: errors.Conflict,
+    411: errors.LengthRequired,
     413: errors.PayloadTooLarge,
     422: errors.InvalidInput,
+    429: errors.LimitExceeded,
     503: errors.Unavailable,
+    507: errors.StorageFull,
 }
 
 

@@ -87,6 +87,17 @@ def may_sign_with(actor: Actor, project: str, key: str) -> Decision:
     return Decision.allow()
 
 
+def may_scan(actor: Actor) -> Decision:
+    """Uploading an artifact only to scan it: a signer grant on some key. A scan is work
+    (and disk) spent for someone who could sign what passes; no one else needs it."""
+    if not actor.enabled:
+        return Decision.deny(f"identity {actor.name} is disabled")
+    if not any(g.role is Role.SIGNER for g in actor.grants):
+        return Decision.deny(
+            f"identity {actor.name} may not upload artifacts to scan: no signer grant")
+    return Decision.allow()
+
+
 def may_sign(actor: Actor, key: KeySnapshot) -> Decision:
     d = may_sign_with(actor, key.project, key.name)
     if not d.allowed:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -34,9 +34,12 @@ from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import (
     Denied,
     InvalidInput,
+    LengthRequired,
+    LimitExceeded,
     PayloadTooLarge,
     ScannerUnavailable,
     SigngateError,
+    StorageFull,
 )
 from signgate.formats import registry as formats
 from signgate.formats.base import PublicKeyInfo
@@ -47,7 +50,7 @@ from signgate.scan.base import Scanner, Verdict, scan_all
 from signgate.scan.clamd import ClamdScanner
 from signgate.scan.denylist import DenyListScanner
 from signgate.scan.yara import YaraScanner
-from signgate.service import denylist, keys
+from signgate.service import denylist, keys, spool
 from signgate.service.context import Caller, Context, Target, refusal_record
 from signgate.service.keys import split_ref
 from signgate.service.sign_batch import SignBatcher, SignJob
@@ -112,8 +115,9 @@ class Scanners:
                                       timeout=float(settings.scan_timeout_seconds))
             self.engines.append(self.clamd)
         if settings.scan_yara_dir:
-            self.engines.append(YaraScanner(Path(settings.scan_yara_dir),
-                                            timeout=settings.scan_timeout_seconds))
+            self.engines.append(YaraScanner(
+                Path(settings.scan_yara_dir), timeout=settings.scan_timeout_seconds,
+                max_concurrent=settings.scan_yara_max_concurrent))
 
     def scan(self, path: Path, denied: Mapping[str, str],
              streamed: Verdict | None = None) -> list[Verdict]:
@@ -212,17 +216,17 @@ def spool_dir(ctx: Context) -> Path:
     return path
 
 
-async def receive(ctx: Context, stream: AsyncIterator[bytes], limit: int,
+async def receive(ctx: Context, directory: Path, stream: AsyncIterator[bytes], limit: int,
                   artifact_name: str) -> Spooled:
-    """The request body into a private file in the data directory, hashed and (with
-    clamd configured) scanned on the way; more than ``limit`` bytes: PayloadTooLarge, and
-    nothing is kept."""
-    directory = Path(tempfile.mkdtemp(prefix="upload-", dir=spool_dir(ctx)))
+    """The request body into a file in ``directory`` (the upload's private spool directory,
+    see ``spool.admit``), hashed and (with clamd configured) scanned on the way; more than
+    ``limit`` bytes: PayloadTooLarge; a full disk: StorageFull. Whatever goes wrong (the
+    client stalls or disconnects too), nothing is kept."""
     spooled = Spooled(directory / _file_name(artifact_name))
     clamd = ctx.part("scanners", Scanners).clamd
     streaming = _StreamedClamd(clamd) if clamd is not None else None
-    fd = os.open(spooled.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        fd = os.open(spooled.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb", buffering=CHUNK_WRITE) as out:
             async for chunk in stream:
                 spooled.size += len(chunk)
@@ -232,6 +236,14 @@ async def receive(ctx: Context, stream: AsyncIterator[bytes], limit: int,
                 out.write(chunk)
                 if streaming is not None:
                     await streaming.feed(chunk)
+    except OSError as exc:
+        spooled.remove()
+        if streaming is not None:
+            await streaming.abandon()
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull("the disk holding the upload spool is full",
+                              code="spool_disk_full") from exc
+        raise
     except BaseException:
         spooled.remove()
         if streaming is not None:
@@ -350,12 +362,23 @@ async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSig
 async def _receive_or_refuse(ctx: Context, caller: Caller, target: Target, actor: str,
                              stream: AsyncIterator[bytes], declared: int | None,
                              artifact_name: str) -> Spooled:
-    limit = ctx.settings.scan_max_bytes
+    """Admit the upload (refusals before a byte of the body is read), then receive it."""
+    settings = ctx.settings
+    limit = settings.scan_max_bytes
     try:
-        if declared is not None and declared > limit:
-            raise too_large(limit)  # refused before a byte of it is stored
-        return await receive(ctx, stream, limit, artifact_name)
-    except PayloadTooLarge as exc:
+        if declared is None:
+            raise LengthRequired("an upload must declare its length (Content-Length): "
+                                 "signgate reserves room in its spool before it reads one")
+        if declared > limit:
+            raise too_large(limit)
+        directory = await run_in_threadpool(
+            spool.admit, spool_dir(ctx), actor, declared,
+            per_identity=settings.upload_max_concurrent_per_identity,
+            budget=settings.upload_spool_max_bytes)
+        return await receive(ctx, directory, stream, limit, artifact_name)
+    except (InvalidInput, LimitExceeded) as exc:
+        # Too large, no length, too many in flight, no room, a body that stopped coming:
+        # all refusals of this identity's upload, on the record.
         await run_in_threadpool(record_refusal, ctx, caller, target, actor, exc,
                                 {"declared_size": declared})
         raise
@@ -378,7 +401,7 @@ async def scan_upload(ctx: Context, caller: Caller, artifact_name: str,
                       stream: AsyncIterator[bytes], declared: int | None) -> ScanReport:
     """``signgate scan FILE``: the verdict, without signing; recorded like any scan."""
     target = Target(Action.SCAN, artifact_name or "artifact")
-    actor = await run_in_threadpool(authorize, ctx, caller, target)
+    actor = await run_in_threadpool(authorize, ctx, caller, target, decide.may_scan)
     spooled = await _receive_or_refuse(ctx, caller, target, actor.name, stream, declared,
                                        artifact_name)
     try:
