@@ -3,16 +3,24 @@
 A data directory holds ``config.toml``, the SQLite database ``signgate.db``, the master
 key ``master.key`` (mode 0600) and the bootstrap admin's ``admin.token`` (0600).
 ``SIGNGATE_DATABASE_URL`` replaces the SQLite database; ``SIGNGATE_MASTER_KEY`` (base64,
-32 bytes) replaces the master key file.
+32 bytes) replaces the master key file; ``SIGNGATE_PUBLIC_URL`` replaces ``public_url``.
+
+The keys ``config.toml`` may hold are exactly the fields of :class:`Settings` (but
+``data_dir``): a key that is not one of them stops signgate with its name (and the closest
+setting, for a typo), so a misspelt setting never silently falls back to its default. A new
+setting is a new field: it is accepted without further work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from signgate.errors import ConfigError
 from signgate.keystore.soft import decode_master_key, read_master_key_file
@@ -40,6 +48,8 @@ _OID = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]*))+")
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting; each field but ``data_dir`` is a key ``config.toml`` may set."""
+
     data_dir: Path
     database_url: str
     max_body_bytes: int = DEFAULT_MAX_BODY
@@ -76,6 +86,13 @@ class Settings:
     def master_key_path(self) -> Path:
         return self.data_dir / MASTER_KEY_FILE
 
+    @property
+    def master_key_source(self) -> str:
+        """Where :meth:`master_key` reads the key from, for messages."""
+        if os.environ.get("SIGNGATE_MASTER_KEY"):
+            return "SIGNGATE_MASTER_KEY"
+        return str(self.master_key_path)
+
     def master_key(self) -> bytes:
         env = os.environ.get("SIGNGATE_MASTER_KEY")
         if env:
@@ -92,15 +109,59 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / DATABASE_FILE).resolve()}"
 
 
-def load_settings(data_dir: Path) -> Settings:
-    data_dir = data_dir.resolve()
-    values: dict[str, object] = {}
+def setting_names() -> tuple[str, ...]:
+    """The keys ``config.toml`` may hold: the fields of :class:`Settings`."""
+    return tuple(f.name for f in dataclasses.fields(Settings) if f.name != "data_dir")
+
+
+def check_known_keys(values: dict[str, object], cfg: Path) -> None:
+    """Refuse a key that is no setting, naming it and the closest setting, if any."""
+    known = setting_names()
+    for key in values:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{cfg}: unknown setting {key!r}{hint}", code="unknown_setting")
+
+
+def check_public_url(url: object, source: str) -> str:
+    """An http(s) URL with a host, without its trailing slash (CRL URLs are appended)."""
+    if isinstance(url, str) and _is_base_url(url):
+        return url.rstrip("/")
+    raise ConfigError(f"{source}: public_url must be an http(s) URL such as "
+                      f"{DEFAULT_PUBLIC_URL}, not {url!r}")
+
+
+def _is_base_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+            and not parts.query and not parts.fragment and not parts.username)
+
+
+def read_config(data_dir: Path) -> dict[str, object]:
+    """The settings in ``data_dir/config.toml`` (none if it does not exist)."""
     cfg = data_dir / CONFIG_FILE
-    if cfg.exists():
-        try:
-            values = tomllib.loads(cfg.read_text("utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {cfg}: {exc}") from exc
+    if not cfg.exists():
+        return {}
+    try:
+        values: dict[str, object] = tomllib.loads(cfg.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {cfg}: {exc}") from exc
+    check_known_keys(values, cfg)
+    return values
+
+
+def load_settings(data_dir: Path, public_url: str | None = None) -> Settings:
+    """The settings of ``data_dir``; ``public_url`` (a command-line option) replaces
+    ``SIGNGATE_PUBLIC_URL``, which replaces the configured one."""
+    data_dir = data_dir.resolve()
+    cfg = data_dir / CONFIG_FILE
+    values = read_config(data_dir)
     url = os.environ.get("SIGNGATE_DATABASE_URL") or str(
         values.get("database_url") or sqlite_url(data_dir)
     )
@@ -110,9 +171,12 @@ def load_settings(data_dir: Path) -> Settings:
         raise ConfigError(f"{cfg}: max_body_bytes must be a positive integer")
     if not isinstance(org, str) or not org:
         raise ConfigError(f"{cfg}: organization must be a non-empty string")
-    public_url = values.get("public_url", DEFAULT_PUBLIC_URL)
-    if not isinstance(public_url, str) or not public_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{cfg}: public_url must be an http(s) URL")
+    if public_url is not None:
+        public_url = check_public_url(public_url, "--public-url")
+    elif os.environ.get("SIGNGATE_PUBLIC_URL"):
+        public_url = check_public_url(os.environ["SIGNGATE_PUBLIC_URL"], "SIGNGATE_PUBLIC_URL")
+    else:
+        public_url = check_public_url(values.get("public_url", DEFAULT_PUBLIC_URL), str(cfg))
     policy = values.get("tsa_policy_oid", DEFAULT_TSA_POLICY_OID)
     if not isinstance(policy, str) or not valid_oid(policy):
         raise ConfigError(f"{cfg}: tsa_policy_oid must be a dotted OID such as "
@@ -137,7 +201,7 @@ def load_settings(data_dir: Path) -> Settings:
             or not 1 <= scan_timeout <= 3600):
         raise ConfigError(f"{cfg}: scan_timeout_seconds must be an integer from 1 to 3600")
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
-                    organization=org, public_url=public_url.rstrip("/"),
+                    organization=org, public_url=public_url,
                     tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
                     one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls),
                     scan_clamd_socket=clamd, scan_yara_dir=yara_dir,
@@ -181,15 +245,16 @@ def valid_oid(text: str) -> bool:
     return first == "2" or int(second) < 40
 
 
-def default_config_text() -> str:
+def default_config_text(public_url: str = DEFAULT_PUBLIC_URL) -> str:
     return (
         "# signgate configuration (see README, 'Configuration').\n"
         "# database_url = \"postgresql+psycopg://signgate@127.0.0.1/signgate\"\n"
         f"max_body_bytes = {DEFAULT_MAX_BODY}\n"
         "# The organisation named in the certificates signgate issues.\n"
         "organization = \"signgate\"\n"
-        "# Where clients and verifiers reach this server (CRL URLs in certificates).\n"
-        f"public_url = \"{DEFAULT_PUBLIC_URL}\"\n"
+        "# Where clients and verifiers reach this server: the CRL URLs in the certificates\n"
+        "# it issues. When it changes, 'signgate serve' re-issues the CA and TSA certificates.\n"
+        f"public_url = \"{public_url}\"\n"
         "# The time-stamp authority (POST /tsa, RFC 3161): the policy OID its tokens name\n"
         "# (use an arc of your organisation's own) and the accuracy it claims, in seconds.\n"
         f"# tsa_policy_oid = \"{DEFAULT_TSA_POLICY_OID}\"\n"

@@ -12,7 +12,8 @@ from signgate.api import problems, scan, tsa
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
-from signgate.errors import Unavailable
+from signgate.errors import ConfigError, Unavailable
+from signgate.service.bootstrap import check_vault
 from signgate.service.context import Context
 
 
@@ -36,11 +37,14 @@ def create_app(ctx: Context) -> Any:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
+        """200 when the database answers and the key store opens this database's keys;
+        503 (problem+json, with the reason) when either cannot serve a signing."""
         try:
             ctx.db.ping()
-        except Unavailable as exc:
+            check_vault(ctx)
+        except (Unavailable, ConfigError) as exc:
             return problems.problem(503, exc.code, "Unavailable", str(exc))
-        return JSONResponse({"status": "ok", "version": __version__})
+        return JSONResponse({"status": "ok", "version": __version__, "keystore": "ok"})
 
     limited = BodyLimit(app, ctx.settings.max_body_bytes, scan.is_upload)
     return BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)

@@ -37,6 +37,7 @@ class Action(enum.StrEnum):
     TIMESTAMP = "timestamp.issue"
     CRL_PUBLISH = "crl.publish"
     CERT_REVOKE = "certificate.revoke"
+    CERT_REISSUE = "certificate.reissue"
     CERT_REQUEST = "certificate.request"
     CERT_IMPORT = "certificate.import"
     SCAN = "artifact.scan"

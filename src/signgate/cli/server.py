@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,9 +15,12 @@ from signgate.config import (
     ADMIN_TOKEN_FILE,
     CONFIG_FILE,
     DEFAULT_DATA_DIR,
+    DEFAULT_PUBLIC_URL,
     MASTER_KEY_FILE,
+    check_public_url,
     default_config_text,
     load_settings,
+    read_config,
 )
 from signgate.errors import ConfigError, Conflict, SigngateError
 from signgate.keystore.soft import encode_master_key, new_master_key
@@ -24,11 +28,17 @@ from signgate.keystore.soft import encode_master_key, new_master_key
 if TYPE_CHECKING:
     from signgate.service.context import Context
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_DATA_DIR, show_default=True, envvar="SIGNGATE_DATA_DIR",
     help="Where signgate keeps its configuration, database and master key.",
 )
+
+
+def _public_url_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--public-url", default=None, metavar="URL", help=help_text)
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -47,9 +57,12 @@ def _write_secret(path: Path, text: str) -> None:
 @DATA_DIR
 @click.option("--admin", "admin_name", default="admin", show_default=True,
               help="Name of the bootstrap admin identity.")
+@_public_url_option("Where clients and verifiers reach the server, named in the CRL URLs "
+                    "of its certificates; written to config.toml [env: SIGNGATE_PUBLIC_URL; "
+                    "default: the configured one, else http://127.0.0.1:8080].")
 @json_option
 @handles_errors
-def init(data_dir: Path, admin_name: str, as_json: bool) -> None:
+def init(data_dir: Path, admin_name: str, public_url: str | None, as_json: bool) -> None:
     """Create the data directory: config, database, master key (0600) and the bootstrap
     admin, whose token goes to DATA_DIR/admin.token (0600)."""
     from signgate.service.bootstrap import bootstrap_admin
@@ -59,13 +72,18 @@ def init(data_dir: Path, admin_name: str, as_json: bool) -> None:
     os.umask(0o077)  # the database holds sealed keys: owner only
     if (data_dir / ADMIN_TOKEN_FILE).exists():
         raise Conflict(f"{data_dir} is already initialised ({ADMIN_TOKEN_FILE} exists)")
+    public_url = public_url or os.environ.get("SIGNGATE_PUBLIC_URL") or None
+    if public_url is not None:
+        public_url = check_public_url(public_url, "--public-url")
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create {data_dir}: {exc.strerror}") from exc
     config = data_dir / CONFIG_FILE
     if not config.exists():
-        config.write_text(default_config_text(), "utf-8")
+        config.write_text(default_config_text(public_url or DEFAULT_PUBLIC_URL), "utf-8")
+    elif public_url is not None:
+        _set_public_url(data_dir, public_url)
     if not os.environ.get("SIGNGATE_MASTER_KEY") and not (data_dir / MASTER_KEY_FILE).exists():
         _write_secret(data_dir / MASTER_KEY_FILE, encode_master_key(new_master_key()) + "\n")
     settings = load_settings(data_dir)
@@ -94,20 +112,26 @@ def init(data_dir: Path, admin_name: str, as_json: bool) -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
+@_public_url_option("Replaces config.toml's public_url for this run [env: "
+                    "SIGNGATE_PUBLIC_URL]; certificates naming another are re-issued.")
 @handles_errors
-def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) -> None:
+def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool,
+          public_url: str | None) -> None:
     """Run the API server (applies database migrations first)."""
     import uvicorn
 
+    from signgate.service.bootstrap import check_vault
     from signgate.service.factory import build_context
-    from signgate.service.pki import ensure_all
+    from signgate.service.pki import ensure_all, reissue_for_public_url
 
     os.umask(0o077)
-    settings = load_settings(data_dir)
+    settings = load_settings(data_dir, public_url)
     ctx = build_context(settings)  # reads the master key: fail now, not on the first signing
     try:
         ctx.db.upgrade()
+        check_vault(ctx)  # a master key that does not open this vault stops us here
         made = ensure_all(ctx)  # CAs and certificates missing from older databases
+        reissued = reissue_for_public_url(ctx)  # public_url changed since they were issued
         _check_scanners(ctx)
         # Uploads left by a server that stopped mid-request (no request is running yet).
         shutil.rmtree(settings.data_dir / "spool", ignore_errors=True)
@@ -115,12 +139,35 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) 
         ctx.close()
     if made:
         click.echo(f"issued {made} missing CA or key certificates", err=True)
+    if reissued:
+        click.echo(f"re-issued {reissued} certificates for public_url {settings.public_url}",
+                   err=True)
     os.environ["SIGNGATE_DATA_DIR"] = str(settings.data_dir)
+    # The worker processes (and the app factory) load the settings again: same URL.
+    os.environ["SIGNGATE_PUBLIC_URL"] = settings.public_url
     # http: uvicorn's httptools protocol with a header deadline (api/protocol.py); the body
     # deadline is ASGI middleware (api/limits.py). timeout_keep_alive stays uvicorn's 5 s.
     uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",
                 server_header=False, http="signgate.api.protocol:DeadlineProtocol")
+
+
+def _set_public_url(data_dir: Path, public_url: str) -> None:
+    """Write ``public_url`` into an existing config.toml that does not set another one."""
+    config = data_dir / CONFIG_FILE
+    current = read_config(data_dir).get("public_url")
+    if current is not None:
+        if check_public_url(current, str(config)) != public_url:
+            raise ConfigError(f"{config} sets public_url = {current!r}; edit it there or "
+                              f"leave out --public-url")
+        return
+    text = config.read_text("utf-8")
+    with config.open("a", encoding="utf-8") as f:
+        f.write(("" if text.endswith("\n") or not text else "\n")
+                + f"public_url = \"{public_url}\"\n")
+    if read_config(data_dir).get("public_url") != public_url:  # e.g. after a [table]
+        config.write_text(text, "utf-8")
+        raise ConfigError(f"cannot add public_url to {config}: set it there by hand")
 
 
 def _check_scanners(ctx: Context) -> None:

@@ -56,6 +56,11 @@ class KeyStore(Protocol):
         """
         ...
 
+    def probe(self, handle: KeyHandle) -> None:
+        """Check, without signing, that the store can use the key now (a software vault:
+        that its master key unseals the stored blob); raise :class:`KeyStoreError` if not."""
+        ...
+
     def destroy(self, handle: KeyHandle) -> None:
         """Forget the key (one-time keys); afterwards it can never sign again."""
         ...

@@ -21,3 +21,6 @@ class KeyStoreRegistry:
 
     def sign(self, handle: KeyHandle, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
         return self.for_uri(handle.uri).sign(handle, digest_algorithm, digest)
+
+    def probe(self, handle: KeyHandle) -> None:
+        self.for_uri(handle.uri).probe(handle)

@@ -118,12 +118,25 @@ class SoftwareKeyStore:
         )
         return GeneratedKey(uri=uri, public_key_pem=pem.decode("ascii"), sealed=sealed)
 
+    def probe(self, handle: KeyHandle) -> None:
+        """Unseal the key from its stored blob, bypassing the cache, and forget it: proves
+        that this master key opens this vault now (start-up and health checks)."""
+        self._unseal(handle)
+
     def _open(self, handle: KeyHandle) -> PrivateKey:
         with self._lock:
             cached = self._cache.get(handle.uri)
             if cached is not None:
                 self._cache.move_to_end(handle.uri)
                 return cached
+        private = self._unseal(handle)
+        with self._lock:
+            self._cache[handle.uri] = private
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return private
+
+    def _unseal(self, handle: KeyHandle) -> PrivateKey:
         sealed = handle.load_sealed() if handle.load_sealed is not None else None
         if not sealed or sealed[:1] != _VERSION or len(sealed) < 1 + 12 + 16:
             raise KeyStoreError(f"key {handle.uri} has no usable sealed key material")
@@ -140,10 +153,6 @@ class SoftwareKeyStore:
         if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
                           | rsa.RSAPrivateKey):
             raise KeyStoreError(f"key {handle.uri} has an unsupported type")
-        with self._lock:
-            self._cache[handle.uri] = private
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
         return private
 
     def sign(self, handle: KeyHandle, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:

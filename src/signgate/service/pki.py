@@ -15,7 +15,7 @@ from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import NotFound
 from signgate.keystore.base import KeyHandle
 from signgate.pki import certs, crl
-from signgate.policy.model import Actor
+from signgate.policy.model import Actor, KeyState
 from signgate.service.context import Caller, Context, Target
 from signgate.service.views import CertificateChainView
 from signgate.store.models import (
@@ -217,6 +217,89 @@ def ensure_all(ctx: Context) -> int:
             issue_version_certificate(ctx, session, version.key, version, ctx.clock.now())
             made += 1
     return made
+
+
+def crl_url_of(der: bytes) -> str | None:
+    """The first URL of a certificate's CRL distribution points (RFC 5280 §4.2.1.13)."""
+    for point in certs.load_der(der).crl_distribution_points:
+        url = point.url
+        if url:
+            return str(url)
+    return None
+
+
+def reissue_for_public_url(ctx: Context, actor: str = "signgate") -> int:
+    """Re-issue the certificates that name another ``public_url`` in their CRL URL: the
+    TSA's and the issuing CAs' (from the root), then the current versions' of live keys
+    (from their CA). Same key, subject and end of validity, a new serial and the new URL:
+    signatures made with the old certificates still chain (same issuer name and key
+    identifier) and new ones point verifiers at CRLs they can fetch. Each is recorded.
+    Returns how many were re-issued."""
+    base = ctx.settings.public_url
+    made = 0
+    with ctx.transaction() as session:
+        now = ctx.clock.now()
+        for authority in session.execute(
+                select(Authority).where(Authority.kind != ROOT).order_by(Authority.id)).scalars():
+            row = authority_certificate(session, authority)
+            parent = session.get(Authority, row.issuer_id) if row.issuer_id else None
+            if parent is not None and _stale(row, f"{base}/ca/root.crl", now):
+                _reissue(ctx, session, row, parent, authority.public_key_pem,
+                         f"{base}/ca/root.crl", now, actor, authority=authority)
+                made += 1
+        live = session.execute(
+            select(KeyVersion).join(Key, Key.id == KeyVersion.key_id)
+            .where(KeyVersion.retired_at.is_(None), Key.one_time.is_(False),
+                   Key.state.in_([KeyState.ACTIVE.value, KeyState.DISABLED.value]))
+            .order_by(KeyVersion.id)
+        ).scalars().all()
+        for version in live:
+            newest = session.execute(
+                select(Certificate).where(Certificate.key_version_id == version.id)
+                .order_by(Certificate.id.desc())
+            ).scalars().first()
+            ca = session.get(Authority, newest.issuer_id) if newest and newest.issuer_id \
+                else None  # an imported certificate (no issuer of ours) is left alone
+            url = f"{base}/crl/{version.key.project.name}.crl"
+            if newest is not None and ca is not None and _stale(newest, url, now):
+                _reissue(ctx, session, newest, ca, version.public_key_pem, url, now, actor,
+                         version=version)
+                made += 1
+    return made
+
+
+def _stale(row: Certificate, crl_url: str, now: datetime) -> bool:
+    """A valid, unrevoked certificate whose CRL URL is not ``crl_url``."""
+    if row.revoked_at is not None or row.not_after <= now:
+        return False
+    named = crl_url_of(row.der)
+    return named is not None and named != crl_url
+
+
+def _reissue(ctx: Context, session: Session, row: Certificate, issuer: Authority,
+             public_key_pem: str, crl_url: str, now: datetime, actor: str,
+             authority: Authority | None = None,
+             version: KeyVersion | None = None) -> Certificate:
+    old = certs.load_der(row.der)
+    issuer_cert = certs.load_der(authority_certificate(session, issuer).der)
+    spec = certs.CertificateSpec(
+        certs.Profile(row.profile), x509.Name.load(old.subject.dump()), public_key_pem,
+        now - timedelta(minutes=5), row.not_after, crl_url=crl_url)
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, issuer), issuer_cert))
+    new = _store(session, cert, certs.Profile(row.profile), now, issuer, authority, version)
+    project = key_ref = None
+    if version is not None:
+        project = version.key.project.name
+        key_ref = f"{project}/{version.key.name}"
+    elif authority is not None and authority.project_id is not None:
+        owner = session.get(Project, authority.project_id)
+        project = owner.name if owner else None
+    ctx.record(session, Record(actor, Action.CERT_REISSUE, Outcome.ALLOWED, row.subject,
+                               project, key_ref,
+                               {"serial": new.serial, "sha256": new.sha256,
+                                "replaces": row.serial, "crl_url": crl_url,
+                                "previous_crl_url": crl_url_of(row.der)}), now)
+    return new
 
 
 def chain_view(row: Certificate, issuers_pem: str = "") -> CertificateChainView:
