@@ -1,11 +1,17 @@
 """scripts/start.sh: installs signgate into the repository's .venv only when pyproject.toml
 or the venv changed (a stamp holds the hash of what it installed), and serves with a
-public_url that names the port it serves on."""
+public_url that names the port it serves on.
+
+The script runs in a copy of the repository with a .venv of its own, so that its installs
+never rewrite the virtualenv the rest of the suite is running from; that .venv sees the
+suite's site-packages (a .pth line), so an install fetches and builds only signgate."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -15,18 +21,28 @@ from cryptography import x509
 from tests.support.server import base_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-START = REPO / "scripts" / "start.sh"
-VENV = REPO / ".venv"
-STAMP = VENV / ".signgate-install"
 
 
-def start(data_dir: Path, port: int, log: Path) -> str:
+def repo_copy(dest: Path) -> Path:
+    """What start.sh needs of the repository, and a .venv that sees the suite's packages."""
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, dest / name)
+    for name in ("src", "scripts"):
+        shutil.copytree(REPO / name, dest / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "venv", str(dest / ".venv")], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(dest / ".venv")}))
+    (site / "suite-packages.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return dest
+
+
+def start(repo: Path, data_dir: Path, port: int, log: Path) -> str:
     """Run start.sh until the server it starts is healthy, stop it, return its output."""
     env = {**base_env(None), "SIGNGATE_DATA_DIR": str(data_dir), "SIGNGATE_PORT": str(port)}
     with log.open("wb") as out:
         # start.sh execs 'signgate serve': the process started here is the server.
-        proc = subprocess.Popen(["bash", str(START)], stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=REPO)
+        proc = subprocess.Popen(["bash", str(repo / "scripts" / "start.sh")], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, cwd=repo)
     try:
         deadline = time.monotonic() + 300  # a first install downloads nothing but takes long
         while time.monotonic() < deadline:
@@ -52,27 +68,29 @@ def start(data_dir: Path, port: int, log: Path) -> str:
     return log.read_text()
 
 
-def installed_record() -> float:
+def installed_record(venv: Path) -> float:
     """When pip last wrote signgate's installation record in the venv."""
-    records = list(VENV.glob("lib/python*/site-packages/signgate-*.dist-info/RECORD"))
+    records = list(venv.glob("lib/python*/site-packages/signgate-*.dist-info/RECORD"))
     assert len(records) == 1, records
     return records[0].stat().st_mtime
 
 
 def test_start_installs_only_when_needed(tmp_path: Path) -> None:
-    assert Path(sys.prefix).resolve() == VENV.resolve(), "run the tests from the repo's .venv"
+    repo = repo_copy(tmp_path)
+    venv, stamp_file = repo / ".venv", repo / ".venv" / ".signgate-install"
     data = tmp_path / "signgate-data"
     port = free_port()
-    start(data, port, tmp_path / "first.log")  # installs if this venv has no current stamp
-    stamp, record = STAMP.read_text(), installed_record()
+    first = start(repo, data, port, tmp_path / "first.log")  # a new venv: installs
+    assert "installing signgate into .venv" in first, first
+    stamp, record = stamp_file.read_text(), installed_record(venv)
 
-    again = start(data, port, tmp_path / "second.log")
+    again = start(repo, data, port, tmp_path / "second.log")
     assert "installing" not in again, again
-    assert installed_record() == record  # pip did not run
-    assert STAMP.read_text() == stamp
+    assert installed_record(venv) == record  # pip did not run
+    assert stamp_file.read_text() == stamp
 
-    STAMP.write_text("from another pyproject.toml\n")
-    stale = start(data, port, tmp_path / "third.log")
+    stamp_file.write_text("from another pyproject.toml\n")
+    stale = start(repo, data, port, tmp_path / "third.log")
     assert "installing signgate into .venv" in stale, stale
-    assert installed_record() > record
-    assert STAMP.read_text() == stamp
+    assert installed_record(venv) > record
+    assert stamp_file.read_text() == stamp
