@@ -123,10 +123,13 @@ class Context:
         caller: Caller,
         target: Target,
         use_case: Callable[[Session, Actor], T],
+        snapshot: bool = False,
     ) -> T:
+        """Run ``use_case`` in a read transaction; ``snapshot``: one consistent snapshot
+        (see ``Database.read``)."""
         actor_name = ANONYMOUS
         try:
-            with self.db.read() as session:
+            with self.db.read(snapshot) as session:
                 _, actor = authenticate(session, caller)
                 actor_name = actor.name
                 if not actor.enabled:
