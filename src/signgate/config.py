@@ -49,6 +49,11 @@ class Settings:
     scan_yara_dir: str | None = None
     scan_max_bytes: int = DEFAULT_SCAN_MAX_BYTES
     scan_timeout_seconds: int = 300
+    # Failed authentications: at most this many per client address and window (per
+    # server process); past it, 429. Each window's failures are recorded with their
+    # count, not one audit entry each (see service/auth_failures.py).
+    auth_failure_limit: int = 20
+    auth_failure_window_seconds: int = 60
 
     @property
     def scanner_configured(self) -> bool:
@@ -118,12 +123,23 @@ def load_settings(data_dir: Path) -> Settings:
     if (isinstance(scan_timeout, bool) or not isinstance(scan_timeout, int)
             or not 1 <= scan_timeout <= 3600):
         raise ConfigError(f"{cfg}: scan_timeout_seconds must be an integer from 1 to 3600")
+    auth_limit = _int_in(values, "auth_failure_limit", 20, 1, 1_000_000, cfg)
+    auth_window = _int_in(values, "auth_failure_window_seconds", 60, 1, 3600, cfg)
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
                     organization=org, public_url=public_url.rstrip("/"),
                     tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
                     one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls),
                     scan_clamd_socket=clamd, scan_yara_dir=yara_dir,
-                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout)
+                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout,
+                    auth_failure_limit=auth_limit, auth_failure_window_seconds=auth_window)
+
+
+def _int_in(values: dict[str, object], name: str, default: int, low: int, high: int,
+            cfg: Path) -> int:
+    value = values.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{cfg}: {name} must be an integer from {low} to {high}")
+    return value
 
 
 def _optional_path(values: dict[str, object], name: str, cfg: Path) -> str | None:
@@ -165,4 +181,8 @@ def default_config_text() -> str:
         "# scan_yara_dir = \"/etc/signgate/yara\"\n"
         f"# scan_max_bytes = {DEFAULT_SCAN_MAX_BYTES}\n"
         "# scan_timeout_seconds = 300\n"
+        "# Failed authentications per client address and window (per server process)\n"
+        "# before answering 429; each window's failures are recorded with their count.\n"
+        "# auth_failure_limit = 20\n"
+        "# auth_failure_window_seconds = 60\n"
     )

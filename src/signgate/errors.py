@@ -10,7 +10,8 @@ place each; nothing below them knows about HTTP or exit codes.
     SigngateError
     ├── InvalidInput          bad name, digest, algorithm, JSON, time ...   (400/422)
     │   └── PayloadTooLarge   body over the configured limit                (413)
-    ├── AuthenticationFailed  no token, unknown token                       (401)
+    ├── AuthenticationFailed  no token, unknown token, disabled identity    (401)
+    │   └── AuthenticationThrottled  too many failures from one address     (429)
     ├── Denied                the identity may not do this, and why         (403)
     ├── NotFound              no such project, key, identity, version       (404)
     ├── Conflict              duplicate name, state that forbids the action (409)
@@ -54,10 +55,30 @@ class PayloadTooLarge(InvalidInput):
 
 
 class AuthenticationFailed(SigngateError):
+    """No token, an unknown one, or a disabled identity's: one answer for all three, so
+    that a token's holder never learns that it is valid or whose it is.
+
+    ``identity`` names the disabled identity for the audit record only; it is never part
+    of the message.
+    """
+
     code = "authentication_failed"
 
-    def __init__(self, message: str = "authentication failed: missing or invalid token") -> None:
+    def __init__(self, message: str = "authentication failed: missing or invalid token",
+                 *, identity: str | None = None) -> None:
         super().__init__(message)
+        self.identity = identity
+
+
+class AuthenticationThrottled(AuthenticationFailed):
+    """Too many failed authentications from one client address in the current window."""
+
+    code = "authentication_throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("authentication failed too often from this address; retry in "
+                         f"{retry_after} s")
+        self.retry_after = retry_after
 
 
 class Denied(SigngateError):
@@ -102,6 +123,7 @@ class ScannerUnavailable(Unavailable):
 FAMILIES: tuple[type[SigngateError], ...] = (
     PayloadTooLarge,
     InvalidInput,
+    AuthenticationThrottled,
     AuthenticationFailed,
     Denied,
     NotFound,
