@@ -232,7 +232,11 @@ class AuthFailures:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.flush(everything=True)
+        try:
+            self.flush(everything=True)
+        except Exception as exc:  # the database is gone: say what is lost, stop anyway
+            lost = sum(t.pending for _, _, ts in self._ended for t in ts.values())
+            log.error("%d failed authentications could not be recorded: %s", lost, exc)
 
 
 def _iso(epoch_seconds: int) -> str:
