@@ -52,7 +52,7 @@ class Settings:
     # Failed authentications: at most this many per client address and window (per
     # server process); past it, 429. Each window's failures are recorded with their
     # count, not one audit entry each (see service/auth_failures.py).
-    auth_failure_limit: int = 20
+    auth_failure_limit: int = 100
     auth_failure_window_seconds: int = 60
 
     @property
@@ -123,7 +123,7 @@ def load_settings(data_dir: Path) -> Settings:
     if (isinstance(scan_timeout, bool) or not isinstance(scan_timeout, int)
             or not 1 <= scan_timeout <= 3600):
         raise ConfigError(f"{cfg}: scan_timeout_seconds must be an integer from 1 to 3600")
-    auth_limit = _int_in(values, "auth_failure_limit", 20, 1, 1_000_000, cfg)
+    auth_limit = _int_in(values, "auth_failure_limit", 100, 1, 1_000_000, cfg)
     auth_window = _int_in(values, "auth_failure_window_seconds", 60, 1, 3600, cfg)
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
                     organization=org, public_url=public_url.rstrip("/"),
@@ -183,6 +183,6 @@ def default_config_text() -> str:
         "# scan_timeout_seconds = 300\n"
         "# Failed authentications per client address and window (per server process)\n"
         "# before answering 429; each window's failures are recorded with their count.\n"
-        "# auth_failure_limit = 20\n"
+        "# auth_failure_limit = 100\n"
         "# auth_failure_window_seconds = 60\n"
     )
