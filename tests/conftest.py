@@ -68,17 +68,17 @@ def fresh_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield from _server(backend, tmp_path_factory)
 
 
-def _server(backend: str, factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _server(backend: str, factory: pytest.TempPathFactory, config: str = "") -> Iterator[Server]:
     data_dir = factory.mktemp("signgate") / "data"
     if backend == "postgres":
         with postgres.temporary_database() as url:
-            srv = start_server(data_dir, url)
+            srv = start_server(data_dir, url, config=config)
             try:
                 yield srv
             finally:
                 srv.stop()
     else:
-        srv = start_server(data_dir, None)
+        srv = start_server(data_dir, None, config=config)
         try:
             yield srv
         finally:

@@ -77,6 +77,11 @@ class Settings:
     # opened (or the previous response ended); a body may pause this long between bytes.
     http_header_timeout_seconds: int = DEFAULT_HTTP_HEADER_TIMEOUT
     http_body_idle_timeout_seconds: int = DEFAULT_HTTP_BODY_IDLE_TIMEOUT
+    # Failed authentications: at most this many per client address and window (per
+    # server process); past it, 429. Each window's failures are recorded with their
+    # count, not one audit entry each (see service/auth_failures.py).
+    auth_failure_limit: int = 100
+    auth_failure_window_seconds: int = 60
 
     @property
     def scanner_configured(self) -> bool:
@@ -217,7 +222,10 @@ def load_settings(data_dir: Path, public_url: str | None = None) -> Settings:
             values, "http_header_timeout_seconds", DEFAULT_HTTP_HEADER_TIMEOUT, 1, 3600, cfg),
         http_body_idle_timeout_seconds=_int_in(
             values, "http_body_idle_timeout_seconds", DEFAULT_HTTP_BODY_IDLE_TIMEOUT, 1, 3600,
-            cfg))
+            cfg),
+        auth_failure_limit=_int_in(values, "auth_failure_limit", 100, 1, 1_000_000, cfg),
+        auth_failure_window_seconds=_int_in(
+            values, "auth_failure_window_seconds", 60, 1, 3600, cfg))
 
 
 def _int_in(values: dict[str, object], name: str, default: int, low: int, high: int,
@@ -278,4 +286,8 @@ def default_config_text(public_url: str = DEFAULT_PUBLIC_URL) -> str:
         "# a request body may pause this long between bytes (an idle, not a total, limit).\n"
         f"# http_header_timeout_seconds = {DEFAULT_HTTP_HEADER_TIMEOUT}\n"
         f"# http_body_idle_timeout_seconds = {DEFAULT_HTTP_BODY_IDLE_TIMEOUT}\n"
+        "# Failed authentications per client address and window (per server process)\n"
+        "# before answering 429; each window's failures are recorded with their count.\n"
+        "# auth_failure_limit = 100\n"
+        "# auth_failure_window_seconds = 60\n"
     )

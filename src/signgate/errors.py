@@ -12,7 +12,8 @@ place each; nothing below them knows about HTTP or exit codes.
     │   ├── PayloadTooLarge   body over the configured limit                (413)
     │   ├── LengthRequired    an upload that does not declare its length    (411)
     │   └── RequestTimeout    a request body that stopped arriving          (408)
-    ├── AuthenticationFailed  no token, unknown token                       (401)
+    ├── AuthenticationFailed  no token, unknown token, disabled identity    (401)
+    │   └── AuthenticationThrottled  too many failures from one address     (429)
     ├── Denied                the identity may not do this, and why         (403)
     ├── NotFound              no such project, key, identity, version       (404)
     ├── Conflict              duplicate name, state that forbids the action (409)
@@ -66,10 +67,30 @@ class RequestTimeout(InvalidInput):
 
 
 class AuthenticationFailed(SigngateError):
+    """No token, an unknown one, or a disabled identity's: one answer for all three, so
+    that a token's holder never learns that it is valid or whose it is.
+
+    ``identity`` names the disabled identity for the audit record only; it is never part
+    of the message.
+    """
+
     code = "authentication_failed"
 
-    def __init__(self, message: str = "authentication failed: missing or invalid token") -> None:
+    def __init__(self, message: str = "authentication failed: missing or invalid token",
+                 *, identity: str | None = None) -> None:
         super().__init__(message)
+        self.identity = identity
+
+
+class AuthenticationThrottled(AuthenticationFailed):
+    """Too many failed authentications from one client address in the current window."""
+
+    code = "authentication_throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("authentication failed too often from this address; retry in "
+                         f"{retry_after} s")
+        self.retry_after = retry_after
 
 
 class Denied(SigngateError):
@@ -128,6 +149,7 @@ FAMILIES: tuple[type[SigngateError], ...] = (
     LengthRequired,
     RequestTimeout,
     InvalidInput,
+    AuthenticationThrottled,
     AuthenticationFailed,
     Denied,
     NotFound,

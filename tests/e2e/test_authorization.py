@@ -3,13 +3,20 @@ record of every refusal."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import secrets
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import unique
-from tests.support.server import CliResult, Server
+from tests.conftest import _server, unique
+from tests.support import postgres
+from tests.support.server import CliResult, Server, start_server
 
 AUTH_FAILED = "signgate: authentication failed: missing or invalid token\n"
 
@@ -29,6 +36,40 @@ def identity(server: Server, name: str, kind: str = "service") -> str:
 
 def grant(server: Server, who: str, role: str, scope: str) -> None:
     api(server, "POST", "/grants", json={"identity": who, "role": role, "scope": scope})
+
+
+# Failed authentications are recorded with their count once their window ends: short
+# windows let these tests see the counts within seconds, a high limit keeps them from 429.
+FAST_WINDOWS = "auth_failure_window_seconds = 2\nauth_failure_limit = 1000"
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _server(backend, tmp_path_factory, FAST_WINDOWS)
+
+
+def auth_failures(server: Server, since: int, expected: int,
+                  timeout: float = 20) -> list[dict[str, Any]]:
+    """The failed-authentication entries after ``since``, once their attempts add up to
+    ``expected`` (later ones are recorded when their window ends)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in entries_since(server, since) if e["action"] == "auth.authenticate"]
+        total = sum(e["details"]["attempts"] for e in found)
+        if total >= expected or time.monotonic() > deadline:
+            assert total == expected, found
+            return found
+        time.sleep(0.3)
+
+
+def attempted(failures: list[dict[str, Any]]) -> dict[str, int]:
+    """What the failed requests tried to do, added up over single and summary entries."""
+    out: dict[str, int] = {}
+    for e in failures:
+        what = e["details"]["attempted"]
+        for action, n in (what.items() if isinstance(what, dict) else [(what, 1)]):
+            out[action] = out.get(action, 0) + n
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -186,26 +227,52 @@ def test_grant_remove_takes_the_right_away(server: Server, world: dict[str, str]
 def test_disabled_identity_is_refused(server: Server, world: dict[str, str],
                                       artifact: Path) -> None:
     ref = f"{world['p']}/k1"
+    project, key = ref.split("/")
     ci = unique("ci-disabled")
     token = identity(server, ci)
     grant(server, ci, "signer", ref)
-    start = last_seq(server)
     out = server.cli("identity", "disable", ci)
     assert out.stdout.strip() == f"identity {ci} is now disabled"
     listed = {i["name"]: i for i in server.cli("identity", "list", "--json").json()}
     assert listed[ci]["enabled"] is False
+    start = last_seq(server)
 
-    reason = f"identity {ci} is disabled"
-    refused(sign(server, artifact, ref, token), 4, f"signgate: {reason}\n")
-    # Reading is refused too.
-    refused(server.cli("key", "list", token=token, check=False), 4, f"signgate: {reason}\n")
+    # Answered exactly as an unknown token: nothing says the token is valid, or whose.
+    refused(sign(server, artifact, ref, token), 3, AUTH_FAILED)
+    refused(server.cli("key", "list", token=token, check=False), 3, AUTH_FAILED)
+    unknown = "sgt_" + secrets.token_urlsafe(32)
+    body = {"digest": hashlib.sha256(b"x").hexdigest(), "artifact_name": "x.bin"}
+    requests = [("GET", "/api/v1/whoami", None), ("GET", "/api/v1/audit", None),
+                ("POST", f"/api/v1/projects/{project}/keys/{key}/sign", body),
+                ("GET", f"/api/v1/projects/{project}/keys/{key}", None)]
+    for method, path, payload in requests:
+        answers = []
+        for tok in (token, unknown):
+            with server.http(token=tok) as http:
+                answers.append(http.request(method, path, json=payload))
+        disabled, other = answers
+        assert disabled.status_code == other.status_code == 401, (path, disabled.text)
+        assert disabled.content == other.content, path
+        assert disabled.headers["www-authenticate"] == other.headers["www-authenticate"]
+        assert ci not in disabled.text
+    # The record still says who it was.
+    failures = auth_failures(server, start, 2 + 2 * len(requests))
+    by_ci = sum(e["details"]["attempts"] for e in failures if e["actor"] == ci) + sum(
+        e["details"].get("disabled_identities", {}).get(ci, 0) for e in failures)
+    assert by_ci == 2 + len(requests)
+    for e in failures:
+        if e["actor"] == ci:
+            assert e["details"]["reason"] == f"identity {ci} is disabled"
+            assert e["details"]["code"] == "identity_disabled"
+        else:
+            assert e["actor"] == "anonymous"
+
+    here = last_seq(server)
     refused(server.cli("identity", "disable", ci, check=False), 6,
             f"signgate: identity '{ci}' is already disabled\n")
     refused(server.cli("identity", "disable", "admin", check=False), 6,
             "signgate: an identity cannot disable itself\n")
-    assert_recorded(server, start, [
-        (ci, "signature.create", reason),
-        (ci, "read", reason),
+    assert_recorded(server, here, [
         ("admin", "identity.disable", f"identity '{ci}' is already disabled"),
         ("admin", "identity.disable", "an identity cannot disable itself"),
     ])
@@ -243,16 +310,13 @@ def test_rotate_token(server: Server, world: dict[str, str], artifact: Path) -> 
     refused(server.cli("identity", "rotate-token", other, token=mine, check=False), 4,
             f"signgate: {reason}\n")
 
-    auth = "authentication failed: missing or invalid token"
-    assert_recorded(server, start, [
-        ("anonymous", "auth.authenticate", auth),
-        ("anonymous", "auth.authenticate", auth),
-        ("anonymous", "auth.authenticate", auth),
-        (ci, "identity.rotate-token", reason),
-    ])
-    failures = [e for e in entries_since(server, start) if e["action"] == "auth.authenticate"]
-    assert [e["details"]["attempted"] for e in failures] == [
-        "signature.create", "read", "read"]
+    failures = auth_failures(server, start, 3)
+    assert attempted(failures) == {"signature.create": 1, "read": 2}
+    assert {e["actor"] for e in failures} == {"anonymous"}
+    assert [(e["actor"], e["action"], e["details"]["reason"])
+            for e in entries_since(server, start)
+            if e["outcome"] == "refused" and e["action"] != "auth.authenticate"] == [
+        (ci, "identity.rotate-token", reason)]
 
 
 ODD_TOKENS = [
@@ -298,22 +362,21 @@ def test_auth_failures_look_the_same(server: Server, world: dict[str, str],
         assert r.json() == bodies[0].json()
     assert bodies[0].json()["detail"] == "authentication failed: missing or invalid token"
 
-    failures = [e for e in entries_since(server, start) if e["action"] == "auth.authenticate"]
     # Tokens that cannot even travel in an HTTP header are refused by the CLI itself.
     sent = [t for t in tokens if t.isascii() and t.isprintable()]
-    assert len(failures) == len(sent) + len(bodies)
+    failures = auth_failures(server, start, len(sent) + len(bodies))
     for e in failures:
         assert e["actor"] == "anonymous"
         assert e["outcome"] == "refused"
         assert e["details"]["reason"] == "authentication failed: missing or invalid token"
         assert e["details"]["code"] == "authentication_failed"
+        assert e["details"]["client"] == "127.0.0.1"
         assert ci not in str(e)
-    assert failures[0]["details"]["attempted"] == "signature.create"
-    assert failures[0]["key"] == ref
+    assert attempted(failures) == {"signature.create": len(sent), "read": len(bodies)}
+    singles = [e for e in failures if not e["details"].get("summary")]
+    assert singles[0]["details"]["attempted"] == "signature.create"
+    assert singles[0]["key"] == ref
     # 'audit log' shows them like any other refusal.
-    assert_recorded(server, start, [("anonymous", "auth.authenticate",
-                                     "authentication failed: missing or invalid token")]
-                    * len(failures))
     text = server.cli("audit", "log", "--identity", "anonymous", "--action",
                       "auth.authenticate").stdout
     assert text.count(" refused ") >= len(failures)
@@ -423,3 +486,157 @@ def test_audit_readers(server: Server, world: dict[str, str]) -> None:
             f"signgate: {reason_p}\n")
     assert_recorded(server, start, [(auditor, "project.create", manage)] + [
         (signer, "audit.read", reason)] * 3 + [(signer, "audit.read", reason_p)])
+
+
+def _audit_pages(server: Server, token: str, **params: str) -> httpx.Response | list[Any]:
+    """Every entry the API gives ``token`` (all pages), or the refusal."""
+    entries: list[Any] = []
+    after = 0
+    with server.http(token=token) as http:
+        while True:
+            r = http.get("/api/v1/audit", params={**params, "after": after, "limit": 50})
+            if r.status_code != 200:
+                return r
+            entries.extend(r.json()["entries"])
+            if r.json()["next_after"] is None:
+                return entries
+            after = r.json()["next_after"]
+
+
+@pytest.mark.parametrize("role", ["auditor", "admin"])
+def test_key_scoped_reader_sees_only_its_key(server: Server, world: dict[str, str],
+                                             role: str) -> None:
+    p, q = world["p"], world["q"]
+    signer = unique("ci-both-keys")
+    signer_token = identity(server, signer)
+    grant(server, signer, "signer", p)
+    secret = unique("k2-artifact")
+    for key, name in (("k1", unique("k1-artifact")), ("k2", secret)):
+        with server.http(token=signer_token) as http:
+            r = http.post(f"/api/v1/projects/{p}/keys/{key}/sign", json={
+                "digest": hashlib.sha256(name.encode()).hexdigest(), "artifact_name": name,
+                "metadata": {"branch": f"secret-{name}"}})
+        assert r.status_code == 200, r.text
+    reader = unique(f"k1-{role}")
+    token = identity(server, reader, kind="user")
+    grant(server, reader, role, f"{p}/k1")
+
+    everything = _audit_pages(server, server.admin_token)
+    assert isinstance(everything, list)
+    of_k1 = [e["seq"] for e in everything if e["key"] == f"{p}/k1"]
+    seen = _audit_pages(server, token)
+    assert isinstance(seen, list)
+    # Exactly the entries about P/k1: not P/k2's (artifact names, metadata, identities),
+    # not the project's own (its creation, project grants), not Q's.
+    assert [e["seq"] for e in seen] == of_k1[: len(seen)]
+    assert len(seen) >= len(of_k1) > 0
+    assert {(e["project"], e["key"]) for e in seen} == {(p, f"{p}/k1")}
+    assert secret not in str(seen)
+    assert any(e["action"] == "signature.create" and e["actor"] == signer for e in seen)
+    # Narrowing filters narrow within the scope ...
+    assert _audit_pages(server, token, project=p) == seen
+    assert _audit_pages(server, token, key=f"{p}/k1") == seen
+    mine = _audit_pages(server, token, identity=signer)
+    assert isinstance(mine, list)
+    assert [e["key"] for e in mine] == [f"{p}/k1"]
+    # ... and filters outside it are refused, whether or not the key exists.
+    for params, where in (({"key": f"{p}/k2"}, f"{p}/k2"), ({"key": f"{p}/nope"}, f"{p}/nope"),
+                          ({"project": q}, q), ({"project": p, "key": f"{p}/k2"}, f"{p}/k2")):
+        r = _audit_pages(server, token, **params)
+        assert isinstance(r, httpx.Response)
+        assert r.status_code == 403, r
+        assert r.json()["detail"] == (
+            f"identity {reader} may not read the audit log of {where}: no auditor grant")
+    with server.http(token=token) as http:
+        assert http.get(f"/api/v1/projects/{p}/keys/k2").status_code == 404
+    # The CLI (table, --json, --csv) reads through the same scope.
+    as_json = server.cli("audit", "log", "--json", token=token).json()
+    assert [e["seq"] for e in as_json] == [e["seq"] for e in seen][: len(as_json)]
+    assert secret not in str(as_json)
+    as_csv = server.cli("audit", "log", "--csv", token=token).stdout
+    assert secret not in as_csv
+    assert all(line.split(",")[6] == p for line in as_csv.splitlines()[1:])
+    refused(server.cli("audit", "log", "--key", f"{p}/k2", token=token, check=False), 4,
+            f"signgate: identity {reader} may not read the audit log of {p}/k2: "
+            "no auditor grant\n")
+    # A project-wide reader sees every key of the project and the project's own entries.
+    whole = unique("p-auditor")
+    whole_token = identity(server, whole, kind="user")
+    grant(server, whole, "auditor", p)
+    project_view = _audit_pages(server, whole_token)
+    assert isinstance(project_view, list)
+    assert {e["project"] for e in project_view} == {p}
+    assert secret in str(project_view)
+    assert any(e["action"] == "project.create" for e in project_view)
+
+
+def test_failed_authentications_are_throttled_and_counted(backend: str,
+                                                          tmp_path: Path) -> None:
+    """A flood of bad tokens: 429 past the limit, a log that grows by entries per window
+    (not per attempt) whose counts add up to every attempt, nothing lost on a clean stop."""
+    limit, flood, signs = 5, 240, 40
+    config = f"auth_failure_limit = {limit}\nauth_failure_window_seconds = 3600"
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres.temporary_database()) if backend == "postgres" \
+            else None
+        srv = start_server(tmp_path / "data", url, config=config)
+        stack.callback(lambda: srv.stop())
+        p = unique("flood")
+        api(srv, "POST", "/projects", json={"name": p})
+        api(srv, "POST", f"/projects/{p}/keys", json={"name": "k"})
+        gone = unique("gone")
+        gone_token = identity(srv, gone)
+        api(srv, "POST", f"/identities/{gone}/disable")
+        before = last_seq(srv)
+
+        answers = []
+        body = {"digest": hashlib.sha256(b"x").hexdigest(), "artifact_name": "x.bin"}
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            for i in range(flood):
+                auth = {"Authorization": f"Bearer sgt_{secrets.token_urlsafe(32)}"}
+                if i % (flood // signs) == 0:  # the signing path counts alike
+                    answers.append(http.post(f"/api/v1/projects/{p}/keys/k/sign", json=body,
+                                             headers=auth))
+                else:
+                    answers.append(http.get("/api/v1/whoami", headers=auth))
+            statuses = [r.status_code for r in answers]
+            # A valid token from the same address still works ...
+            assert http.get("/api/v1/whoami", headers={
+                "Authorization": f"Bearer {srv.admin_token}"}).status_code == 200
+            # ... and a disabled identity's token is throttled like any other.
+            disabled = http.get("/api/v1/whoami",
+                                headers={"Authorization": f"Bearer {gone_token}"})
+        assert statuses[:limit] == [401] * limit
+        # (windows are aligned to the hour: a flood across the boundary gets a new limit)
+        assert statuses.count(401) in (limit, 2 * limit), statuses
+        assert statuses.count(429) == flood - statuses.count(401)
+        for r in [*answers[limit:limit + 3], answers[-1], disabled]:
+            assert r.status_code == 429
+            assert r.headers["content-type"] == "application/problem+json"
+            assert 1 <= int(r.headers["retry-after"]) <= 3600
+            problem = r.json()
+            assert (problem["code"], problem["title"], problem["status"]) == (
+                "authentication_throttled", "AuthenticationThrottled", 429)
+            assert problem["detail"] == ("authentication failed too often from this "
+                                         f"address; retry in {r.headers['retry-after']} s")
+        assert gone not in disabled.text
+        # The log grew by one entry (the window's first failure), not by one per attempt.
+        grown = last_seq(srv) - before
+        assert 1 <= grown <= 3, grown
+        assert srv.cli("audit", "verify").stdout.startswith("audit log intact: ")
+
+        # A clean stop records the window's count; after a restart it is all there.
+        srv.stop()
+        srv = start_server(tmp_path / "data", url, init=False)
+        failures = auth_failures(srv, before, flood + 1, timeout=5)
+        assert len(failures) <= 4, failures
+        assert last_seq(srv) - before <= 4
+        assert attempted(failures) == {"read": flood - signs + 1, "signature.create": signs}
+        assert sum(e["details"]["throttled"] for e in failures if e["details"].get("summary")
+                   ) + sum(e["details"].get("throttled", 0) for e in failures
+                           if not e["details"].get("summary")) == flood + 1 - statuses.count(401)
+        assert {e["details"]["client"] for e in failures} == {"127.0.0.1"}
+        summaries = [e for e in failures if e["details"].get("summary")]
+        assert sum(s["details"].get("disabled_identities", {}).get(gone, 0)
+                   for s in summaries) == 1
+        assert srv.cli("audit", "verify").stdout.startswith("audit log intact: ")

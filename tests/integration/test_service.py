@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -303,14 +304,25 @@ def test_refusal_is_recorded_and_nothing_else(env: Env) -> None:
 def test_unknown_token_is_recorded_as_anonymous(env: Env) -> None:
     ref = new_key(env)
     n = len(env.entries())
-    for token in (None, "sgt_not-a-real-token"):
+    for token in (None, "sgt_not-a-real-token", "sgt_another"):
         with pytest.raises(AuthenticationFailed):
-            env.sign(Caller(token), ref, b"x")
+            env.sign(Caller(token, "10.1.1.1"), ref, b"x")
+    # The window's first failure at once; the others counted, recorded when it ends.
+    first = env.entries()[n:]
+    assert [(e.actor, e.action, e.outcome, e.key_ref) for e in first] == \
+        [("anonymous", "auth.authenticate", "refused", ref)]
+    assert json.loads(first[0].details)["attempts"] == 1
+    assert env.ctx.auth_failures.flush() == 0  # the window has not ended
+    env.clock.advance(timedelta(seconds=env.ctx.settings.auth_failure_window_seconds))
+    env.ctx.auth_failures.flush()  # (or its flusher thread did, within a second)
     new = env.entries()[n:]
     assert [(e.actor, e.action, e.outcome) for e in new] == \
         [("anonymous", "auth.authenticate", "refused")] * 2
-    assert all('"attempted":"signature.create"' in e.details for e in new)
+    summary = json.loads(new[1].details)
+    assert (summary["attempts"], summary["attempted"], summary["client"], summary["summary"]) \
+        == (2, {"signature.create": 2}, "10.1.1.1", True)
     assert all("sgt_" not in e.details for e in new)
+    assert env.ctx.auth_failures.flush() == 0  # counted once
     env.chain_ok()
 
 

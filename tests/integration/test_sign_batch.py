@@ -179,8 +179,10 @@ def test_cached_identity_and_grants_follow_changes(
     caller = Caller(ci)
     signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")  # fills the cache
     identities.set_enabled(ctx, Caller(admin), "ci", False)
-    with pytest.raises(Denied, match="identity ci is disabled"):
+    with pytest.raises(AuthenticationFailed) as disabled:  # like an unknown token
         signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+    assert str(disabled.value) == str(AuthenticationFailed())
+    assert disabled.value.identity == "ci"  # for the record only
     identities.set_enabled(ctx, Caller(admin), "ci", True)
     signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
     grants.remove(ctx, Caller(admin), "ci", "signer", "p/k")

@@ -101,9 +101,14 @@ def init_data_dir(data_dir: Path, database_url: str | None) -> str:
 
 
 def start_server(data_dir: Path, database_url: str | None, *, workers: int = 1,
-                 init: bool = True) -> Server:
+                 init: bool = True, config: str = "") -> Server:
+    """Init (unless ``init`` is False) and serve ``data_dir``; ``config`` is appended to
+    its config.toml first."""
     token = init_data_dir(data_dir, database_url) if init else \
         (data_dir / "admin.token").read_text().strip()
+    if config:
+        with (data_dir / "config.toml").open("a", encoding="utf-8") as f:
+            f.write("\n" + config + "\n")
     env = base_env(database_url)
     port = free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"

@@ -280,14 +280,36 @@ def test_may_read_audit_disabled() -> None:
     assert d.reason == "identity x is disabled"
 
 
-def test_audit_projects() -> None:
-    assert decide.audit_projects(actor((Role.AUDITOR, "*"))) is None
-    assert decide.audit_projects(actor((Role.ADMIN, "*"), (Role.AUDITOR, "app"))) is None
-    assert decide.audit_projects(
+def test_audit_scopes() -> None:
+    assert decide.audit_scopes(actor((Role.AUDITOR, "*"))) is None
+    assert decide.audit_scopes(actor((Role.ADMIN, "*"), (Role.AUDITOR, "app"))) is None
+    # A key scope stays a key scope: it does not widen to the key's project.
+    assert decide.audit_scopes(
         actor((Role.AUDITOR, "app"), (Role.ADMIN, "lib/core"), (Role.SIGNER, "zzz"))
-    ) == {"app", "lib"}
-    assert decide.audit_projects(actor((Role.SIGNER, "*"))) == set()
-    assert decide.audit_projects(actor((Role.AUDITOR, "*"), enabled=False)) == set()
+    ) == (Scope("app"), Scope("lib", "core"))
+    assert decide.audit_scopes(actor((Role.SIGNER, "*"))) == ()
+    assert decide.audit_scopes(actor((Role.AUDITOR, "*"), enabled=False)) == ()
+
+
+def test_may_read_audit_of_filters() -> None:
+    keyed = actor((Role.AUDITOR, "lib/core"), name="k")
+    assert decide.may_read_audit_of(keyed, None, None).allowed
+    assert decide.may_read_audit_of(keyed, "lib", None).allowed  # narrowed to lib/core
+    assert decide.may_read_audit_of(keyed, None, "lib/core").allowed
+    for project, key_ref, where in ((None, "lib/other", "lib/other"),
+                                    ("app", None, "app"), (None, "app/core", "app/core"),
+                                    ("lib", "lib/other", "lib/other")):
+        d = decide.may_read_audit_of(keyed, project, key_ref)
+        assert d == decide.Decision.deny(
+            f"identity k may not read the audit log of {where}: no auditor grant")
+    whole = actor((Role.ADMIN, "lib"))
+    assert decide.may_read_audit_of(whole, None, "lib/anything").allowed
+    assert not decide.may_read_audit_of(whole, "app", None).allowed
+    assert decide.may_read_audit_of(actor((Role.AUDITOR, "*")), "app", "lib/x").allowed
+    none = decide.may_read_audit_of(actor((Role.SIGNER, "lib")), None, None)
+    assert none.reason == "identity ci may not read the audit log of all projects: no auditor grant"
+    assert not decide.may_read_audit_of(actor((Role.AUDITOR, "*"), enabled=False),
+                                        None, None).allowed
 
 
 # -- rotation_due -------------------------------------------------------------------------

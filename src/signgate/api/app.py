@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,7 +21,15 @@ from signgate.service.context import Context
 
 
 def create_app(ctx: Context) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # After the last request: record what is only counted in memory (failed
+        # authentications of the current window), stop the signing thread.
+        await asyncio.to_thread(ctx.close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="signgate",
         version=__version__,
         description="Self-hosted code signing: keys that never leave, who may sign what, "

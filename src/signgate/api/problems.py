@@ -21,6 +21,7 @@ STATUS: list[tuple[type[errors.SigngateError], int]] = [
     (errors.LengthRequired, 411),
     (errors.RequestTimeout, 408),
     (errors.InvalidInput, 400),
+    (errors.AuthenticationThrottled, 429),
     (errors.AuthenticationFailed, 401),
     (errors.Denied, 403),
     (errors.NotFound, 404),
@@ -41,10 +42,12 @@ def status_for(exc: errors.SigngateError) -> int:
     return 500
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(status: int, code: str, title: str, detail: str,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": f"urn:signgate:problem:{code}", "title": title, "status": status,
             "detail": detail, "code": code, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -54,6 +57,15 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("%s: %s", exc.code, exc)
+        if isinstance(exc, errors.AuthenticationThrottled):
+            # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3, in seconds).
+            return problem(status, exc.code, "AuthenticationThrottled", str(exc),
+                           {"Retry-After": str(exc.retry_after)})
+        if isinstance(exc, errors.AuthenticationFailed):
+            # One answer whatever the cause (no token, unknown token, disabled identity):
+            # built from the class alone, so nothing about the cause can leak into it.
+            plain = errors.AuthenticationFailed()
+            return problem(status, plain.code, "AuthenticationFailed", str(plain))
         return problem(status, exc.code, type(exc).__name__, str(exc))
 
     @app.exception_handler(RequestValidationError)

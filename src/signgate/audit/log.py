@@ -99,7 +99,11 @@ def _entries(session: Session) -> Iterator[AuditEntry]:
 
 
 def verify_chain(session: Session) -> ChainReport:
-    """Recompute the chain; name the first entry that was edited, deleted, inserted or moved."""
+    """Recompute the chain; name the first entry that was edited, deleted, inserted or moved.
+
+    ``session`` must read one snapshot (``Database.read(snapshot=True)``): the head and the
+    entries are compared with each other, so they must be of the same instant.
+    """
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     expected_seq = 1
     prev_hash = GENESIS_HASH

@@ -47,6 +47,8 @@ def _error_from(response: httpx.Response) -> errors.SigngateError:
         detail = f"HTTP {response.status_code} {response.reason_phrase}"
         code = "error"
     cls = _BY_STATUS.get(response.status_code, errors.SigngateError)
+    if code == errors.AuthenticationThrottled.code:  # 429 of an authentication: exit 3
+        cls = errors.AuthenticationThrottled
     exc = errors.SigngateError.__new__(cls)
     errors.SigngateError.__init__(exc, detail, code=code)
     return exc

@@ -55,25 +55,53 @@ def may_see(actor: Actor, project: str, key: str | None = None) -> bool:
 
 
 def may_read_audit(actor: Actor, project: str | None) -> Decision:
+    """Auditor or admin on all of ``project`` (None: the whole installation, as verifying
+    the chain needs)."""
     if not actor.enabled:
         return Decision.deny(f"identity {actor.name} is disabled")
     for role in (Role.AUDITOR, Role.ADMIN):
         if actor.has(role, project):
             return Decision.allow()
-    where = "all projects" if project is None else project
-    return Decision.deny(
-        f"identity {actor.name} may not read the audit log of {where}: no auditor grant"
-    )
+    return _no_audit_grant(actor, project)
 
 
-def audit_projects(actor: Actor) -> set[str] | None:
-    """Projects whose audit entries ``actor`` may read; None means all of them."""
+def audit_scopes(actor: Actor) -> tuple[Scope, ...] | None:
+    """The scopes whose audit entries ``actor`` may read (auditor or admin grants); None
+    means every entry. A key scope reads the entries about that key only; a project scope
+    those about the project and all its keys. Entries about no project (identities,
+    the root CA, failed authentications) need a global grant."""
     if not actor.enabled:
-        return set()
-    readers = [g for g in actor.grants if g.role in (Role.AUDITOR, Role.ADMIN)]
-    if any(g.scope.is_global for g in readers):
+        return ()
+    scopes = {g.scope for g in actor.grants if g.role in (Role.AUDITOR, Role.ADMIN)}
+    if any(s.is_global for s in scopes):
         return None
-    return {g.scope.project for g in readers if g.scope.project is not None}
+    return tuple(sorted(scopes, key=str))
+
+
+def may_read_audit_of(actor: Actor, project: str | None, key_ref: str | None) -> Decision:
+    """May ``actor`` ask for the audit entries of ``project`` and/or the key ``key_ref``
+    (``None``: no such filter)? Asking for a project or key outside the actor's scopes
+    is refused, decided from the grants alone, so the answer tells nothing about whether
+    it exists; what a permitted query returns is still limited to :func:`audit_scopes`."""
+    scopes = audit_scopes(actor)
+    if scopes is None:
+        return Decision.allow() if actor.enabled else may_read_audit(actor, None)
+    if not actor.enabled:
+        return may_read_audit(actor, None)
+    if project is not None and not any(s.project == project for s in scopes):
+        return _no_audit_grant(actor, project)
+    if key_ref is not None:
+        key_project, _, key_name = key_ref.partition("/")
+        if not any(s.project == key_project and s.key in (None, key_name) for s in scopes):
+            return _no_audit_grant(actor, key_ref)
+    if not scopes:
+        return _no_audit_grant(actor, None)
+    return Decision.allow()
+
+
+def _no_audit_grant(actor: Actor, where: str | None) -> Decision:
+    return Decision.deny(f"identity {actor.name} may not read the audit log of "
+                         f"{where or 'all projects'}: no auditor grant")
 
 
 def may_sign_with(actor: Actor, project: str, key: str) -> Decision:

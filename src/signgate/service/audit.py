@@ -6,14 +6,14 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from signgate.audit.log import verify_chain
 from signgate.audit.model import Action
 from signgate.errors import InvalidInput
 from signgate.policy import decide
-from signgate.policy.model import Actor
+from signgate.policy.model import Actor, Scope
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.views import AuditEntryView, AuditPage, AuditVerifyView
 from signgate.store.models import AuditEntry
@@ -38,6 +38,12 @@ def _view(e: AuditEntry) -> AuditEntryView:
                           e.key_ref, json.loads(e.details), e.prev_hash, e.entry_hash)
 
 
+def _in_scope(scope: Scope) -> ColumnElement[bool]:
+    if scope.key is None:
+        return AuditEntry.project == scope.project
+    return and_(AuditEntry.project == scope.project, AuditEntry.key_ref == str(scope))
+
+
 def query(ctx: Context, caller: Caller, q: AuditQuery) -> AuditPage:
     if not 1 <= q.limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be 1 to {MAX_PAGE}")
@@ -46,14 +52,15 @@ def query(ctx: Context, caller: Caller, q: AuditQuery) -> AuditPage:
         raise InvalidInput(f"unknown action {q.action!r}; known actions: {known}")
 
     def run(session: Session, actor: Actor) -> AuditPage:
-        d = decide.may_read_audit(actor, q.project)
-        if not d.allowed and q.project is None and decide.audit_projects(actor):
-            d = decide.Decision.allow()  # project auditors read their projects' entries
+        d = decide.may_read_audit_of(actor, q.project, q.key)
         require(d.allowed, d.reason)
         stmt = select(AuditEntry).where(AuditEntry.seq > q.after)
-        visible = decide.audit_projects(actor)
-        if visible is not None:
-            stmt = stmt.where(AuditEntry.project.in_(sorted(visible)))
+        scopes = decide.audit_scopes(actor)
+        if scopes is not None:
+            # Exactly the entries of the scopes held, whatever the filters: a key-scoped
+            # auditor or admin does not read the other keys of the project, nor what is
+            # about the project alone (its creation, its grants).
+            stmt = stmt.where(or_(false(), *(_in_scope(s) for s in scopes)))
         if q.identity:
             stmt = stmt.where(AuditEntry.actor == q.identity)
         if q.key:
@@ -82,4 +89,7 @@ def verify(ctx: Context, caller: Caller) -> AuditVerifyView:
         return AuditVerifyView(r.ok, r.entries, r.head_seq, r.head_hash, r.first_bad_seq,
                                r.problem)
 
-    return ctx.read(caller, Target(Action.AUDIT_READ, "audit chain"), run)
+    # The head and every entry from one snapshot: a batch committed between reading the
+    # entries and the head would otherwise look like entries appended behind signgate's
+    # back, a false alarm that would make a real one worthless.
+    return ctx.read(caller, Target(Action.AUDIT_READ, "audit chain"), run, snapshot=True)

@@ -26,12 +26,13 @@ from signgate.crypto.tokens import token_hash
 from signgate.errors import AuthenticationFailed, Denied, SigngateError, Unavailable
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.policy.model import Actor, Grant, Role, Scope
+from signgate.service.auth_failures import ANONYMOUS as ANONYMOUS
+from signgate.service.auth_failures import AuthFailures
 from signgate.store.db import Database
 from signgate.store.models import GrantRow, Identity
 
 T = TypeVar("T")
 
-ANONYMOUS = "anonymous"
 _WRITER = "signgate.audit_writer"
 
 
@@ -74,6 +75,10 @@ class Context:
                 self._parts[name] = factory(self)
             return cast(T, self._parts[name])
 
+    @property
+    def auth_failures(self) -> AuthFailures:
+        return self.part("auth_failures", AuthFailures)
+
     def close(self) -> None:
         for part in self._parts.values():
             close = getattr(part, "close", None)
@@ -114,6 +119,8 @@ class Context:
                 return use_case(session, identity, actor)
         except Unavailable:
             raise
+        except AuthenticationFailed as exc:
+            raise self.authentication_failed(caller, target, exc) from None
         except SigngateError as exc:
             self._record_refusal(caller, target, actor_name, exc)
             raise
@@ -123,18 +130,37 @@ class Context:
         caller: Caller,
         target: Target,
         use_case: Callable[[Session, Actor], T],
+        snapshot: bool = False,
     ) -> T:
+        """Run ``use_case`` in a read transaction; ``snapshot``: one consistent snapshot
+        (see ``Database.read``)."""
         actor_name = ANONYMOUS
         try:
-            with self.db.read() as session:
+            with self.db.read(snapshot) as session:
                 _, actor = authenticate(session, caller)
                 actor_name = actor.name
-                if not actor.enabled:
-                    raise Denied(f"identity {actor.name} is disabled")
                 return use_case(session, actor)
-        except (AuthenticationFailed, Denied) as exc:
+        except AuthenticationFailed as exc:
+            raise self.authentication_failed(caller, target, exc) from None
+        except Denied as exc:
             self._record_refusal(caller, target, actor_name, exc)
             raise
+
+    def authentication_failed(self, caller: Caller, target: Target,
+                              exc: AuthenticationFailed) -> AuthenticationFailed:
+        """Count a failed authentication, record it if it is the first from its address
+        in this window (the rest are recorded with their count when the window ends), and
+        return the error to answer with: the same 401 for every cause, or 429 past the
+        limit (see service/auth_failures.py)."""
+        verdict = self.auth_failures.failed(caller, target, exc)
+        if verdict.record is not None:
+            try:
+                with self.transaction() as session:
+                    self.record(session, verdict.record)
+            except Exception:
+                self.auth_failures.lost(caller, target, exc)
+                raise
+        return verdict.error
 
     def _record_refusal(
         self, caller: Caller, target: Target, actor_name: str, exc: SigngateError
@@ -163,7 +189,9 @@ def _storable(text: str | None) -> str | None:
 
 
 def authenticate(session: Session, caller: Caller) -> tuple[Identity, Actor]:
-    """The identity holding ``caller.token``; the same failure whether or not it exists."""
+    """The enabled identity holding ``caller.token``. No token, an unknown one and a
+    disabled identity's fail alike: a disabled token's holder must not learn that it is
+    valid or whose it is (the error carries the name for the audit record only)."""
     if not caller.token:
         raise AuthenticationFailed()
     identity = session.execute(
@@ -171,6 +199,8 @@ def authenticate(session: Session, caller: Caller) -> tuple[Identity, Actor]:
     ).scalar_one_or_none()
     if identity is None:
         raise AuthenticationFailed()
+    if not identity.enabled:
+        raise AuthenticationFailed(identity=identity.name)
     rows = session.execute(
         select(GrantRow.role, GrantRow.scope).where(GrantRow.identity_id == identity.id)
     ).all()

@@ -263,6 +263,8 @@ class _Batch:
             found = (row.id, Actor(row.name, row.enabled, tuple(
                 Grant(Role(role), Scope.parse(scope)) for role, scope in grants)))
             self.actors[h] = found
+        if not found[1].enabled:  # answered like an unknown token (see authenticate)
+            raise AuthenticationFailed(identity=found[1].name)
         return found
 
     def key(self, project: str, name: str) -> _KeyState:
@@ -633,6 +635,9 @@ class SignBatcher:
 
     def _process(self, jobs: list[SignJob]) -> list[SignResult | Exception]:
         outcomes: list[SignResult | Exception] = []
+        # Failed authentications recorded in this batch's transaction: if it does not
+        # commit, they are counted in their window's summary instead.
+        first_failures: list[tuple[SignJob, AuthenticationFailed]] = []
         try:
             with self.ctx.transaction() as session:
                 writer = self.ctx.audit_writer(session)
@@ -642,6 +647,14 @@ class SignBatcher:
                     try:
                         outcomes.append(batch.sign(job))
                     except Refusal as refused:
+                        if isinstance(refused.error, AuthenticationFailed):
+                            verdict = self.ctx.auth_failures.failed(job.caller, job.target(),
+                                                                    refused.error)
+                            if verdict.record is not None:
+                                self.ctx.record(session, verdict.record)
+                                first_failures.append((job, refused.error))
+                            outcomes.append(verdict.error)
+                            continue
                         record = refusal_record(job.caller, job.target(), refused.actor,
                                                 refused.error)
                         if job.scan is not None:  # the verdict, engines and digest with it
@@ -654,6 +667,8 @@ class SignBatcher:
             if not isinstance(exc, SigngateError):
                 log.exception("signing batch failed")
             self._cache.clear()
+            for job, failure in first_failures:
+                self.ctx.auth_failures.lost(job.caller, job.target(), failure)
             return [exc] * len(jobs)
         self._cache.head_seq = head_after
         return outcomes

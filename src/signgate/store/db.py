@@ -74,6 +74,17 @@ class Database:
             raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
         self._writer = sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+        # One snapshot for a whole read transaction. PostgreSQL's default, READ COMMITTED,
+        # takes a new snapshot per statement, so a read of the audit head and then of the
+        # entries could straddle a commit and see a chain "broken" by entries newer than
+        # the head. REPEATABLE READ READ ONLY takes its snapshot at the first statement
+        # and never waits for or blocks writers. SQLite's deferred read transaction in WAL
+        # mode is already one snapshot (its read mark is held until the transaction ends).
+        snapshot_engine = self.read_engine
+        if self.dialect == "postgresql":
+            snapshot_engine = self.read_engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        self._snapshot_reader = sessionmaker(snapshot_engine, expire_on_commit=False)
 
     @staticmethod
     def _sqlite_engine(url: str, begin: str) -> Engine:
@@ -105,8 +116,11 @@ class Database:
             yield session
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Session]:
-        with _converted(), self._reader() as session, session.begin():
+    def read(self, snapshot: bool = False) -> Iterator[Session]:
+        """A read transaction; with ``snapshot``, every statement in it sees the database
+        as of one instant on every backend (for reads that must agree with each other)."""
+        maker = self._snapshot_reader if snapshot else self._reader
+        with _converted(), maker() as session, session.begin():
             yield session
 
     def ping(self) -> None:
