@@ -17,18 +17,18 @@ BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_gpg_daemons_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _no_gpg_daemons_left() -> Iterator[None]:
     """The suite stops every GnuPG daemon it started (gpg leaves one per home behind)."""
     yield
-    left = gpg.daemons_under(tmp_path_factory.getbasetemp())
+    left = gpg.daemons_left()
     assert not left, f"GnuPG daemons left running by the tests: {left}"
 
 
 @pytest.fixture
-def new_gpg_home(tmp_path: Path) -> Iterator[Callable[[], Path]]:
-    """Makes GnuPG homes under tmp_path; their daemons are stopped when the test ends."""
+def new_gpg_home() -> Iterator[Callable[[], Path]]:
+    """Makes GnuPG homes; their daemons are stopped when the test ends."""
     with ExitStack() as stack:
-        yield lambda: stack.enter_context(gpg.gpg_home(tmp_path))
+        yield lambda: stack.enter_context(gpg.gpg_home())
 _counter = itertools.count()
 
 

@@ -17,13 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DAEMONS = ("gpg-agent", "dirmngr", "keyboxd", "scdaemon")
+_made: list[str] = []  # every home this process made
 
 
 @contextmanager
-def gpg_home(parent: Path | None = None) -> Iterator[Path]:
-    """A new, private GnuPG home (short path: gpg-agent's socket lives in it)."""
-    home = Path(tempfile.mkdtemp(prefix="sg-gpg-", dir=parent))
+def gpg_home() -> Iterator[Path]:
+    """A new, private GnuPG home."""
+    home = Path(tempfile.mkdtemp(prefix="sg-gpg-"))
     home.chmod(0o700)
+    _made.append(str(home))
     try:
         yield home
     finally:
@@ -32,15 +34,14 @@ def gpg_home(parent: Path | None = None) -> Iterator[Path]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def daemons_under(base: Path) -> list[str]:
-    """Command lines of GnuPG daemons still running for a home directory under `base`."""
+def daemons_left() -> list[str]:
+    """Command lines of GnuPG daemons still running for a home this process made."""
     found = []
-    prefix = str(base.resolve())
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             argv = cmdline.read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue  # the process ended while we looked
-        if argv and Path(argv[0]).name in DAEMONS and any(prefix in a for a in argv):
+        if argv and Path(argv[0]).name in DAEMONS and any(a in _made for a in argv):
             found.append(" ".join(argv).strip())
     return found

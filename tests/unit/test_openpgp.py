@@ -47,8 +47,8 @@ def test_armor_known_value_and_round_trip() -> None:
 
 
 @pytest.fixture
-def gpg_home(tmp_path: Path) -> Iterator[Path]:
-    with support_gpg.gpg_home(tmp_path) as home:
+def gpg_home() -> Iterator[Path]:
+    with support_gpg.gpg_home() as home:
         yield home
 
 
