@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from signgate import __version__
-from signgate.api import problems, scan, tsa
+from signgate.api import docs, openapi, problems, scan, tsa
 from signgate.api.limits import BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
@@ -26,9 +26,12 @@ def create_app(ctx: Context) -> Any:
         # signgate's record of what happened is its audit log; FastAPI's OpenTelemetry
         # hooks would cost every request an environment look-up and export nothing.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None, redoc_url=None,  # served by api/docs.py, without a CDN
     )
     app.state.context = ctx
     problems.install(app)
+    openapi.install(app)
+    docs.install(app)
     app.include_router(router)
     app.include_router(public_router)
     app.include_router(tsa.router)
@@ -42,4 +45,7 @@ def create_app(ctx: Context) -> Any:
             return problems.problem(503, exc.code, "Unavailable", str(exc))
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return BodyLimit(app, ctx.settings.max_body_bytes, scan.is_upload)
+    # POST /tsa enforces its own, smaller limit and must refuse in RFC 3161's words (a
+    # TimeStampResp), not with a problem+json that a time-stamp client cannot read.
+    return BodyLimit(app, ctx.settings.max_body_bytes,
+                     lambda path: scan.is_upload(path) or path == tsa.PATH)
