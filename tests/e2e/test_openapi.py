@@ -168,7 +168,8 @@ def test_schemathesis_finds_no_undeclared_answer(scanning_server: Server,
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "failures" not in proc.stdout.lower(), proc.stdout
+    assert " passed" in proc.stdout, proc.stdout
+    assert "failures" not in proc.stdout.lower(), proc.stdout
     assert "Traceback" not in srv.server_log()
 
 
