@@ -4,6 +4,7 @@ wrong, nothing is half-written, the audit chain stays intact and the server neve
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -458,6 +459,75 @@ def test_unknown_identity_kind(http: httpx.Client) -> None:
     assert check_problem(r, 400, "unknown identity kind 'robot'")["code"] == "bad_kind"
 
 
+# -- lax input: booleans, integers, format parameters (issue 9, item 13) --------------------
+
+
+@pytest.mark.parametrize(("path", "payload", "needle"), [
+    ("SIGN", {"digest": GOOD_DIGEST, "artifact_name": "a", "timestamp": "yes"},
+     "timestamp: Input should be a valid boolean"),
+    ("SIGN", {"digest": GOOD_DIGEST, "artifact_name": "a", "timestamp": 1},
+     "timestamp: Input should be a valid boolean"),
+    ("KEYS", {"name": "k", "one_time": "true"}, "one_time: Input should be a valid boolean"),
+    ("KEYS", {"name": "k", "require_timestamp": "on"}, "require_timestamp"),
+    ("KEYS", {"name": "k", "max_signatures": "10"}, "max_signatures: Input should be a valid "
+                                                    "integer"),
+])
+def test_booleans_and_integers_are_not_guessed(server: Server, world: World,
+                                               http: httpx.Client, path: str, payload: Any,
+                                               needle: str) -> None:
+    path = {"KEYS": f"/api/v1/projects/{world.project}/keys",
+            "SIGN": world.key_path + "/sign"}[path]
+    check_problem(http.post(path, json=payload), 422, needle)
+    assert keys_of(server, world.project) == [world.key]
+    signed = server.cli("key", "show", world.key, "--json").json()["versions"][0]
+    assert signed["signatures"] == 0
+
+
+@pytest.mark.parametrize(("fmt", "params", "needle"), [
+    ("raw", {"colour": "blue"}, "unknown parameter for format raw: colour (it takes: none)"),
+    ("cms", {"b": "1", "a": "2"}, "unknown parameters for format cms: a, b"),
+    ("openpgp", {"hashed": "AAAA", "hased": "AAAA"},
+     "unknown parameter for format openpgp: hased (it takes: hashed)"),
+])
+def test_unknown_format_params_are_refused_by_name(server: Server, world: World, fmt: str,
+                                                   params: dict[str, str],
+                                                   needle: str) -> None:
+    def refusals() -> int:
+        log = server.cli("audit", "log", "--key", world.key, "--json").json()
+        return sum(1 for e in log if e["outcome"] == "refused"
+                   and e["details"].get("code") == "unknown_params")
+
+    before = refusals()
+    body = {"digest": GOOD_DIGEST, "artifact_name": "a", "format": fmt, "params": params}
+    with server.http(world.signer_token) as c:
+        r = c.post(world.key_path + "/sign", json=body)
+        upload = c.post(world.key_path + "/sign-upload", content=b"artifact",
+                        headers={"Signgate-Sign": json.dumps({k: v for k, v in body.items()
+                                                               if k != "digest"})})
+    assert check_problem(r, 400, needle)["code"] == "unknown_params"
+    assert check_problem(upload, 400, needle)["code"] == "unknown_params"
+    assert refusals() == before + 2  # both refusals are on the record
+
+
+def test_upload_header_booleans_are_booleans(world: World, server: Server) -> None:
+    header = json.dumps({"artifact_name": "a", "timestamp": "yes"})
+    with server.http(world.signer_token) as c:
+        r = c.post(world.key_path + "/sign-upload", content=b"artifact",
+                   headers={"Signgate-Sign": header})
+    check_problem(r, 400, "timestamp: Input should be a valid boolean")
+
+
+def test_cli_compromise_time_before_the_key_existed(server: Server, world: World) -> None:
+    check_cli_error(server.cli("key", "revoke", world.key, "--compromised-at", "0001-01-01",
+                               check=False), 7, "before", f"{world.key} was created")
+    assert server.cli("key", "show", world.key, "--json").json()["state"] == "active"
+    refused = [e for e in server.cli("audit", "log", "--key", world.key, "--action",
+                                     "key.revoke", "--json").json()]
+    assert refused
+    assert all(e["outcome"] == "refused" for e in refused)
+    assert any("was created" in e["details"]["reason"] for e in refused)
+
+
 # -- times and the audit query ------------------------------------------------------------
 
 
@@ -468,6 +538,8 @@ def test_unknown_identity_kind(http: httpx.Client) -> None:
     ("9999-12-31T23:59:59-01:00", 400, "out of range"),
     ("0001-01-01T00:00:00+01:00", 400, "out of range"),
     ("9999-01-01T00:00:00Z", 400, "lies in the future"),
+    ("0001-01-01T00:00:00Z", 400, "before"),  # before the key existed
+    ("2000-01-01T00:00:00Z", 400, "was created"),
 ])
 def test_revoke_with_a_bad_time(server: Server, world: World, http: httpx.Client, when: str,
                                 status: int, needle: str) -> None:

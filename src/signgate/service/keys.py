@@ -321,6 +321,11 @@ def revoke(
         now = ctx.clock.now()
         if compromised_at > now:
             raise InvalidInput("--compromised-at lies in the future")
+        if compromised_at < key.created_at:
+            # Nothing could be signed with a key before it existed: such a time is a typo
+            # (or a default like 0001-01-01), and would revoke every signature it made.
+            raise InvalidInput(f"--compromised-at {compromised_at.isoformat()} is before "
+                               f"{ref} was created ({key.created_at.isoformat()})")
         old = key.state
         key.state = KeyState.REVOKED.value
         key.compromised_at = compromised_at

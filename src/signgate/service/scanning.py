@@ -331,7 +331,12 @@ async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSig
     actor = await run_in_threadpool(authorize, ctx, caller, target,
                                     lambda a: decide.may_sign_with(a, project, name))
     algorithm = DigestAlgorithm.parse(request.digest_algorithm)
-    formats.builder(request.format)  # an unknown format is refused before the upload
+    try:  # an unknown format or parameter is refused (and recorded) before the upload
+        formats.builder(request.format)
+        formats.check_params(request.format, request.params)
+    except SigngateError as exc:
+        await run_in_threadpool(record_refusal, ctx, caller, target, actor.name, exc)
+        raise
     spooled = await _receive_or_refuse(ctx, caller, target, actor.name, stream, declared,
                                        request.artifact_name)
     try:

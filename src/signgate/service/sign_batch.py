@@ -184,8 +184,9 @@ class _KeyState:
         )
 
 
-def check_params(params: Mapping[str, str]) -> dict[str, str]:
+def check_params(fmt: str, params: Mapping[str, str]) -> dict[str, str]:
     out = dict(params)
+    formats.check_params(fmt, out)
     if len(canonical_json(out)) > MAX_PARAMS_BYTES:
         raise InvalidInput(f"format parameters are limited to {MAX_PARAMS_BYTES} bytes of "
                            "JSON")
@@ -314,7 +315,7 @@ class _Batch:
             now = self.ctx.clock.now()
             builder = formats.builder(job.format)
             request = FormatRequest(alg, digest, job.artifact_name, now,
-                                    check_params(job.params),
+                                    check_params(job.format, job.params),
                                     timestamp=job.timestamp or key.require_timestamp)
             # Before any key is touched (or a one-time key made): can this key make it?
             builder.check(key.signer(job.ref), request)
