@@ -414,6 +414,47 @@ def test_signing_with_an_unknown_key_tells_only_grant_holders(server: Server) ->
     assert sorted(k["ref"] for k in listed) == [f"{project}/granted", f"{project}/real"]
 
 
+def test_a_missing_key_is_named_to_those_who_may_see_it(server: Server) -> None:
+    """Issue 9, item 18: a global or project admin (no signer grant) who names a missing
+    key is told it is missing; for an existing key the refusal stays 'no signer grant'.
+    Callers who may not see the key get the same refusal either way (existence does not
+    leak), and every answer is on the record."""
+    project = unique("seen")
+    server.cli("project", "create", project)
+    server.cli("key", "create", f"{project}/real")
+    padmin = unique("padmin")
+    padmin_token = server.new_identity(padmin)
+    server.cli("grant", "add", padmin, "admin", project)
+    outsider_token = server.new_identity(unique("outsider"))
+    body = {"digest": GOOD_DIGEST, "artifact_name": "a"}
+    base = f"/api/v1/projects/{project}/keys"
+    for token in (server.admin_token, padmin_token):  # global admin, project admin
+        with server.http(token) as c:
+            ghost = c.post(f"{base}/ghost/sign", json=body)
+            real = c.post(f"{base}/real/sign", json=body)
+            policy = c.get(f"{base}/ghost/sign-policy")
+            pgp = c.post(f"{base}/ghost/openpgp")
+            upload = c.post(f"{base}/ghost/sign-upload", content=b"x",
+                            headers={"Signgate-Sign": json.dumps({"artifact_name": "a"})})
+        for r in (ghost, policy, pgp, upload):
+            assert check_problem(r, 404, f"no key {project}/ghost")["code"] == "not_found"
+        check_problem(real, 403, f"may not sign with {project}/real: no signer grant")
+    with server.http(outsider_token) as c:
+        ghost = c.post(f"{base}/ghost/sign", json=body)
+        real = c.post(f"{base}/real/sign", json=body)
+        upload = c.post(f"{base}/ghost/sign-upload", content=b"x",
+                        headers={"Signgate-Sign": json.dumps({"artifact_name": "a"})})
+    for r in (ghost, real, upload):
+        check_problem(r, 403, "no signer grant")
+    assert ghost.json()["detail"].replace("ghost", "real") == real.json()["detail"]
+    log = server.cli("audit", "log", "--project", project, "--json").json()
+    missing = [e for e in log if e["outcome"] == "refused"
+               and e["details"].get("code") == "not_found"]
+    actors = sorted(e["actor"] for e in missing if e["action"] == "signature.create")
+    assert actors.count("admin") >= 2, missing  # signing and upload, both on the record
+    assert actors.count(padmin) >= 2, missing
+
+
 def test_duplicates_are_409(server: Server, world: World, http: httpx.Client) -> None:
     cases = [
         (http.post("/api/v1/projects", json={"name": world.project}),

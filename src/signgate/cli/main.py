@@ -7,10 +7,12 @@ once per artifact, and the server-side groups (database, key store) cost it noth
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
 from signgate import __version__
+from signgate.cli.usage import one_line
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -57,4 +59,16 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="signgate")
+    try:
+        result = cli.main(prog_name="signgate", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # A group run without a command: its help, as before (not an error line).
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(one_line(exc), err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("signgate: aborted", err=True)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
-from signgate.errors import Conflict, InvalidInput, NotFound
+from signgate.errors import Conflict, Denied, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy, check_name
 from signgate.service.context import Caller, Context, Target, require
@@ -194,6 +195,16 @@ def create(
         return key_view(session, key)
 
     return ctx.write(caller, Target(Action.KEY_CREATE, ref, project_name, ref), run)
+
+
+def refuse_signer(session: Session, actor: Actor, project: str, name: str,
+                  reason: str) -> NoReturn:
+    """Refuse a caller without a signer grant on ``project/name``. One who may see the key
+    (an admin or auditor over it, say) and names a missing key is told it is missing; any
+    other caller gets the same refusal whether the key exists or not."""
+    if decide.may_see(actor, project, name):
+        get_key(session, project, name)  # NotFound for a missing key
+    raise Denied(reason)
 
 
 def visible_key(session: Session, actor: Actor, project: str, name: str) -> Key:

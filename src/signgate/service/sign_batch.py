@@ -296,9 +296,12 @@ class _Batch:
         try:
             alg = DigestAlgorithm.parse(job.digest_algorithm)
             meta = check_request(job.artifact_name, job.metadata)
-            # Grants first: a refusal must not tell whether the key exists.
+            # Grants first: a refusal must not tell whether the key exists, except to a
+            # caller who may see the key (keys.refuse_signer).
             d = decide.may_sign_with(actor, job.project, job.key)
             if not d.allowed:
+                if decide.may_see(actor, job.project, job.key):
+                    self.key(job.project, job.key)  # NotFound for a missing key
                 raise Denied(d.reason)
             if job.scan is not None:
                 # Whatever the key's policy: what signgate scanned and found is never signed.
