@@ -22,7 +22,7 @@ def create_app(ctx: Context) -> Any:
         version=__version__,
         description="Self-hosted code signing: keys that never leave, who may sign what, "
         "every signature on the record. Every /api/v1 endpoint needs "
-        "'Authorization: Bearer <token>'.",
+        "`Authorization: Bearer <token>`.",
         # signgate's record of what happened is its audit log; FastAPI's OpenTelemetry
         # hooks would cost every request an environment look-up and export nothing.
         telemetry={"tracing": False, "metrics": False, "logs": False},
