@@ -7,6 +7,7 @@ once per artifact, and the server-side groups (database, key store) cost it noth
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -71,4 +72,11 @@ def main() -> None:
     except click.Abort:
         click.echo("signgate: aborted", err=True)
         sys.exit(1)
+    except BrokenPipeError:
+        # The reader went away ('signgate audit log | head'): quiet, as click's own main
+        # is; stdout goes to /dev/null so that the final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    # Not standalone, click returns the code of an explicit exit (--help, --version); no
+    # command returns a value of its own.
     sys.exit(result if isinstance(result, int) else 0)
