@@ -4,6 +4,7 @@ wrong, nothing is half-written, the audit chain stays intact and the server neve
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -413,6 +414,47 @@ def test_signing_with_an_unknown_key_tells_only_grant_holders(server: Server) ->
     assert sorted(k["ref"] for k in listed) == [f"{project}/granted", f"{project}/real"]
 
 
+def test_a_missing_key_is_named_to_those_who_may_see_it(server: Server) -> None:
+    """Issue 9, item 18: a global or project admin (no signer grant) who names a missing
+    key is told it is missing; for an existing key the refusal stays 'no signer grant'.
+    Callers who may not see the key get the same refusal either way (existence does not
+    leak), and every answer is on the record."""
+    project = unique("seen")
+    server.cli("project", "create", project)
+    server.cli("key", "create", f"{project}/real")
+    padmin = unique("padmin")
+    padmin_token = server.new_identity(padmin)
+    server.cli("grant", "add", padmin, "admin", project)
+    outsider_token = server.new_identity(unique("outsider"))
+    body = {"digest": GOOD_DIGEST, "artifact_name": "a"}
+    base = f"/api/v1/projects/{project}/keys"
+    for token in (server.admin_token, padmin_token):  # global admin, project admin
+        with server.http(token) as c:
+            ghost = c.post(f"{base}/ghost/sign", json=body)
+            real = c.post(f"{base}/real/sign", json=body)
+            policy = c.get(f"{base}/ghost/sign-policy")
+            pgp = c.post(f"{base}/ghost/openpgp")
+            upload = c.post(f"{base}/ghost/sign-upload", content=b"x",
+                            headers={"Signgate-Sign": json.dumps({"artifact_name": "a"})})
+        for r in (ghost, policy, pgp, upload):
+            assert check_problem(r, 404, f"no key {project}/ghost")["code"] == "not_found"
+        check_problem(real, 403, f"may not sign with {project}/real: no signer grant")
+    with server.http(outsider_token) as c:
+        ghost = c.post(f"{base}/ghost/sign", json=body)
+        real = c.post(f"{base}/real/sign", json=body)
+        upload = c.post(f"{base}/ghost/sign-upload", content=b"x",
+                        headers={"Signgate-Sign": json.dumps({"artifact_name": "a"})})
+    for r in (ghost, real, upload):
+        check_problem(r, 403, "no signer grant")
+    assert ghost.json()["detail"].replace("ghost", "real") == real.json()["detail"]
+    log = server.cli("audit", "log", "--project", project, "--json").json()
+    missing = [e for e in log if e["outcome"] == "refused"
+               and e["details"].get("code") == "not_found"]
+    actors = sorted(e["actor"] for e in missing if e["action"] == "signature.create")
+    assert actors.count("admin") >= 2, missing  # signing and upload, both on the record
+    assert actors.count(padmin) >= 2, missing
+
+
 def test_duplicates_are_409(server: Server, world: World, http: httpx.Client) -> None:
     cases = [
         (http.post("/api/v1/projects", json={"name": world.project}),
@@ -458,6 +500,75 @@ def test_unknown_identity_kind(http: httpx.Client) -> None:
     assert check_problem(r, 400, "unknown identity kind 'robot'")["code"] == "bad_kind"
 
 
+# -- lax input: booleans, integers, format parameters (issue 9, item 13) --------------------
+
+
+@pytest.mark.parametrize(("path", "payload", "needle"), [
+    ("SIGN", {"digest": GOOD_DIGEST, "artifact_name": "a", "timestamp": "yes"},
+     "timestamp: Input should be a valid boolean"),
+    ("SIGN", {"digest": GOOD_DIGEST, "artifact_name": "a", "timestamp": 1},
+     "timestamp: Input should be a valid boolean"),
+    ("KEYS", {"name": "k", "one_time": "true"}, "one_time: Input should be a valid boolean"),
+    ("KEYS", {"name": "k", "require_timestamp": "on"}, "require_timestamp"),
+    ("KEYS", {"name": "k", "max_signatures": "10"}, "max_signatures: Input should be a valid "
+                                                    "integer"),
+])
+def test_booleans_and_integers_are_not_guessed(server: Server, world: World,
+                                               http: httpx.Client, path: str, payload: Any,
+                                               needle: str) -> None:
+    path = {"KEYS": f"/api/v1/projects/{world.project}/keys",
+            "SIGN": world.key_path + "/sign"}[path]
+    check_problem(http.post(path, json=payload), 422, needle)
+    assert keys_of(server, world.project) == [world.key]
+    signed = server.cli("key", "show", world.key, "--json").json()["versions"][0]
+    assert signed["signatures"] == 0
+
+
+@pytest.mark.parametrize(("fmt", "params", "needle"), [
+    ("raw", {"colour": "blue"}, "unknown parameter for format raw: colour (it takes: none)"),
+    ("cms", {"b": "1", "a": "2"}, "unknown parameters for format cms: a, b"),
+    ("openpgp", {"hashed": "AAAA", "hased": "AAAA"},
+     "unknown parameter for format openpgp: hased (it takes: hashed)"),
+])
+def test_unknown_format_params_are_refused_by_name(server: Server, world: World, fmt: str,
+                                                   params: dict[str, str],
+                                                   needle: str) -> None:
+    def refusals() -> int:
+        log = server.cli("audit", "log", "--key", world.key, "--json").json()
+        return sum(1 for e in log if e["outcome"] == "refused"
+                   and e["details"].get("code") == "unknown_params")
+
+    before = refusals()
+    body = {"digest": GOOD_DIGEST, "artifact_name": "a", "format": fmt, "params": params}
+    with server.http(world.signer_token) as c:
+        r = c.post(world.key_path + "/sign", json=body)
+        upload = c.post(world.key_path + "/sign-upload", content=b"artifact",
+                        headers={"Signgate-Sign": json.dumps({k: v for k, v in body.items()
+                                                               if k != "digest"})})
+    assert check_problem(r, 400, needle)["code"] == "unknown_params"
+    assert check_problem(upload, 400, needle)["code"] == "unknown_params"
+    assert refusals() == before + 2  # both refusals are on the record
+
+
+def test_upload_header_booleans_are_booleans(world: World, server: Server) -> None:
+    header = json.dumps({"artifact_name": "a", "timestamp": "yes"})
+    with server.http(world.signer_token) as c:
+        r = c.post(world.key_path + "/sign-upload", content=b"artifact",
+                   headers={"Signgate-Sign": header})
+    check_problem(r, 400, "timestamp: Input should be a valid boolean")
+
+
+def test_cli_compromise_time_before_the_key_existed(server: Server, world: World) -> None:
+    check_cli_error(server.cli("key", "revoke", world.key, "--compromised-at", "0001-01-01",
+                               check=False), 7, "before", f"{world.key} was created")
+    assert server.cli("key", "show", world.key, "--json").json()["state"] == "active"
+    refused = [e for e in server.cli("audit", "log", "--key", world.key, "--action",
+                                     "key.revoke", "--json").json()]
+    assert refused
+    assert all(e["outcome"] == "refused" for e in refused)
+    assert any("was created" in e["details"]["reason"] for e in refused)
+
+
 # -- times and the audit query ------------------------------------------------------------
 
 
@@ -468,6 +579,8 @@ def test_unknown_identity_kind(http: httpx.Client) -> None:
     ("9999-12-31T23:59:59-01:00", 400, "out of range"),
     ("0001-01-01T00:00:00+01:00", 400, "out of range"),
     ("9999-01-01T00:00:00Z", 400, "lies in the future"),
+    ("0001-01-01T00:00:00Z", 400, "before"),  # before the key existed
+    ("2000-01-01T00:00:00Z", 400, "was created"),
 ])
 def test_revoke_with_a_bad_time(server: Server, world: World, http: httpx.Client, when: str,
                                 status: int, needle: str) -> None:

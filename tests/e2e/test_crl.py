@@ -4,6 +4,8 @@ them with -crl_check while the project's other certificates still verify."""
 from __future__ import annotations
 
 import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -55,14 +57,18 @@ def test_revoked_certificates_are_rejected_by_openssl(server: Server, tmp_path: 
     assert "No Revoked Certificates" in text
     assert f"OU = {project}" in text
 
+    # A compromise time after the key was made (an earlier one is refused).
+    time.sleep(1.1)
+    when = datetime.now(UTC).replace(microsecond=0)
     server.cli("key", "revoke", f"{project}/leaked", "--compromised-at",
-               "2026-01-02T03:04:05Z", "--reason", "laptop stolen")
+               when.isoformat().replace("+00:00", "Z"), "--reason", "laptop stolen")
     after = crl_pem(f"{server.url}/crl/{project}.crl", tmp_path / "after.pem")
     root_crl = crl_pem(f"{server.url}/ca/root.crl", tmp_path / "root-crl.pem")
     text = openssl("crl", "-in", str(after), "-noout", "-text").stdout
     assert f"Serial Number: {serial.upper().zfill(len(serial) + len(serial) % 2)}" in text
     assert "Key Compromise" in text
-    assert "Invalidity Date: \n                Jan  2 03:04:05 2026 GMT" in text
+    assert ("Invalidity Date: \n                "
+            f"{when:%b} {when.day:2d} {when:%H:%M:%S %Y} GMT") in text
     number = int(text.split("X509v3 CRL Number: \n")[1].split()[0])
     assert number >= 2
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from signgate import __version__
-from signgate.api import problems, scan, tsa
+from signgate.api import docs, openapi, problems, scan, tsa
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
@@ -34,13 +34,16 @@ def create_app(ctx: Context) -> Any:
         version=__version__,
         description="Self-hosted code signing: keys that never leave, who may sign what, "
         "every signature on the record. Every /api/v1 endpoint needs "
-        "'Authorization: Bearer <token>'.",
+        "`Authorization: Bearer <token>`.",
         # signgate's record of what happened is its audit log; FastAPI's OpenTelemetry
         # hooks would cost every request an environment look-up and export nothing.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None, redoc_url=None,  # served by api/docs.py, without a CDN
     )
     app.state.context = ctx
     problems.install(app)
+    openapi.install(app)
+    docs.install(app)
     app.include_router(router)
     app.include_router(public_router)
     app.include_router(tsa.router)
@@ -57,5 +60,8 @@ def create_app(ctx: Context) -> Any:
             return problems.problem(503, exc.code, "Unavailable", str(exc))
         return JSONResponse({"status": "ok", "version": __version__, "keystore": "ok"})
 
-    limited = BodyLimit(app, ctx.settings.max_body_bytes, scan.is_upload)
+    # POST /tsa enforces its own, smaller limit and must refuse in RFC 3161's words (a
+    # TimeStampResp), not with a problem+json that a time-stamp client cannot read.
+    limited = BodyLimit(app, ctx.settings.max_body_bytes,
+                        lambda path: scan.is_upload(path) or path == tsa.PATH)
     return BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -43,12 +45,31 @@ def status_for(exc: errors.SigngateError) -> int:
 
 
 def problem(status: int, code: str, title: str, detail: str,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+            headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": f"urn:signgate:problem:{code}", "title": title, "status": status,
             "detail": detail, "code": code, **extra}
+    headers = dict(headers or {})
     if status == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """``/projects/{project}/keys/{key}`` as a pattern for request paths."""
+    parts = re.split(r"\{[^}/]+\}", path)
+    return re.compile("[^/]+".join(re.escape(p) for p in parts))
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method the API serves at this path (a 405 must list them in ``Allow``, RFC
+    9110 §15.5.6), from the OpenAPI document; None for a path outside it."""
+    methods: set[str] = set()
+    for path, operations in request.app.openapi().get("paths", {}).items():
+        if _template(path).fullmatch(request.url.path):
+            methods |= {m.upper() for m in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or None
 
 
 def install(app: FastAPI) -> None:
@@ -81,11 +102,13 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = str(exc.detail)
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"Not Found: no route {request.url.path}"
         elif exc.status_code == 405:
             detail = f"Method Not Allowed: {request.method} {request.url.path}"
-        return problem(exc.status_code, code, "HTTPError", detail)
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "GET")
+        return problem(exc.status_code, code, "HTTPError", detail, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

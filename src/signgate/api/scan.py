@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import Field, ValidationError
+from pydantic import Field, StrictBool, ValidationError
 
 from signgate.api.deps import Ctx, Who
 from signgate.api.schemas import Strict
@@ -44,7 +44,7 @@ class UploadSignRequest(Strict):
     digest: str | None = Field(None, max_length=128)
     metadata: dict[str, str] = Field(default_factory=dict)
     params: dict[str, str] = Field(default_factory=dict)
-    timestamp: bool = False
+    timestamp: StrictBool = False
 
 
 def _declared(request: Request) -> int | None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class Strict(BaseModel):
+    """A request body: unknown fields are refused, and booleans and integers must be JSON
+    booleans and numbers (pydantic's lax mode would take "yes" as true and "10" as 10)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -20,14 +23,15 @@ class KeyCreate(Strict):
     algorithm: str = Field("ecdsa-p256", max_length=16,
                            description="ecdsa-p256, ecdsa-p384, ed25519, rsa-3072 or rsa-4096")
     rsa_padding: str = Field("pss", max_length=16, description="pss or pkcs1v15 (RSA keys)")
-    rotate_every_days: int | None = Field(None, ge=1, le=36500)
-    max_signatures: int | None = Field(None, ge=1, le=2**31 - 1)
-    cert_validity_days: int = Field(365, ge=1, le=36500,
+    rotate_every_days: StrictInt | None = Field(None, ge=1, le=36500)
+    max_signatures: StrictInt | None = Field(None, ge=1, le=2**31 - 1)
+    cert_validity_days: StrictInt = Field(365, ge=1, le=36500,
                                     description="validity of each version's certificate")
-    require_timestamp: bool = Field(False, description="refuse to hand out any signature "
-                                    "that is not timestamped (the server timestamps it)")
-    one_time: bool = Field(False, description="a fresh key pair and short-lived certificate "
-                           "for every signing, destroyed right after")
+    require_timestamp: StrictBool = Field(
+        False, description="refuse to hand out any signature that is not timestamped (the "
+        "server timestamps it)")
+    one_time: StrictBool = Field(False, description="a fresh key pair and short-lived "
+                                 "certificate for every signing, destroyed right after")
     scan: str | None = Field(None, max_length=16, description="required: sign only artifacts "
                              "signgate scanned clean itself; off. Default: required once a "
                              "scanner is configured")
@@ -58,7 +62,8 @@ class SignRequest(Strict):
     digest: str = Field(max_length=128, description="hex digest of the artifact")
     artifact_name: str = Field(max_length=1024)
     metadata: dict[str, str] = Field(default_factory=dict)
-    timestamp: bool = Field(False, description="add an RFC 3161 timestamp over the signature")
+    timestamp: StrictBool = Field(False,
+                                  description="add an RFC 3161 timestamp over the signature")
     format: str = Field("raw", max_length=16, description="raw, cms, authenticode, jar, "
                         "openpgp, dsse or sigstore (see the README for what each signs)")
     params: dict[str, str] = Field(default_factory=dict, description="the format's own "
@@ -73,4 +78,5 @@ class VerifyRequest(Strict):
 
 class CertificateImport(Strict):
     chain_pem: str = Field(max_length=65536, description="leaf first, then its issuers (PEM)")
-    version: int | None = Field(None, ge=1, le=2**31 - 1, description="default: current")
+    version: StrictInt | None = Field(None, ge=1, le=2**31 - 1,
+                                      description="default: current")

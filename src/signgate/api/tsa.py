@@ -30,6 +30,7 @@ from signgate.service.views import CertificateChainView
 
 log = logging.getLogger("signgate.api")
 
+PATH = "/tsa"
 MAX_REQUEST_BYTES = 64 * 1024
 QUERY = "application/timestamp-query"
 REPLY = "application/timestamp-reply"
@@ -42,7 +43,11 @@ def _reply(der: bytes, status: int) -> Response:
 
 
 async def _read_limited(request: Request) -> bytes | None:
-    """The body, or None once it passes :data:`MAX_REQUEST_BYTES`."""
+    """The body, or None once it passes :data:`MAX_REQUEST_BYTES` (a declared length over
+    it is refused before anything is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        return None
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -52,7 +57,7 @@ async def _read_limited(request: Request) -> bytes | None:
 
 
 @router.post(
-    "/tsa", tags=["tsa"], response_class=Response,
+    PATH, tags=["tsa"], response_class=Response,
     openapi_extra={"requestBody": {"required": True,
                                    "content": {QUERY: {"schema": {"type": "string",
                                                                   "format": "binary"}}}}},

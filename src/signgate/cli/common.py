@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -43,5 +44,15 @@ def read_token(token_file: Path | None) -> str:
     return token
 
 
+def check_url(url: str) -> str:
+    """The server URL, if it is one: ``host:8080`` without a scheme is a configuration
+    error (exit 10), not an unreachable server (exit 9)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"SIGNGATE_URL (or --url) {url!r} is not an http:// or https:// URL, "
+                          "e.g. http://127.0.0.1:8080")
+    return url
+
+
 def make_client(url: str, token_file: Path | None) -> SigngateClient:
-    return SigngateClient(url, read_token(token_file))
+    return SigngateClient(check_url(url), read_token(token_file))

@@ -8,8 +8,9 @@ import click
 
 from signgate.cli.common import client_options, make_client
 from signgate.cli.output import emit_json, handles_errors, json_option, table
+from signgate.cli.usage import Choice
 
-ROLES = click.Choice(["admin", "signer", "approver", "auditor"])
+ROLES = Choice(["admin", "signer", "approver", "auditor"])
 
 
 @click.group("grant")

@@ -8,6 +8,7 @@ import click
 
 from signgate.cli.common import client_options, make_client
 from signgate.cli.output import emit_json, handles_errors, json_option, table
+from signgate.cli.usage import Choice
 
 
 @click.group("identity")
@@ -17,7 +18,7 @@ def identity() -> None:
 
 @identity.command("create")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["service", "user"]), default="service",
+@click.option("--kind", type=Choice(["service", "user"]), default="service",
               show_default=True)
 @client_options
 @json_option

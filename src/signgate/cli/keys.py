@@ -8,6 +8,7 @@ import click
 
 from signgate.cli.common import client_options, make_client
 from signgate.cli.output import emit_json, handles_errors, json_option, table
+from signgate.cli.usage import Choice
 from signgate.clock import parse_time
 from signgate.errors import InvalidInput
 
@@ -46,9 +47,9 @@ def _describe(k: dict[str, object]) -> None:
 
 @key.command("create")
 @click.argument("ref", metavar="PROJECT/NAME")
-@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="ecdsa-p256",
+@click.option("--algorithm", type=Choice(ALGORITHMS), default="ecdsa-p256",
               show_default=True)
-@click.option("--rsa-padding", type=click.Choice(["pss", "pkcs1v15"]), default="pss",
+@click.option("--rsa-padding", type=Choice(["pss", "pkcs1v15"]), default="pss",
               show_default=True, help="Signature padding for RSA keys.")
 @click.option("--rotate-every", type=click.IntRange(1, 36500), metavar="DAYS",
               help="Rotate to a new version when the current one is this old.")
@@ -62,7 +63,7 @@ def _describe(k: dict[str, object]) -> None:
 @click.option("--one-time", is_flag=True,
               help="No long-lived key pair: each signing gets a fresh key and a short-lived "
                    "certificate, destroyed before the response leaves.")
-@click.option("--scan", type=click.Choice(["required", "off"]),
+@click.option("--scan", type=Choice(["required", "off"]),
               help="required: sign only artifacts signgate scanned clean itself (the client "
                    "uploads them). Default: required once the server has a scanner.")
 @client_options
@@ -87,7 +88,7 @@ def create(ref: str, algorithm: str, rsa_padding: str, rotate_every: int | None,
 
 @key.command("scan-policy")
 @click.argument("ref", metavar="PROJECT/NAME")
-@click.argument("policy", type=click.Choice(["required", "off"]))
+@click.argument("policy", type=Choice(["required", "off"]))
 @client_options
 @json_option
 @handles_errors

@@ -7,10 +7,13 @@ once per artifact, and the server-side groups (database, key store) cost it noth
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
 from signgate import __version__
+from signgate.cli.usage import one_line
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -57,4 +60,23 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="signgate")
+    try:
+        result = cli.main(prog_name="signgate", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # A group run without a command: its help, as before (not an error line).
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(one_line(exc), err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("signgate: aborted", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        # The reader went away ('signgate audit log | head'): quiet, as click's own main
+        # is; stdout goes to /dev/null so that the final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    # Not standalone, click returns the code of an explicit exit (--help, --version); no
+    # command returns a value of its own.
+    sys.exit(result if isinstance(result, int) else 0)

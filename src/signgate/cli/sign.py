@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from signgate.cli.common import client_options, make_client
 from signgate.cli.files import progress_bar, write_atomic
 from signgate.cli.output import emit_json, handles_errors, json_option
+from signgate.cli.usage import Choice
 from signgate.client.client import SigngateClient
 from signgate.client.offline_verify import (
     Report,
@@ -33,7 +34,7 @@ from signgate.formats import registry as formats
 from signgate.formats.base import PublicKeyInfo
 from signgate.formats.files import hash_path
 
-DIGESTS = click.Choice([d.value for d in DigestAlgorithm])
+DIGESTS = Choice([d.value for d in DigestAlgorithm])
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -81,7 +82,7 @@ def _key_info(c: SigngateClient, ref: str, one_time: bool) -> PublicKeyInfo:
 @click.command("sign")
 @click.argument("file", type=FILE)
 @click.option("--key", "ref", required=True, metavar="PROJECT/NAME", help="Key to sign with.")
-@click.option("--format", "fmt", type=click.Choice(list(formats.NAMES)), default="raw",
+@click.option("--format", "fmt", type=Choice(list(formats.NAMES)), default="raw",
               show_default=True, help=FORMAT_HELP)
 @click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -231,7 +232,7 @@ def _print_report(file: Path, report: Report) -> None:
 @click.option("--signature", "sig_path", type=FILE,
               help="The detached signature (default: FILE plus the format's suffix, e.g. "
                    "FILE.p7s); none for authenticode and jar, which are inside FILE.")
-@click.option("--format", "fmt", type=click.Choice(list(formats.NAMES)),
+@click.option("--format", "fmt", type=Choice(list(formats.NAMES)),
               help="Default: from the signature file's name, or FILE's content.")
 @click.option("--ca", "ca_files", multiple=True, type=FILE,
               help="Trust anchor certificate(s), PEM, or a Sigstore trusted_root.json "

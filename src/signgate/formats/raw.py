@@ -104,9 +104,10 @@ class RawVerifier:
         value = read_signature(signature)
         assert signature is not None  # read_signature refuses None
         if not certificates:
-            raise VerificationFailed("a raw signature does not name its signer: give the key "
-                                     "version's certificate (signgate key cert P/N) with "
-                                     "--certificate")
+            # Missing input (exit 7), not a failed verification (8): nothing was checked.
+            raise InvalidInput("a raw signature does not name its signer: give the key "
+                               "version's certificate (signgate key cert P/N) with "
+                               "--certificate", code="certificate_required")
         digests = digests_of(path)
         for der in certificates:
             key = signer_key(der)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from functools import cache
 
 from signgate.errors import InvalidInput
@@ -19,6 +20,22 @@ MODULES = {
     "sigstore": "signgate.formats.sigstore",
 }
 NAMES = tuple(MODULES)
+
+# The parameters each format reads from a signing request (FormatRequest.params). Any other
+# name is refused: a misspelt parameter silently ignored would sign something else than
+# the caller meant.
+PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"})}
+
+
+def check_params(name: str, params: Mapping[str, str]) -> None:
+    """Refuse parameters that format ``name`` does not take, naming them."""
+    known = PARAMS.get(name, frozenset())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "none"
+        raise InvalidInput(f"unknown parameter{'s' if len(unknown) > 1 else ''} for format "
+                           f"{name}: {', '.join(unknown)} (it takes: {takes})",
+                           code="unknown_params", unknown=unknown)
 
 
 def _module_of(name: str) -> object:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
-from signgate.errors import Conflict, InvalidInput, NotFound
+from signgate.errors import Conflict, Denied, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy, check_name
 from signgate.service.context import Caller, Context, Target, require
@@ -196,6 +197,16 @@ def create(
     return ctx.write(caller, Target(Action.KEY_CREATE, ref, project_name, ref), run)
 
 
+def refuse_signer(session: Session, actor: Actor, project: str, name: str,
+                  reason: str) -> NoReturn:
+    """Refuse a caller without a signer grant on ``project/name``. One who may see the key
+    (an admin or auditor over it, say) and names a missing key is told it is missing; any
+    other caller gets the same refusal whether the key exists or not."""
+    if decide.may_see(actor, project, name):
+        get_key(session, project, name)  # NotFound for a missing key
+    raise Denied(reason)
+
+
 def visible_key(session: Session, actor: Actor, project: str, name: str) -> Key:
     """The key, if ``actor`` may see it; otherwise the same NotFound as a missing key."""
     if not decide.may_see(actor, project, name):
@@ -321,6 +332,11 @@ def revoke(
         now = ctx.clock.now()
         if compromised_at > now:
             raise InvalidInput("--compromised-at lies in the future")
+        if compromised_at < key.created_at:
+            # Nothing could be signed with a key before it existed: such a time is a typo
+            # (or a default like 0001-01-01), and would revoke every signature it made.
+            raise InvalidInput(f"--compromised-at {compromised_at.isoformat()} is before "
+                               f"{ref} was created ({key.created_at.isoformat()})")
         old = key.state
         key.state = KeyState.REVOKED.value
         key.compromised_at = compromised_at

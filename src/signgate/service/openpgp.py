@@ -19,7 +19,7 @@ from signgate.formats import openpgp
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeySnapshot, KeyState
 from signgate.service.context import Caller, Context, Target, require
-from signgate.service.keys import get_key, get_version, split_ref
+from signgate.service.keys import get_key, get_version, refuse_signer, split_ref
 from signgate.service.pki import StoreSigner
 from signgate.store.models import Identity
 
@@ -48,7 +48,8 @@ def export_key(ctx: Context, caller: Caller, ref: str, version: int | None = Non
     def run(session: Session, _identity: Identity, actor: Actor) -> OpenPgpKeyView:
         # Grants first, as for signing: a refusal must not tell whether the key exists.
         d = decide.may_sign_with(actor, project, name)
-        require(d.allowed, d.reason)
+        if not d.allowed:
+            refuse_signer(session, actor, project, name, d.reason)
         uid = openpgp.check_user_id(user_id if user_id is not None
                                     else default_user_id(project, name))
         key = get_key(session, project, name)

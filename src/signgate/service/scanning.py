@@ -36,6 +36,7 @@ from signgate.errors import (
     InvalidInput,
     LengthRequired,
     LimitExceeded,
+    NotFound,
     PayloadTooLarge,
     ScannerUnavailable,
     SigngateError,
@@ -51,7 +52,7 @@ from signgate.scan.clamd import ClamdScanner
 from signgate.scan.denylist import DenyListScanner
 from signgate.scan.yara import YaraScanner
 from signgate.service import denylist, keys, spool
-from signgate.service.context import Caller, Context, Target, refusal_record
+from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.keys import split_ref
 from signgate.service.sign_batch import SignBatcher, SignJob
 from signgate.service.views import SignResult
@@ -261,12 +262,19 @@ def too_large(limit: int) -> PayloadTooLarge:
 
 
 def authorize(ctx: Context, caller: Caller, target: Target,
-              check: Any = None) -> Actor:
-    """Before a byte is read: who is this, and may they (refusals are recorded)."""
-    def run(_session: Any, actor: Actor) -> Actor:
+              check: Any = None, key: tuple[str, str] | None = None) -> Actor:
+    """Before a byte is read: who is this, and may they (refusals are recorded). With
+    ``key``, a caller who may see that key learns that it does not exist."""
+    def run(session: Any, actor: Actor) -> Actor:
         if check is not None:
             decision = check(actor)
             if not decision.allowed:
+                if key is not None:
+                    try:
+                        keys.refuse_signer(session, actor, *key, decision.reason)
+                    except NotFound as exc:
+                        exc.details["actor"] = actor.name  # for the record of the refusal
+                        raise
                 raise Denied(decision.reason)
         return actor
 
@@ -340,10 +348,21 @@ async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSig
     """Receive, scan, hash and sign (or refuse) an uploaded artifact."""
     project, name = split_ref(ref)
     target = Target(Action.SIGN, request.artifact_name or ref, project, ref)
-    actor = await run_in_threadpool(authorize, ctx, caller, target,
-                                    lambda a: decide.may_sign_with(a, project, name))
+    try:
+        actor = await run_in_threadpool(authorize, ctx, caller, target,
+                                        lambda a: decide.may_sign_with(a, project, name),
+                                        (project, name))
+    except NotFound as exc:  # told to a caller who may see the key: on the record too
+        await run_in_threadpool(record_refusal, ctx, caller, target,
+                                exc.details.get("actor", ANONYMOUS), exc)
+        raise
     algorithm = DigestAlgorithm.parse(request.digest_algorithm)
-    formats.builder(request.format)  # an unknown format is refused before the upload
+    try:  # an unknown format or parameter is refused (and recorded) before the upload
+        formats.builder(request.format)
+        formats.check_params(request.format, request.params)
+    except SigngateError as exc:
+        await run_in_threadpool(record_refusal, ctx, caller, target, actor.name, exc)
+        raise
     spooled = await _receive_or_refuse(ctx, caller, target, actor.name, stream, declared,
                                        request.artifact_name)
     try:

@@ -184,8 +184,9 @@ class _KeyState:
         )
 
 
-def check_params(params: Mapping[str, str]) -> dict[str, str]:
+def check_params(fmt: str, params: Mapping[str, str]) -> dict[str, str]:
     out = dict(params)
+    formats.check_params(fmt, out)
     if len(canonical_json(out)) > MAX_PARAMS_BYTES:
         raise InvalidInput(f"format parameters are limited to {MAX_PARAMS_BYTES} bytes of "
                            "JSON")
@@ -297,9 +298,12 @@ class _Batch:
         try:
             alg = DigestAlgorithm.parse(job.digest_algorithm)
             meta = check_request(job.artifact_name, job.metadata)
-            # Grants first: a refusal must not tell whether the key exists.
+            # Grants first: a refusal must not tell whether the key exists, except to a
+            # caller who may see the key (keys.refuse_signer).
             d = decide.may_sign_with(actor, job.project, job.key)
             if not d.allowed:
+                if decide.may_see(actor, job.project, job.key):
+                    self.key(job.project, job.key)  # NotFound for a missing key
                 raise Denied(d.reason)
             if job.scan is not None:
                 # Whatever the key's policy: what signgate scanned and found is never signed.
@@ -316,7 +320,7 @@ class _Batch:
             now = self.ctx.clock.now()
             builder = formats.builder(job.format)
             request = FormatRequest(alg, digest, job.artifact_name, now,
-                                    check_params(job.params),
+                                    check_params(job.format, job.params),
                                     timestamp=job.timestamp or key.require_timestamp)
             # Before any key is touched (or a one-time key made): can this key make it?
             builder.check(key.signer(job.ref), request)

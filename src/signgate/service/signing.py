@@ -20,7 +20,7 @@ from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy
 from signgate.service.context import Caller, Context, Target
-from signgate.service.keys import get_key, split_ref, visible_key
+from signgate.service.keys import get_key, refuse_signer, split_ref, visible_key
 from signgate.service.sign_batch import SignBatcher, SignJob
 from signgate.service.views import SignPolicyView, SignResult, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord
@@ -161,7 +161,7 @@ def sign_policy(ctx: Context, caller: Caller, ref: str, artifact_name: str) -> S
     def run(session: Session, actor: Actor) -> SignPolicyView:
         d = decide.may_sign_with(actor, project, name)
         if not d.allowed:
-            raise Denied(d.reason)
+            refuse_signer(session, actor, project, name, d.reason)
         key = get_key(session, project, name)
         if key.state != KeyState.ACTIVE.value:
             raise Denied(f"key {ref} is {key.state}")
