@@ -24,6 +24,10 @@ ADMIN_TOKEN_FILE = "admin.token"
 DEFAULT_DATA_DIR = "signgate-data"
 DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_SCAN_MAX_BYTES = 4 << 30
+# What the server reads of one uploaded JAR: entries (65,535 is all a JAR without ZIP64
+# can hold) and bytes of its manifest or a signature file.
+DEFAULT_JAR_MAX_ENTRIES = 65535
+DEFAULT_JAR_MAX_MANIFEST_BYTES = 32 << 20
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 # The policy under which the time-stamp authority issues tokens (RFC 3161 TSTInfo.policy).
 # An arc under a Private Enterprise Number; set your own organisation's OID in config.toml.
@@ -49,6 +53,10 @@ class Settings:
     scan_yara_dir: str | None = None
     scan_max_bytes: int = DEFAULT_SCAN_MAX_BYTES
     scan_timeout_seconds: int = 300
+    # The work one uploaded JAR may cause; how long shutdown waits for requests in flight.
+    jar_max_entries: int = DEFAULT_JAR_MAX_ENTRIES
+    jar_max_manifest_bytes: int = DEFAULT_JAR_MAX_MANIFEST_BYTES
+    shutdown_grace_seconds: int = 5
 
     @property
     def scanner_configured(self) -> bool:
@@ -118,12 +126,27 @@ def load_settings(data_dir: Path) -> Settings:
     if (isinstance(scan_timeout, bool) or not isinstance(scan_timeout, int)
             or not 1 <= scan_timeout <= 3600):
         raise ConfigError(f"{cfg}: scan_timeout_seconds must be an integer from 1 to 3600")
+    jar_entries = _int_in(values, "jar_max_entries", DEFAULT_JAR_MAX_ENTRIES, 1,
+                          DEFAULT_JAR_MAX_ENTRIES, cfg)
+    jar_manifest = _int_in(values, "jar_max_manifest_bytes", DEFAULT_JAR_MAX_MANIFEST_BYTES,
+                           1024, 64 << 20, cfg)
+    grace = _int_in(values, "shutdown_grace_seconds", 5, 1, 3600, cfg)
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
                     organization=org, public_url=public_url.rstrip("/"),
                     tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
                     one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls),
                     scan_clamd_socket=clamd, scan_yara_dir=yara_dir,
-                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout)
+                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout,
+                    jar_max_entries=jar_entries, jar_max_manifest_bytes=jar_manifest,
+                    shutdown_grace_seconds=grace)
+
+
+def _int_in(values: dict[str, object], name: str, default: int, low: int, high: int,
+            cfg: Path) -> int:
+    value = values.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{cfg}: {name} must be an integer from {low} to {high}")
+    return value
 
 
 def _optional_path(values: dict[str, object], name: str, cfg: Path) -> str | None:
@@ -165,4 +188,9 @@ def default_config_text() -> str:
         "# scan_yara_dir = \"/etc/signgate/yara\"\n"
         f"# scan_max_bytes = {DEFAULT_SCAN_MAX_BYTES}\n"
         "# scan_timeout_seconds = 300\n"
+        "# The most one uploaded JAR may ask of the server (refused with 413 past them).\n"
+        f"# jar_max_entries = {DEFAULT_JAR_MAX_ENTRIES}\n"
+        f"# jar_max_manifest_bytes = {DEFAULT_JAR_MAX_MANIFEST_BYTES}\n"
+        "# How long 'serve' lets requests in flight finish once told to stop.\n"
+        "# shutdown_grace_seconds = 5\n"
     )

@@ -118,7 +118,9 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool) 
     os.environ["SIGNGATE_DATA_DIR"] = str(settings.data_dir)
     uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",
-                server_header=False)
+                server_header=False,
+                # Requests still running after this are cancelled (their spool removed).
+                timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
 
 def _check_scanners(ctx: Context) -> None:

@@ -176,6 +176,9 @@ class Evidence:
     timestamp_token: bytes | None = None  # DER TimeStampToken (CMS ContentInfo), if carried
     signing_time: datetime | None = None  # claimed by the signer (not proof of anything)
     details: dict[str, str] = field(default_factory=dict)  # format-specific facts to show
+    # Every further signature the artifact's validity depends on (a JAR's other signers):
+    # each must pass the same checks as this one, or the artifact is invalid.
+    cosigners: tuple[Evidence, ...] = ()
 
 
 class Verifier(Protocol):
