@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+import signal
 import subprocess
+import threading
 import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import unique
-from tests.support.server import Server
+from tests.support.server import Server, init_data_dir, start_server
 
 PASS = "changeit"
 HELLO = 'public class Hello { public static void main(String[] a) { ' \
@@ -365,3 +369,102 @@ def test_a_revoked_signer_cannot_add_code(sqlite_server: Server, pki: dict[str, 
     assert after["valid"] is False
     assert str(after["reason"]).startswith("signer ZZ-LATE-: "), after
     assert "revoked" in str(after["reason"]), after
+
+
+# --- the work one upload may cause (V3) -----------------------------------------------------
+
+def many_entries(path: Path, count: int, manifest: bytes | None = None) -> bytes:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        if manifest is not None:
+            z.writestr("META-INF/MANIFEST.MF", manifest)
+        for i in range(count):
+            z.writestr(f"e/{i}", b"x")
+    return path.read_bytes()
+
+
+def scanning_server(base: Path, config: str) -> Server:
+    """A server with a scanner (YARA, one rule that never matches), so that its keys
+    require a scan: the JAR is uploaded and examined by the server itself."""
+    rules = base / "yara"
+    rules.mkdir(parents=True)
+    (rules / "never.yar").write_text("rule Never { condition: false }\n")
+    data = base / "data"
+    init_data_dir(data, None)
+    with (data / "config.toml").open("a") as f:
+        f.write(f'scan_yara_dir = "{rules}"\n{config}')
+    server = start_server(data, None, init=False)
+    server.cli("project", "create", "up")
+    server.cli("grant", "add", "admin", "signer", "up")
+    server.cli("key", "create", "up/jar", "--algorithm", "ecdsa-p256")
+    return server
+
+
+def upload(server: Server, body: bytes, timeout: float = 30) -> httpx.Response:
+    with httpx.Client(base_url=server.url, timeout=timeout,
+                      headers={"Authorization": f"Bearer {server.admin_token}"}) as http:
+        return http.post("/api/v1/projects/up/keys/jar/sign-upload", content=body,
+                         headers={"Signgate-Sign": json.dumps(
+                             {"artifact_name": "many.jar", "format": "jar"})})
+
+
+def test_upload_bounds_are_refused_and_recorded(tmp_path: Path) -> None:
+    server = scanning_server(tmp_path, "jar_max_entries = 100\n"
+                                       "jar_max_manifest_bytes = 2048\n")
+    try:
+        assert upload(server, many_entries(tmp_path / "ok.jar", 99)).status_code == 200
+        too_many = upload(server, many_entries(tmp_path / "many.jar", 101))
+        assert too_many.status_code == 413, too_many.text
+        assert too_many.json()["code"] == "too_many_entries"
+        assert "at most 100 (jar_max_entries)" in too_many.json()["detail"]
+        big = b"Manifest-Version: 1.0\r\n\r\n" + b"".join(
+            f"Name: e/{i}\r\nX-Note: {'n' * 40}\r\n\r\n".encode() for i in range(50))
+        manifest = upload(server, many_entries(tmp_path / "big.jar", 50, big))
+        assert manifest.status_code == 413, manifest.text
+        assert manifest.json()["code"] == "manifest_too_large"
+        log = server.cli("audit", "log", "--key", "up/jar", "--action", "signature.create",
+                         "--json").json()
+        assert [(e["outcome"], e["details"].get("code")) for e in log][-3:] == [
+            ("allowed", None), ("refused", "too_many_entries"),
+            ("refused", "manifest_too_large")], log
+        assert not list((server.data_dir / "spool").iterdir())
+    finally:
+        server.stop()
+
+
+def test_shutdown_ends_jar_work_and_cleans_the_spool(tmp_path: Path) -> None:
+    """SIGTERM while the server examines a 65,000-entry JAR: the work ends at once, the
+    client is told (503), the spool is emptied, and the server exits within seconds. (It
+    used to keep a core busy for minutes and exit only when the request ended.)"""
+    server = scanning_server(tmp_path, "")
+    body = many_entries(tmp_path / "many.jar", 65000)
+    spool = server.data_dir / "spool"
+    answer: list[httpx.Response | BaseException] = []
+
+    def send() -> None:
+        try:
+            answer.append(upload(server, body, timeout=600))
+        except BaseException as exc:  # the test below says what happened
+            answer.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size == len(body) for p in spool.glob("*/*")):
+            assert not answer, answer
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert server.process is not None
+        stopped = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(60)  # a generous bound that only catches a hang
+        assert time.monotonic() - stopped < 15
+        sender.join(30)
+        assert not list(spool.iterdir())
+        response = answer[0]
+        assert isinstance(response, httpx.Response), response
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "shutting_down"
+    finally:
+        server.stop()
+        sender.join(5)
