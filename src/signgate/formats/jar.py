@@ -258,8 +258,10 @@ def _read_small(zf: zipfile.ZipFile, entry: Entry, what: str,
     """A manifest or signature file, refused past ``limits.max_manifest_bytes`` whatever
     its entry declares."""
     limit = limits.max_manifest_bytes
-    with zf.open(entry.info) as stream:
-        data = b"" if entry.info.file_size > limit else stream.read(limit + 1)
+    data = b""
+    if entry.info.file_size <= limit:  # else refused on what it declares, unread
+        with zf.open(entry.info) as stream:
+            data = stream.read(limit + 1)
     if entry.info.file_size > limit or len(data) > limit:
         setting = " (jar_max_manifest_bytes)" if limits.configured else ""
         raise PayloadTooLarge(f"{what}: {entry.name} is over the limit of {limit} "
