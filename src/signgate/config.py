@@ -39,6 +39,10 @@ DEFAULT_UPLOAD_MAX_CONCURRENT = 4
 DEFAULT_HTTP_HEADER_TIMEOUT = 10
 DEFAULT_HTTP_BODY_IDLE_TIMEOUT = 60
 DEFAULT_SCAN_YARA_MAX_CONCURRENT = 2
+# What the server reads of one uploaded JAR: entries (65,535 is all a JAR without ZIP64
+# can hold) and bytes of its manifest or a signature file.
+DEFAULT_JAR_MAX_ENTRIES = 65535
+DEFAULT_JAR_MAX_MANIFEST_BYTES = 32 << 20
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 # The policy under which the time-stamp authority issues tokens (RFC 3161 TSTInfo.policy).
 # An arc under a Private Enterprise Number; set your own organisation's OID in config.toml.
@@ -82,6 +86,10 @@ class Settings:
     # count, not one audit entry each (see service/auth_failures.py).
     auth_failure_limit: int = 100
     auth_failure_window_seconds: int = 60
+    # The work one uploaded JAR may cause; how long shutdown waits for requests in flight.
+    jar_max_entries: int = DEFAULT_JAR_MAX_ENTRIES
+    jar_max_manifest_bytes: int = DEFAULT_JAR_MAX_MANIFEST_BYTES
+    shutdown_grace_seconds: int = 5
 
     @property
     def scanner_configured(self) -> bool:
@@ -205,6 +213,11 @@ def load_settings(data_dir: Path, public_url: str | None = None) -> Settings:
     if (isinstance(scan_timeout, bool) or not isinstance(scan_timeout, int)
             or not 1 <= scan_timeout <= 3600):
         raise ConfigError(f"{cfg}: scan_timeout_seconds must be an integer from 1 to 3600")
+    jar_entries = _int_in(values, "jar_max_entries", DEFAULT_JAR_MAX_ENTRIES, 1,
+                          DEFAULT_JAR_MAX_ENTRIES, cfg)
+    jar_manifest = _int_in(values, "jar_max_manifest_bytes", DEFAULT_JAR_MAX_MANIFEST_BYTES,
+                           1024, 64 << 20, cfg)
+    grace = _int_in(values, "shutdown_grace_seconds", 5, 1, 3600, cfg)
     return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
                     organization=org, public_url=public_url,
                     tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
@@ -225,7 +238,9 @@ def load_settings(data_dir: Path, public_url: str | None = None) -> Settings:
             cfg),
         auth_failure_limit=_int_in(values, "auth_failure_limit", 100, 1, 1_000_000, cfg),
         auth_failure_window_seconds=_int_in(
-            values, "auth_failure_window_seconds", 60, 1, 3600, cfg))
+            values, "auth_failure_window_seconds", 60, 1, 3600, cfg),
+        jar_max_entries=jar_entries, jar_max_manifest_bytes=jar_manifest,
+        shutdown_grace_seconds=grace)
 
 
 def _int_in(values: dict[str, object], name: str, default: int, low: int, high: int,
@@ -290,4 +305,9 @@ def default_config_text(public_url: str = DEFAULT_PUBLIC_URL) -> str:
         "# before answering 429; each window's failures are recorded with their count.\n"
         "# auth_failure_limit = 100\n"
         "# auth_failure_window_seconds = 60\n"
+        "# The most one uploaded JAR may ask of the server (refused with 413 past them).\n"
+        f"# jar_max_entries = {DEFAULT_JAR_MAX_ENTRIES}\n"
+        f"# jar_max_manifest_bytes = {DEFAULT_JAR_MAX_MANIFEST_BYTES}\n"
+        "# How long 'serve' lets requests in flight finish once told to stop.\n"
+        "# shutdown_grace_seconds = 5\n"
     )

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import os
 import struct
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
-from signgate.errors import InvalidInput, VerificationFailed
+from signgate.errors import InvalidInput, PayloadTooLarge, Unavailable, VerificationFailed
 from signgate.formats import jar
 from signgate.formats import manifest as mf
 from signgate.formats.base import Chain, FormatRequest, PublicKeyInfo, SignerKey
@@ -292,3 +293,82 @@ def test_the_inflated_size_is_watched_while_hashing(tmp_path: Path,
         monkeypatch.setattr(jar, "MAX_ENTRY_SIZE", 1 << 20)
         with pytest.raises(InvalidInput, match=r"inflates to .* zip bomb"):
             jar._hash_entry(z, entry, ["sha256"], "big.jar")
+
+
+# --- several signers, signature-related names, the work one JAR may ask for ---------------
+
+def test_every_signer_is_evidence(tmp_path: Path) -> None:
+    """Each signer comes back, the first by name and the others as cosigners, so that the
+    trust checks (chain, timestamp, revocation) run on every one of them."""
+    source = make_jar(tmp_path / "app.jar", ENTRIES)
+    sign_locally(source, source)
+    sign_locally(source, source, ref="acme/other")
+    evidence = jar.VERIFIER.verify(source, None, ())
+    assert evidence.details["signer"] == "OTHER"
+    assert [c.details["signer"] for c in evidence.cosigners] == ["RELEASE"]
+    assert all(c.signer == CERT for c in evidence.cosigners)
+
+
+@pytest.mark.parametrize(("name", "related"), [
+    ("META-INF/MANIFEST.MF", True), ("META-INF/A.SF", True), ("meta-inf/a.ec", True),
+    ("META-INF/SIG-X", True), ("META-INF/SIG-x.p7s", True), ("META-INF/SIG-X.A1", True),
+    ("META-INF/SIG-evil.class", False), ("META-INF/SIG-X.ABCD", False),
+    ("META-INF/SIG-X.", False), ("META-INF/SIG-X.A_B", False), ("META-INF/SIG-X.é", False),
+    ("META-INF/sub/SIG-X", False), ("META-INF/sub/A.SF", False), ("SIG-X", False),
+    ("META-INF/MANIFEST.MF.bak", False)])
+def test_signing_related_names_follow_the_jdk(name: str, related: bool) -> None:
+    """SignatureFileVerifier.isSigningRelated: SIG-* only with no extension or 1-3 ASCII
+    letters or digits after the last dot."""
+    assert jar.signing_related(name) is related
+
+
+def many_entries(path: Path, count: int) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(count):
+            z.writestr(f"e/{i}", b"x")
+    return path
+
+
+def test_many_entries_do_not_hang(tmp_path: Path) -> None:
+    """Signing and verifying are linear in the number of entries (they were quadratic:
+    30,000 one-byte entries took minutes). A generous bound that only catches a hang; the
+    timings are in bench/jar_entries.py."""
+    source = many_entries(tmp_path / "many.jar", 30000)
+    started = time.monotonic()
+    sign_locally(source, source)
+    assert jar.VERIFIER.verify(source, None, ()).details["entries"] == "30000"
+    assert time.monotonic() - started < 60
+
+
+def test_a_server_bounds_the_work(tmp_path: Path) -> None:
+    source = many_entries(tmp_path / "many.jar", 11)
+    sign_locally(source, source)  # a manifest of 11 sections
+    bounded = jar.JarClient(jar.JarLimits(max_entries=10, configured=True))
+    with pytest.raises(PayloadTooLarge, match=r"at most 10 .*jar_max_entries") as entries:
+        bounded.prepare(source, DigestAlgorithm.SHA256, None, key_info)
+    assert entries.value.code == "too_many_entries"
+    small = jar.JarClient(jar.JarLimits(max_manifest_bytes=200, configured=True))
+    with pytest.raises(PayloadTooLarge, match="MANIFEST.MF is over the limit of 200 bytes "
+                                              r"\(jar_max_manifest_bytes\)") as manifest:
+        small.prepare(source, DigestAlgorithm.SHA256, None, key_info)
+    assert manifest.value.code == "manifest_too_large"
+    assert jar.JarClient(jar.JarLimits(max_entries=14)).prepare(
+        source, DigestAlgorithm.SHA256, None, key_info).digest
+
+
+def test_stopping_ends_the_work(tmp_path: Path) -> None:
+    """The server's shutdown flag is polled between entries: the work ends, nothing is
+    signed, and the caller is told why."""
+    source = many_entries(tmp_path / "many.jar", 3000)
+    polls = 0
+
+    def cancelled() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > 100
+
+    with pytest.raises(Unavailable, match="shutting down") as stopped:
+        jar.JarClient(jar.JarLimits(cancelled=cancelled)).prepare(
+            source, DigestAlgorithm.SHA256, None, key_info)
+    assert stopped.value.code == "shutting_down"
+    assert polls == 101

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,15 +20,39 @@ from signgate.api.routes import router
 from signgate.errors import ConfigError, Unavailable
 from signgate.service.bootstrap import check_vault
 from signgate.service.context import Context
+from signgate.service.lifecycle import Stopping, stopping
+
+
+def _stop_on_signals(flag: Stopping) -> None:
+    """SIGTERM or SIGINT also set ``flag``, at once: the ASGI server only then begins its
+    graceful shutdown, and work in helper threads (which it cannot cancel) must end now,
+    not when its grace period runs out. The server's own handler still runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # an embedding (a test client) that owns no signals
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(number: int, frame: Any, previous: Any = previous) -> None:
+            flag.set()
+            previous(number, frame)
+
+        signal.signal(sig, handler)
 
 
 def create_app(ctx: Context) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        # After the last request: record what is only counted in memory (failed
-        # authentications of the current window), stop the signing thread.
-        await asyncio.to_thread(ctx.close)
+        flag = stopping(ctx)
+        _stop_on_signals(flag)
+        try:
+            yield
+        finally:
+            flag.set()
+            # After the last request: record what is only counted in memory (failed
+            # authentications of the current window), stop the signing thread.
+            await asyncio.to_thread(ctx.close)
 
     app = FastAPI(
         lifespan=lifespan,

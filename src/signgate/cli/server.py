@@ -149,7 +149,9 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool,
     # deadline is ASGI middleware (api/limits.py). timeout_keep_alive stays uvicorn's 5 s.
     uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
                 workers=workers, access_log=access_log, log_level="info",
-                server_header=False, http="signgate.api.protocol:DeadlineProtocol")
+                server_header=False, http="signgate.api.protocol:DeadlineProtocol",
+                # Requests still running after this are cancelled (their spool removed).
+                timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
 
 def _set_public_url(data_dir: Path, public_url: str) -> None:

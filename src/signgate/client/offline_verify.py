@@ -206,6 +206,12 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
     except _PARSER_ERRORS as exc:
         return Report(False, fmt, f"malformed signature: {parser_message(exc)}")
     try:
+        for other in evidence.cosigners:  # every signer must pass, not just the first
+            try:
+                _trust(other, anchors, certificates, list(crls), fetch, check_revocation, now)
+            except VerificationFailed as exc:
+                who = other.details.get("signer") or _describe(other, fmt).signer
+                raise VerificationFailed(f"signer {who}: {exc}") from None
         return _trust(evidence, anchors, certificates, list(crls), fetch,
                       check_revocation, now, allow_untimestamped)
     except (VerificationFailed, *_PARSER_ERRORS) as exc:

@@ -185,6 +185,9 @@ class Evidence:
     # only proof of when a short-lived certificate was used); without a token it is refused
     # unless the caller explicitly accepts the certificate's validity now.
     needs_timestamp: bool = False
+    # Every further signature the artifact's validity depends on (a JAR's other signers):
+    # each must pass the same checks as this one, or the artifact is invalid.
+    cosigners: tuple[Evidence, ...] = ()
 
 
 class Verifier(Protocol):

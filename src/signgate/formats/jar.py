@@ -21,9 +21,9 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -35,7 +35,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from signgate import __version__
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.crypto.digests import CHUNK
-from signgate.errors import InvalidInput, SigngateError, VerificationFailed
+from signgate.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    SigngateError,
+    Unavailable,
+    VerificationFailed,
+)
 from signgate.formats import manifest as mf
 from signgate.formats.base import (
     Chain,
@@ -68,6 +74,28 @@ MAX_ENTRIES = 0xFFFF
 _BLOCK_SUFFIXES = (".SF", ".DSA", ".RSA", ".EC")
 
 
+@dataclass(frozen=True)
+class JarLimits:
+    """How much work one JAR may ask for. The defaults are the format's own limits (the
+    command line signs and verifies whatever signgate can write); a server passes its
+    ``config.toml`` bounds (``jar_max_entries``, ``jar_max_manifest_bytes``), refused as
+    413 problems, and ``cancelled``, polled between entries and chunks, which ends the work
+    when the server shuts down."""
+
+    max_entries: int = MAX_ENTRIES
+    max_manifest_bytes: int = MAX_MANIFEST
+    cancelled: Callable[[], bool] | None = None
+    configured: bool = False  # the bounds come from the server's configuration
+
+    def check(self) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise Unavailable("the server is shutting down; nothing was signed, send it "
+                              "again", code="shutting_down")
+
+
+DEFAULT_LIMITS = JarLimits()
+
+
 # --- what a JAR holds -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -86,15 +114,23 @@ class Entry:
 
 
 def signing_related(name: str) -> bool:
-    """The manifest and signature files (``META-INF/*.SF|DSA|RSA|EC``, ``META-INF/SIG-*``),
-    which no manifest digests (JDK ``SignatureFileVerifier.isSigningRelated``)."""
-    upper = name.upper()
+    """The manifest and signature files, which no manifest digests: directly in META-INF,
+    ``MANIFEST.MF``, ``*.SF|DSA|RSA|EC``, and ``SIG-*`` with no extension or one of 1 to 3
+    letters or digits (JDK ``SignatureFileVerifier.isSigningRelated``; JAR spec, "Digital
+    Signatures"). Anything else, ``META-INF/SIG-evil.class`` included, is content that must
+    be signed."""
+    upper = name.upper()  # Java: toUpperCase(Locale.ENGLISH)
     if not upper.startswith("META-INF/"):
         return False
     rest = upper[len("META-INF/"):]
     if "/" in rest:
         return False
-    return rest == "MANIFEST.MF" or rest.endswith(_BLOCK_SUFFIXES) or rest.startswith("SIG-")
+    if rest == "MANIFEST.MF" or rest.endswith(_BLOCK_SUFFIXES):
+        return True
+    if not rest.startswith("SIG-"):
+        return False
+    _, dot, extension = rest.rpartition(".")
+    return not dot or re.fullmatch(r"[A-Z0-9]{1,3}", extension) is not None
 
 
 def signer_name(ref: str) -> str:
@@ -139,13 +175,18 @@ def _java_name(info: zipfile.ZipInfo, what: str) -> tuple[str, bytes]:
                            code="bad_jar") from None
 
 
-def _entries(zf: zipfile.ZipFile, f: BinaryIO, what: str) -> list[Entry]:
+def _entries(zf: zipfile.ZipFile, f: BinaryIO, what: str,
+             limits: JarLimits = DEFAULT_LIMITS) -> list[Entry]:
     """Every entry, checked for what Java and this writer support, with its data offset
     read from its local header (APPNOTE 4.3.7)."""
     infos = zf.infolist()
     if len(infos) > MAX_ENTRIES:
         raise InvalidInput(f"{what} has {len(infos)} entries; at most {MAX_ENTRIES} are "
                            "supported (no ZIP64)", code="bad_jar")
+    if len(infos) > limits.max_entries:
+        raise PayloadTooLarge(f"{what} has {len(infos)} entries; this server takes JARs of "
+                              f"at most {limits.max_entries} (jar_max_entries)",
+                              code="too_many_entries")
     seen: set[str] = set()
     declared = 0
     out: list[Entry] = []
@@ -170,6 +211,8 @@ def _entries(zf: zipfile.ZipFile, f: BinaryIO, what: str) -> list[Entry]:
             raise InvalidInput(f"{what} declares more than {MAX_TOTAL_SIZE >> 30} GiB of "
                                "content once inflated: refused as a zip bomb",
                                code="zip_bomb")
+        if len(out) % 1024 == 0:
+            limits.check()
         f.seek(info.header_offset)
         header = f.read(30)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
@@ -195,7 +238,7 @@ def _check_bomb(what: str, name: str, size: int, compressed: int, verb: str) -> 
 
 
 def _hash_entry(zf: zipfile.ZipFile, entry: Entry, algorithms: list[str],
-                what: str) -> dict[str, bytes]:
+                what: str, limits: JarLimits = DEFAULT_LIMITS) -> dict[str, bytes]:
     """The entry's content digests, inflating it in chunks (zipfile checks the CRC at the
     end) and watching what it really inflates to."""
     hashers = [hashlib.new(a) for a in algorithms]
@@ -204,20 +247,25 @@ def _hash_entry(zf: zipfile.ZipFile, entry: Entry, algorithms: list[str],
         while chunk := stream.read(CHUNK):
             total += len(chunk)
             _check_bomb(what, entry.name, total, entry.info.compress_size, "inflates to")
+            limits.check()
             for h in hashers:
                 h.update(chunk)
     return {a: h.digest() for a, h in zip(algorithms, hashers, strict=True)}
 
 
-def _read_small(zf: zipfile.ZipFile, entry: Entry, what: str) -> bytes:
-    if entry.info.file_size > MAX_MANIFEST:
-        raise InvalidInput(f"{what}: {entry.name} is over {MAX_MANIFEST >> 20} MiB",
-                           code="bad_jar")
-    with zf.open(entry.info) as stream:
-        data = stream.read(MAX_MANIFEST + 1)
-    if len(data) > MAX_MANIFEST:
-        raise InvalidInput(f"{what}: {entry.name} is over {MAX_MANIFEST >> 20} MiB",
-                           code="zip_bomb")
+def _read_small(zf: zipfile.ZipFile, entry: Entry, what: str,
+                limits: JarLimits = DEFAULT_LIMITS) -> bytes:
+    """A manifest or signature file, refused past ``limits.max_manifest_bytes`` whatever
+    its entry declares."""
+    limit = limits.max_manifest_bytes
+    data = b""
+    if entry.info.file_size <= limit:  # else refused on what it declares, unread
+        with zf.open(entry.info) as stream:
+            data = stream.read(limit + 1)
+    if entry.info.file_size > limit or len(data) > limit:
+        setting = " (jar_max_manifest_bytes)" if limits.configured else ""
+        raise PayloadTooLarge(f"{what}: {entry.name} is over the limit of {limit} "
+                              f"bytes{setting}", code="manifest_too_large")
     return data
 
 
@@ -391,11 +439,17 @@ class JarClient:
     embedded = True
     suffix = ".jar"
 
+    def __init__(self, limits: JarLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+
     def prepare(self, path: Path, algorithm: DigestAlgorithm, progress: Progress | None,
                 key: KeyLookup) -> Prepared:
+        """One pass over the entries; every look-up is by name in a dict (a JAR has up to
+        65,535 entries: anything per entry that scans a list makes signing quadratic)."""
+        limits = self.limits
         stamp = _stamp(path)
         with _opened(path, InvalidInput) as (zf, f):
-            entries = _entries(zf, f, path.name)
+            entries = _entries(zf, f, path.name, limits)
             info = key()  # after the cheap checks, before the long read
             if info.algorithm is KeyAlgorithm.ED25519:
                 raise InvalidInput("JAR signatures with ed25519 keys are not supported; use "
@@ -403,13 +457,15 @@ class JarClient:
             signer = signer_name(info.ref)
             found = _manifest_entry(entries)
             manifest = mf.existing_manifest(
-                _read_small(zf, found, path.name) if found else None, CREATED_BY)
+                _read_small(zf, found, path.name, limits) if found else None, CREATED_BY)
             digests: dict[str, dict[str, bytes]] = {}
             for entry in entries:
+                limits.check()
                 if not entry.is_dir and not signing_related(entry.name):
                     wanted = {algorithm.value,
                               *mf.entry_digests(manifest.entry(entry.name)).values()}
-                    digests[entry.name] = _hash_entry(zf, entry, sorted(wanted), path.name)
+                    digests[entry.name] = _hash_entry(zf, entry, sorted(wanted), path.name,
+                                                      limits)
                 if progress is not None:
                     progress(entry.info.compress_size)
             comment = zf.comment
@@ -528,7 +584,17 @@ def _check_signer(name: str, sf_bytes: bytes, block: bytes, manifest: mf.Manifes
 
 class JarVerifier:
     """What ``jarsigner -verify -strict`` checks of the signatures themselves: every
-    signer's block and .SF, every entry's digest, and every entry signed."""
+    signer's block and .SF, every entry's digest, and every entry signed.
+
+    When signers disagree, the strict rule applies: every signer must be valid, not just
+    one. The Evidence names the first signer (by name) and carries the others as
+    ``cosigners``, so that ``signgate verify`` checks each one's chain, codeSigning EKU,
+    timestamp and revocation; any that fails makes the whole JAR invalid, whatever the
+    others say, as ``jarsigner -strict`` refuses a JAR any of whose entries has a signer
+    with an invalid chain. So an entry counts as signed only by signers that pass, and a
+    foreign, expired or revoked key can never add an entry to a JAR someone trusted
+    signed.
+    """
 
     name = "jar"
 
@@ -555,13 +621,15 @@ class JarVerifier:
                 if entry.is_dir or signing_related(entry.name):
                     continue
                 self._check_entry(zf, entry, manifest, covered, path.name)
+        # Every signer is evidence: signgate verify checks each one's chain, timestamp and
+        # revocation, and one that fails makes the JAR invalid (see JarVerifier).
         signers.sort(key=lambda s: s.name)
         first = signers[0].evidence
         details = {**first.details, "signers": ", ".join(s.name for s in signers),
                    "entries": str(sum(1 for e in entries
                                       if not e.is_dir and not signing_related(e.name)))}
-        return Evidence(first.format, first.signer, first.certificates, first.signature_value,
-                        first.timestamp_token, first.signing_time, details)
+        return replace(first, details=details,
+                       cosigners=tuple(s.evidence for s in signers[1:]))
 
     @staticmethod
     def _signer(zf: zipfile.ZipFile, entries: list[Entry], sf_entry: Entry,

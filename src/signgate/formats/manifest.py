@@ -67,18 +67,34 @@ class Section:
 @dataclass
 class Manifest:
     """A parsed manifest (or .SF file): main section, per-entry sections in file order
-    (blank-line filler kept as attribute-less sections), and the line terminator found."""
+    (blank-line filler kept as attribute-less sections), and the line terminator found.
+
+    Sections are looked up by name through an index (a JAR has tens of thousands of
+    entries: a scan per look-up made signing and verifying quadratic); add sections with
+    :meth:`add` so that the index follows."""
 
     main: Section
     sections: list[Section] = field(default_factory=list)
     newline: bytes = CRLF
+    _index: dict[str, Section] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
+
+    def __post_init__(self) -> None:
+        for section in self.sections:
+            if section.name is not None:
+                self._index.setdefault(section.name, section)
 
     def encode(self) -> bytes:
         return self.main.encode(self.newline) + b"".join(
             s.encode(self.newline) for s in self.sections)
 
     def entry(self, name: str) -> Section | None:
-        return next((s for s in self.sections if s.name == name), None)
+        return self._index.get(name)
+
+    def add(self, section: Section) -> None:
+        self.sections.append(section)
+        if section.name is not None:
+            self._index.setdefault(section.name, section)
 
     def named(self) -> list[Section]:
         return [s for s in self.sections if s.name is not None]
@@ -217,7 +233,7 @@ def update(manifest: Manifest, digests: Mapping[str, Mapping[str, bytes]],
         section = manifest.entry(name)
         if section is None:
             section = Section([("Name", name)])
-            manifest.sections.append(section)
+            manifest.add(section)
         present = entry_digests(section)
         stale = [h for h, a in present.items()
                  if base64.b64encode(computed[a]).decode() != section.get(h)]
@@ -246,7 +262,7 @@ def signature_file(manifest: Manifest, algorithm: str, created_by: str) -> bytes
     ]))
     for section in manifest.named():
         assert section.name is not None
-        sf.sections.append(Section([("Name", section.name),
+        sf.add(Section([("Name", section.name),
                                     (f"{name}-Digest",
                                      digest(section.encode(manifest.newline)))]))
     return sf.encode()

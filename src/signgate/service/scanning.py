@@ -43,7 +43,8 @@ from signgate.errors import (
     StorageFull,
 )
 from signgate.formats import registry as formats
-from signgate.formats.base import PublicKeyInfo
+from signgate.formats.base import ClientFormat, PublicKeyInfo
+from signgate.formats.jar import JarClient, JarLimits
 from signgate.formats.raw import DetachedDigest
 from signgate.policy import decide
 from signgate.policy.model import Actor
@@ -54,6 +55,7 @@ from signgate.scan.yara import YaraScanner
 from signgate.service import denylist, keys, spool
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.keys import split_ref
+from signgate.service.lifecycle import stopping
 from signgate.service.sign_batch import SignBatcher, SignJob
 from signgate.service.views import SignResult
 
@@ -314,7 +316,7 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
     outcome = ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts))
     if fmt is None or ref is None or outcome.findings:
         return outcome, None
-    side = formats.client(fmt)
+    side = _bounded(ctx, formats.client(fmt))
     try:
         if isinstance(side, DetachedDigest) and algorithm is DigestAlgorithm.SHA256:
             digest = bytes.fromhex(spooled.sha256)  # hashed on the way in: no second read
@@ -328,6 +330,17 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
                                 "signgate signs only what it scanned", code="digest_mismatch")
         return ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts), mismatch), None
     return outcome, digest
+
+
+def _bounded(ctx: Context, side: ClientFormat) -> ClientFormat:
+    """The format's client half with the server's bounds on one upload's work (JAR entries
+    and manifest size from config.toml; refused with 413 and recorded like any refusal),
+    ending the work when the server stops."""
+    if isinstance(side, JarClient):
+        settings = ctx.settings
+        return JarClient(JarLimits(settings.jar_max_entries, settings.jar_max_manifest_bytes,
+                                   stopping(ctx).is_set, configured=True))
+    return side
 
 
 @dataclass(frozen=True)
