@@ -21,19 +21,7 @@ from signgate.errors import InvalidInput, VerificationFailed
 from signgate.formats import authenticode, pe
 from signgate.formats.base import Chain, FormatRequest, SignerKey
 from tests.support.pe import hello_exe
-
-
-def reference_checksum(data: bytes, checksum_offset: int) -> int:
-    """CheckSumMappedFile, word by word, as the PE spec describes it."""
-    total = 0
-    padded = data + b"\0" * (len(data) % 2)
-    for i in range(0, len(padded), 2):
-        word = 0 if checksum_offset <= i < checksum_offset + 4 else \
-            padded[i] | padded[i + 1] << 8
-        total += word
-        total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return (total + len(data)) & 0xFFFFFFFF
+from tests.support.pe import pe_checksum as reference_checksum
 
 
 def osslsigncode_digest(exe: Path, tmp: Path) -> tuple[str, str]:
