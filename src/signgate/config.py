@@ -5,22 +5,28 @@ key ``master.key`` (mode 0600) and the bootstrap admin's ``admin.token`` (0600).
 ``SIGNGATE_DATABASE_URL`` replaces the SQLite database; ``SIGNGATE_MASTER_KEY`` (base64,
 32 bytes) replaces the master key file; ``SIGNGATE_PUBLIC_URL`` replaces ``public_url``.
 
-The keys ``config.toml`` may hold are exactly the fields of :class:`Settings` (but
-``data_dir``): a key that is not one of them stops signgate with its name (and the closest
-setting, for a typo), so a misspelt setting never silently falls back to its default. A new
-setting is a new field: it is accepted without further work.
+Every setting is declared once, as a field of :class:`Settings` (a frozen, strict pydantic
+model): its type, default, bounds, description and, where it has one, the environment
+variable that replaces it. From those fields come the keys ``config.toml`` may hold (all
+but ``data_dir``), the checks (a key that is no setting stops signgate with its name and
+the closest setting, so a misspelt setting never silently falls back to its default; a
+value of the wrong type, out of its range or not a valid URL stops it with the rule it
+breaks) and the commented template ``init`` writes. A new setting is a new field.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import json
 import os
 import re
+import textwrap
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from signgate.errors import ConfigError
 from signgate.keystore.soft import decode_master_key, read_master_key_file
@@ -30,66 +36,161 @@ DATABASE_FILE = "signgate.db"
 MASTER_KEY_FILE = "master.key"
 ADMIN_TOKEN_FILE = "admin.token"
 DEFAULT_DATA_DIR = "signgate-data"
-DEFAULT_MAX_BODY = 1 << 20
-DEFAULT_SCAN_MAX_BYTES = 4 << 30
-# Uploads in flight share one spool budget (bytes reserved as declared); two artifacts of
-# the largest accepted size fit in the default.
-DEFAULT_UPLOAD_SPOOL_MAX_BYTES = 2 * DEFAULT_SCAN_MAX_BYTES
-DEFAULT_UPLOAD_MAX_CONCURRENT = 4
-DEFAULT_HTTP_HEADER_TIMEOUT = 10
-DEFAULT_HTTP_BODY_IDLE_TIMEOUT = 60
-DEFAULT_SCAN_YARA_MAX_CONCURRENT = 2
-# What the server reads of one uploaded JAR: entries (65,535 is all a JAR without ZIP64
-# can hold) and bytes of its manifest or a signature file.
-DEFAULT_JAR_MAX_ENTRIES = 65535
-DEFAULT_JAR_MAX_MANIFEST_BYTES = 32 << 20
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 # The policy under which the time-stamp authority issues tokens (RFC 3161 TSTInfo.policy).
 # An arc under a Private Enterprise Number; set your own organisation's OID in config.toml.
 DEFAULT_TSA_POLICY_OID = "1.3.6.1.4.1.59544.1.1"
+DEFAULT_HTTP_HEADER_TIMEOUT = 10  # api/protocol.py's deadline before configure() runs
+_SCAN_MAX_BYTES = 4 << 30
+# What the server reads of one uploaded JAR: entries (65,535 is all a JAR without ZIP64
+# can hold).
+_JAR_MAX_ENTRIES = 65535
 _OID = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]*))+")
+# Databases store/db.py opens (SQLAlchemy URLs, optionally with a driver: sqlite+pysqlite).
+_DATABASES = ("sqlite", "postgresql")
 
 
-@dataclass(frozen=True)
-class Settings:
+def _rule(must: str, *, env: str | None = None) -> dict[str, Any]:
+    """A field's extra metadata: the rule its value breaks (``{value!r}`` is replaced by
+    the value given) and the environment variable that replaces it."""
+    return {"must": must, **({"env": env} if env else {})}
+
+
+class Settings(BaseModel):
     """Every setting; each field but ``data_dir`` is a key ``config.toml`` may set."""
 
-    data_dir: Path
-    database_url: str
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    organization: str = "signgate"
-    public_url: str = DEFAULT_PUBLIC_URL
-    tsa_policy_oid: str = DEFAULT_TSA_POLICY_OID
-    tsa_accuracy_seconds: int = 1
-    one_time_cert_minutes: int = 10
-    # External RFC 3161 TSAs for signature timestamps, tried in order; empty: built-in.
-    tsa_urls: tuple[str, ...] = ()
-    # Scanning before signing: clamd's Unix socket, a directory of YARA rules, the largest
-    # artifact accepted for scanning, and how long one scan may take.
-    scan_clamd_socket: str | None = None
-    scan_yara_dir: str | None = None
-    scan_max_bytes: int = DEFAULT_SCAN_MAX_BYTES
-    scan_timeout_seconds: int = 300
-    # How many YARA scans run at once in one server process: YARA maps the whole artifact,
-    # so each running scan holds up to the artifact's size in resident memory.
-    scan_yara_max_concurrent: int = DEFAULT_SCAN_YARA_MAX_CONCURRENT
-    # Uploads (scan, sign-upload): in flight at once per identity, and the bytes all
-    # uploads in flight may reserve in the spool together.
-    upload_max_concurrent_per_identity: int = DEFAULT_UPLOAD_MAX_CONCURRENT
-    upload_spool_max_bytes: int = DEFAULT_UPLOAD_SPOOL_MAX_BYTES
-    # Slow clients: a request's headers must be complete this long after the connection
-    # opened (or the previous response ended); a body may pause this long between bytes.
-    http_header_timeout_seconds: int = DEFAULT_HTTP_HEADER_TIMEOUT
-    http_body_idle_timeout_seconds: int = DEFAULT_HTTP_BODY_IDLE_TIMEOUT
-    # Failed authentications: at most this many per client address and window (per
-    # server process); past it, 429. Each window's failures are recorded with their
-    # count, not one audit entry each (see service/auth_failures.py).
-    auth_failure_limit: int = 100
-    auth_failure_window_seconds: int = 60
-    # The work one uploaded JAR may cause; how long shutdown waits for requests in flight.
-    jar_max_entries: int = DEFAULT_JAR_MAX_ENTRIES
-    jar_max_manifest_bytes: int = DEFAULT_JAR_MAX_MANIFEST_BYTES
-    shutdown_grace_seconds: int = 5
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    data_dir: Path = Field(description="The data directory (--data-dir, SIGNGATE_DATA_DIR).")
+    database_url: str = Field(
+        description="The database (SQLAlchemy URL); none: SQLite in the data directory.",
+        examples=["postgresql+psycopg://signgate@127.0.0.1/signgate"],
+        json_schema_extra=_rule("must be a sqlite:// or postgresql:// URL",
+                                env="SIGNGATE_DATABASE_URL"))
+    max_body_bytes: int = Field(1 << 20, gt=0,
+                                description="The largest request body accepted, in bytes.")
+    organization: str = Field(
+        "signgate", min_length=1,
+        description="The organisation named in the certificates signgate issues.",
+        json_schema_extra=_rule("must be a non-empty string"))
+    public_url: str = Field(
+        DEFAULT_PUBLIC_URL,
+        description="Where clients and verifiers reach this server: the CRL URLs in the "
+                    "certificates it issues. When it changes, 'signgate serve' re-issues "
+                    "the CA and TSA certificates.",
+        json_schema_extra=_rule(f"must be an http(s) URL such as {DEFAULT_PUBLIC_URL}, "
+                                "not {value!r}", env="SIGNGATE_PUBLIC_URL"))
+    tsa_policy_oid: str = Field(
+        DEFAULT_TSA_POLICY_OID,
+        description="The policy OID the tokens of the time-stamp authority (POST /tsa, "
+                    "RFC 3161) name; use an arc of your organisation's own.",
+        json_schema_extra=_rule(f"must be a dotted OID such as {DEFAULT_TSA_POLICY_OID}"))
+    tsa_accuracy_seconds: int = Field(
+        1, ge=1, le=60, description="The accuracy the time-stamp authority claims, in seconds.")
+    one_time_cert_minutes: int = Field(
+        10, ge=1, le=1440, description="The lifetime of a one-time certificate, in minutes.")
+    tsa_urls: tuple[str, ...] = Field(
+        (),
+        description="External time-stamp authorities for signature timestamps, tried in "
+                    "order (the first that answers wins); none: signgate's own TSA.",
+        examples=[("https://tsa.example.com/tsr", "https://backup.example.net/tsa")],
+        json_schema_extra=_rule("must be a list of http(s) URLs"))
+    scan_clamd_socket: str | None = Field(
+        None,
+        description="Scanning before signing (see README, 'Scanning'): clamd's socket. Once "
+                    "a scanner is set, new keys require a clean scan by default.",
+        examples=["/run/signgate/clamd.sock"],
+        json_schema_extra=_rule("must be an absolute path"))
+    scan_yara_dir: str | None = Field(
+        None, description="Scanning before signing: a directory of YARA rules.",
+        examples=["/etc/signgate/yara"], json_schema_extra=_rule("must be an absolute path"))
+    scan_max_bytes: int = Field(_SCAN_MAX_BYTES, gt=0,
+                                description="The largest artifact accepted for scanning.")
+    scan_timeout_seconds: int = Field(300, ge=1, le=3600,
+                                      description="How long one scan may take.")
+    scan_yara_max_concurrent: int = Field(
+        2, ge=1, le=256,
+        description="YARA scans running at once in one server process (each maps the whole "
+                    "artifact into memory).")
+    upload_max_concurrent_per_identity: int = Field(
+        4, ge=1, le=1024,
+        description="Uploads (scan, sign-upload) in flight at once per identity (more: 429).")
+    # Two artifacts of the largest size accepted for scanning fit in the default.
+    upload_spool_max_bytes: int = Field(
+        2 * _SCAN_MAX_BYTES, ge=1, le=1 << 50,
+        description="The bytes all uploads in flight may reserve in DATA_DIR/spool together "
+                    "(more: 507).")
+    http_header_timeout_seconds: int = Field(
+        DEFAULT_HTTP_HEADER_TIMEOUT, ge=1, le=3600,
+        description="Slow clients are disconnected: a request's headers must arrive within "
+                    "this many seconds.")
+    http_body_idle_timeout_seconds: int = Field(
+        60, ge=1, le=3600,
+        description="How long a request body may pause between bytes (an idle, not a total, "
+                    "limit).")
+    # Per server process; each window's failures are recorded with their count, not one
+    # audit entry each (see service/auth_failures.py).
+    auth_failure_limit: int = Field(
+        100, ge=1, le=1_000_000,
+        description="Failed authentications per client address and window (per server "
+                    "process) before answering 429; each window's failures are recorded "
+                    "with their count.")
+    auth_failure_window_seconds: int = Field(
+        60, ge=1, le=3600, description="That window (aligned to the clock), in seconds.")
+    jar_max_entries: int = Field(
+        _JAR_MAX_ENTRIES, ge=1, le=_JAR_MAX_ENTRIES,
+        description="The most entries one uploaded JAR may have (more: 413).")
+    jar_max_manifest_bytes: int = Field(
+        32 << 20, ge=1024, le=64 << 20,
+        description="The most bytes of an uploaded JAR's manifest or signature file "
+                    "(more: 413).")
+    shutdown_grace_seconds: int = Field(
+        5, ge=1, le=3600,
+        description="How long 'serve' lets requests in flight finish once told to stop.")
+
+    def __init__(self, data_dir: Path, database_url: str, **values: Any) -> None:
+        super().__init__(data_dir=data_dir, database_url=database_url, **values)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, url: str) -> str:
+        scheme, sep, _ = url.partition("://")
+        if not sep or scheme.partition("+")[0] not in _DATABASES:
+            raise ValueError("unsupported database URL")
+        return url
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str) -> str:
+        if not _is_base_url(url):
+            raise ValueError("not a base URL")
+        return url.rstrip("/")  # CRL paths are appended
+
+    @field_validator("tsa_policy_oid")
+    @classmethod
+    def _oid(cls, oid: str) -> str:
+        if not valid_oid(oid):
+            raise ValueError("not an OID")
+        return oid
+
+    @field_validator("tsa_urls", mode="before")
+    @classmethod
+    def _toml_array(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value  # TOML arrays are lists
+
+    @field_validator("tsa_urls")
+    @classmethod
+    def _http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(_is_http_url(u) for u in urls):
+            raise ValueError("not an http(s) URL")
+        return urls
+
+    @field_validator("scan_clamd_socket", "scan_yara_dir")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        if path is not None and not path.startswith("/"):
+            raise ValueError("not an absolute path")
+        return path
 
     @property
     def scanner_configured(self) -> bool:
@@ -124,36 +225,68 @@ def sqlite_url(data_dir: Path) -> str:
 
 def setting_names() -> tuple[str, ...]:
     """The keys ``config.toml`` may hold: the fields of :class:`Settings`."""
-    return tuple(f.name for f in dataclasses.fields(Settings) if f.name != "data_dir")
+    return tuple(name for name in Settings.model_fields if name != "data_dir")
 
 
 def check_known_keys(values: dict[str, object], cfg: Path) -> None:
     """Refuse a key that is no setting, naming it and the closest setting, if any."""
     known = setting_names()
     for key in values:
-        if key in known:
-            continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{cfg}: unknown setting {key!r}{hint}", code="unknown_setting")
+        if key not in known:
+            raise _unknown(key, str(cfg))
+
+
+def _unknown(key: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, setting_names(), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{source}: unknown setting {key!r}{hint}", code="unknown_setting")
 
 
 def check_public_url(url: object, source: str) -> str:
     """An http(s) URL with a host, without its trailing slash (CRL URLs are appended)."""
     if isinstance(url, str) and _is_base_url(url):
         return url.rstrip("/")
-    raise ConfigError(f"{source}: public_url must be an http(s) URL such as "
-                      f"{DEFAULT_PUBLIC_URL}, not {url!r}")
+    raise ConfigError(f"{source}: public_url {_must('public_url', url)}")
 
 
-def _is_base_url(url: str) -> bool:
+def _is_http_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port that is not a number
     except ValueError:
         return False
-    return (parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
-            and not parts.query and not parts.fragment and not parts.username)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
+def _is_base_url(url: str) -> bool:
+    """An http(s) URL paths can be appended to: no query, fragment or user."""
+    parts = urlsplit(url) if _is_http_url(url) else None
+    return (parts is not None and not parts.query and not parts.fragment
+            and not parts.username)
+
+
+def _must(name: str, value: object) -> str:
+    """The rule setting ``name`` states for its values: its declared one, or for an
+    integer its bounds."""
+    field = Settings.model_fields[name]
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("must"), str):
+        return str(extra["must"]).format(value=value)
+    bounds: dict[str, Any] = {}
+    for item in field.metadata:
+        for key in ("ge", "le"):  # annotated_types.Ge, .Le
+            if getattr(item, key, None) is not None:
+                bounds[key] = getattr(item, key)
+    if "ge" in bounds and "le" in bounds:
+        return f"must be an integer from {bounds['ge']} to {bounds['le']}"
+    return "must be a positive integer"
+
+
+def _env(name: str) -> str | None:
+    """The environment variable that replaces setting ``name``, if any."""
+    extra = Settings.model_fields[name].json_schema_extra
+    env = extra.get("env") if isinstance(extra, dict) else None
+    return env if isinstance(env, str) else None
 
 
 def read_config(data_dir: Path) -> dict[str, object]:
@@ -170,94 +303,35 @@ def read_config(data_dir: Path) -> dict[str, object]:
 
 
 def load_settings(data_dir: Path, public_url: str | None = None) -> Settings:
-    """The settings of ``data_dir``; ``public_url`` (a command-line option) replaces
-    ``SIGNGATE_PUBLIC_URL``, which replaces the configured one."""
+    """The settings of ``data_dir``: ``config.toml``, then the environment variables that
+    replace settings; ``public_url`` (a command-line option) replaces both."""
     data_dir = data_dir.resolve()
-    cfg = data_dir / CONFIG_FILE
+    cfg = str(data_dir / CONFIG_FILE)
     values = read_config(data_dir)
-    url = os.environ.get("SIGNGATE_DATABASE_URL") or str(
-        values.get("database_url") or sqlite_url(data_dir)
-    )
-    max_body = values.get("max_body_bytes", DEFAULT_MAX_BODY)
-    org = values.get("organization", "signgate")
-    if not isinstance(max_body, int) or max_body <= 0:
-        raise ConfigError(f"{cfg}: max_body_bytes must be a positive integer")
-    if not isinstance(org, str) or not org:
-        raise ConfigError(f"{cfg}: organization must be a non-empty string")
+    sources = dict.fromkeys(values, cfg)  # named in the message about a value
+    for name in setting_names():
+        env = _env(name)
+        if env and os.environ.get(env):
+            values[name], sources[name] = os.environ[env], env
     if public_url is not None:
-        public_url = check_public_url(public_url, "--public-url")
-    elif os.environ.get("SIGNGATE_PUBLIC_URL"):
-        public_url = check_public_url(os.environ["SIGNGATE_PUBLIC_URL"], "SIGNGATE_PUBLIC_URL")
-    else:
-        public_url = check_public_url(values.get("public_url", DEFAULT_PUBLIC_URL), str(cfg))
-    policy = values.get("tsa_policy_oid", DEFAULT_TSA_POLICY_OID)
-    if not isinstance(policy, str) or not valid_oid(policy):
-        raise ConfigError(f"{cfg}: tsa_policy_oid must be a dotted OID such as "
-                          f"{DEFAULT_TSA_POLICY_OID}")
-    accuracy = values.get("tsa_accuracy_seconds", 1)
-    if isinstance(accuracy, bool) or not isinstance(accuracy, int) or not 1 <= accuracy <= 60:
-        raise ConfigError(f"{cfg}: tsa_accuracy_seconds must be an integer from 1 to 60")
-    one_time = values.get("one_time_cert_minutes", 10)
-    if isinstance(one_time, bool) or not isinstance(one_time, int) or not 1 <= one_time <= 1440:
-        raise ConfigError(f"{cfg}: one_time_cert_minutes must be an integer from 1 to 1440")
-    tsa_urls = values.get("tsa_urls", [])
-    if not isinstance(tsa_urls, list) or not all(
-            isinstance(u, str) and u.startswith(("http://", "https://")) for u in tsa_urls):
-        raise ConfigError(f"{cfg}: tsa_urls must be a list of http(s) URLs")
-    clamd = _optional_path(values, "scan_clamd_socket", cfg)
-    yara_dir = _optional_path(values, "scan_yara_dir", cfg)
-    scan_max = values.get("scan_max_bytes", DEFAULT_SCAN_MAX_BYTES)
-    if isinstance(scan_max, bool) or not isinstance(scan_max, int) or scan_max <= 0:
-        raise ConfigError(f"{cfg}: scan_max_bytes must be a positive integer")
-    scan_timeout = values.get("scan_timeout_seconds", 300)
-    if (isinstance(scan_timeout, bool) or not isinstance(scan_timeout, int)
-            or not 1 <= scan_timeout <= 3600):
-        raise ConfigError(f"{cfg}: scan_timeout_seconds must be an integer from 1 to 3600")
-    jar_entries = _int_in(values, "jar_max_entries", DEFAULT_JAR_MAX_ENTRIES, 1,
-                          DEFAULT_JAR_MAX_ENTRIES, cfg)
-    jar_manifest = _int_in(values, "jar_max_manifest_bytes", DEFAULT_JAR_MAX_MANIFEST_BYTES,
-                           1024, 64 << 20, cfg)
-    grace = _int_in(values, "shutdown_grace_seconds", 5, 1, 3600, cfg)
-    return Settings(data_dir=data_dir, database_url=url, max_body_bytes=max_body,
-                    organization=org, public_url=public_url,
-                    tsa_policy_oid=policy, tsa_accuracy_seconds=accuracy,
-                    one_time_cert_minutes=one_time, tsa_urls=tuple(tsa_urls),
-                    scan_clamd_socket=clamd, scan_yara_dir=yara_dir,
-                    scan_max_bytes=scan_max, scan_timeout_seconds=scan_timeout,
-        scan_yara_max_concurrent=_int_in(
-            values, "scan_yara_max_concurrent", DEFAULT_SCAN_YARA_MAX_CONCURRENT, 1, 256, cfg),
-        upload_max_concurrent_per_identity=_int_in(
-            values, "upload_max_concurrent_per_identity", DEFAULT_UPLOAD_MAX_CONCURRENT, 1,
-            1024, cfg),
-        upload_spool_max_bytes=_int_in(
-            values, "upload_spool_max_bytes", DEFAULT_UPLOAD_SPOOL_MAX_BYTES, 1, 1 << 50, cfg),
-        http_header_timeout_seconds=_int_in(
-            values, "http_header_timeout_seconds", DEFAULT_HTTP_HEADER_TIMEOUT, 1, 3600, cfg),
-        http_body_idle_timeout_seconds=_int_in(
-            values, "http_body_idle_timeout_seconds", DEFAULT_HTTP_BODY_IDLE_TIMEOUT, 1, 3600,
-            cfg),
-        auth_failure_limit=_int_in(values, "auth_failure_limit", 100, 1, 1_000_000, cfg),
-        auth_failure_window_seconds=_int_in(
-            values, "auth_failure_window_seconds", 60, 1, 3600, cfg),
-        jar_max_entries=jar_entries, jar_max_manifest_bytes=jar_manifest,
-        shutdown_grace_seconds=grace)
+        values["public_url"], sources["public_url"] = public_url, "--public-url"
+    values.setdefault("database_url", sqlite_url(data_dir))
+    try:
+        return Settings.model_validate({**values, "data_dir": data_dir})
+    except ValidationError as exc:
+        raise _config_error(exc, values, sources, cfg) from None
 
 
-def _int_in(values: dict[str, object], name: str, default: int, low: int, high: int,
-            cfg: Path) -> int:
-    value = values.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{cfg}: {name} must be an integer from {low} to {high}")
-    return value
-
-
-def _optional_path(values: dict[str, object], name: str, cfg: Path) -> str | None:
-    value = values.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise ConfigError(f"{cfg}: {name} must be an absolute path")
-    return value
+def _config_error(exc: ValidationError, values: dict[str, object],
+                  sources: dict[str, str], cfg: str) -> ConfigError:
+    """Pydantic's report as signgate's one line: an unknown key first, else the first
+    setting whose value breaks its rule, named with where that value came from."""
+    errors = exc.errors()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            return _unknown(str(error["loc"][0]), cfg)
+    name = str(errors[0]["loc"][0])
+    return ConfigError(f"{sources.get(name, cfg)}: {name} {_must(name, values.get(name))}")
 
 
 def valid_oid(text: str) -> bool:
@@ -269,45 +343,25 @@ def valid_oid(text: str) -> bool:
 
 
 def default_config_text(public_url: str = DEFAULT_PUBLIC_URL) -> str:
-    return (
-        "# signgate configuration (see README, 'Configuration').\n"
-        "# database_url = \"postgresql+psycopg://signgate@127.0.0.1/signgate\"\n"
-        f"max_body_bytes = {DEFAULT_MAX_BODY}\n"
-        "# The organisation named in the certificates signgate issues.\n"
-        "organization = \"signgate\"\n"
-        "# Where clients and verifiers reach this server: the CRL URLs in the certificates\n"
-        "# it issues. When it changes, 'signgate serve' re-issues the CA and TSA certificates.\n"
-        f"public_url = \"{public_url}\"\n"
-        "# The time-stamp authority (POST /tsa, RFC 3161): the policy OID its tokens name\n"
-        "# (use an arc of your organisation's own) and the accuracy it claims, in seconds.\n"
-        f"# tsa_policy_oid = \"{DEFAULT_TSA_POLICY_OID}\"\n"
-        "# tsa_accuracy_seconds = 1\n"
-        "# External time-stamp authorities for signature timestamps, tried in order (the\n"
-        "# first that answers wins); none: signgate's own TSA.\n"
-        "# tsa_urls = [\"https://tsa.example.com/tsr\", \"https://backup.example.net/tsa\"]\n"
-        "# Scanning before signing (see README, 'Scanning'): clamd's socket and/or a YARA\n"
-        "# rules directory. Once one is set, new keys require a clean scan by default.\n"
-        "# scan_clamd_socket = \"/run/signgate/clamd.sock\"\n"
-        "# scan_yara_dir = \"/etc/signgate/yara\"\n"
-        f"# scan_max_bytes = {DEFAULT_SCAN_MAX_BYTES}\n"
-        "# scan_timeout_seconds = 300\n"
-        "# YARA scans running at once (each maps the whole artifact into memory).\n"
-        f"# scan_yara_max_concurrent = {DEFAULT_SCAN_YARA_MAX_CONCURRENT}\n"
-        "# Uploads (scan, sign-upload): at once per identity (more: 429), and the bytes all\n"
-        "# uploads in flight may reserve in DATA_DIR/spool together (more: 507).\n"
-        f"# upload_max_concurrent_per_identity = {DEFAULT_UPLOAD_MAX_CONCURRENT}\n"
-        f"# upload_spool_max_bytes = {DEFAULT_UPLOAD_SPOOL_MAX_BYTES}\n"
-        "# Slow clients are disconnected: headers must arrive within this many seconds, and\n"
-        "# a request body may pause this long between bytes (an idle, not a total, limit).\n"
-        f"# http_header_timeout_seconds = {DEFAULT_HTTP_HEADER_TIMEOUT}\n"
-        f"# http_body_idle_timeout_seconds = {DEFAULT_HTTP_BODY_IDLE_TIMEOUT}\n"
-        "# Failed authentications per client address and window (per server process)\n"
-        "# before answering 429; each window's failures are recorded with their count.\n"
-        "# auth_failure_limit = 100\n"
-        "# auth_failure_window_seconds = 60\n"
-        "# The most one uploaded JAR may ask of the server (refused with 413 past them).\n"
-        f"# jar_max_entries = {DEFAULT_JAR_MAX_ENTRIES}\n"
-        f"# jar_max_manifest_bytes = {DEFAULT_JAR_MAX_MANIFEST_BYTES}\n"
-        "# How long 'serve' lets requests in flight finish once told to stop.\n"
-        "# shutdown_grace_seconds = 5\n"
-    )
+    """The ``config.toml`` ``init`` writes: every setting with its description, commented
+    out with its default (or an example, where the default is none) but ``public_url``,
+    which is set to where this installation is reached."""
+    lines = ["# signgate configuration (see README, 'Configuration')."]
+    for name in setting_names():
+        field = Settings.model_fields[name]
+        lines += textwrap.wrap(str(field.description), 86, initial_indent="# ",
+                               subsequent_indent="# ")
+        if name == "public_url":
+            lines.append(f"public_url = {_toml(public_url)}")
+            continue
+        shown = field.examples[0] if field.examples else field.default
+        lines.append(f"# {name} = {_toml(shown)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    """A TOML value: integers as they are, strings as basic strings (JSON's escapes are
+    TOML's), arrays of those."""
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
