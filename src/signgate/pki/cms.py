@@ -165,7 +165,9 @@ def signed_data(signer_infos: Sequence[cms.SignerInfo], digest: DigestAlgorithm,
     v1.5 ``ContentInfo`` (Authenticode's SpcIndirectDataContent, [0] EXPLICIT without an
     OCTET STRING). ``version`` defaults to RFC 5652 §5.1's rule for issuer-and-serial
     signers without attribute certificates: v1 for id-data, v3 otherwise; Authenticode
-    asks for v1 whatever its content, as its spec requires. ``certificates`` are DER, the
+    asks for v1 whatever its content, as its spec requires (asn1crypto then reads the
+    content as a PKCS#7 ``ContentInfo``, so v1 goes with None or a ``ContentInfo``).
+    ``certificates`` are DER, the
     signer's first; none leaves the field out (a TSA answering ``certReq`` FALSE).
     """
     content_type = "data" if encapsulated is None else encapsulated["content_type"].native
