@@ -174,7 +174,8 @@ def signed_data(signer_infos: Sequence[cms.SignerInfo], digest: DigestAlgorithm,
     fields: dict[str, object] = {
         "version": version or ("v1" if content_type == "data" else "v3"),
         "digest_algorithms": [{"algorithm": digest.value}],
-        "encap_content_info": encapsulated or {"content_type": "data"},
+        "encap_content_info": ({"content_type": "data"} if encapsulated is None
+                               else encapsulated),
         "signer_infos": list(signer_infos),
     }
     if certificates:
