@@ -46,6 +46,7 @@ from signgate.formats.base import (
     SignerKey,
     ToBeSigned,
 )
+from signgate.pki import cms as pki_cms
 from signgate.pki import signed_data as sd
 
 # Authenticode spec, "Authenticode-Specific Structures"
@@ -187,8 +188,8 @@ class AuthenticodeBuilder:
     def prepare(self, key: SignerKey, request: FormatRequest) -> ToBeSigned:
         content = indirect_data(request.digest_algorithm, request.digest)
         digest = hashlib.new(request.digest_algorithm.value, content.contents).digest()
-        attributes = cms_format.signed_attributes(
-            digest, request.now, SPC_INDIRECT_DATA,
+        attributes = pki_cms.signed_attributes(
+            SPC_INDIRECT_DATA, digest, request.now,
             _authenticode_attributes(request.artifact_name))
         return ToBeSigned(attributes.dump(), prehashed=False, state=(attributes, content))
 
@@ -196,12 +197,13 @@ class AuthenticodeBuilder:
                  signature: bytes, chain: Chain | None, timestamp_token: bytes | None) -> bytes:
         assert chain is not None
         attributes, content = tbs.state
-        return cms_format.signed_data(
-            attributes, signature, key.algorithm, key.rsa_padding, request.digest_algorithm,
-            chain.leaf, list(chain.issuers), timestamp_token,
-            content=cms.ContentInfo.load(SpcContentInfo({
+        return pki_cms.one_signer(
+            attributes, signature, key, request.digest_algorithm, chain.leaf, chain.issuers,
+            timestamp_token,
+            encapsulated=cms.ContentInfo.load(SpcContentInfo({
                 "content_type": SPC_INDIRECT_DATA, "content": content}).dump()),
-            timestamp_attribute=TIMESTAMP_ATTRIBUTE)
+            # Authenticode spec: SignedData version 1, whatever the content type.
+            version="v1", timestamp_attribute_type=TIMESTAMP_ATTRIBUTE)
 
 
 def _indirect_data_of(signed: cms.SignedData) -> SpcIndirectDataContent:

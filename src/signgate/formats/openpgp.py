@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +54,7 @@ from signgate.formats.base import (
     ToBeSigned,
 )
 from signgate.formats.files import sidecar_token, write_atomic
+from signgate.pki.cms import DigestSigner
 
 # Packet tags (§4.3), signature types (§5.2.1), subpacket types (§5.2.3.1), algorithms (§9).
 TAG_SIGNATURE = 2
@@ -702,11 +703,7 @@ def self_signature_digest(algorithm: int, public_key: PublicKey) -> DigestAlgori
     return DigestAlgorithm.SHA256
 
 
-# Signs a digest of the given algorithm with the key version (through the key store).
-DigestSigner = Callable[[DigestAlgorithm, bytes], bytes]
-
-
-def export_public_key(key: OpenPgpKey, user_id: str, sign: DigestSigner) -> str:
+def export_public_key(key: OpenPgpKey, user_id: str, signer: DigestSigner) -> str:
     """The armored transferable public key: key packet, user ID packet and a positive
     certification (0x13) by the key itself (§5.2.1, §11.1). The certification's creation
     time is the key's, so an export of the same version and user ID says the same thing
@@ -724,7 +721,8 @@ def export_public_key(key: OpenPgpKey, user_id: str, sign: DigestSigner) -> str:
     message = (key.hash_prefix() + b"\xb4" + len(uid).to_bytes(4, "big") + uid
                + trailer(hashed))
     value = hashlib.new(digest.value, message).digest()
-    signature = signature_packet(hashed, key.key_id, value, sign(digest, value))
+    signature = signature_packet(hashed, key.key_id, value,
+                                 signer.sign_digest(digest, value))
     return armor("PUBLIC KEY BLOCK", packet(TAG_PUBLIC_KEY, key.body)
                  + packet(TAG_USER_ID, uid) + signature)
 

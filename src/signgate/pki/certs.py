@@ -1,7 +1,8 @@
 """X.509 certificates built as TBS structures and signed through the key store primitive.
 
-No private key object is ever needed here: a :class:`TbsSigner` is told the digest of the
-DER ``TBSCertificate`` and returns the signature value (RFC 5280 §4.1.1.3). The profiles
+No private key object is ever needed here: a :class:`signgate.pki.cms.DigestSigner` is told
+the digest of the DER ``TBSCertificate`` and returns the signature value (RFC 5280
+§4.1.1.3); the validity times come from the one time encoder, :func:`cms.x509_time`. The profiles
 follow RFC 5280: a self-signed root, one issuing CA per project (``pathLenConstraint 0``,
 extended key usage limited to code signing), and code-signing leaves
 (``digitalSignature`` critical, ``codeSigning``).
@@ -13,29 +14,15 @@ import enum
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import datetime
 
 from asn1crypto import keys, pem, x509
 from cryptography.hazmat.primitives import serialization
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import InvalidInput
-
-# RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 on.
-_UTC_TIME_LIMIT = datetime(2050, 1, 1, tzinfo=UTC)
-
-
-class TbsSigner(Protocol):
-    """Signs the digest of a to-be-signed structure with a key that stays in the key store."""
-
-    @property
-    def algorithm(self) -> KeyAlgorithm: ...
-
-    @property
-    def rsa_padding(self) -> RsaPadding: ...
-
-    def sign_digest(self, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes: ...
+from signgate.pki.cms import DigestSigner, whole_second
+from signgate.pki.cms import x509_time as x509_time  # re-exported: callers know it here
 
 
 class Profile(enum.StrEnum):
@@ -64,20 +51,6 @@ def signature_algorithm(algorithm: KeyAlgorithm) -> tuple[str, DigestAlgorithm]:
 def new_serial() -> int:
     """A positive serial of 127 random bits (RFC 5280 §4.1.2.2: at most 20 octets)."""
     return secrets.randbits(127) | 1
-
-
-def _second(value: datetime) -> datetime:
-    """UTC, whole seconds: what an X.509 time can hold (RFC 5280 §4.1.2.5)."""
-    if value.tzinfo is None:
-        raise InvalidInput("certificate times must carry a time zone")
-    return value.astimezone(UTC).replace(microsecond=0)
-
-
-def x509_time(value: datetime) -> x509.Time:
-    value = _second(value)
-    if value < _UTC_TIME_LIMIT:
-        return x509.Time({"utc_time": value})
-    return x509.Time({"general_time": value})
 
 
 def name(organization: str, common_name: str, unit: str | None = None) -> x509.Name:
@@ -115,7 +88,7 @@ class CertificateSpec:
 class Issuer:
     """Who signs: the issuing certificate (None for a self-signed root) and its key."""
 
-    signer: TbsSigner
+    signer: DigestSigner
     certificate: x509.Certificate | None = None
 
 
@@ -157,7 +130,7 @@ def _extensions(spec: CertificateSpec, info: keys.PublicKeyInfo,
 
 def issue(spec: CertificateSpec, issuer: Issuer) -> x509.Certificate:
     """Build the TBSCertificate for ``spec`` and have ``issuer`` sign it."""
-    if _second(spec.not_after) <= _second(spec.not_before):
+    if whole_second(spec.not_after) <= whole_second(spec.not_before):
         raise InvalidInput("a certificate must end after it begins")
     info = public_key_info(spec.public_key_pem)
     if issuer.certificate is None:

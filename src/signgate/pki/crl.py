@@ -1,16 +1,18 @@
 """Certificate revocation lists (RFC 5280 §5), built as TBSCertList and signed through a
-:class:`signgate.pki.certs.TbsSigner`, like certificates."""
+:class:`signgate.pki.cms.DigestSigner`, like certificates, with times from the one time
+encoder of ``pki/cms.py``."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from asn1crypto import core, crl
 
 from signgate.errors import InvalidInput
-from signgate.pki.certs import Issuer, signature_algorithm, x509_time
+from signgate.pki.certs import Issuer, signature_algorithm
+from signgate.pki.cms import whole_second, x509_time
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def build(issuer: Issuer, revoked: list[Revoked], number: int, this_update: date
                                          "extn_value": r.reason}]
         if r.invalidity_date is not None:
             # §5.3.2: invalidityDate is a GeneralizedTime, whatever the year.
-            when = r.invalidity_date.astimezone(UTC).replace(microsecond=0)
+            when = whole_second(r.invalidity_date)  # UTC, whole seconds, like x509_time
             ext.append({"extn_id": "invalidity_date", "critical": False,
                         "extn_value": core.GeneralizedTime(when)})
         entries.append({"user_certificate": r.serial,

@@ -1,4 +1,4 @@
-"""PKCS#10 certification requests (RFC 2986) signed through a TbsSigner, and checks for
+"""PKCS#10 certification requests (RFC 2986) signed through a DigestSigner, and checks for
 certificate chains issued by someone else's CA ("bring your own CA")."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.errors import InvalidInput
-from signgate.pki.certs import TbsSigner, public_key_info, signature_algorithm
+from signgate.pki.certs import public_key_info, signature_algorithm
+from signgate.pki.cms import DigestSigner
 
 
-def build_csr(signer: TbsSigner, subject: x509.Name, public_key_pem: str) -> bytes:
+def build_csr(signer: DigestSigner, subject: x509.Name, public_key_pem: str) -> bytes:
     """A DER CertificationRequest for ``public_key_pem``, signed by its own key (the
     proof of possession, RFC 2986 §3)."""
     info = csr.CertificationRequestInfo({

@@ -4,7 +4,8 @@ Pure: no database, no HTTP. :func:`parse_request` turns a DER ``TimeStampReq`` i
 :class:`TimeStampRequest` or raises :class:`RequestRejected` with the ``PKIFailureInfo``
 bit RFC 3161 §2.4.2 names for the problem; :func:`grant` builds a granted
 ``TimeStampResp`` whose token is a CMS ``SignedData`` (RFC 5652) over a ``TSTInfo``,
-signed by a :class:`certs.TbsSigner` over the digest of the DER ``SET OF`` signed
+built by the one CMS assembler (``pki/cms.py``) and signed by a
+:class:`signgate.pki.cms.DigestSigner` over the digest of the DER ``SET OF`` signed
 attributes (RFC 5652 §5.4), with a ``signingCertificateV2`` attribute naming the TSA
 certificate by its SHA-256 hash (RFC 5816); :func:`reject` builds a rejection.
 """
@@ -21,6 +22,7 @@ from asn1crypto import algos, cms, core, tsp, x509
 
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.pki import certs
+from signgate.pki import cms as pki_cms
 
 # Imprint algorithms accepted, with their digest lengths. MD5 and SHA-1 are refused:
 # a time-stamp over a collidable digest vouches for every document with that digest.
@@ -85,7 +87,7 @@ class Authority:
     """The TSA: its certificate, a signer over its key, the policy it stamps under and
     the accuracy (whole seconds) it claims for ``genTime``."""
 
-    signer: certs.TbsSigner
+    signer: pki_cms.DigestSigner
     certificate: x509.Certificate
     policy: str
     accuracy_seconds: int = 1
@@ -186,14 +188,6 @@ def _gen_time(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(microsecond=0)
 
 
-def _cms_time(value: datetime) -> cms.Time:
-    """RFC 5652 §11.3: UTCTime through 2049, GeneralizedTime from 2050 on. (asn1crypto
-    names the alternatives of ``cms.Time`` utc_time / generalized_time; ``x509.Time``, in
-    ``pki.certs``, calls the second general_time.)"""
-    choice = "utc_time" if value.year < 2050 else "generalized_time"
-    return cms.Time(name=choice, value=value)
-
-
 def signing_certificate_v2(certificate: x509.Certificate) -> tsp.SigningCertificateV2:
     """RFC 5816 ``SigningCertificateV2``: one ``ESSCertIDv2`` (SHA-256, the default
     algorithm, so omitted in DER) with the certificate's issuer and serial."""
@@ -227,49 +221,24 @@ def grant(request: TimeStampRequest, tsa: Authority, now: datetime,
     tst_info = tsp.TSTInfo(info)
     content = tst_info.dump()
 
+    # The SignedData comes from the one CMS assembler. Its signatureAlgorithm is the X.509
+    # one (sha256WithRSAEncryption, ecdsa-with-SHA384), as the TSA always wrote it.
     sig_name, digest_alg = certs.signature_algorithm(tsa.signer.algorithm)
-    attributes = cms.CMSAttributes([
-        {"type": "content_type", "values": ["tst_info"]},
-        {"type": "signing_time", "values": [_cms_time(gen_time)]},
-        {"type": "message_digest",
-         "values": [hashlib.new(digest_alg.value, content).digest()]},
-        {"type": "signing_certificate_v2",
-         "values": [tsp.SigningCertificateV2.load(tsa.signing_certificate_der)]},
-    ])
-    # RFC 5652 §5.4: the signature covers the DER of the attributes as a SET OF (tag
-    # 0x31, elements in DER order, which asn1crypto's SetOf keeps), not the [0] field.
-    signed = attributes.dump()
-    signature = tsa.signer.sign_digest(digest_alg, hashlib.new(digest_alg.value,
-                                                                signed).digest())
-    signer_info = cms.SignerInfo({
-        "version": "v1",
-        "sid": cms.SignerIdentifier(name="issuer_and_serial_number", value={
-            "issuer": x509.Name.load(tsa.issuer_der),
-            "serial_number": tsa.certificate.serial_number,
-        }),
-        "digest_algorithm": algos.DigestAlgorithm({"algorithm": digest_alg.value}),
-        "signed_attrs": attributes,
-        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": sig_name}),
-        "signature": signature,
-    })
-    signed_data: dict[str, object] = {
+    attributes = pki_cms.signed_attributes(
+        "tst_info", hashlib.new(digest_alg.value, content).digest(), gen_time,
+        [cms.CMSAttribute({"type": "signing_certificate_v2", "values": [
+            tsp.SigningCertificateV2.load(tsa.signing_certificate_der)]})])
+    signature = pki_cms.sign_attributes(tsa.signer, digest_alg, attributes)
+    signer_info = pki_cms.signer_info(
+        x509.Name.load(tsa.issuer_der), tsa.certificate.serial_number, digest_alg,
+        attributes, algos.SignedDigestAlgorithm({"algorithm": sig_name}), signature)
+    token = pki_cms.signed_data(
+        [signer_info], digest_alg,
+        [tsa.certificate_der] if request.cert_req else [],
         # RFC 5652 §5.1: version 3 because eContentType is not id-data.
-        "version": "v3",
-        "digest_algorithms": [algos.DigestAlgorithm({"algorithm": digest_alg.value})],
-        "encap_content_info": cms.EncapsulatedContentInfo({
-            "content_type": "tst_info",
-            "content": core.ParsableOctetString(content),
-        }),
-        "signer_infos": [signer_info],
-    }
-    if request.cert_req:
-        signed_data["certificates"] = [cms.CertificateChoices.load(tsa.certificate_der)]
-    response = tsp.TimeStampResp({
-        "status": {"status": "granted"},
-        "time_stamp_token": cms.ContentInfo({
-            "content_type": "signed_data",
-            "content": cms.SignedData(signed_data),
-        }),
-    })
+        cms.EncapsulatedContentInfo({"content_type": "tst_info",
+                                     "content": core.ParsableOctetString(content)}))
+    response = tsp.TimeStampResp({"status": {"status": "granted"},
+                                  "time_stamp_token": token})
     return Issued(response.dump(), serial, gen_time)
 

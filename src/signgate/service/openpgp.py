@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
-from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
+from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
 from signgate.formats import openpgp
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeySnapshot, KeyState
@@ -67,11 +67,7 @@ def export_key(ctx: Context, caller: Caller, ref: str, version: int | None = Non
         require(d.allowed, d.reason)
         pgp_key = openpgp.key_of(v.public_key_pem, v.created_at)
         signer = StoreSigner(ctx, session, v.uri, algorithm, padding)
-
-        def sign(digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
-            return signer.sign_digest(digest_algorithm, digest)
-
-        armored = openpgp.export_public_key(pgp_key, uid, sign)
+        armored = openpgp.export_public_key(pgp_key, uid, signer)
         fingerprint = pgp_key.fingerprint.hex().upper()
         ctx.record(session, Record(
             actor.name, Action.SIGN, Outcome.ALLOWED, ref, project, ref,

@@ -41,7 +41,7 @@ ISSUING = "issuing"
 
 @dataclass(frozen=True)
 class StoreSigner:
-    """A :class:`certs.TbsSigner` over a key in signgate's key store."""
+    """A :class:`signgate.pki.cms.DigestSigner` over a key in signgate's key store."""
 
     ctx: Context
     session: Session
