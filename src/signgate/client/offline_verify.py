@@ -1,7 +1,8 @@
 """``signgate verify`` without the server's records: everything a relying party can check.
 
 The format's own verifier proves that the signature covers the file and names the signer's
-certificate (``formats/*``: Evidence). Then, the same for every format:
+certificate (``formats/*``: Evidence). Then ``pki/trust.decide`` judges it, the same for
+every format (this module reads the files and fetches the CRLs it needs):
 
 1. the RFC 3161 timestamp, if any (inside the signature, or the ``.tsr`` beside it), covers
    the signature value and chains to the trust anchor as a time-stamping authority;
@@ -29,17 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from signgate.errors import InvalidInput, VerificationFailed
 from signgate.formats import registry
 from signgate.formats.base import Evidence
-from signgate.pki import validate
+from signgate.pki import trust
 from signgate.pki.signed_data import parser_message
-
-# What signgate names its key-version certificates: "PROJECT/NAME vN".
-_VERSION_CN = re.compile(r"^(?P<ref>[^/\s]+/[^/\s]+) v(?P<version>\d+)$")
 
 Fetch = Callable[[str], bytes]
 # With several signatures beside a file, the ones that name their signer come first.
@@ -203,94 +199,45 @@ def verify_file(path: Path, signature: Path | None, fmt: str, anchors: Sequence[
         evidence = registry.verifier(fmt).verify(path, signature, certificates)
     except VerificationFailed as exc:
         return Report(False, fmt, _one_line(str(exc)))
-    except _PARSER_ERRORS as exc:
+    except trust.PARSER_ERRORS as exc:
         return Report(False, fmt, f"malformed signature: {parser_message(exc)}")
-    try:
-        for other in evidence.cosigners:  # every signer must pass, not just the first
-            try:
-                _trust(other, anchors, certificates, list(crls), fetch, check_revocation, now)
-            except VerificationFailed as exc:
-                who = other.details.get("signer") or _describe(other, fmt).signer
-                raise VerificationFailed(f"signer {who}: {exc}") from None
-        return _trust(evidence, anchors, certificates, list(crls), fetch,
-                      check_revocation, now, allow_untimestamped)
-    except (VerificationFailed, *_PARSER_ERRORS) as exc:
-        reason = (str(exc) if isinstance(exc, VerificationFailed)
-                  else f"malformed signature: {parser_message(exc)}")
-        try:
-            report = _describe(evidence, fmt)
-        except _PARSER_ERRORS:
-            report = Report(False, fmt, "")
-        return Report(False, fmt, _one_line(reason), signer=report.signer, key=report.key,
-                      key_version=report.key_version, signing_time=evidence.signing_time,
+    claim = _claim(evidence)
+    known = list(crls)
+    if check_revocation and fetch is not None:
+        # The one I/O of the decision: CRLs the given ones lack, for the chains it checks.
+        for chain in trust.revocation_chains(claim, anchors, certificates, now,
+                                             allow_untimestamped):
+            known = _fetch_crls(chain, known, fetch)
+    verdict = trust.decide(claim, anchors, known, now, certificates=certificates,
+                           check_revocation=check_revocation,
+                           allow_untimestamped=allow_untimestamped)
+    signer = verdict.signer or trust.Signer("")
+    if not verdict.valid:
+        return Report(False, fmt, verdict.reason, signer=signer.subject, key=signer.key,
+                      key_version=signer.key_version, signing_time=evidence.signing_time,
                       details=evidence.details)
+    return Report(
+        True, evidence.format, verdict.reason,
+        signer=signer.subject, key=signer.key, key_version=signer.key_version,
+        chain=list(verdict.chain), signing_time=evidence.signing_time,
+        timestamped_at=verdict.timestamped_at,
+        timestamp_authority=verdict.timestamp_authority,
+        crls=list(verdict.crls), revoked_later=list(verdict.revoked_later),
+        details=evidence.details,
+    )
 
 
-# What parsers of untrusted bytes raise (asn1crypto: ValueError, TypeError, KeyError on
-# lazily parsed fields; cryptography: ValueError, UnsupportedAlgorithm).
-_PARSER_ERRORS = (ValueError, TypeError, KeyError, UnsupportedAlgorithm)
+def _claim(evidence: Evidence) -> trust.Claim:
+    """What ``pki/trust`` judges of a format's Evidence."""
+    return trust.Claim(
+        format=evidence.format, signer=evidence.signer, certificates=evidence.certificates,
+        signature_value=evidence.signature_value, timestamp_token=evidence.timestamp_token,
+        needs_timestamp=evidence.needs_timestamp, name=evidence.details.get("signer", ""),
+        cosigners=tuple(_claim(other) for other in evidence.cosigners))
 
 
 def _one_line(reason: str) -> str:
     return " ".join(reason.split())
-
-
-def _describe(evidence: Evidence, fmt: str) -> Report:
-    leaf = x509.load_der_x509_certificate(evidence.signer)
-    cns = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    cn = str(cns[0].value) if cns else ""
-    match = _VERSION_CN.match(cn)
-    return Report(False, fmt, "", signer=leaf.subject.rfc4514_string(),
-                  key=match["ref"] if match else None,
-                  key_version=int(match["version"]) if match else None)
-
-
-def _trust(evidence: Evidence, anchors: Sequence[bytes],
-           certificates: tuple[bytes, ...], crls: list[x509.CertificateRevocationList],
-           fetch: Fetch | None, check_revocation: bool, now: datetime,
-           allow_untimestamped: bool = False) -> Report:
-    token = evidence.timestamp_token
-    if token is None and evidence.needs_timestamp and not allow_untimestamped:
-        raise VerificationFailed(
-            f"the {evidence.format} signature has no RFC 3161 timestamp: nothing proves when "
-            "its certificate was used, so it is refused (as Sigstore verifiers refuse it); "
-            "--insecure-allow-untimestamped judges it by the certificate's validity now")
-    stamp = (validate.verify_timestamp(token, evidence.signature_value, anchors)
-             if token is not None else None)
-    proven_at = stamp.time if stamp else now
-    others = [c for c in (*evidence.certificates, *certificates) if c != evidence.signer]
-    chain = validate.validate_chain(evidence.signer, others, anchors, proven_at,
-                                    ExtendedKeyUsageOID.CODE_SIGNING)
-    used: list[str] = []
-    later: list[str] = []
-    if check_revocation:
-        chains = [chain] + ([list(stamp.chain)] if stamp else [])
-        for one in chains:
-            if fetch is not None:
-                crls = _fetch_crls(one, crls, fetch)
-            status = validate.check_revocation(one, crls, proven_at, now)
-            used += [c for c in status.checked if c not in used]
-            later += status.revoked_later
-    described = _describe(evidence, evidence.format)
-    who = (f"{described.key} version {described.key_version}" if described.key
-           else described.signer)
-    if stamp:
-        when = f"timestamped {stamp.time.isoformat()}"
-    elif evidence.needs_timestamp:  # only with allow_untimestamped
-        when = ("NOT TIMESTAMPED: judged by the certificate's validity at the current time "
-                "(--insecure-allow-untimestamped), not at a proven signing time")
-    else:
-        when = "not timestamped: valid only while the certificate is"
-    return Report(
-        True, evidence.format, f"valid: signed by {who}, {when}",
-        signer=described.signer, key=described.key, key_version=described.key_version,
-        chain=[c.subject.rfc4514_string() for c in chain],
-        signing_time=evidence.signing_time,
-        timestamped_at=stamp.time if stamp else None,
-        timestamp_authority=stamp.tsa.subject.rfc4514_string() if stamp else None,
-        crls=used if check_revocation else ["revocation not checked (--no-revocation-check)"],
-        revoked_later=later, details=evidence.details,
-    )
 
 
 def server_fallback(base_url: str | None, get: Fetch) -> Fetch:

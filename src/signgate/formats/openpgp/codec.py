@@ -1,24 +1,10 @@
-"""``openpgp``: detached, ASCII-armored OpenPGP v4 signatures (RFC 4880) and the OpenPGP
-form of a key version, both made on the sign-a-digest primitive.
+"""The OpenPGP codec (RFC 4880): pure bytes in, bytes out, no file or network I/O.
 
-An OpenPGP signature hashes ``data || hashed part of the signature packet || v4 trailer``
-(RFC 4880 §5.2.4), and the hashed part names the signing key by fingerprint. So the
-client, not the server, finishes the hash: it hashes the file, looks up the key's current
-version, builds the hashed part (creation time, issuer fingerprint) and sends the final
-digest with that hashed part (``params["hashed"]``, base64). The server checks that the
-hashed part says what this key version would say, has the key store sign the digest as
-it is, and wraps the signature value into a signature packet.
-
-That only works because the OpenPGP key of a key version is deterministic: its creation
-time is the version's ``created_at`` in whole seconds, so its v4 fingerprint (§12.2) is
-known to anyone who has the public key and that time. ``export_public_key`` builds the
-transferable public key (key packet, user ID, positive self-certification 0x13) with the
-same creation time, so ``gpg --import`` of an export finds the key that signed.
-
-Key types: RSA (PKCS#1 v1.5 only: §5.2.2, PSS does not exist in RFC 4880), ECDSA over
-P-256 and P-384 (RFC 6637) and Ed25519 as the "legacy" EdDSA algorithm 22 that gpg 2.2
-and Sequoia read (draft-koch-eddsa-for-openpgp). Only the encodings no library covers are
-written here: packet and subpacket framing, MPIs, fingerprints, armor with CRC-24.
+Only the encodings no library covers are written here: packet and subpacket framing,
+MPIs, v4 key packets and fingerprints (§5.5.2, §12.2), ASCII armor with CRC-24 (§6),
+signature packets and their hashed parts (§5.2.3, §5.2.4), and the transferable public
+key (§11.1). The halves that read files (``client``, ``verifier``) and the server half
+(``builder``) sit on top of this module; it imports none of them.
 """
 
 from __future__ import annotations
@@ -26,34 +12,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
-from signgate.crypto.digests import CHUNK
-from signgate.crypto.signatures import PublicKey, load_public_key, verify_digest
-from signgate.errors import Conflict, InvalidInput, VerificationFailed
-from signgate.formats.base import (
-    Chain,
-    Evidence,
-    FormatRequest,
-    KeyLookup,
-    Prepared,
-    Progress,
-    SignerKey,
-    ToBeSigned,
-)
-from signgate.formats.files import sidecar_token, write_atomic
+from signgate.crypto.signatures import PublicKey, load_public_key
+from signgate.errors import InvalidInput
 from signgate.pki.cms import DigestSigner
 
 # Packet tags (§4.3), signature types (§5.2.1), subpacket types (§5.2.3.1), algorithms (§9).
@@ -77,12 +45,7 @@ CURVE_OIDS = {"secp256r1": bytes.fromhex("2a8648ce3d030107"),
               "secp384r1": bytes.fromhex("2b81040022")}
 ED25519_OID = bytes.fromhex("2b06010401da470f01")
 KEY_FLAGS_CERTIFY_SIGN = 0x03
-
-CLOCK_SKEW = timedelta(minutes=10)
-MAX_HASHED = 1024  # our hashed part is 40-odd bytes; anything near this is not ours
-MAX_SIGNATURE_FILE = 64 * 1024
 MAX_USER_ID = 256
-ROTATED = "the key was rotated while signing; sign again"
 
 
 # --- framing ---------------------------------------------------------------------------
@@ -113,7 +76,7 @@ def mpi(value: int) -> bytes:
     return bits.to_bytes(2, "big") + value.to_bytes((bits + 7) // 8, "big")
 
 
-class _Reader:
+class Reader:
     """Bounds-checked reading of untrusted packet bytes: every overrun is InvalidInput."""
 
     def __init__(self, data: bytes, what: str) -> None:
@@ -155,7 +118,7 @@ class _Reader:
 
 def read_packets(data: bytes) -> list[tuple[int, bytes]]:
     """(tag, body) of each packet; old- and new-format headers (§4.2)."""
-    r = _Reader(data, "OpenPGP packet")
+    r = Reader(data, "OpenPGP packet")
     out: list[tuple[int, bytes]] = []
     while not r.done:
         head = r.byte()
@@ -181,7 +144,7 @@ class Subpacket:
 
 
 def read_subpackets(area: bytes) -> list[Subpacket]:
-    r = _Reader(area, "signature subpacket area")
+    r = Reader(area, "signature subpacket area")
     out: list[Subpacket] = []
     while not r.done:
         size = r.length()
@@ -373,9 +336,9 @@ def signature_packet(hashed: bytes, key_id: bytes, digest: bytes, value: bytes) 
     return packet(TAG_SIGNATURE, body)
 
 
-def _parse_hashed(data: bytes) -> tuple[int, int, DigestAlgorithm, list[Subpacket]]:
+def parse_hashed(data: bytes) -> tuple[int, int, DigestAlgorithm, list[Subpacket]]:
     """(signature type, public-key algorithm, digest, hashed subpackets) of a hashed part."""
-    r = _Reader(data, "OpenPGP signature")
+    r = Reader(data, "OpenPGP signature")
     version, sig_type, algorithm, hash_id = r.take(4)
     if version != 4:
         raise InvalidInput(f"OpenPGP signature version {version}: only v4 is supported",
@@ -389,133 +352,6 @@ def _parse_hashed(data: bytes) -> tuple[int, int, DigestAlgorithm, list[Subpacke
         raise InvalidInput("the hashed part has trailing bytes", code="bad_openpgp")
     return sig_type, algorithm, digest, read_subpackets(area)
 
-
-def check_hashed(key: SignerKey, request: FormatRequest, data: bytes) -> None:
-    """Refuse a client's hashed part unless it is exactly what a signgate signature by
-    this key version says: the signature then names the key that really signs, a time
-    close to the signing, and nothing the server did not agree to."""
-    if len(data) > MAX_HASHED:
-        raise InvalidInput(f"the OpenPGP hashed part is limited to {MAX_HASHED} bytes",
-                           code="bad_openpgp")
-    sig_type, algorithm, digest, subpackets = _parse_hashed(data)
-    pgp_key = key_of(key.public_key_pem, key.created_at)
-    if sig_type != SIG_BINARY:
-        raise InvalidInput(f"OpenPGP signature type 0x{sig_type:02x}: only binary document "
-                           "signatures (0x00) are made", code="bad_openpgp")
-    if algorithm != pgp_key.algorithm:
-        raise InvalidInput(f"the hashed part names public-key algorithm {algorithm}, but "
-                           f"{key.ref} is {key.algorithm.value} ({pgp_key.algorithm})",
-                           code="bad_openpgp")
-    if digest is not request.digest_algorithm:
-        raise InvalidInput(f"the hashed part names {digest.value} but the digest sent is "
-                           f"{request.digest_algorithm.value}", code="bad_openpgp")
-    kinds = [s.kind for s in subpackets]
-    if kinds != [SUB_CREATION_TIME, SUB_ISSUER_FINGERPRINT] or any(
-            s.critical for s in subpackets):
-        raise InvalidInput("the hashed part must hold exactly a signature creation time and "
-                           "an issuer fingerprint, not critical", code="bad_openpgp")
-    created, issuer = subpackets[0].body, subpackets[1].body
-    if len(created) != 4 or len(issuer) != 21 or issuer[0] != 4:
-        raise InvalidInput("malformed creation time or issuer fingerprint subpacket",
-                           code="bad_openpgp")
-    when = datetime.fromtimestamp(int.from_bytes(created, "big"), UTC)
-    if abs(when - request.now) > CLOCK_SKEW:
-        raise InvalidInput(f"the signature creation time {when.isoformat()} is more than "
-                           f"{CLOCK_SKEW.seconds // 60} minutes from the server's clock "
-                           f"({request.now.astimezone(UTC).isoformat()})",
-                           code="bad_openpgp_time")
-    if issuer[1:] != pgp_key.fingerprint:
-        raise Conflict(f"{ROTATED} (the signature names {issuer[1:].hex().upper()}, but "
-                       f"{key.ref} version {key.version} is "
-                       f"{pgp_key.fingerprint.hex().upper()})", code="key_rotated")
-
-
-class OpenPgpBuilder:
-    """Server half: checks the client's hashed part, signs the final digest as it is."""
-
-    name = "openpgp"
-    needs_chain = False
-    embeds_timestamp = False  # the RFC 3161 token stays a sidecar, FILE.asc.tsr
-
-    def check(self, key: SignerKey, request: FormatRequest) -> None:
-        refuse_unsupported(key.algorithm, key.rsa_padding, key.one_time,
-                           request.digest_algorithm)
-
-    def prepare(self, key: SignerKey, request: FormatRequest) -> ToBeSigned:
-        encoded = request.params.get("hashed")
-        if not encoded:
-            raise InvalidInput("an openpgp signing needs the signature's hashed part "
-                               "(params.hashed, base64)", code="bad_openpgp")
-        try:
-            hashed = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidInput("params.hashed is not valid base64", code="bad_openpgp") from exc
-        check_hashed(key, request, hashed)
-        # The digest already covers data, hashed part and trailer: sign it as it is
-        # (for Ed25519 the digest is the EdDSA message, as OpenPGP specifies).
-        return ToBeSigned(request.digest, prehashed=True, state=hashed)
-
-    def assemble(self, key: SignerKey, request: FormatRequest, tbs: ToBeSigned,
-                 signature: bytes, chain: Chain | None, timestamp_token: bytes | None) -> bytes:
-        pgp_key = key_of(key.public_key_pem, key.created_at)
-        sig = signature_packet(tbs.state, pgp_key.key_id, request.digest, signature)
-        return armor("SIGNATURE", sig).encode("ascii")
-
-
-def _hash_file(path: Path, algorithm: DigestAlgorithm,
-               progress: Progress | None) -> hashlib._Hash:
-    """A hash object fed with the whole of ``path`` (the trailer comes after)."""
-    h = hashlib.new(algorithm.value)
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-                if progress is not None:
-                    progress(len(chunk))
-    except IsADirectoryError:
-        raise InvalidInput(f"{path} is a directory, not a file") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-    return h
-
-
-class OpenPgpClient:
-    """Client half: hash the file, then the hashed part for the key's current version."""
-
-    name = "openpgp"
-    embedded = False
-    suffix = ".asc"
-
-    def prepare(self, path: Path, algorithm: DigestAlgorithm, progress: Progress | None,
-                key: KeyLookup) -> Prepared:
-        h = _hash_file(path, algorithm, progress)
-        # Looked up after the (possibly long) hashing: the version is as fresh as can be.
-        info = key()
-        refuse_unsupported(info.algorithm, info.rsa_padding, False, algorithm)
-        pgp_key = key_of(info.public_key_pem, info.created_at)
-        hashed = hashed_part(SIG_BINARY, pgp_key.algorithm, algorithm,
-                             data_subpackets(datetime.now(UTC), pgp_key))
-        h.update(trailer(hashed))
-        return Prepared(algorithm, h.digest(),
-                        {"hashed": base64.b64encode(hashed).decode("ascii")})
-
-    def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:
-        write_atomic(output, result)
-
-    def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
-                  key: KeyLookup) -> bytes:
-        """The file, then the client's hashed part and trailer (which the builder then
-        checks against the signing key version, as for any openpgp request)."""
-        try:
-            hashed = base64.b64decode(params.get("hashed", ""), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidInput("params.hashed is not valid base64", code="bad_openpgp") from exc
-        if not hashed:
-            raise InvalidInput("an openpgp signing needs the signature's hashed part "
-                               "(params.hashed, base64)", code="bad_openpgp")
-        h = _hash_file(path, algorithm, None)
-        h.update(trailer(hashed))
-        return h.digest()
 
 
 # --- verification ----------------------------------------------------------------------------
@@ -541,10 +377,10 @@ def parse_signature(data: bytes) -> ParsedSignature:
         raise InvalidInput("a detached OpenPGP signature holds exactly one signature packet",
                            code="bad_openpgp")
     body = packets[0][1]
-    r = _Reader(body, "OpenPGP signature")
+    r = Reader(body, "OpenPGP signature")
     head = r.take(6)
     hashed = head + r.take(int.from_bytes(head[4:6], "big"))
-    sig_type, algorithm, digest, hashed_subs = _parse_hashed(hashed)
+    sig_type, algorithm, digest, hashed_subs = parse_hashed(hashed)
     unhashed = read_subpackets(r.take(r.number(2)))
     left16 = r.take(2)
     count = {PK_RSA: 1, PK_ECDSA: 2, PK_EDDSA: 2}.get(algorithm)
@@ -572,111 +408,6 @@ def parse_signature(data: bytes) -> ParsedSignature:
         fingerprints[0] if fingerprints else None, key_ids[0] if key_ids else None,
         left16, mpis, unhashed)
 
-
-def _value_for(sig: ParsedSignature, public_key: PublicKey) -> bytes | None:
-    """The signature as the key store output it (what a timestamp covers): DER for ECDSA,
-    r || s for Ed25519, the modulus-sized integer for RSA. None when the key type does not
-    match the signature's algorithm."""
-    if sig.algorithm == PK_ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
-        return encode_dss_signature(sig.mpis[0], sig.mpis[1])
-    if sig.algorithm == PK_EDDSA and isinstance(public_key, ed25519.Ed25519PublicKey):
-        if max(sig.mpis).bit_length() > 256:
-            return None
-        return sig.mpis[0].to_bytes(32, "big") + sig.mpis[1].to_bytes(32, "big")
-    if sig.algorithm == PK_RSA and isinstance(public_key, rsa.RSAPublicKey):
-        size = (public_key.key_size + 7) // 8
-        if sig.mpis[0].bit_length() > size * 8:
-            return None
-        return sig.mpis[0].to_bytes(size, "big")
-    return None
-
-
-def _certificate(der: bytes) -> tuple[x509.Certificate, PublicKey] | None:
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        key = cert.public_key()
-    except ValueError:
-        return None
-    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-                      | rsa.RSAPublicKey):
-        return None
-    return cert, key
-
-
-# signgate issues a key version's certificate valid from 5 minutes before the version was
-# made (service/pki.py): from notBefore the OpenPGP key, and so its fingerprint, follows.
-CERTIFICATE_BACKDATE = timedelta(minutes=5)
-
-
-class OpenPgpVerifier:
-    """Offline verifier: the armored signature over FILE, by one of the given certificates.
-
-    The signer is found by the signature itself, not by key ID: a v4 fingerprint covers
-    the key's creation time, which an X.509 certificate does not carry. Every certificate
-    whose key type fits is tried, and the one whose public key verifies the signature over
-    this file is the signer: that is the proof, and it needs nothing but the public key.
-    The issuer fingerprint is then checked against the OpenPGP key the certificate's
-    notBefore implies (signgate back-dates version certificates by 5 minutes) and
-    reported as confirmed or not (not, for a certificate another CA issued).
-    """
-
-    name = "openpgp"
-
-    def verify(self, path: Path, signature: Path | None,
-               certificates: tuple[bytes, ...]) -> Evidence:
-        if signature is None:
-            raise InvalidInput("an OpenPGP signature is detached: give the .asc file")
-        try:
-            if signature.stat().st_size > MAX_SIGNATURE_FILE:
-                raise InvalidInput(f"{signature} is too large for an OpenPGP signature")
-            text = signature.read_text("ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read {signature} as an armored signature") from exc
-        sig = parse_signature(dearmor(text, "SIGNATURE"))
-        if sig.sig_type != SIG_BINARY:
-            raise VerificationFailed(f"signature type 0x{sig.sig_type:02x} is not a binary "
-                                     "document signature")
-        h = _hash_file(path, sig.digest, None)
-        h.update(trailer(sig.hashed))
-        hashed: bytes = h.digest()
-        if hashed[:2] != sig.left16:
-            raise VerificationFailed(f"the signature does not cover {path.name} (digest "
-                                     "prefix differs: the file was changed or is another)")
-        if not certificates:
-            raise InvalidInput("give the signer's certificate (signgate key cert) to verify "
-                               "an OpenPGP signature against")
-        for der in certificates:
-            found = _certificate(der)
-            if found is None:
-                continue
-            cert, public_key = found
-            value = _value_for(sig, public_key)
-            # OpenPGP RSA signatures are PKCS#1 v1.5 (RFC 4880 §5.2.2).
-            if value is None or not verify_digest(public_key, RsaPadding.PKCS1V15, sig.digest,
-                                                  hashed, value):
-                continue
-            return Evidence(
-                format=self.name, signer=der,
-                certificates=tuple(c for c in certificates if c != der),
-                signature_value=value, signing_time=sig.created,
-                timestamp_token=sidecar_token(signature),
-                details=self._details(sig, cert, public_key))
-        raise VerificationFailed(f"the OpenPGP signature over {path.name} was not made by "
-                                 "any of the given certificates' keys")
-
-    @staticmethod
-    def _details(sig: ParsedSignature, cert: x509.Certificate,
-                 public_key: PublicKey) -> dict[str, str]:
-        details = {"digest_algorithm": sig.digest.value}
-        if sig.issuer_fingerprint is not None:
-            details["fingerprint"] = sig.issuer_fingerprint.hex().upper()
-        elif sig.issuer_key_id is not None:
-            details["key_id"] = sig.issuer_key_id.hex().upper()
-        implied = openpgp_key(public_key, cert.not_valid_before_utc + CERTIFICATE_BACKDATE)
-        confirmed = (sig.issuer_fingerprint == implied.fingerprint
-                     or (sig.issuer_fingerprint is None and sig.issuer_key_id == implied.key_id))
-        details["fingerprint_matches_certificate"] = "yes" if confirmed else "unknown"
-        return details
 
 
 # --- transferable public keys (§11.1) ------------------------------------------------------
@@ -726,7 +457,3 @@ def export_public_key(key: OpenPgpKey, user_id: str, signer: DigestSigner) -> st
     return armor("PUBLIC KEY BLOCK", packet(TAG_PUBLIC_KEY, key.body)
                  + packet(TAG_USER_ID, uid) + signature)
 
-
-BUILDER = OpenPgpBuilder()
-CLIENT = OpenPgpClient()
-VERIFIER = OpenPgpVerifier()
