@@ -40,6 +40,9 @@ python3 -m venv .venv
 
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
+# The layering (pyproject.toml [tool.importlinter]): no import up a layer, none between
+# sibling use cases, no cycle.
+.venv/bin/lint-imports --no-logo
 # Two workers (the machine's two cores); a test file's tests stay on one worker, as they
 # share that file's server.
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -14,9 +14,10 @@ from signgate.clock import FixedClock
 from signgate.config import Settings
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.keystore.soft import SoftwareKeyStore
-from signgate.service import keys, pki, projects
-from signgate.service.bootstrap import bootstrap_admin
+from signgate.service import certificates, keys, projects
+from signgate.service.bootstrap import bootstrap_admin, ensure_all
 from signgate.service.context import Caller, Context
+from signgate.service.records import authorities
 from signgate.store.db import Database
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -30,7 +31,7 @@ def ctx(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FixedClock
     c = Context(Settings(tmp_path, database_url), db,
                 KeyStoreRegistry(SoftwareKeyStore(os.urandom(32))), clock)
     admin = Caller(bootstrap_admin(c))
-    pki.ensure_all(c)
+    ensure_all(c)
     projects.create(c, admin, "p")
     keys.create(c, admin, "p/k")
     yield c, clock, admin
@@ -44,23 +45,23 @@ def _number(der: bytes) -> int:
 
 def test_crl_is_reissued_before_next_update(ctx: tuple[Context, FixedClock, Caller]) -> None:
     c, clock, _ = ctx
-    first = pki.current_crl(c, "p")
+    first = certificates.current_crl(c, "p")
     crl = x509.load_der_x509_crl(first)
-    assert crl.next_update_utc - crl.last_update_utc == pki.CRL_LIFETIME
-    clock.advance(pki.CRL_LIFETIME - pki.CRL_REFRESH - timedelta(minutes=1))
-    assert pki.current_crl(c, "p") == first  # still fresh: the same CRL
+    assert crl.next_update_utc - crl.last_update_utc == authorities.CRL_LIFETIME
+    clock.advance(authorities.CRL_LIFETIME - authorities.CRL_REFRESH - timedelta(minutes=1))
+    assert certificates.current_crl(c, "p") == first  # still fresh: the same CRL
     clock.advance(timedelta(minutes=2))
-    renewed = pki.current_crl(c, "p")
+    renewed = certificates.current_crl(c, "p")
     assert _number(renewed) == _number(first) + 1
     assert x509.load_der_x509_crl(renewed).last_update_utc == clock.now().replace(microsecond=0)
 
 
 def test_revocation_publishes_at_once(ctx: tuple[Context, FixedClock, Caller]) -> None:
     c, clock, admin = ctx
-    before = pki.current_crl(c, "p")
+    before = certificates.current_crl(c, "p")
     clock.advance(timedelta(hours=1))
     keys.revoke(c, admin, "p/k", clock.now() - timedelta(minutes=30), "leaked")
-    after = pki.current_crl(c, "p")
+    after = certificates.current_crl(c, "p")
     assert _number(after) == _number(before) + 1
     revoked = list(x509.load_der_x509_crl(after))
     assert len(revoked) == 1

@@ -24,8 +24,10 @@ from signgate.config import Settings
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.keystore.soft import SoftwareKeyStore
 from signgate.pki import certs
-from signgate.service import pki, tsa
+from signgate.service import tsa
+from signgate.service.bootstrap import ensure_all
 from signgate.service.context import Context
+from signgate.service.records import authorities
 from signgate.store.db import Database
 
 PKI_MADE = datetime(2049, 12, 1, 12, 0, tzinfo=UTC)
@@ -40,7 +42,7 @@ def ctx(tmp_path: Path) -> Iterator[tuple[Context, FixedClock]]:
     clock = FixedClock(PKI_MADE)
     c = Context(Settings(tmp_path, url), db,
                 KeyStoreRegistry(SoftwareKeyStore(os.urandom(32))), clock)
-    pki.ensure_all(c)
+    ensure_all(c)
     yield c, clock
     c.close()
 
@@ -77,9 +79,9 @@ def test_tokens_from_2050_on_verify_with_openssl(ctx: tuple[Context, FixedClock]
     (tmp_path / "data.bin").write_bytes(DATA)
     (tmp_path / "reply.tsr").write_bytes(reply.der)
     with c.db.read() as session:
-        authority = pki.root(session)
+        authority = authorities.root(session)
         assert authority is not None
-        root_der = pki.authority_certificate(session, authority).der
+        root_der = authorities.authority_certificate(session, authority).der
     (tmp_path / "root.pem").write_text(certs.to_pem(root_der))
     verify = ["openssl", "ts", "-verify", "-in", str(tmp_path / "reply.tsr"),
               "-CAfile", str(tmp_path / "root.pem"), "-attime", str(int(when.timestamp()))]

@@ -27,7 +27,6 @@ from signgate.service import (
     identities,
     keys,
     openpgp,
-    pki,
     projects,
     signing,
     trusted_root,
@@ -86,7 +85,7 @@ def key_certificate(
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> CertificateChainView:
     """The code-signing certificate of a key version, with its issuing CA's certificate."""
-    return pki.version_certificate(ctx, caller, f"{project}/{key}", version)
+    return certificates.version_certificate(ctx, caller, f"{project}/{key}", version)
 
 
 @router.post(KEY + "/csr", tags=["keys", "pki"])
@@ -120,7 +119,7 @@ def import_certificate(project: str, key: str, body: CertificateImport, ctx: Ctx
 @router.get("/ca/certificate", tags=["pki"])
 def ca_certificate(ctx: Ctx, caller: Who) -> CertificateChainView:
     """signgate's root CA certificate: the trust anchor for verifiers."""
-    return pki.root_certificate(ctx, caller)
+    return certificates.root_certificate(ctx, caller)
 
 
 @router.get("/ca/trusted-root", tags=["pki"])
@@ -287,11 +286,11 @@ CRL_MEDIA_TYPE = "application/pkix-crl"
 def project_crl(project: str, ctx: Ctx) -> Response:
     """The CRL (DER) of a project's issuing CA; re-issued before its nextUpdate."""
     check_name("project", project)
-    return Response(pki.current_crl(ctx, project), media_type=CRL_MEDIA_TYPE)
+    return Response(certificates.current_crl(ctx, project), media_type=CRL_MEDIA_TYPE)
 
 
 @public.get("/ca/root.crl", tags=["pki"], response_class=Response,
             responses={200: {"content": {CRL_MEDIA_TYPE: {}}}})
 def root_crl(ctx: Ctx) -> Response:
     """The root CA's CRL (DER): revoked issuing CAs."""
-    return Response(pki.current_crl(ctx, None), media_type=CRL_MEDIA_TYPE)
+    return Response(certificates.current_crl(ctx, None), media_type=CRL_MEDIA_TYPE)

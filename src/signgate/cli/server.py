@@ -65,9 +65,8 @@ def _write_secret(path: Path, text: str) -> None:
 def init(data_dir: Path, admin_name: str, public_url: str | None, as_json: bool) -> None:
     """Create the data directory: config, database, master key (0600) and the bootstrap
     admin, whose token goes to DATA_DIR/admin.token (0600)."""
-    from signgate.service.bootstrap import bootstrap_admin
+    from signgate.service.bootstrap import bootstrap_admin, ensure_all
     from signgate.service.factory import build_context
-    from signgate.service.pki import ensure_all
 
     os.umask(0o077)  # the database holds sealed keys: owner only
     if (data_dir / ADMIN_TOKEN_FILE).exists():
@@ -120,9 +119,8 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool,
     """Run the API server (applies database migrations first)."""
     import uvicorn
 
-    from signgate.service.bootstrap import check_vault
+    from signgate.service.bootstrap import check_vault, ensure_all, reissue_for_public_url
     from signgate.service.factory import build_context
-    from signgate.service.pki import ensure_all, reissue_for_public_url
 
     os.umask(0o077)
     settings = load_settings(data_dir, public_url)
@@ -198,14 +196,9 @@ def db() -> None:
 @handles_errors
 def upgrade(data_dir: Path, as_json: bool) -> None:
     """Apply database migrations up to the newest schema."""
-    from signgate.store.db import Database
+    from signgate.service.bootstrap import upgrade_database
 
-    settings = load_settings(data_dir)
-    database = Database(settings.database_url)
-    try:
-        revision = database.upgrade()
-    finally:
-        database.dispose()
+    revision = upgrade_database(load_settings(data_dir).database_url)
     if as_json:
         emit_json({"schema_revision": revision})
     else:

@@ -36,13 +36,19 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.errors import AuthenticationFailed, AuthenticationThrottled
+from signgate.service.caller import Caller, Target
 
 if TYPE_CHECKING:
-    from signgate.service.context import Caller, Context, Target
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy.orm import Session
+
+    from signgate.clock import Clock
+    from signgate.config import Settings
 
 log = logging.getLogger("signgate.auth")
 
@@ -82,6 +88,21 @@ def failure_reason(exc: AuthenticationFailed) -> tuple[str, str]:
     if exc.identity is not None:
         return f"identity {exc.identity} is disabled", "identity_disabled"
     return REASON, AuthenticationFailed.code
+
+
+class Context(Protocol):
+    """What the tallies need of the service context (service/context.py, which owns an
+    instance of this class: a protocol rather than an import keeps the two acyclic)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def transaction(self) -> AbstractContextManager[Session]: ...
+
+    def record(self, session: Session, record: Record, now: datetime | None = None) -> int: ...
 
 
 class AuthFailures:

@@ -1,5 +1,7 @@
-"""Bring your own CA: a PKCS#10 request for a key version, signed through the key store,
-and the import of the chain another CA issued for it."""
+"""Certificate use cases: the root's and a key version's certificate with their chain, the
+current CRLs (re-issued when stale), and bring your own CA: a PKCS#10 request for a key
+version, signed through the key store, and the import of the chain another CA issued for
+it."""
 
 from __future__ import annotations
 
@@ -12,15 +14,24 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
-from signgate.errors import Conflict, InvalidInput
+from signgate.errors import Conflict, InvalidInput, NotFound
 from signgate.pki import certs, requests
 from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target, require
-from signgate.service.keys import get_key, get_version, split_ref
-from signgate.service.pki import StoreSigner, chain_view
+from signgate.service.records.authorities import (
+    CRL_REFRESH,
+    StoreSigner,
+    authority_certificate,
+    authority_named,
+    chain_view,
+    latest_crl,
+    publish_crl,
+    root,
+)
+from signgate.service.records.keys import get_key, get_version, split_ref, visible_key
 from signgate.service.views import CertificateChainView
-from signgate.store.models import Certificate, Identity
+from signgate.store.models import Authority, Certificate, Identity
 
 MAX_CHAIN_BYTES = 64 * 1024
 
@@ -98,3 +109,57 @@ def import_chain(ctx: Context, caller: Caller, ref: str, chain_pem: str,
 
     return ctx.write(caller, Target(Action.CERT_IMPORT, ref, project, ref), run)
 
+
+def root_certificate(ctx: Context, caller: Caller) -> CertificateChainView:
+    def run(session: Session, _actor: Actor) -> CertificateChainView:
+        authority = root(session)
+        if authority is None:
+            raise NotFound("signgate has no root CA yet (run 'signgate serve' once)")
+        return chain_view(authority_certificate(session, authority))
+
+    return ctx.read(caller, Target(Action.READ, "root CA"), run)
+
+
+def version_certificate(ctx: Context, caller: Caller, ref: str,
+                        version: int | None = None) -> CertificateChainView:
+    project, name = split_ref(ref)
+
+    def run(session: Session, actor: Actor) -> CertificateChainView:
+        key = visible_key(session, actor, project, name)
+        v = get_version(session, key, version)
+        row = session.execute(
+            select(Certificate).where(Certificate.key_version_id == v.id)
+            .order_by(Certificate.id.desc())
+        ).scalars().first()
+        if row is None:
+            raise NotFound(f"{ref} version {v.version} has no certificate")
+        if row.issuer_id is None:  # imported from another CA, with its chain
+            rest = row.chain_pem or ""
+        else:
+            issuer = session.get(Authority, row.issuer_id)
+            assert issuer is not None
+            rest = certs.to_pem(authority_certificate(session, issuer).der)
+        return chain_view(row, rest)
+
+    return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
+
+
+def current_crl(ctx: Context, project: str | None) -> bytes:
+    """The newest CRL of the root (``project`` None) or of a project's CA, re-issued first
+    when it is missing or close to its nextUpdate. Public: verifiers fetch CRLs without
+    credentials."""
+    refresh_before = ctx.clock.now() + CRL_REFRESH
+    with ctx.db.read() as session:
+        authority = authority_named(session, project)
+        if authority is None:
+            raise NotFound(f"no CRL for {project or 'root'}")
+        latest = latest_crl(session, authority)
+        if latest is not None and latest.next_update > refresh_before:
+            return latest.der
+    with ctx.transaction() as session:
+        authority = authority_named(session, project)
+        assert authority is not None
+        latest = latest_crl(session, authority)  # another node may have just done it
+        if latest is None or latest.next_update <= refresh_before:
+            latest = publish_crl(ctx, session, authority)
+        return latest.der

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -28,33 +27,14 @@ from signgate.keystore.registry import KeyStoreRegistry
 from signgate.policy.model import Actor, Grant, Role, Scope
 from signgate.service.auth_failures import ANONYMOUS as ANONYMOUS
 from signgate.service.auth_failures import AuthFailures
+from signgate.service.caller import Caller as Caller
+from signgate.service.caller import Target as Target
 from signgate.store.db import Database
 from signgate.store.models import GrantRow, Identity
 
 T = TypeVar("T")
 
 _WRITER = "signgate.audit_writer"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: the presented token (never stored) and where from."""
-
-    token: str | None
-    address: str | None = None
-
-    def __repr__(self) -> str:
-        return f"Caller(address={self.address!r})"
-
-
-@dataclass(frozen=True)
-class Target:
-    """What an action is about, for the audit entry of a refusal."""
-
-    action: Action
-    subject: str
-    project: str | None = None
-    key_ref: str | None = None
 
 
 class Context:

@@ -78,9 +78,3 @@ def list_entries(ctx: Context, caller: Caller) -> list[DenyListView]:
         return [_view(r) for r in rows.scalars()]
 
     return ctx.read(caller, Target(Action.READ, "deny-list"), run)
-
-
-def denied(session: Session) -> dict[str, str]:
-    """sha256 -> reason, for the scanners."""
-    rows = session.execute(select(DenyListEntry.sha256, DenyListEntry.reason)).all()
-    return {sha: reason for sha, reason in rows}

@@ -10,9 +10,9 @@ from signgate.errors import Conflict, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, Role, Scope
 from signgate.service.context import Caller, Context, Target, require
-from signgate.service.identities import get_identity
-from signgate.service.keys import get_key
-from signgate.service.projects import get_project
+from signgate.service.records.identities import get_identity
+from signgate.service.records.keys import get_key
+from signgate.service.records.projects import get_project
 from signgate.service.views import GrantView
 from signgate.store.models import GrantRow, Identity
 

@@ -7,19 +7,13 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.tokens import new_token, token_hash
-from signgate.errors import Conflict, NotFound
+from signgate.errors import Conflict
 from signgate.policy import decide
 from signgate.policy.model import Actor, IdentityKind, check_name
 from signgate.service.context import Caller, Context, Target, require
+from signgate.service.records.identities import get_identity
 from signgate.service.views import IdentityView, IdentityWithToken, WhoAmI
 from signgate.store.models import GrantRow, Identity
-
-
-def get_identity(session: Session, name: str) -> Identity:
-    row = session.execute(select(Identity).where(Identity.name == name)).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"no identity named {name!r}")
-    return row
 
 
 def _grants(session: Session, identity: Identity) -> list[str]:

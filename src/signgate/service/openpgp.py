@@ -19,8 +19,8 @@ from signgate.formats import openpgp
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeySnapshot, KeyState
 from signgate.service.context import Caller, Context, Target, require
-from signgate.service.keys import get_key, get_version, refuse_signer, split_ref
-from signgate.service.pki import StoreSigner
+from signgate.service.records.authorities import StoreSigner
+from signgate.service.records.keys import get_key, get_version, refuse_signer, split_ref
 from signgate.store.models import Identity
 
 FORMAT = "openpgp-key"

@@ -10,16 +10,10 @@ from signgate.errors import Conflict, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, check_name
 from signgate.service.context import Caller, Context, Target, require
-from signgate.service.pki import ensure_issuing_ca
+from signgate.service.records.authorities import ensure_issuing_ca
+from signgate.service.records.projects import get_project
 from signgate.service.views import ProjectView
 from signgate.store.models import Identity, Key, Project
-
-
-def get_project(session: Session, name: str) -> Project:
-    project = session.execute(select(Project).where(Project.name == name)).scalar_one_or_none()
-    if project is None:
-        raise NotFound(f"no project named {name!r}")
-    return project
 
 
 def _view(session: Session, project: Project) -> ProjectView:

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from signgate.audit.model import Action, Outcome, Record
@@ -51,59 +52,17 @@ from signgate.policy.model import Actor
 from signgate.scan.base import Scanner, Verdict, scan_all
 from signgate.scan.clamd import ClamdScanner
 from signgate.scan.denylist import DenyListScanner
+from signgate.scan.outcome import ScanOutcome
 from signgate.scan.yara import YaraScanner
-from signgate.service import denylist, keys, spool
+from signgate.service import spool
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
-from signgate.service.keys import split_ref
 from signgate.service.lifecycle import stopping
+from signgate.service.records.denylist import denied as denied_hashes
+from signgate.service.records.keys import public_key_view, refuse_signer, split_ref
 from signgate.service.sign_batch import SignBatcher, SignJob
-from signgate.service.views import SignResult
+from signgate.service.views import PublicKeyView, SignResult
 
 CHUNK_WRITE = 1 << 20
-
-
-@dataclass(frozen=True)
-class ScanOutcome:
-    """What signgate found out about an uploaded artifact before any key saw it."""
-
-    sha256: str
-    size: int
-    verdicts: tuple[Verdict, ...] = ()
-    error: SigngateError | None = None  # the scan (or the artifact) could not be judged
-
-    @property
-    def findings(self) -> list[str]:
-        return [f"{v.engine}: {f}" for v in self.verdicts for f in v.findings]
-
-    @property
-    def verdict(self) -> str:
-        if self.error is not None:
-            return "unavailable" if isinstance(self.error, ScannerUnavailable) else "error"
-        return "flagged" if self.findings else "clean"
-
-    def details(self) -> dict[str, Any]:
-        """For the audit entry: verdict, findings, every engine and rule-set version."""
-        out: dict[str, Any] = {
-            "verdict": self.verdict, "artifact_sha256": self.sha256,
-            "artifact_size": self.size,
-            "engines": [{"engine": v.engine, "engine_version": v.engine_version,
-                         "ruleset_version": v.ruleset_version,
-                         "seconds": round(v.seconds, 3), "findings": list(v.findings)}
-                        for v in self.verdicts],
-        }
-        if self.findings:
-            out["findings"] = self.findings
-        if self.error is not None:
-            out["error"] = str(self.error)
-        return out
-
-    def enforce(self, artifact: str) -> None:
-        """Raise unless the artifact was scanned clean."""
-        if self.error is not None:
-            raise self.error
-        if self.findings:
-            raise Denied(f"{artifact} is refused: {'; '.join(self.findings)}",
-                         code="scan_findings")
 
 
 class Scanners:
@@ -273,7 +232,7 @@ def authorize(ctx: Context, caller: Caller, target: Target,
             if not decision.allowed:
                 if key is not None:
                     try:
-                        keys.refuse_signer(session, actor, *key, decision.reason)
+                        refuse_signer(session, actor, *key, decision.reason)
                     except NotFound as exc:
                         exc.details["actor"] = actor.name  # for the record of the refusal
                         raise
@@ -294,7 +253,12 @@ def record_refusal(ctx: Context, caller: Caller, target: Target, actor: str,
 
 
 def _key_lookup(ctx: Context, caller: Caller, ref: str) -> PublicKeyInfo:
-    view = keys.public(ctx, caller, ref)
+    project, name = split_ref(ref)
+
+    def run(session: Session, actor: Actor) -> PublicKeyView:
+        return public_key_view(session, actor, project, name)
+
+    view = ctx.read(caller, Target(Action.READ, ref, project, ref), run)
     return PublicKeyInfo(ref, view.version, KeyAlgorithm(view.algorithm),
                          RsaPadding(view.rsa_padding) if view.rsa_padding else None,
                          view.public_key_pem, view.created_at)
@@ -306,7 +270,7 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
             client_digest: str | None = None) -> tuple[ScanOutcome, bytes | None]:
     """Scan the spooled artifact and (for a signing) compute what its format signs."""
     with ctx.db.read() as session:
-        denied = denylist.denied(session)
+        denied = denied_hashes(session)
     try:
         if isinstance(spooled.streamed, SigngateError):
             raise spooled.streamed

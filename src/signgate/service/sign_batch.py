@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from asn1crypto import tsp
 from sqlalchemy import bindparam, insert, select, update
@@ -56,18 +55,19 @@ from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, Grant, KeySnapshot, KeyState, Role, Scope
+from signgate.scan.outcome import ScanOutcome
 from signgate.service import external_tsa
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
-from signgate.service.keys import get_key, rotate_version
-from signgate.service.pki import (
+from signgate.service.records.authorities import (
     authority_certificate,
     authority_signer,
     ensure_issuing_ca,
     issue_version_certificate,
     root,
+    tsa_authority,
     version_chain,
 )
-from signgate.service.tsa import tsa_authority
+from signgate.service.records.keys import get_key, rotate_version
 from signgate.service.views import Receipt, SignResult
 from signgate.store.models import (
     GrantRow,
@@ -79,9 +79,6 @@ from signgate.store.models import (
     VaultEntry,
     table,
 )
-
-if TYPE_CHECKING:
-    from signgate.service.scanning import ScanOutcome
 
 log = logging.getLogger("signgate.sign")
 

@@ -20,7 +20,7 @@ from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy
 from signgate.service.context import Caller, Context, Target
-from signgate.service.keys import get_key, refuse_signer, split_ref, visible_key
+from signgate.service.records.keys import get_key, refuse_signer, split_ref, visible_key
 from signgate.service.sign_batch import SignBatcher, SignJob
 from signgate.service.views import SignPolicyView, SignResult, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord

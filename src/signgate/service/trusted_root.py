@@ -33,8 +33,7 @@ from signgate.pki import certs
 from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target
-from signgate.service.pki import authority_certificate, root
-from signgate.service.tsa import tsa_authority
+from signgate.service.records.authorities import authority_certificate, root, tsa_authority
 from signgate.store.models import Authority, Certificate, Project
 
 MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
@@ -14,35 +13,17 @@ from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
 from signgate.policy.model import Actor
 from signgate.service.context import ANONYMOUS, Caller, Context, Target
-from signgate.service.pki import (
+from signgate.service.records.authorities import (
     authority_certificate,
     authority_signer,
     chain_view,
-    create_under_root,
+    ensure_tsa,
+    tsa_authority,
 )
 from signgate.service.views import CertificateChainView
 from signgate.store.models import Authority
 
-TSA = "tsa"
-TSA_YEARS = 10
 SUBJECT = "time-stamp"
-
-
-def tsa_authority(session: Session) -> Authority | None:
-    return session.execute(
-        select(Authority).where(Authority.kind == TSA).order_by(Authority.id.desc())
-    ).scalars().first()
-
-
-def ensure_tsa(ctx: Context, session: Session, actor: str = "signgate") -> int:
-    """The TSA (key in the key store, a timeStamping certificate from the root), created if
-    missing, in ``session``'s transaction. Returns how many certificates were made (0, 1)."""
-    if tsa_authority(session) is not None:
-        return 0
-    create_under_root(ctx, session, TSA, certs.Profile.TIMESTAMPING,
-                      certs.name(ctx.settings.organization, "signgate time-stamp authority"),
-                      TSA_YEARS, Action.TSA_CREATE, "time-stamp authority", actor)
-    return 1
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
-"""signgate's own CA hierarchy: a root, one issuing CA per project, a certificate for
-every key version. CA keys live in the key store and sign only through its primitive."""
+"""Running signgate's own CA hierarchy inside a session: the root, one issuing CA per
+project, the time-stamp authority, a certificate for every key version, CRLs. CA keys live
+in the key store and sign only through its primitive. Session helpers only (the lower
+layer of service/, see records/__init__.py): the use cases that read certificates are in
+service/certificates.py, the start-up repairs in service/bootstrap.py."""
 
 from __future__ import annotations
 
@@ -15,8 +18,7 @@ from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import NotFound
 from signgate.keystore.base import KeyHandle
 from signgate.pki import certs, crl
-from signgate.policy.model import Actor, KeyState
-from signgate.service.context import Caller, Context, Target
+from signgate.service.context import Context
 from signgate.service.views import CertificateChainView
 from signgate.store.models import (
     Authority,
@@ -37,6 +39,8 @@ ROOT_YEARS = 20
 ISSUING_YEARS = 10
 ROOT = "root"
 ISSUING = "issuing"
+TSA = "tsa"
+TSA_YEARS = 10
 
 
 @dataclass(frozen=True)
@@ -192,33 +196,6 @@ def issue_version_certificate(ctx: Context, session: Session, key: Key, version:
     return _store(session, cert, certs.Profile.CODE_SIGNING, now, ca, version=version)
 
 
-def ensure_all(ctx: Context) -> int:
-    """Bring an installation up to the PKI: root, issuing CAs and version certificates that
-    are missing (databases created before the PKI existed). Returns how many were made."""
-    made = 0
-    with ctx.transaction() as session:
-        if root(session) is None:
-            ensure_root(ctx, session)
-            made += 1
-        from signgate.service.tsa import ensure_tsa  # here: service.tsa imports this module
-        made += ensure_tsa(ctx, session)
-        for project in session.execute(select(Project)).scalars():
-            has_ca = session.execute(
-                select(Authority.id).where(Authority.project_id == project.id)).first()
-            if not has_ca:
-                ensure_issuing_ca(ctx, session, project)
-                made += 1
-        missing = session.execute(
-            select(KeyVersion).outerjoin(Certificate,
-                                         Certificate.key_version_id == KeyVersion.id)
-            .where(Certificate.id.is_(None))
-        ).scalars().all()
-        for version in missing:
-            issue_version_certificate(ctx, session, version.key, version, ctx.clock.now())
-            made += 1
-    return made
-
-
 def crl_url_of(der: bytes) -> str | None:
     """The first URL of a certificate's CRL distribution points (RFC 5280 §4.2.1.13)."""
     for point in certs.load_der(der).crl_distribution_points:
@@ -228,58 +205,12 @@ def crl_url_of(der: bytes) -> str | None:
     return None
 
 
-def reissue_for_public_url(ctx: Context, actor: str = "signgate") -> int:
-    """Re-issue the certificates that name another ``public_url`` in their CRL URL: the
-    TSA's and the issuing CAs' (from the root), then the current versions' of live keys
-    (from their CA). Same key, subject and end of validity, a new serial and the new URL:
-    signatures made with the old certificates still chain (same issuer name and key
-    identifier) and new ones point verifiers at CRLs they can fetch. Each is recorded.
-    Returns how many were re-issued."""
-    base = ctx.settings.public_url
-    made = 0
-    with ctx.transaction() as session:
-        now = ctx.clock.now()
-        for authority in session.execute(
-                select(Authority).where(Authority.kind != ROOT).order_by(Authority.id)).scalars():
-            row = authority_certificate(session, authority)
-            parent = session.get(Authority, row.issuer_id) if row.issuer_id else None
-            if parent is not None and _stale(row, f"{base}/ca/root.crl", now):
-                _reissue(ctx, session, row, parent, authority.public_key_pem,
-                         f"{base}/ca/root.crl", now, actor, authority=authority)
-                made += 1
-        live = session.execute(
-            select(KeyVersion).join(Key, Key.id == KeyVersion.key_id)
-            .where(KeyVersion.retired_at.is_(None), Key.one_time.is_(False),
-                   Key.state.in_([KeyState.ACTIVE.value, KeyState.DISABLED.value]))
-            .order_by(KeyVersion.id)
-        ).scalars().all()
-        for version in live:
-            newest = session.execute(
-                select(Certificate).where(Certificate.key_version_id == version.id)
-                .order_by(Certificate.id.desc())
-            ).scalars().first()
-            ca = session.get(Authority, newest.issuer_id) if newest and newest.issuer_id \
-                else None  # an imported certificate (no issuer of ours) is left alone
-            url = f"{base}/crl/{version.key.project.name}.crl"
-            if newest is not None and ca is not None and _stale(newest, url, now):
-                _reissue(ctx, session, newest, ca, version.public_key_pem, url, now, actor,
-                         version=version)
-                made += 1
-    return made
-
-
-def _stale(row: Certificate, crl_url: str, now: datetime) -> bool:
-    """A valid, unrevoked certificate whose CRL URL is not ``crl_url``."""
-    if row.revoked_at is not None or row.not_after <= now:
-        return False
-    named = crl_url_of(row.der)
-    return named is not None and named != crl_url
-
-
-def _reissue(ctx: Context, session: Session, row: Certificate, issuer: Authority,
+def reissue_certificate(ctx: Context, session: Session, row: Certificate, issuer: Authority,
              public_key_pem: str, crl_url: str, now: datetime, actor: str,
              authority: Authority | None = None,
              version: KeyVersion | None = None) -> Certificate:
+    """A new certificate like ``row`` (same key, subject and end of validity) from
+    ``issuer`` with a new serial and ``crl_url``, recorded as a re-issue."""
     old = certs.load_der(row.der)
     issuer_cert = certs.load_der(authority_certificate(session, issuer).der)
     spec = certs.CertificateSpec(
@@ -308,42 +239,6 @@ def chain_view(row: Certificate, issuers_pem: str = "") -> CertificateChainView:
     return CertificateChainView(subject=row.subject, serial=row.serial, sha256=row.sha256,
                                 not_before=row.not_before, not_after=row.not_after,
                                 pem=pem, chain_pem=pem + issuers_pem)
-
-
-def root_certificate(ctx: Context, caller: Caller) -> CertificateChainView:
-    def run(session: Session, _actor: Actor) -> CertificateChainView:
-        authority = root(session)
-        if authority is None:
-            raise NotFound("signgate has no root CA yet (run 'signgate serve' once)")
-        return chain_view(authority_certificate(session, authority))
-
-    return ctx.read(caller, Target(Action.READ, "root CA"), run)
-
-
-def version_certificate(ctx: Context, caller: Caller, ref: str,
-                        version: int | None = None) -> CertificateChainView:
-    from signgate.service.keys import get_version, split_ref, visible_key
-
-    project, name = split_ref(ref)
-
-    def run(session: Session, actor: Actor) -> CertificateChainView:
-        key = visible_key(session, actor, project, name)
-        v = get_version(session, key, version)
-        row = session.execute(
-            select(Certificate).where(Certificate.key_version_id == v.id)
-            .order_by(Certificate.id.desc())
-        ).scalars().first()
-        if row is None:
-            raise NotFound(f"{ref} version {v.version} has no certificate")
-        if row.issuer_id is None:  # imported from another CA, with its chain
-            rest = row.chain_pem or ""
-        else:
-            issuer = session.get(Authority, row.issuer_id)
-            assert issuer is not None
-            rest = certs.to_pem(authority_certificate(session, issuer).der)
-        return chain_view(row, rest)
-
-    return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 
 
 def version_chain(session: Session, version_id: int) -> tuple[bytes, list[bytes]]:
@@ -422,7 +317,7 @@ def revoke_key_certificates(ctx: Context, session: Session, key: Key,
     return serials
 
 
-def _authority_named(session: Session, project: str | None) -> Authority | None:
+def authority_named(session: Session, project: str | None) -> Authority | None:
     if project is None:
         return root(session)
     return session.execute(
@@ -431,29 +326,25 @@ def _authority_named(session: Session, project: str | None) -> Authority | None:
     ).scalar_one_or_none()
 
 
-def current_crl(ctx: Context, project: str | None) -> bytes:
-    """The newest CRL of the root (``project`` None) or of a project's CA, re-issued first
-    when it is missing or close to its nextUpdate. Public: verifiers fetch CRLs without
-    credentials."""
-    refresh_before = ctx.clock.now() + CRL_REFRESH
-    with ctx.db.read() as session:
-        authority = _authority_named(session, project)
-        if authority is None:
-            raise NotFound(f"no CRL for {project or 'root'}")
-        latest = _latest_crl(session, authority)
-        if latest is not None and latest.next_update > refresh_before:
-            return latest.der
-    with ctx.transaction() as session:
-        authority = _authority_named(session, project)
-        assert authority is not None
-        latest = _latest_crl(session, authority)  # another node may have just done it
-        if latest is None or latest.next_update <= refresh_before:
-            latest = publish_crl(ctx, session, authority)
-        return latest.der
-
-
-def _latest_crl(session: Session, authority: Authority) -> RevocationList | None:
+def latest_crl(session: Session, authority: Authority) -> RevocationList | None:
     return session.execute(
         select(RevocationList).where(RevocationList.authority_id == authority.id)
         .order_by(RevocationList.number.desc())
     ).scalars().first()
+
+
+def tsa_authority(session: Session) -> Authority | None:
+    return session.execute(
+        select(Authority).where(Authority.kind == TSA).order_by(Authority.id.desc())
+    ).scalars().first()
+
+
+def ensure_tsa(ctx: Context, session: Session, actor: str = "signgate") -> int:
+    """The TSA (key in the key store, a timeStamping certificate from the root), created if
+    missing, in ``session``'s transaction. Returns how many certificates were made (0, 1)."""
+    if tsa_authority(session) is not None:
+        return 0
+    create_under_root(ctx, session, TSA, certs.Profile.TIMESTAMPING,
+                      certs.name(ctx.settings.organization, "signgate time-stamp authority"),
+                      TSA_YEARS, Action.TSA_CREATE, "time-stamp authority", actor)
+    return 1

@@ -1,0 +1,155 @@
+"""Keys and key versions inside a session: find them (by name, by version, as the caller
+may see them), make a new version (key pair in the key store, certificate from the
+project's CA), rotate. Session helpers only; the key use cases are in service/keys.py."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import NoReturn
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from signgate.audit.model import Action, Outcome, Record
+from signgate.crypto.algorithms import KeyAlgorithm
+from signgate.errors import Denied, InvalidInput, NotFound
+from signgate.policy import decide
+from signgate.policy.model import Actor, check_name
+from signgate.service.context import Context
+from signgate.service.records.authorities import issue_version_certificate
+from signgate.service.views import KeyVersionView, KeyView, PublicKeyView
+from signgate.store.models import Key, KeyVersion, Project, VaultEntry
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    project, sep, name = ref.partition("/")
+    if not sep:
+        raise InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}", code="bad_key_ref")
+    return check_name("project", project), check_name("key", name)
+
+
+def get_key(session: Session, project: str, name: str) -> Key:
+    """The key ``project/name``. Write transactions need no row lock: they all hold the
+    audit head lock (see Context.transaction), which orders every writer."""
+    stmt = (
+        select(Key)
+        .join(Project, Key.project_id == Project.id)
+        .where(Project.name == project, Key.name == name)
+    )
+    key = session.execute(stmt).scalar_one_or_none()
+    if key is None:
+        raise NotFound(f"no key {project}/{name}")
+    return key
+
+
+def get_version(session: Session, key: Key, version: int | None = None) -> KeyVersion:
+    wanted = key.current_version if version is None else version
+    row = session.execute(
+        select(KeyVersion).where(KeyVersion.key_id == key.id, KeyVersion.version == wanted)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"key {key.project.name}/{key.name} has no version {wanted}")
+    return row
+
+
+def key_view(session: Session, key: Key) -> KeyView:
+    versions = session.execute(
+        select(KeyVersion).where(KeyVersion.key_id == key.id).order_by(KeyVersion.version)
+    ).scalars()
+    algorithm = KeyAlgorithm(key.algorithm)
+    return KeyView(
+        project=key.project.name,
+        name=key.name,
+        ref=f"{key.project.name}/{key.name}",
+        algorithm=key.algorithm,
+        rsa_padding=key.rsa_padding if algorithm.is_rsa else None,
+        state=key.state,
+        current_version=key.current_version,
+        rotate_every_days=key.rotate_every_days,
+        max_signatures=key.max_signatures,
+        cert_validity_days=key.cert_validity_days,
+        require_timestamp=key.require_timestamp,
+        one_time=key.one_time,
+        scan=key.scan,
+        created_at=key.created_at,
+        compromised_at=key.compromised_at,
+        revoke_reason=key.revoke_reason,
+        versions=[
+            KeyVersionView(v.version, v.created_at, v.retired_at, v.signature_count,
+                           v.version == key.current_version)
+            for v in versions
+        ],
+    )
+
+
+def new_version(ctx: Context, session: Session, key: Key, number: int, now: datetime) -> KeyVersion:
+    generated = ctx.keystores.default.generate(KeyAlgorithm(key.algorithm))
+    version = KeyVersion(
+        key_id=key.id, version=number, uri=generated.uri,
+        public_key_pem=generated.public_key_pem, created_at=now, signature_count=0,
+    )
+    session.add(version)
+    if generated.sealed is not None:
+        session.add(VaultEntry(uri=generated.uri, sealed=generated.sealed))
+    session.flush()
+    issue_version_certificate(ctx, session, key, version, now)
+    return version
+
+
+def rotate_version(
+    ctx: Context, session: Session, key: Key, actor: str, reason: str, now: datetime
+) -> KeyVersion:
+    """Retire the current version and make the next one current."""
+    old = get_version(session, key)
+    old.retired_at = now
+    version = new_version(ctx, session, key, old.version + 1, now)
+    key.current_version = version.version
+    session.flush()
+    ref = f"{key.project.name}/{key.name}"
+    ctx.record(
+        session,
+        Record(actor, Action.KEY_ROTATE, Outcome.ALLOWED, ref, key.project.name, ref,
+               {"from_version": old.version, "to_version": version.version, "reason": reason,
+                "public_key_sha256": fingerprint(version.public_key_pem)}),
+        now,
+    )
+    return version
+
+
+def fingerprint(pem: str) -> str:
+    """SHA-256 of a public key's SubjectPublicKeyInfo, for audit entries."""
+    der = serialization.load_pem_public_key(pem.encode()).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def refuse_signer(session: Session, actor: Actor, project: str, name: str,
+                  reason: str) -> NoReturn:
+    """Refuse a caller without a signer grant on ``project/name``. One who may see the key
+    (an admin or auditor over it, say) and names a missing key is told it is missing; any
+    other caller gets the same refusal whether the key exists or not."""
+    if decide.may_see(actor, project, name):
+        get_key(session, project, name)  # NotFound for a missing key
+    raise Denied(reason)
+
+
+def visible_key(session: Session, actor: Actor, project: str, name: str) -> Key:
+    """The key, if ``actor`` may see it; otherwise the same NotFound as a missing key."""
+    if not decide.may_see(actor, project, name):
+        raise NotFound(f"no key {project}/{name}")
+    return get_key(session, project, name)
+
+
+
+def public_key_view(session: Session, actor: Actor, project: str, name: str,
+                    version: int | None = None) -> PublicKeyView:
+    """The public key of a version (the current one by default) of a key ``actor`` may see."""
+    key = visible_key(session, actor, project, name)
+    v = get_version(session, key, version)
+    alg = KeyAlgorithm(key.algorithm)
+    return PublicKeyView(f"{project}/{name}", v.version, key.algorithm,
+                         key.rsa_padding if alg.is_rsa else None, v.public_key_pem,
+                         v.version == key.current_version, v.created_at)
