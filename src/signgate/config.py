@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from signgate.errors import ConfigError
+from signgate.errors import ConfigError, ErrorCode
 from signgate.keystore.soft import decode_master_key, read_master_key_file
 
 CONFIG_FILE = "config.toml"
@@ -135,7 +135,7 @@ def check_known_keys(values: dict[str, object], cfg: Path) -> None:
             continue
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{cfg}: unknown setting {key!r}{hint}", code="unknown_setting")
+        raise ConfigError(f"{cfg}: unknown setting {key!r}{hint}", code=ErrorCode.UNKNOWN_SETTING)
 
 
 def check_public_url(url: object, source: str) -> str:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from asn1crypto import algos, cms, x509
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import Chain, FormatRequest, SignerKey, ToBeSigned
 from signgate.formats.cms_verify import CmsVerifier
 from signgate.formats.raw import DetachedDigest
@@ -117,7 +117,7 @@ def refuse_ed25519(key: SignerKey, what: str) -> None:
     cannot check."""
     if key.algorithm is KeyAlgorithm.ED25519:
         raise InvalidInput(f"{what} signatures with ed25519 keys are not supported; "
-                           "use an ECDSA or RSA key", code="unsupported_format")
+                           "use an ECDSA or RSA key", code=ErrorCode.UNSUPPORTED_FORMAT)
 
 
 class CmsBuilder:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
-from signgate.errors import Conflict, Denied, InvalidInput, NotFound
+from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy, check_name
 from signgate.service.context import Caller, Context, Target, require
@@ -26,7 +26,8 @@ MAX_SIGNATURE_LIMIT = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 def split_ref(ref: str) -> tuple[str, str]:
     project, sep, name = ref.partition("/")
     if not sep:
-        raise InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}", code="bad_key_ref")
+        raise InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}",
+                           code=ErrorCode.BAD_KEY_REF)
     return check_name("project", project), check_name("key", name)
 
 
