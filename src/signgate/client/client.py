@@ -2,7 +2,7 @@
 
 Server errors (RFC 9457 problem+json) come back as the very :class:`SigngateError` class
 the server raised, rebuilt from the problem's ``code`` through ``errors.CATALOGUE``, with
-that code and the server's sentence as the message (:func:`error_from`).
+that code and the server's sentence as the message (:func:`_error_from`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _BY_STATUS: dict[int, type[errors.SigngateError]] = {
 }
 
 
-def error_from(response: httpx.Response) -> errors.SigngateError:
+def _error_from(response: httpx.Response) -> errors.SigngateError:
     """The error a problem+json answer reports, rebuilt as the very class the server raised
     (``errors.CATALOGUE`` binds each code to one class) with its code and sentence."""
     try:
@@ -98,7 +98,7 @@ class SigngateClient:
         except httpx.TransportError as exc:
             raise errors.Unavailable(f"cannot reach signgate at {self.url}: {exc}") from exc
         if response.status_code >= 400:
-            raise error_from(response)
+            raise _error_from(response)
         return response.json() if response.content else None
 
     # -- projects ---------------------------------------------------------------------
