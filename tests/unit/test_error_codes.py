@@ -24,7 +24,10 @@ from signgate import errors
 from signgate.api import problems
 from signgate.cli.output import exit_code_for
 from signgate.client.client import SigngateClient
+from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import CATALOGUE, ErrorCode
+from signgate.formats import jar
+from tests.unit.test_jar import key_info, make_jar
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "signgate"
@@ -150,6 +153,26 @@ def test_a_code_of_the_root_class_takes_its_family_from_the_status() -> None:
     got = problem_answer(400, {"code": "http_error", "detail": "malformed multipart body"})
     assert type(got) is errors.InvalidInput
     assert got.code is ErrorCode.HTTP_ERROR
+
+
+def test_a_corrupt_jar_is_bad_input_to_sign_and_a_failed_verification_to_verify(
+        tmp_path: Path) -> None:
+    """One code, one class: the signer's ``bad_jar`` (exit 7) and the verifier's
+    ``malformed_jar`` (exit 8) are two codes, not one code in two families."""
+    manifest = b"Manifest-Version: 1.0\r\n\r\n" + b"".join(
+        b"Name: e%d\r\nSHA-256-Digest: %s\r\n\r\n" % (i, bytes(range(i, i + 32)).hex().encode())
+        for i in range(64))
+    path = make_jar(tmp_path / "bad.jar", {"a.txt": b"a"}, manifest)
+    data = bytearray(path.read_bytes())
+    data[80] ^= 0xFF  # inside the manifest's deflated data: reading it fails
+    path.write_bytes(bytes(data))
+    with pytest.raises(errors.InvalidInput, match="corrupt JAR") as signing:
+        jar.CLIENT.prepare(path, DigestAlgorithm.SHA256, None, key_info)
+    assert signing.value.code is ErrorCode.BAD_JAR
+    with pytest.raises(errors.VerificationFailed, match="corrupt JAR") as verifying:
+        jar.VERIFIER.verify(path, None, ())
+    assert verifying.value.code is ErrorCode.MALFORMED_JAR
+    assert exit_code_for(verifying.value) == 8
 
 
 # -- no free strings --------------------------------------------------------------------
