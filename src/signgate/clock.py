@@ -30,17 +30,18 @@ class FixedClock:
 
 def parse_time(text: str) -> datetime:
     """ISO 8601; a time without offset is taken as UTC."""
-    from signgate.errors import InvalidInput
+    from signgate.errors import ErrorCode, InvalidInput
 
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(
-            f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-28T09:00:00Z", code="bad_time"
+            f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-28T09:00:00Z",
+            code=ErrorCode.BAD_TIME
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     try:
         return value.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000
-        raise InvalidInput(f"time {text!r} is out of range", code="bad_time") from None
+        raise InvalidInput(f"time {text!r} is out of range", code=ErrorCode.BAD_TIME) from None

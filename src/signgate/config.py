@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from signgate.errors import ConfigError
+from signgate.errors import ConfigError, ErrorCode
 from signgate.keystore.soft import decode_master_key, read_master_key_file
 
 CONFIG_FILE = "config.toml"
@@ -239,7 +239,7 @@ def check_known_keys(values: dict[str, object], cfg: Path) -> None:
 def _unknown(key: str, source: str) -> ConfigError:
     close = difflib.get_close_matches(key, setting_names(), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"{source}: unknown setting {key!r}{hint}", code="unknown_setting")
+    return ConfigError(f"{source}: unknown setting {key!r}{hint}", code=ErrorCode.UNKNOWN_SETTING)
 
 
 def check_public_url(url: object, source: str) -> str:

@@ -1,9 +1,10 @@
-"""The one error tree of signgate.
+"""The one error tree of signgate, and the catalogue of its machine codes.
 
 Every failure that a user can see is a :class:`SigngateError` with a stable machine code
-(``code``), a human sentence (``str(exc)``) and the family it belongs to. Adapters map the
-family to an HTTP status (``api/problems.py``) or a CLI exit code (``cli/output.py``) in one
-place each; nothing below them knows about HTTP or exit codes.
+(``code``, an :class:`ErrorCode`), a human sentence (``str(exc)``) and the family it
+belongs to. Adapters map the family to an HTTP status (``api/problems.py``) or a CLI exit
+code (``cli/output.py``) in one place each; nothing below them knows about HTTP or exit
+codes.
 
 ::
 
@@ -25,21 +26,118 @@ place each; nothing below them knows about HTTP or exit codes.
         └── LimitExceeded       too many uploads of one identity at once     (429)
             └── StorageFull     the upload spool budget (or the disk) is full (507)
 
+Codes are a closed catalogue: :class:`ErrorCode` lists every code signgate answers or
+records, and :data:`CATALOGUE` binds each one to exactly one class of the tree (and says
+what it means; the README's table of error codes is made from it). A code set on an
+instance (``InvalidInput("...", code=ErrorCode.BAD_JAR)``) belongs to that instance's
+class, so a client rebuilds the very class the server raised from the wire code alone
+(:func:`rebuild`). The code's value is the wire string and never changes.
+
 Foreign exceptions (SQLAlchemy, cryptography, httpx) are converted at the boundary that
 catches them, keeping the cause with ``raise ... from exc``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Every machine code signgate answers (problem+json ``code``) or records (audit
+    ``details.code``). The values are the wire strings: stable, never renamed."""
+
+    # The families' own codes.
+    ERROR = "error"
+    INVALID_INPUT = "invalid_input"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    LENGTH_REQUIRED = "length_required"
+    REQUEST_TIMEOUT = "request_timeout"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    AUTHENTICATION_THROTTLED = "authentication_throttled"
+    DENIED = "denied"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    KEYSTORE_ERROR = "keystore_error"
+    VERIFICATION_FAILED = "verification_failed"
+    CONFIG_ERROR = "config_error"
+    UNAVAILABLE = "unavailable"
+    SCANNER_UNAVAILABLE = "scanner_unavailable"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    STORAGE_FULL = "storage_full"
+    # Answered by the API's handlers for what the framework refuses itself.
+    INVALID_REQUEST = "invalid_request"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    HTTP_ERROR = "http_error"
+    INTERNAL_ERROR = "internal_error"
+    # Set on an instance: a more precise reason within the family.
+    ARTIFACT_CHANGED = "artifact_changed"
+    ARTIFACT_TOO_LARGE = "artifact_too_large"
+    BAD_CERTIFICATE = "bad_certificate"
+    BAD_DIGEST = "bad_digest"
+    BAD_DIGEST_LENGTH = "bad_digest_length"
+    BAD_JAR = "bad_jar"
+    BAD_KEY_REF = "bad_key_ref"
+    BAD_KIND = "bad_kind"
+    BAD_MANIFEST = "bad_manifest"
+    BAD_NAME = "bad_name"
+    BAD_OPENPGP = "bad_openpgp"
+    BAD_OPENPGP_TIME = "bad_openpgp_time"
+    BAD_PUBLIC_KEY = "bad_public_key"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_SIGNATURE_ENCODING = "bad_signature_encoding"
+    BAD_SIGNATURE_LENGTH = "bad_signature_length"
+    BAD_TIME = "bad_time"
+    BAD_USER_ID = "bad_user_id"
+    BROKEN_CHAIN = "broken_chain"
+    CERTIFICATE_KEY_MISMATCH = "certificate_key_mismatch"
+    CERTIFICATE_NOT_CODE_SIGNING = "certificate_not_code_signing"
+    CERTIFICATE_REQUIRED = "certificate_required"
+    DIGEST_MISMATCH = "digest_mismatch"
+    IDENTITY_DISABLED = "identity_disabled"
+    INPUT_CHANGED = "input_changed"
+    INVALID_PE = "invalid_pe"
+    KEY_ROTATED = "key_rotated"
+    KEYSTORE_UNSEAL_FAILED = "keystore_unseal_failed"
+    MALFORMED_JAR = "malformed_jar"
+    MALFORMED_PE = "malformed_pe"
+    MALFORMED_SIGNATURE = "malformed_signature"
+    MANIFEST_TOO_LARGE = "manifest_too_large"
+    NESTED_SIGNATURE = "nested_signature"
+    SCAN_FINDINGS = "scan_findings"
+    SCAN_REQUIRED = "scan_required"
+    SCAN_SIZE_LIMIT = "scan_size_limit"
+    SHUTTING_DOWN = "shutting_down"
+    SIGNATURE_REQUIRED = "signature_required"
+    SPOOL_DISK_FULL = "spool_disk_full"
+    SPOOL_FULL = "spool_full"
+    TIMESTAMP_REQUIRED = "timestamp_required"
+    TOO_MANY_ENTRIES = "too_many_entries"
+    TOO_MANY_UPLOADS = "too_many_uploads"
+    TSA_UNAVAILABLE = "tsa_unavailable"
+    UNKNOWN_ALGORITHM = "unknown_algorithm"
+    UNKNOWN_DIGEST_ALGORITHM = "unknown_digest_algorithm"
+    UNKNOWN_FORMAT = "unknown_format"
+    UNKNOWN_PADDING = "unknown_padding"
+    UNKNOWN_PARAMS = "unknown_params"
+    UNKNOWN_ROLE = "unknown_role"
+    UNKNOWN_SCAN_POLICY = "unknown_scan_policy"
+    UNKNOWN_SETTING = "unknown_setting"
+    UNSTORABLE_VALUE = "unstorable_value"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    VAULT_SEALED = "vault_sealed"
+    ZIP_BOMB = "zip_bomb"
 
 
 class SigngateError(Exception):
     """Root of every error signgate reports on purpose."""
 
-    code: str = "error"
+    code: ErrorCode = ErrorCode.ERROR
 
-    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None,
+                 **details: Any) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -51,19 +149,19 @@ class SigngateError(Exception):
 
 
 class InvalidInput(SigngateError):
-    code = "invalid_input"
+    code = ErrorCode.INVALID_INPUT
 
 
 class PayloadTooLarge(InvalidInput):
-    code = "payload_too_large"
+    code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class LengthRequired(InvalidInput):
-    code = "length_required"
+    code = ErrorCode.LENGTH_REQUIRED
 
 
 class RequestTimeout(InvalidInput):
-    code = "request_timeout"
+    code = ErrorCode.REQUEST_TIMEOUT
 
 
 class AuthenticationFailed(SigngateError):
@@ -74,7 +172,7 @@ class AuthenticationFailed(SigngateError):
     of the message.
     """
 
-    code = "authentication_failed"
+    code = ErrorCode.AUTHENTICATION_FAILED
 
     def __init__(self, message: str = "authentication failed: missing or invalid token",
                  *, identity: str | None = None) -> None:
@@ -85,7 +183,7 @@ class AuthenticationFailed(SigngateError):
 class AuthenticationThrottled(AuthenticationFailed):
     """Too many failed authentications from one client address in the current window."""
 
-    code = "authentication_throttled"
+    code = ErrorCode.AUTHENTICATION_THROTTLED
 
     def __init__(self, retry_after: int) -> None:
         super().__init__("authentication failed too often from this address; retry in "
@@ -94,37 +192,37 @@ class AuthenticationThrottled(AuthenticationFailed):
 
 
 class Denied(SigngateError):
-    code = "denied"
+    code = ErrorCode.DENIED
 
 
 class NotFound(SigngateError):
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
 
 
 class Conflict(SigngateError):
-    code = "conflict"
+    code = ErrorCode.CONFLICT
 
 
 class KeyStoreError(SigngateError):
-    code = "keystore_error"
+    code = ErrorCode.KEYSTORE_ERROR
 
 
 class VerificationFailed(SigngateError):
-    code = "verification_failed"
+    code = ErrorCode.VERIFICATION_FAILED
 
 
 class ConfigError(SigngateError):
-    code = "config_error"
+    code = ErrorCode.CONFIG_ERROR
 
 
 class Unavailable(SigngateError):
-    code = "unavailable"
+    code = ErrorCode.UNAVAILABLE
 
 
 class ScannerUnavailable(Unavailable):
     """A scanner (clamd, YARA, ...) could not give a verdict; the artifact is not signed."""
 
-    code = "scanner_unavailable"
+    code = ErrorCode.SCANNER_UNAVAILABLE
 
     def __init__(self, engine: str, why: str) -> None:
         super().__init__(f"scanner unavailable: {engine}: {why}", engine=engine, reason=why)
@@ -135,38 +233,145 @@ class ScannerUnavailable(Unavailable):
 class LimitExceeded(Unavailable):
     """A limit on concurrent use was reached: nothing was done, try again later."""
 
-    code = "limit_exceeded"
+    code = ErrorCode.LIMIT_EXCEEDED
 
 
 class StorageFull(LimitExceeded):
     """There is no room to store the upload now (spool budget or disk)."""
 
-    code = "storage_full"
+    code = ErrorCode.STORAGE_FULL
 
 
-FAMILIES: tuple[type[SigngateError], ...] = (
-    PayloadTooLarge,
-    LengthRequired,
-    RequestTimeout,
-    InvalidInput,
-    AuthenticationThrottled,
-    AuthenticationFailed,
-    Denied,
-    NotFound,
-    Conflict,
-    KeyStoreError,
-    VerificationFailed,
-    ConfigError,
-    ScannerUnavailable,
-    StorageFull,
-    LimitExceeded,
-    Unavailable,
-)
+@dataclass(frozen=True)
+class Entry:
+    """A code's class in the tree and what it means, in a release engineer's words."""
+
+    cls: type[SigngateError]
+    meaning: str
+
+
+_C = ErrorCode
+# The one table: code -> class (and meaning). Codes of the root class say nothing about the
+# family: a client takes that from the HTTP status (see client/client.py).
+CATALOGUE: Mapping[ErrorCode, Entry] = {
+    _C.ERROR: Entry(SigngateError, "a failure without a more precise code"),
+    _C.INVALID_INPUT: Entry(InvalidInput, "the request or a file is not what it must be"),
+    _C.PAYLOAD_TOO_LARGE: Entry(PayloadTooLarge, "a body or file over its size limit"),
+    _C.LENGTH_REQUIRED: Entry(LengthRequired, "an upload that does not declare its length"),
+    _C.REQUEST_TIMEOUT: Entry(RequestTimeout, "a request body that stopped arriving"),
+    _C.AUTHENTICATION_FAILED: Entry(AuthenticationFailed,
+                                    "no token, an unknown token or a disabled identity's"),
+    _C.AUTHENTICATION_THROTTLED: Entry(AuthenticationThrottled,
+                                       "too many failed authentications from this address"),
+    _C.DENIED: Entry(Denied, "the identity may not do this (the sentence says why)"),
+    _C.NOT_FOUND: Entry(NotFound, "no such project, key, version, identity or route"),
+    _C.CONFLICT: Entry(Conflict, "a duplicate, or a state that forbids the action"),
+    _C.KEYSTORE_ERROR: Entry(KeyStoreError, "the key store could not generate or sign"),
+    _C.VERIFICATION_FAILED: Entry(VerificationFailed,
+                                  "a signature or the audit chain did not verify"),
+    _C.CONFIG_ERROR: Entry(ConfigError, "the data directory or a setting is unusable"),
+    _C.UNAVAILABLE: Entry(Unavailable, "the server or the database cannot serve now"),
+    _C.SCANNER_UNAVAILABLE: Entry(ScannerUnavailable,
+                                  "a malware scanner gave no verdict: nothing signed"),
+    _C.LIMIT_EXCEEDED: Entry(LimitExceeded, "a limit on concurrent use was reached"),
+    _C.STORAGE_FULL: Entry(StorageFull, "no room to store the upload now"),
+    _C.INVALID_REQUEST: Entry(InvalidInput,
+                              "the JSON body, a field or a query parameter is invalid"),
+    _C.METHOD_NOT_ALLOWED: Entry(SigngateError, "the path does not serve this method"),
+    _C.HTTP_ERROR: Entry(SigngateError, "another refusal of the HTTP layer"),
+    _C.INTERNAL_ERROR: Entry(SigngateError,
+                             "a defect; nothing was signed, the server log has details"),
+    _C.ARTIFACT_CHANGED: Entry(InvalidInput, "the PE file changed while it was signed"),
+    _C.ARTIFACT_TOO_LARGE: Entry(PayloadTooLarge, "an upload over scan_max_bytes"),
+    _C.BAD_CERTIFICATE: Entry(InvalidInput, "not a (PEM or DER) certificate or chain"),
+    _C.BAD_DIGEST: Entry(InvalidInput, "a digest that is not hexadecimal"),
+    _C.BAD_DIGEST_LENGTH: Entry(InvalidInput, "a digest of the wrong length"),
+    _C.BAD_JAR: Entry(InvalidInput, "not a JAR signgate can sign"),
+    _C.BAD_KEY_REF: Entry(InvalidInput, "a key not named PROJECT/NAME"),
+    _C.BAD_KIND: Entry(InvalidInput, "an identity kind other than user or service"),
+    _C.BAD_MANIFEST: Entry(InvalidInput, "a malformed JAR manifest"),
+    _C.BAD_NAME: Entry(InvalidInput, "a name that does not match `[a-z0-9][a-z0-9-]*`"),
+    _C.BAD_OPENPGP: Entry(InvalidInput, "malformed or unsupported OpenPGP data"),
+    _C.BAD_OPENPGP_TIME: Entry(InvalidInput,
+                               "an OpenPGP signature time too far from the server's"),
+    _C.BAD_PUBLIC_KEY: Entry(InvalidInput, "not a supported PEM public key"),
+    _C.BAD_SIGNATURE: Entry(InvalidInput, "the server's answer is not a JAR signature block"),
+    _C.BAD_SIGNATURE_ENCODING: Entry(InvalidInput, "a signature that is not base64"),
+    _C.BAD_SIGNATURE_LENGTH: Entry(InvalidInput, "a signature of an impossible length"),
+    _C.BAD_TIME: Entry(InvalidInput, "a time that is not ISO 8601 or out of range"),
+    _C.BAD_USER_ID: Entry(InvalidInput, "an empty or malformed OpenPGP user ID"),
+    _C.BROKEN_CHAIN: Entry(InvalidInput, "a certificate not issued by the next in its chain"),
+    _C.CERTIFICATE_KEY_MISMATCH: Entry(InvalidInput,
+                                       "a certificate for another key than the version's"),
+    _C.CERTIFICATE_NOT_CODE_SIGNING: Entry(InvalidInput,
+                                           "a certificate that does not allow code signing"),
+    _C.CERTIFICATE_REQUIRED: Entry(InvalidInput,
+                                   "verifying needs the signer's --certificate"),
+    _C.DIGEST_MISMATCH: Entry(InvalidInput, "the digest sent is not the upload's"),
+    _C.IDENTITY_DISABLED: Entry(AuthenticationFailed,
+                                "audit log only: the token of a disabled identity "
+                                "(answered as authentication_failed)"),
+    _C.INPUT_CHANGED: Entry(InvalidInput, "the JAR changed while it was signed"),
+    _C.INVALID_PE: Entry(InvalidInput, "not a PE file signgate can sign"),
+    _C.KEY_ROTATED: Entry(Conflict, "the key rotated since the request was prepared: retry"),
+    _C.KEYSTORE_UNSEAL_FAILED: Entry(KeyStoreError,
+                                     "the master key does not open the sealed key"),
+    _C.MALFORMED_JAR: Entry(VerificationFailed, "verifying: not a readable JAR"),
+    _C.MALFORMED_PE: Entry(VerificationFailed, "verifying: not a validly signed PE file"),
+    _C.MALFORMED_SIGNATURE: Entry(VerificationFailed, "verifying: a malformed CMS signature"),
+    _C.MANIFEST_TOO_LARGE: Entry(PayloadTooLarge, "a JAR manifest over its size limit"),
+    _C.NESTED_SIGNATURE: Entry(VerificationFailed,
+                               "verifying: a nested Authenticode signature"),
+    _C.SCAN_FINDINGS: Entry(Denied, "a scanner found something: not signed"),
+    _C.SCAN_REQUIRED: Entry(Denied, "the key signs only uploaded, scanned artifacts"),
+    _C.SCAN_SIZE_LIMIT: Entry(PayloadTooLarge, "over the scanner's size limit"),
+    _C.SHUTTING_DOWN: Entry(Unavailable, "the server is stopping: nothing signed, retry"),
+    _C.SIGNATURE_REQUIRED: Entry(InvalidInput, "verifying a detached format needs --signature"),
+    _C.SPOOL_DISK_FULL: Entry(StorageFull, "the spool's disk is full"),
+    _C.SPOOL_FULL: Entry(StorageFull, "the upload spool budget is used up"),
+    _C.TIMESTAMP_REQUIRED: Entry(InvalidInput, "the format needs an RFC 3161 timestamp"),
+    _C.TOO_MANY_ENTRIES: Entry(PayloadTooLarge, "a JAR with more entries than allowed"),
+    _C.TOO_MANY_UPLOADS: Entry(LimitExceeded, "too many uploads of one identity at once"),
+    _C.TSA_UNAVAILABLE: Entry(KeyStoreError, "no time-stamp authority answered"),
+    _C.UNKNOWN_ALGORITHM: Entry(InvalidInput, "an unknown key algorithm"),
+    _C.UNKNOWN_DIGEST_ALGORITHM: Entry(InvalidInput, "an unknown digest algorithm"),
+    _C.UNKNOWN_FORMAT: Entry(InvalidInput, "an unknown signature format"),
+    _C.UNKNOWN_PADDING: Entry(InvalidInput, "an unknown RSA padding"),
+    _C.UNKNOWN_PARAMS: Entry(InvalidInput, "a parameter the format does not take"),
+    _C.UNKNOWN_ROLE: Entry(InvalidInput, "an unknown role"),
+    _C.UNKNOWN_SCAN_POLICY: Entry(InvalidInput, "a scan policy other than required or off"),
+    _C.UNKNOWN_SETTING: Entry(ConfigError, "a config.toml key signgate does not know"),
+    _C.UNSTORABLE_VALUE: Entry(InvalidInput, "a value the database cannot store"),
+    _C.UNSUPPORTED_FORMAT: Entry(InvalidInput,
+                                 "the format cannot be made with this key or digest"),
+    _C.VAULT_SEALED: Entry(ConfigError, "the master key does not open this database's vault"),
+    _C.ZIP_BOMB: Entry(InvalidInput, "a JAR that inflates beyond its limit"),
+}
+
+
+def class_of(code: str) -> type[SigngateError] | None:
+    """The class the catalogue binds ``code`` (a wire string) to; None for a code this
+    version does not know (a newer server's)."""
+    try:
+        return CATALOGUE[ErrorCode(code)].cls
+    except ValueError:
+        return None
+
+
+def rebuild(cls: type[SigngateError], message: str, code: ErrorCode | None = None,
+            details: Mapping[str, Any] | None = None) -> SigngateError:
+    """An instance of ``cls`` with ``message`` and ``code``, made without the class's own
+    constructor (some take other arguments, e.g. ``retry_after``): how a client turns an
+    answer back into the error the server raised."""
+    exc = cls.__new__(cls)
+    SigngateError.__init__(exc, message, code=code if code is not None else cls.code,
+                           **(details or {}))
+    return exc
 
 
 def family_by_name(name: str) -> type[SigngateError]:
-    """The error class called ``name`` (used by the client to rebuild server errors)."""
-    for cls in FAMILIES:
-        if cls.__name__ == name:
-            return cls
+    """The error class called ``name``."""
+    for entry in CATALOGUE.values():
+        if entry.cls.__name__ == name:
+            return entry.cls
     return SigngateError

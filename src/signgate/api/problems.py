@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from signgate import errors
+from signgate.errors import ErrorCode
 
 log = logging.getLogger("signgate.api")
 
@@ -44,7 +45,7 @@ def status_for(exc: errors.SigngateError) -> int:
     return 500
 
 
-def problem(status: int, code: str, title: str, detail: str,
+def problem(status: int, code: ErrorCode, title: str, detail: str,
             headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": f"urn:signgate:problem:{code}", "title": title, "status": status,
             "detail": detail, "code": code, **extra}
@@ -96,11 +97,13 @@ def install(app: FastAPI) -> None:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             issues.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
         detail = "invalid request: " + "; ".join(issues[:5])
-        return problem(422, "invalid_request", "InvalidInput", detail, errors=issues[:20])
+        return problem(422, ErrorCode.INVALID_REQUEST, "InvalidInput", detail,
+                       errors=issues[:20])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: ErrorCode.NOT_FOUND,
+                405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
         detail = str(exc.detail)
         headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":
@@ -113,5 +116,5 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
-        return problem(500, "internal_error", "InternalError",
+        return problem(500, ErrorCode.INTERNAL_ERROR, "InternalError",
                        "internal error; the server log has the details")

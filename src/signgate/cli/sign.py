@@ -29,7 +29,7 @@ from signgate.client.offline_verify import (
 )
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.signatures import load_public_key, verify_digest
-from signgate.errors import InvalidInput, SigngateError, VerificationFailed
+from signgate.errors import ErrorCode, InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
 from signgate.formats.base import PublicKeyInfo
 from signgate.formats.files import hash_path
@@ -69,7 +69,7 @@ def _key_info(c: SigngateClient, ref: str, one_time: bool) -> PublicKeyInfo:
     if one_time:
         raise InvalidInput(f"{ref} is a one-time key: its key pair does not exist until it "
                            "signs, and this format must name the key before that; use "
-                           "another format or key", code="unsupported_format")
+                           "another format or key", code=ErrorCode.UNSUPPORTED_FORMAT)
     view = c.public_key(ref)
     return PublicKeyInfo(
         ref=ref, version=int(view["version"]), algorithm=KeyAlgorithm(view["algorithm"]),

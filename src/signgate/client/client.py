@@ -1,7 +1,8 @@
 """A small synchronous client for the signgate API.
 
-Server errors (RFC 9457 problem+json) come back as the same :class:`SigngateError`
-families the server raised, with the server's sentence as the message.
+Server errors (RFC 9457 problem+json) come back as the very :class:`SigngateError` class
+the server raised, rebuilt from the problem's ``code`` through ``errors.CATALOGUE``, with
+that code and the server's sentence as the message (:func:`_error_from`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ UPLOAD_CHUNK = 1 << 20
 # An upload is scanned before the answer comes: wait for as long as a scan may take.
 UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=3600.0)
 
+# The family an HTTP status names (the inverse of api/problems.py), for the answers whose
+# code names no family: a code this version does not know (a newer server's), a code of
+# the root class (``internal_error``, ``http_error``, ...), or a body that is not a problem.
 _BY_STATUS: dict[int, type[errors.SigngateError]] = {
     400: errors.InvalidInput,
     401: errors.AuthenticationFailed,
@@ -39,19 +43,23 @@ _BY_STATUS: dict[int, type[errors.SigngateError]] = {
 
 
 def _error_from(response: httpx.Response) -> errors.SigngateError:
+    """The error a problem+json answer reports, rebuilt as the very class the server raised
+    (``errors.CATALOGUE`` binds each code to one class) with its code and sentence."""
     try:
         body = response.json()
         detail = str(body.get("detail") or response.reason_phrase)
-        code = str(body.get("code") or "error")
+        wire_code = str(body.get("code") or "")
     except ValueError:
         detail = f"HTTP {response.status_code} {response.reason_phrase}"
-        code = "error"
-    cls = _BY_STATUS.get(response.status_code, errors.SigngateError)
-    if code == errors.AuthenticationThrottled.code:  # 429 of an authentication: exit 3
-        cls = errors.AuthenticationThrottled
-    exc = errors.SigngateError.__new__(cls)
-    errors.SigngateError.__init__(exc, detail, code=code)
-    return exc
+        wire_code = ""
+    cls = errors.class_of(wire_code)
+    if cls is not None and cls is not errors.SigngateError:
+        return errors.rebuild(cls, detail, errors.ErrorCode(wire_code))
+    family = _BY_STATUS.get(response.status_code, errors.SigngateError)
+    if cls is not None:  # a code of the root class: the status names the family
+        return errors.rebuild(family, detail, errors.ErrorCode(wire_code))
+    # A code this client does not know keeps its wire string among the details.
+    return errors.rebuild(family, detail, details={"server_code": wire_code} if wire_code else None)
 
 
 def _key_path(ref: str) -> str:

@@ -7,7 +7,7 @@ import re
 
 from cryptography.hazmat.primitives import hashes
 
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
@@ -35,7 +35,7 @@ class KeyAlgorithm(enum.StrEnum):
             known = ", ".join(a.value for a in cls)
             raise InvalidInput(
                 f"unknown key algorithm {value!r}; expected one of {known}",
-                code="unknown_algorithm",
+                code=ErrorCode.UNKNOWN_ALGORITHM,
             ) from None
 
 
@@ -50,7 +50,7 @@ class RsaPadding(enum.StrEnum):
         except ValueError:
             raise InvalidInput(
                 f"unknown RSA padding {value!r}; expected 'pss' or 'pkcs1v15'",
-                code="unknown_padding",
+                code=ErrorCode.UNKNOWN_PADDING,
             ) from None
 
 
@@ -77,19 +77,20 @@ class DigestAlgorithm(enum.StrEnum):
         except ValueError:
             raise InvalidInput(
                 f"unknown digest algorithm {value!r}; expected sha256, sha384 or sha512",
-                code="unknown_digest_algorithm",
+                code=ErrorCode.UNKNOWN_DIGEST_ALGORITHM,
             ) from None
 
 
 def parse_digest(algorithm: DigestAlgorithm, hex_digest: str) -> bytes:
     """Decode a hex digest and check that its length fits ``algorithm``."""
     if not _HEX.fullmatch(hex_digest):
-        raise InvalidInput("digest must be hexadecimal (pairs of 0-9, a-f)", code="bad_digest")
+        raise InvalidInput("digest must be hexadecimal (pairs of 0-9, a-f)",
+                           code=ErrorCode.BAD_DIGEST)
     raw = bytes.fromhex(hex_digest)
     if len(raw) != algorithm.size:
         raise InvalidInput(
             f"a {algorithm.value} digest is {algorithm.size} bytes "
             f"({algorithm.size * 2} hex characters), got {len(raw)} bytes",
-            code="bad_digest_length",
+            code=ErrorCode.BAD_DIGEST_LENGTH,
         )
     return raw

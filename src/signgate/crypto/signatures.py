@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from signgate.crypto.algorithms import DigestAlgorithm, RsaPadding
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
@@ -18,9 +18,9 @@ def load_public_key(pem: bytes | str) -> PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
-        raise InvalidInput("not a PEM public key", code="bad_public_key") from None
+        raise InvalidInput("not a PEM public key", code=ErrorCode.BAD_PUBLIC_KEY) from None
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
-        raise InvalidInput("unsupported public key type", code="bad_public_key")
+        raise InvalidInput("unsupported public key type", code=ErrorCode.BAD_PUBLIC_KEY)
     return key
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from asn1crypto import algos, cms, core
 
 from signgate.crypto.algorithms import DigestAlgorithm, RsaPadding
-from signgate.errors import InvalidInput, VerificationFailed
+from signgate.errors import ErrorCode, InvalidInput, VerificationFailed
 from signgate.formats import cms as cms_format
 from signgate.formats import pe
 from signgate.formats.base import (
@@ -168,7 +168,7 @@ def _refuse(key: SignerKey) -> None:
             f"Authenticode signatures with RSA-PSS keys are not supported ({key.ref} uses "
             "PSS): Windows and osslsigncode verify Authenticode RSA signatures with PKCS#1 "
             "v1.5 only; use an ECDSA key or an RSA key created with --rsa-padding pkcs1v15",
-            code="unsupported_format")
+            code=ErrorCode.UNSUPPORTED_FORMAT)
 
 
 class AuthenticodeBuilder:
@@ -259,7 +259,7 @@ def _timestamp_token(info: cms.SignerInfo) -> bytes | None:
                 "the signature carries a nested signature (1.3.6.1.4.1.311.2.4.1), which "
                 "signgate does not verify: a file signed twice is not valid to signgate; "
                 "remove the nested signature (re-sign with signgate)",
-                code="nested_signature")
+                code=ErrorCode.NESTED_SIGNATURE)
         if kind.native != TIMESTAMP_ATTRIBUTE:
             raise VerificationFailed(f"the signature carries an unsigned attribute "
                                      f"{kind.dotted} that signgate cannot check")
@@ -282,11 +282,11 @@ class AuthenticodeVerifier:
         try:
             return self._verify(path, certificates)
         except InvalidInput as exc:
-            if exc.code != "invalid_pe":
+            if exc.code is not ErrorCode.INVALID_PE:
                 raise  # could not read the file: missing input, not a verdict
             # A malformed PE is a failed verification (exit 8), not a refusal to sign.
-            raise VerificationFailed("not a validly signed PE file: "
-                                     f"{exc.details['reason']}", code="invalid_pe") from exc
+            raise VerificationFailed(f"not a validly signed PE file: {exc.details['reason']}",
+                                     code=ErrorCode.MALFORMED_PE) from exc
 
     def _verify(self, path: Path, certificates: tuple[bytes, ...]) -> Evidence:
         _, blob = pe.certificate_table(path)

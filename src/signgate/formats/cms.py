@@ -12,7 +12,7 @@ Authenticode, JAR and the TSA share; this module only says what a ``cms`` signat
 from __future__ import annotations
 
 from signgate.crypto.algorithms import KeyAlgorithm
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import Chain, FormatRequest, SignerKey, ToBeSigned
 from signgate.formats.cms_verify import CmsVerifier
 from signgate.formats.raw import DetachedDigest
@@ -32,7 +32,7 @@ def refuse_ed25519(key: SignerKey, what: str) -> None:
     cannot check."""
     if key.algorithm is KeyAlgorithm.ED25519:
         raise InvalidInput(f"{what} signatures with ed25519 keys are not supported; "
-                           "use an ECDSA or RSA key", code="unsupported_format")
+                           "use an ECDSA or RSA key", code=ErrorCode.UNSUPPORTED_FORMAT)
 
 
 class CmsBuilder:

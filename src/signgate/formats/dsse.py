@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.crypto.canonical import canonical_json
 from signgate.crypto.signatures import PublicKey, verify_digest
-from signgate.errors import InvalidInput, VerificationFailed
+from signgate.errors import ErrorCode, InvalidInput, PayloadTooLarge, VerificationFailed
 from signgate.formats.base import Chain, Evidence, FormatRequest, SignerKey, ToBeSigned
 from signgate.formats.files import hash_path, sidecar_token
 from signgate.formats.raw import DetachedDigest
@@ -255,13 +255,14 @@ def _signer(envelope: Envelope, certificates: tuple[bytes, ...]) -> tuple[bytes,
         try:
             key = x509.load_der_x509_certificate(der).public_key()
         except ValueError as exc:
-            raise InvalidInput(f"not a DER certificate: {exc}", code="bad_certificate") from exc
+            raise InvalidInput(f"not a DER certificate: {exc}",
+                               code=ErrorCode.BAD_CERTIFICATE) from exc
         if isinstance(key, PublicKey):
             loaded.append((der, key, keyid_of(key)))
     if not loaded:
         raise InvalidInput("a DSSE envelope carries no certificate: give the signer's "
                            "certificate (signgate key cert PROJECT/NAME)",
-                           code="certificate_required")
+                           code=ErrorCode.CERTIFICATE_REQUIRED)
     message = pae(envelope.payload_type, envelope.payload)
     tried: list[tuple[PublicKey, bytes]] = []
     for keyid, signature in envelope.signatures:
@@ -296,11 +297,11 @@ class DsseVerifier:
                certificates: tuple[bytes, ...]) -> Evidence:
         if signature is None:
             raise InvalidInput("a DSSE envelope is detached: give the .intoto.jsonl file",
-                               code="signature_required")
+                               code=ErrorCode.SIGNATURE_REQUIRED)
         try:
             if signature.stat().st_size > MAX_ENVELOPE_BYTES:
-                raise InvalidInput(f"{signature} is over {MAX_ENVELOPE_BYTES} bytes: not an "
-                                   "envelope signgate wrote", code="payload_too_large")
+                raise PayloadTooLarge(f"{signature} is over {MAX_ENVELOPE_BYTES} bytes: not an "
+                                      "envelope signgate wrote")
             lines = [ln for ln in signature.read_text("utf-8").splitlines() if ln.strip()]
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read {signature}: {exc}") from exc

@@ -36,9 +36,10 @@ from signgate import __version__
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.crypto.digests import CHUNK
 from signgate.errors import (
+    CATALOGUE,
+    ErrorCode,
     InvalidInput,
     PayloadTooLarge,
-    SigngateError,
     Unavailable,
     VerificationFailed,
 )
@@ -90,7 +91,7 @@ class JarLimits:
     def check(self) -> None:
         if self.cancelled is not None and self.cancelled():
             raise Unavailable("the server is shutting down; nothing was signed, send it "
-                              "again", code="shutting_down")
+                              "again", code=ErrorCode.SHUTTING_DOWN)
 
 
 DEFAULT_LIMITS = JarLimits()
@@ -141,9 +142,10 @@ def signer_name(ref: str) -> str:
 
 
 @contextmanager
-def _opened(path: Path, error: type[SigngateError]) -> Iterator[tuple[zipfile.ZipFile, BinaryIO]]:
-    """The JAR as a ZipFile and a raw handle; any zip or zlib failure becomes ``error``
-    naming the file (the zipfile module raises half a dozen exception types)."""
+def _opened(path: Path, corrupt: ErrorCode) -> Iterator[tuple[zipfile.ZipFile, BinaryIO]]:
+    """The JAR as a ZipFile and a raw handle; any zip or zlib failure becomes the error of
+    code ``corrupt`` (``bad_jar`` when signing, ``malformed_jar`` when verifying) naming the
+    file (the zipfile module raises half a dozen exception types)."""
     try:
         f = path.open("rb")
     except OSError as exc:
@@ -153,12 +155,13 @@ def _opened(path: Path, error: type[SigngateError]) -> Iterator[tuple[zipfile.Zi
             zf = zipfile.ZipFile(f)
         except zipfile.BadZipFile as exc:
             raise InvalidInput(f"{path.name} is not a JAR: not a zip archive ({exc})",
-                               code="bad_jar") from None
+                               code=ErrorCode.BAD_JAR) from None
         with zf:
             yield zf, f
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError,
             RuntimeError, struct.error) as exc:
-        raise error(f"{path.name} is a corrupt JAR: {exc}", code="bad_jar") from None
+        raise CATALOGUE[corrupt].cls(f"{path.name} is a corrupt JAR: {exc}",
+                                     code=corrupt) from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
     finally:
@@ -172,7 +175,7 @@ def _java_name(info: zipfile.ZipInfo, what: str) -> tuple[str, bytes]:
         return raw.decode("utf-8"), raw
     except UnicodeDecodeError:
         raise InvalidInput(f"{what}: entry name {info.orig_filename!r} is not UTF-8",
-                           code="bad_jar") from None
+                           code=ErrorCode.BAD_JAR) from None
 
 
 def _entries(zf: zipfile.ZipFile, f: BinaryIO, what: str,
@@ -182,11 +185,11 @@ def _entries(zf: zipfile.ZipFile, f: BinaryIO, what: str,
     infos = zf.infolist()
     if len(infos) > MAX_ENTRIES:
         raise InvalidInput(f"{what} has {len(infos)} entries; at most {MAX_ENTRIES} are "
-                           "supported (no ZIP64)", code="bad_jar")
+                           "supported (no ZIP64)", code=ErrorCode.BAD_JAR)
     if len(infos) > limits.max_entries:
         raise PayloadTooLarge(f"{what} has {len(infos)} entries; this server takes JARs of "
                               f"at most {limits.max_entries} (jar_max_entries)",
-                              code="too_many_entries")
+                              code=ErrorCode.TOO_MANY_ENTRIES)
     seen: set[str] = set()
     declared = 0
     out: list[Entry] = []
@@ -194,30 +197,30 @@ def _entries(zf: zipfile.ZipFile, f: BinaryIO, what: str,
         name, raw = _java_name(info, what)
         if name in seen:
             raise InvalidInput(f"{what} has two entries named {name!r}; a JAR's entry "
-                               "names must be unique", code="bad_jar")
+                               "names must be unique", code=ErrorCode.BAD_JAR)
         seen.add(name)
         if info.flag_bits & 0x1:
-            raise InvalidInput(f"{what}: entry {name!r} is encrypted", code="bad_jar")
+            raise InvalidInput(f"{what}: entry {name!r} is encrypted", code=ErrorCode.BAD_JAR)
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise InvalidInput(f"{what}: entry {name!r} uses compression method "
                                f"{info.compress_type}; Java reads only stored and deflated",
-                               code="bad_jar")
+                               code=ErrorCode.BAD_JAR)
         if max(info.file_size, info.compress_size, info.header_offset) >= MAX_ZIP32:
             raise InvalidInput(f"{what}: entry {name!r} needs ZIP64 (4 GiB or more), which "
-                               "is not supported", code="bad_jar")
+                               "is not supported", code=ErrorCode.BAD_JAR)
         _check_bomb(what, name, info.file_size, info.compress_size, "declares")
         declared += info.file_size
         if declared > MAX_TOTAL_SIZE:
             raise InvalidInput(f"{what} declares more than {MAX_TOTAL_SIZE >> 30} GiB of "
                                "content once inflated: refused as a zip bomb",
-                               code="zip_bomb")
+                               code=ErrorCode.ZIP_BOMB)
         if len(out) % 1024 == 0:
             limits.check()
         f.seek(info.header_offset)
         header = f.read(30)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             raise InvalidInput(f"{what} is a corrupt JAR: bad local header for {name!r}",
-                               code="bad_jar")
+                               code=ErrorCode.BAD_JAR)
         name_len, extra_len = struct.unpack("<HH", header[26:30])
         f.seek(name_len, os.SEEK_CUR)
         local_extra = f.read(extra_len)
@@ -230,11 +233,11 @@ def _check_bomb(what: str, name: str, size: int, compressed: int, verb: str) -> 
     if size > MAX_ENTRY_SIZE:
         raise InvalidInput(f"{what}: entry {name!r} {verb} {size} bytes inflated, over the "
                            f"{MAX_ENTRY_SIZE >> 20} MiB limit: refused as a zip bomb",
-                           code="zip_bomb")
+                           code=ErrorCode.ZIP_BOMB)
     if size > RATIO_FLOOR and size > MAX_RATIO * max(compressed, 1):
         raise InvalidInput(f"{what}: entry {name!r} {verb} {size} bytes from {compressed} "
                            f"compressed (over {MAX_RATIO}:1): refused as a zip bomb",
-                           code="zip_bomb")
+                           code=ErrorCode.ZIP_BOMB)
 
 
 def _hash_entry(zf: zipfile.ZipFile, entry: Entry, algorithms: list[str],
@@ -265,7 +268,7 @@ def _read_small(zf: zipfile.ZipFile, entry: Entry, what: str,
     if entry.info.file_size > limit or len(data) > limit:
         setting = " (jar_max_manifest_bytes)" if limits.configured else ""
         raise PayloadTooLarge(f"{what}: {entry.name} is over the limit of {limit} "
-                              f"bytes{setting}", code="manifest_too_large")
+                              f"bytes{setting}", code=ErrorCode.MANIFEST_TOO_LARGE)
     return data
 
 
@@ -312,7 +315,7 @@ class _ZipWriter:
                  flags: int) -> None:
         if self.offset >= MAX_ZIP32:
             raise InvalidInput("the signed JAR would be over 4 GiB, which needs ZIP64 "
-                               "(not supported)", code="bad_jar")
+                               "(not supported)", code=ErrorCode.BAD_JAR)
         time, date = _dos_time(info.date_time)
         common = struct.pack("<HHHHLLLH", flags, info.compress_type, time, date, info.CRC,
                              info.compress_size, info.file_size, len(raw_name))
@@ -348,7 +351,7 @@ class _ZipWriter:
             chunk = src.read(min(left, CHUNK))
             if not chunk:
                 raise InvalidInput(f"the JAR ends inside entry {entry.name!r}",
-                                   code="bad_jar")
+                                   code=ErrorCode.BAD_JAR)
             self._write(chunk)
             left -= len(chunk)
 
@@ -358,7 +361,7 @@ class _ZipWriter:
             self._write(record)
         if self.offset >= MAX_ZIP32:
             raise InvalidInput("the signed JAR would be over 4 GiB, which needs ZIP64 "
-                               "(not supported)", code="bad_jar")
+                               "(not supported)", code=ErrorCode.BAD_JAR)
         self._write(struct.pack("<LHHHHLLH", 0x06054B50, 0, 0, len(self.central),
                                 len(self.central), self.offset - start, start, len(comment))
                     + comment)
@@ -431,7 +434,7 @@ def _block_extension(block: bytes) -> str:
     except (ValueError, KeyError, TypeError, IndexError):
         pass
     raise InvalidInput("the server's answer is not a JAR signature block (CMS SignedData "
-                       "with an RSA or EC signer)", code="bad_signature")
+                       "with an RSA or EC signer)", code=ErrorCode.BAD_SIGNATURE)
 
 
 class JarClient:
@@ -448,12 +451,12 @@ class JarClient:
         65,535 entries: anything per entry that scans a list makes signing quadratic)."""
         limits = self.limits
         stamp = _stamp(path)
-        with _opened(path, InvalidInput) as (zf, f):
+        with _opened(path, ErrorCode.BAD_JAR) as (zf, f):
             entries = _entries(zf, f, path.name, limits)
             info = key()  # after the cheap checks, before the long read
             if info.algorithm is KeyAlgorithm.ED25519:
                 raise InvalidInput("JAR signatures with ed25519 keys are not supported; use "
-                                   "an ECDSA or RSA key", code="unsupported_format")
+                                   "an ECDSA or RSA key", code=ErrorCode.UNSUPPORTED_FORMAT)
             signer = signer_name(info.ref)
             found = _manifest_entry(entries)
             manifest = mf.existing_manifest(
@@ -481,7 +484,7 @@ class JarClient:
         extension = _block_extension(result)
         if _stamp(path) != plan.stamp:
             raise InvalidInput(f"{path} changed while it was being signed; sign it again",
-                               code="input_changed")
+                               code=ErrorCode.INPUT_CHANGED)
         try:
             mode = path.stat().st_mode & 0o777
         except OSError:
@@ -600,7 +603,7 @@ class JarVerifier:
 
     def verify(self, path: Path, signature: Path | None,
                certificates: tuple[bytes, ...]) -> Evidence:
-        with _opened(path, VerificationFailed) as (zf, f):
+        with _opened(path, ErrorCode.MALFORMED_JAR) as (zf, f):
             entries = _entries(zf, f, path.name)
             found = _manifest_entry(entries)
             if found is None:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 
 MAX_LINE = 72  # bytes per line, terminator excluded (JAR spec, "Line length")
 CRLF = b"\r\n"
@@ -140,7 +140,7 @@ def _attributes(lines: list[bytes], what: str) -> list[tuple[str, str]]:
         if body.startswith(b" "):
             if not joined:
                 raise InvalidInput(f"{what}: a continuation line with nothing to continue",
-                                   code="bad_manifest")
+                                   code=ErrorCode.BAD_MANIFEST)
             joined[-1] += body[1:]
         else:
             joined.append(bytearray(body))
@@ -149,11 +149,12 @@ def _attributes(lines: list[bytes], what: str) -> list[tuple[str, str]]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput(f"{what}: a line is not UTF-8", code="bad_manifest") from None
+            raise InvalidInput(f"{what}: a line is not UTF-8",
+                               code=ErrorCode.BAD_MANIFEST) from None
         header, sep, value = text.partition(": ")
         if not sep or not _HEADER.fullmatch(header):
             raise InvalidInput(f"{what}: invalid header line {text[:60]!r}",
-                               code="bad_manifest")
+                               code=ErrorCode.BAD_MANIFEST)
         out.append((header, value))
     return out
 
@@ -172,15 +173,15 @@ def parse(data: bytes, what: str = "META-INF/MANIFEST.MF") -> Manifest:
     if current:  # the last section without its blank line: add one
         sections.append(Section(_attributes(current, what), b"".join(current) + newline))
     if not sections:
-        raise InvalidInput(f"{what} is empty", code="bad_manifest")
+        raise InvalidInput(f"{what} is empty", code=ErrorCode.BAD_MANIFEST)
     main, rest = sections[0], sections[1:]
     for section in rest:
         if section.attributes and section.name is None:
             raise InvalidInput(f"{what}: a section does not start with Name:",
-                               code="bad_manifest")
+                               code=ErrorCode.BAD_MANIFEST)
     names = [s.name for s in rest if s.name is not None]
     if len(names) != len(set(names)):
-        raise InvalidInput(f"{what}: two sections name the same entry", code="bad_manifest")
+        raise InvalidInput(f"{what}: two sections name the same entry", code=ErrorCode.BAD_MANIFEST)
     return Manifest(main, rest, newline)
 
 

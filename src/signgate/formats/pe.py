@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from signgate.crypto.algorithms import DigestAlgorithm
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import Progress
 from signgate.formats.files import commit_file, temporary_beside
 
@@ -89,7 +89,7 @@ def _bad(path: Path, why: str) -> InvalidInput:
     """Refusal of a malformed PE. ``reason`` (the why alone) lets a verifier say the same
     thing as a failed verification instead (formats/authenticode.py)."""
     return InvalidInput(f"{path.name} is not a PE file signgate can sign: {why}",
-                        code="invalid_pe", reason=why)
+                        code=ErrorCode.INVALID_PE, reason=why)
 
 
 def _read_exact(f: BinaryIO, offset: int, n: int, path: Path, what: str) -> bytes:
@@ -410,7 +410,7 @@ def write_signed(source: Path, unsigned: ImageDigest, signed_data: bytes,
         with source.open("rb") as src, tmp.open("r+b") as dst:
             if parse(src, source) != layout:
                 raise InvalidInput(f"{source} changed while it was being signed; sign it "
-                                   "again", code="artifact_changed")
+                                   "again", code=ErrorCode.ARTIFACT_CHANGED)
             _copy(src, dst, layout.content_end)
             dst.write(bytes(layout.padding))
             dst.write(table)
@@ -485,7 +485,7 @@ def _copy(src: BinaryIO, dst: BinaryIO, length: int) -> None:
         data = src.read(min(CHUNK, length - copied))
         if not data:
             raise InvalidInput("the file shrank while it was being signed",
-                               code="artifact_changed")
+                               code=ErrorCode.ARTIFACT_CHANGED)
         dst.write(data)
         copied += len(data)
     dst.seek(length)

@@ -13,7 +13,7 @@ from cryptography import x509
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.crypto.digests import CHUNK
 from signgate.crypto.signatures import PublicKey, verify_digest
-from signgate.errors import InvalidInput, VerificationFailed
+from signgate.errors import ErrorCode, InvalidInput, VerificationFailed
 from signgate.formats.base import (
     Chain,
     Evidence,
@@ -107,7 +107,7 @@ class RawVerifier:
             # Missing input (exit 7), not a failed verification (8): nothing was checked.
             raise InvalidInput("a raw signature does not name its signer: give the key "
                                "version's certificate (signgate key cert P/N) with "
-                               "--certificate", code="certificate_required")
+                               "--certificate", code=ErrorCode.CERTIFICATE_REQUIRED)
         digests = digests_of(path)
         for der in certificates:
             key = signer_key(der)

@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Mapping
 from functools import cache
 
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import Builder, ClientFormat, Verifier
 
 # name -> module exposing BUILDER and CLIENT
@@ -35,14 +35,14 @@ def check_params(name: str, params: Mapping[str, str]) -> None:
         takes = ", ".join(sorted(known)) if known else "none"
         raise InvalidInput(f"unknown parameter{'s' if len(unknown) > 1 else ''} for format "
                            f"{name}: {', '.join(unknown)} (it takes: {takes})",
-                           code="unknown_params", unknown=unknown)
+                           code=ErrorCode.UNKNOWN_PARAMS, unknown=unknown)
 
 
 def _module_of(name: str) -> object:
     module = MODULES.get(name)
     if module is None:
         raise InvalidInput(f"unknown signature format {name!r}; expected one of "
-                           f"{', '.join(NAMES)}", code="unknown_format")
+                           f"{', '.join(NAMES)}", code=ErrorCode.UNKNOWN_FORMAT)
     return importlib.import_module(module)
 
 
@@ -63,5 +63,5 @@ def verifier(name: str) -> Verifier:
     found: Verifier | None = getattr(_module_of(name), "VERIFIER", None)
     if found is None:
         raise InvalidInput(f"signgate cannot verify {name} signatures yet",
-                           code="unsupported_format")
+                           code=ErrorCode.UNSUPPORTED_FORMAT)
     return found

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.signatures import PublicKey, verify_digest
-from signgate.errors import InvalidInput, VerificationFailed
+from signgate.errors import ErrorCode, InvalidInput, PayloadTooLarge, VerificationFailed
 from signgate.formats.base import Chain, Evidence, FormatRequest, SignerKey, ToBeSigned
 from signgate.formats.cms import token_of
 from signgate.formats.files import hash_path
@@ -96,19 +96,19 @@ class SigstoreBuilder:
             raise InvalidInput(
                 "a Sigstore bundle needs an RFC 3161 timestamp (verifiers check the "
                 "certificate at the time it proves): sign without --no-timestamp",
-                code="timestamp_required")
+                code=ErrorCode.TIMESTAMP_REQUIRED)
         if key.algorithm is KeyAlgorithm.ED25519:
             raise InvalidInput(
                 "Sigstore bundles cannot be made with ed25519 keys: Sigstore verifiers check "
                 "an Ed25519 message signature over the whole artifact, which never reaches "
                 "signgate; use --format dsse (an in-toto attestation) or an ECDSA key",
-                code="unsupported_format")
+                code=ErrorCode.UNSUPPORTED_FORMAT)
         if key.algorithm.is_rsa and key.rsa_padding is not RsaPadding.PKCS1V15:
             raise InvalidInput(
                 f"Sigstore bundles cannot be made with {key.ref}: its RSA key signs with "
                 "PSS, and Sigstore verifiers expect PKCS#1 v1.5 for an RSA certificate; "
                 "use an ECDSA key or an RSA key created with --rsa-padding pkcs1v15",
-                code="unsupported_format")
+                code=ErrorCode.UNSUPPORTED_FORMAT)
 
     def prepare(self, key: SignerKey, request: FormatRequest) -> ToBeSigned:
         return ToBeSigned(request.digest, prehashed=True)
@@ -120,7 +120,7 @@ class SigstoreBuilder:
             raise InvalidInput(
                 "a Sigstore bundle needs an RFC 3161 timestamp (verifiers check the "
                 "certificate at the time it proves): sign without --no-timestamp",
-                code="timestamp_required")
+                code=ErrorCode.TIMESTAMP_REQUIRED)
         assert chain is not None  # needs_chain
         document = bundle(request, signature, chain.leaf, timestamp_token)
         return json.dumps(document, indent=2).encode("utf-8") + b"\n"
@@ -175,8 +175,8 @@ def _tokens(material: dict[str, Any]) -> list[bytes]:
 def load_bundle(signature: Path) -> dict[str, Any]:
     try:
         if signature.stat().st_size > MAX_BUNDLE_BYTES:
-            raise InvalidInput(f"{signature} is over {MAX_BUNDLE_BYTES} bytes: not a bundle "
-                               "signgate wrote", code="payload_too_large")
+            raise PayloadTooLarge(f"{signature} is over {MAX_BUNDLE_BYTES} bytes: not a bundle "
+                                  "signgate wrote")
         data = json.loads(signature.read_bytes())
     except OSError as exc:
         raise InvalidInput(f"cannot read {signature}: {exc.strerror}") from exc
@@ -201,7 +201,7 @@ class SigstoreVerifier:
                certificates: tuple[bytes, ...]) -> Evidence:
         if signature is None:
             raise InvalidInput("a Sigstore bundle is detached: give the .sigstore.json file",
-                               code="signature_required")
+                               code=ErrorCode.SIGNATURE_REQUIRED)
         data = load_bundle(signature)
         if "messageSignature" not in data:
             raise VerificationFailed("the bundle holds a DSSE envelope, not a message "

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.crypto.signatures import rsa_padding_for
-from signgate.errors import ConfigError, KeyStoreError
+from signgate.errors import ConfigError, ErrorCode, KeyStoreError
 from signgate.keystore.base import GeneratedKey, KeyHandle
 
 SCHEME = "soft"
@@ -147,7 +147,7 @@ class SoftwareKeyStore:
         except InvalidTag:
             raise KeyStoreError(
                 f"cannot open key {handle.uri}: wrong master key or tampered key material",
-                code="keystore_unseal_failed",
+                code=ErrorCode.KEYSTORE_UNSEAL_FAILED,
             ) from None
         private = serialization.load_der_private_key(der, password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey

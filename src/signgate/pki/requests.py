@@ -11,7 +11,7 @@ from cryptography import x509 as cx509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.pki.certs import public_key_info, signature_algorithm
 from signgate.pki.cms import DigestSigner
 
@@ -51,11 +51,11 @@ def parse_chain(text: bytes) -> list[cx509.Certificate]:
     try:
         chain = cx509.load_pem_x509_certificates(text)
     except (ValueError, UnsupportedAlgorithm):
-        raise InvalidInput("not a PEM certificate chain", code="bad_certificate") from None
+        raise InvalidInput("not a PEM certificate chain", code=ErrorCode.BAD_CERTIFICATE) from None
     if not chain:
-        raise InvalidInput("no certificate in the chain", code="bad_certificate")
+        raise InvalidInput("no certificate in the chain", code=ErrorCode.BAD_CERTIFICATE)
     if len(chain) > 10:
-        raise InvalidInput("a chain of more than 10 certificates", code="bad_certificate")
+        raise InvalidInput("a chain of more than 10 certificates", code=ErrorCode.BAD_CERTIFICATE)
     return chain
 
 
@@ -69,20 +69,20 @@ def check_imported_chain(chain: list[cx509.Certificate], public_key_der: bytes) 
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
     if leaf_key != public_key_der:
         raise InvalidInput("the certificate is for another key than this key version",
-                           code="certificate_key_mismatch")
+                           code=ErrorCode.CERTIFICATE_KEY_MISMATCH)
     try:
         eku = leaf.extensions.get_extension_for_class(cx509.ExtendedKeyUsage).value
     except cx509.ExtensionNotFound:
         raise InvalidInput("the certificate has no extended key usage; code signing needs "
-                           "codeSigning", code="certificate_not_code_signing") from None
+                           "codeSigning", code=ErrorCode.CERTIFICATE_NOT_CODE_SIGNING) from None
     if cx509.oid.ExtendedKeyUsageOID.CODE_SIGNING not in eku:
         raise InvalidInput("the certificate does not allow code signing (no codeSigning "
-                           "extended key usage)", code="certificate_not_code_signing")
+                           "extended key usage)", code=ErrorCode.CERTIFICATE_NOT_CODE_SIGNING)
     try:
         ku = leaf.extensions.get_extension_for_class(cx509.KeyUsage).value
         if not ku.digital_signature:
             raise InvalidInput("the certificate's key usage lacks digitalSignature",
-                               code="certificate_not_code_signing")
+                               code=ErrorCode.CERTIFICATE_NOT_CODE_SIGNING)
     except cx509.ExtensionNotFound:
         pass
     for child, parent in itertools.pairwise(chain):
@@ -92,4 +92,4 @@ def check_imported_chain(chain: list[cx509.Certificate], public_key_der: bytes) 
             raise InvalidInput(
                 f"'{child.subject.rfc4514_string()}' is not issued by the next certificate "
                 f"in the chain ('{parent.subject.rfc4514_string()}')",
-                code="broken_chain") from None
+                code=ErrorCode.BROKEN_CHAIN) from None

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from signgate.errors import VerificationFailed
+from signgate.errors import ErrorCode, VerificationFailed
 
 _HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
@@ -48,7 +48,7 @@ def parser_message(exc: BaseException) -> str:
 def malformed(what: str, exc: BaseException) -> VerificationFailed:
     """``malformed <what>: <the parser's complaint, one line>``; raise it ``from exc``."""
     return VerificationFailed(f"malformed {what}: {parser_message(exc)}",
-                              code="malformed_signature")
+                              code=ErrorCode.MALFORMED_SIGNATURE)
 
 
 def digest_name(algorithm: cms.DigestAlgorithm) -> str:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 GLOBAL_SCOPE = "*"
@@ -18,7 +18,7 @@ def check_name(kind: str, name: str) -> str:
         raise InvalidInput(
             f"invalid {kind} name {name!r}: use lower-case letters, digits and '-', "
             "starting with a letter or digit, at most 63 characters",
-            code="bad_name",
+            code=ErrorCode.BAD_NAME,
         )
     return name
 
@@ -36,7 +36,7 @@ class Role(enum.StrEnum):
         except ValueError:
             raise InvalidInput(
                 f"unknown role {value!r}; expected admin, signer, approver or auditor",
-                code="unknown_role",
+                code=ErrorCode.UNKNOWN_ROLE,
             ) from None
 
 
@@ -50,7 +50,8 @@ class IdentityKind(enum.StrEnum):
             return cls(value)
         except ValueError:
             raise InvalidInput(
-                f"unknown identity kind {value!r}; expected user or service", code="bad_kind"
+                f"unknown identity kind {value!r}; expected user or service",
+                code=ErrorCode.BAD_KIND
             ) from None
 
 
@@ -73,7 +74,7 @@ class ScanPolicy(enum.StrEnum):
             return cls(value)
         except ValueError:
             raise InvalidInput(f"unknown scan policy {value!r}; expected 'required' or 'off'",
-                               code="unknown_scan_policy") from None
+                               code=ErrorCode.UNKNOWN_SCAN_POLICY) from None
 
 
 @dataclass(frozen=True)

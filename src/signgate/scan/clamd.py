@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from signgate.errors import PayloadTooLarge, ScannerUnavailable
+from signgate.errors import ErrorCode, PayloadTooLarge, ScannerUnavailable
 from signgate.scan.base import Verdict
 
 ENGINE = "clamav"
@@ -66,7 +66,7 @@ def _size_limit(reply: str) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"artifact not scanned: {ENGINE}: it is larger than clamd accepts "
         f"(StreamMaxLength in clamd.conf; clamd said {reply!r}); it cannot be signed",
-        code="scan_size_limit", engine=ENGINE)
+        code=ErrorCode.SCAN_SIZE_LIMIT, engine=ENGINE)
 
 
 class ClamdScanner:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from signgate.errors import Denied, ScannerUnavailable, SigngateError
+from signgate.errors import Denied, ErrorCode, ScannerUnavailable, SigngateError
 from signgate.scan.base import Verdict
 
 
@@ -52,4 +52,4 @@ class ScanOutcome:
             raise self.error
         if self.findings:
             raise Denied(f"{artifact} is refused: {'; '.join(self.findings)}",
-                         code="scan_findings")
+                         code=ErrorCode.SCAN_FINDINGS)

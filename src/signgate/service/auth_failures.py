@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from signgate.audit.model import Action, Outcome, Record
-from signgate.errors import AuthenticationFailed, AuthenticationThrottled
+from signgate.errors import AuthenticationFailed, AuthenticationThrottled, ErrorCode
 from signgate.service.caller import Caller, Target
 
 if TYPE_CHECKING:
@@ -83,10 +83,10 @@ class Verdict:
     error: AuthenticationFailed  # what to answer: 401, or 429 past the limit
 
 
-def failure_reason(exc: AuthenticationFailed) -> tuple[str, str]:
+def failure_reason(exc: AuthenticationFailed) -> tuple[str, ErrorCode]:
     """The (reason, code) the audit entry gives: the truth, which the answer does not."""
     if exc.identity is not None:
-        return f"identity {exc.identity} is disabled", "identity_disabled"
+        return f"identity {exc.identity} is disabled", ErrorCode.IDENTITY_DISABLED
     return REASON, AuthenticationFailed.code
 
 

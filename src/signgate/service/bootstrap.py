@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm
 from signgate.crypto.tokens import new_token, token_hash
-from signgate.errors import ConfigError, Conflict, KeyStoreError
+from signgate.errors import ConfigError, Conflict, ErrorCode, KeyStoreError
 from signgate.keystore.base import KeyHandle
 from signgate.policy.model import GLOBAL_SCOPE, IdentityKind, KeyState, Role, check_name
 from signgate.service.context import Context
@@ -38,8 +38,6 @@ from signgate.store.models import (
     Project,
     VaultEntry,
 )
-
-VAULT_SEALED = "vault_sealed"
 
 
 def bootstrap_admin(ctx: Context, name: str = "admin") -> str:
@@ -86,7 +84,7 @@ def check_vault(ctx: Context) -> None:
         raise ConfigError(
             f"the master key ({ctx.settings.master_key_source}) does not open this "
             f"database's vault: it is not the key this database was initialised with, or "
-            f"the sealed keys were altered ({exc})", code=VAULT_SEALED) from exc
+            f"the sealed keys were altered ({exc})", code=ErrorCode.VAULT_SEALED) from exc
 
 
 def ensure_all(ctx: Context) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
-from signgate.errors import Conflict, InvalidInput, NotFound
+from signgate.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target, require
@@ -25,7 +25,7 @@ MAX_REASON = 500
 def check_sha256(value: str) -> str:
     digest = value.strip().lower()
     if not _SHA256.fullmatch(digest):
-        raise InvalidInput("expected a SHA-256 as 64 hex digits", code="bad_digest")
+        raise InvalidInput("expected a SHA-256 as 64 hex digits", code=ErrorCode.BAD_DIGEST)
     return digest
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 import httpx
 from asn1crypto import cms, tsp
 
-from signgate.errors import KeyStoreError
+from signgate.errors import ErrorCode, KeyStoreError
 from signgate.pki import tsa as rfc3161
 
 log = logging.getLogger("signgate.tsa")
@@ -76,4 +76,4 @@ def fetch(urls: tuple[str, ...], signature: bytes,
                 log.warning("time-stamp authority %s failed: %s", url, exc)
                 failures.append(f"{url}: {exc}")
     raise KeyStoreError("no time-stamp authority answered: " + "; ".join(failures),
-                        code="tsa_unavailable")
+                        code=ErrorCode.TSA_UNAVAILABLE)

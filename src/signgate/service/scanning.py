@@ -34,6 +34,7 @@ from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import (
     Denied,
+    ErrorCode,
     InvalidInput,
     LengthRequired,
     LimitExceeded,
@@ -204,7 +205,7 @@ async def receive(ctx: Context, directory: Path, stream: AsyncIterator[bytes], l
             await streaming.abandon()
         if exc.errno == errno.ENOSPC:
             raise StorageFull("the disk holding the upload spool is full",
-                              code="spool_disk_full") from exc
+                              code=ErrorCode.SPOOL_DISK_FULL) from exc
         raise
     except BaseException:
         spooled.remove()
@@ -219,7 +220,7 @@ async def receive(ctx: Context, directory: Path, stream: AsyncIterator[bytes], l
 
 def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the artifact is larger than the scan limit of {limit} bytes "
-                           "(scan_max_bytes)", code="artifact_too_large")
+                           "(scan_max_bytes)", code=ErrorCode.ARTIFACT_TOO_LARGE)
 
 
 def authorize(ctx: Context, caller: Caller, target: Target,
@@ -291,7 +292,8 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
         return ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts), exc), None
     if client_digest and client_digest.lower() != digest.hex():
         mismatch = InvalidInput("the digest sent does not match the uploaded artifact: "
-                                "signgate signs only what it scanned", code="digest_mismatch")
+                                "signgate signs only what it scanned",
+                                code=ErrorCode.DIGEST_MISMATCH)
         return ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts), mismatch), None
     return outcome, digest
 

@@ -42,6 +42,7 @@ from signgate.errors import (
     AuthenticationFailed,
     Conflict,
     Denied,
+    ErrorCode,
     InvalidInput,
     KeyStoreError,
     NotFound,
@@ -313,7 +314,7 @@ class _Batch:
             if key.scan_required and job.scan is None:
                 raise Denied(f"key {job.ref} signs only artifacts signgate has scanned: "
                              "upload the artifact (signgate sign does, for such keys)",
-                             code="scan_required")
+                             code=ErrorCode.SCAN_REQUIRED)
             now = self.ctx.clock.now()
             builder = formats.builder(job.format)
             request = FormatRequest(alg, digest, job.artifact_name, now,
@@ -350,7 +351,7 @@ class _Batch:
             # refuses that job, recorded like any refusal; the rest of the batch goes on.
             log.exception("signing %s with %s failed", job.artifact_name, job.ref)
             raise Refusal(actor.name, SigngateError(
-                "internal error while signing; nothing was signed", code="internal_error",
+                "internal error while signing; nothing was signed", code=ErrorCode.INTERNAL_ERROR,
             )) from exc
         key.signatures += 1
         self.counts[key.version_id] = self.counts.get(key.version_id, 0) + 1
@@ -434,7 +435,7 @@ class _Batch:
             authority = tsa_authority(self.session)
             if authority is None:
                 raise KeyStoreError("the time-stamp authority is not set up "
-                                    "(restart 'signgate serve')", code="tsa_unavailable")
+                                    "(restart 'signgate serve')", code=ErrorCode.TSA_UNAVAILABLE)
             certificate = certs.load_der(authority_certificate(self.session, authority).der)
             settings = self.ctx.settings
             self.tsa = rfc3161.Authority(
@@ -525,7 +526,7 @@ class _Batch:
                 # The client prepared for the version this rotation retired (OpenPGP names
                 # the key inside what it hashes): keep the rotation, which policy demanded
                 # anyway, so that the client's retry meets the new version.
-                if exc.code != "key_rotated":
+                if exc.code is not ErrorCode.KEY_ROTATED:
                     raise
                 stale = exc
             else:

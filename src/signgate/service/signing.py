@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding, parse_digest
 from signgate.crypto.signatures import load_public_key, verify_digest
-from signgate.errors import Denied, InvalidInput
+from signgate.errors import Denied, ErrorCode, InvalidInput
 from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy
@@ -85,9 +85,11 @@ def decode_signature(text: str) -> bytes:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput("signature must be base64", code="bad_signature_encoding") from None
+        raise InvalidInput("signature must be base64",
+                           code=ErrorCode.BAD_SIGNATURE_ENCODING) from None
     if not raw or len(raw) > 2048:
-        raise InvalidInput("signature has an impossible length", code="bad_signature_length")
+        raise InvalidInput("signature has an impossible length",
+                           code=ErrorCode.BAD_SIGNATURE_LENGTH)
     return raw
 
 

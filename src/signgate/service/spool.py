@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from signgate.errors import LimitExceeded, StorageFull
+from signgate.errors import ErrorCode, LimitExceeded, StorageFull
 
 LOCK_FILE = ".admission"
 PREFIX = "upload-"
@@ -59,12 +59,12 @@ def admit(spool: Path, identity: str, reserve: int, *, per_identity: int,
             raise LimitExceeded(
                 f"identity {identity} already has {mine} uploads in flight, the limit "
                 f"(upload_max_concurrent_per_identity); try again when one has ended",
-                code="too_many_uploads")
+                code=ErrorCode.TOO_MANY_UPLOADS)
         if reserved + reserve > budget:
             raise StorageFull(
                 f"the upload spool cannot take {reserve} more bytes now: uploads in flight "
                 f"have reserved {reserved} of {budget} (upload_spool_max_bytes); try again "
-                "later", code="spool_full")
+                "later", code=ErrorCode.SPOOL_FULL)
         return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{tag}-{reserve}-{os.getpid()}-",
                                      dir=spool))
     finally:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from signgate.errors import ConfigError, Conflict, InvalidInput, Unavailable
+from signgate.errors import ConfigError, Conflict, ErrorCode, InvalidInput, Unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -158,7 +158,7 @@ def _converted() -> Iterator[None]:
     except DataError as exc:  # a value the database cannot hold (NUL in text, overflow)
         reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "bad value"
         raise InvalidInput(f"the request holds a value the database cannot store: {reason}",
-                           code="unstorable_value") from exc
+                           code=ErrorCode.UNSTORABLE_VALUE) from exc
     except OperationalError as exc:
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
     except SQLAlchemyError as exc:

@@ -8,7 +8,7 @@ import base64
 import binascii
 from datetime import UTC, datetime, timedelta
 
-from signgate.errors import Conflict, InvalidInput
+from signgate.errors import Conflict, ErrorCode, InvalidInput
 from signgate.formats.base import Chain, FormatRequest, SignerKey, ToBeSigned
 from signgate.formats.openpgp.codec import (
     SIG_BINARY,
@@ -32,38 +32,38 @@ def check_hashed(key: SignerKey, request: FormatRequest, data: bytes) -> None:
     close to the signing, and nothing the server did not agree to."""
     if len(data) > MAX_HASHED:
         raise InvalidInput(f"the OpenPGP hashed part is limited to {MAX_HASHED} bytes",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     sig_type, algorithm, digest, subpackets = parse_hashed(data)
     pgp_key = key_of(key.public_key_pem, key.created_at)
     if sig_type != SIG_BINARY:
         raise InvalidInput(f"OpenPGP signature type 0x{sig_type:02x}: only binary document "
-                           "signatures (0x00) are made", code="bad_openpgp")
+                           "signatures (0x00) are made", code=ErrorCode.BAD_OPENPGP)
     if algorithm != pgp_key.algorithm:
         raise InvalidInput(f"the hashed part names public-key algorithm {algorithm}, but "
                            f"{key.ref} is {key.algorithm.value} ({pgp_key.algorithm})",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     if digest is not request.digest_algorithm:
         raise InvalidInput(f"the hashed part names {digest.value} but the digest sent is "
-                           f"{request.digest_algorithm.value}", code="bad_openpgp")
+                           f"{request.digest_algorithm.value}", code=ErrorCode.BAD_OPENPGP)
     kinds = [s.kind for s in subpackets]
     if kinds != [SUB_CREATION_TIME, SUB_ISSUER_FINGERPRINT] or any(
             s.critical for s in subpackets):
         raise InvalidInput("the hashed part must hold exactly a signature creation time and "
-                           "an issuer fingerprint, not critical", code="bad_openpgp")
+                           "an issuer fingerprint, not critical", code=ErrorCode.BAD_OPENPGP)
     created, issuer = subpackets[0].body, subpackets[1].body
     if len(created) != 4 or len(issuer) != 21 or issuer[0] != 4:
         raise InvalidInput("malformed creation time or issuer fingerprint subpacket",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     when = datetime.fromtimestamp(int.from_bytes(created, "big"), UTC)
     if abs(when - request.now) > CLOCK_SKEW:
         raise InvalidInput(f"the signature creation time {when.isoformat()} is more than "
                            f"{CLOCK_SKEW.seconds // 60} minutes from the server's clock "
                            f"({request.now.astimezone(UTC).isoformat()})",
-                           code="bad_openpgp_time")
+                           code=ErrorCode.BAD_OPENPGP_TIME)
     if issuer[1:] != pgp_key.fingerprint:
         raise Conflict(f"{ROTATED} (the signature names {issuer[1:].hex().upper()}, but "
                        f"{key.ref} version {key.version} is "
-                       f"{pgp_key.fingerprint.hex().upper()})", code="key_rotated")
+                       f"{pgp_key.fingerprint.hex().upper()})", code=ErrorCode.KEY_ROTATED)
 
 
 class OpenPgpBuilder:
@@ -81,11 +81,12 @@ class OpenPgpBuilder:
         encoded = request.params.get("hashed")
         if not encoded:
             raise InvalidInput("an openpgp signing needs the signature's hashed part "
-                               "(params.hashed, base64)", code="bad_openpgp")
+                               "(params.hashed, base64)", code=ErrorCode.BAD_OPENPGP)
         try:
             hashed = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise InvalidInput("params.hashed is not valid base64", code="bad_openpgp") from exc
+            raise InvalidInput("params.hashed is not valid base64",
+                               code=ErrorCode.BAD_OPENPGP) from exc
         check_hashed(key, request, hashed)
         # The digest already covers data, hashed part and trailer: sign it as it is
         # (for Ed25519 the digest is the EdDSA message, as OpenPGP specifies).

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from signgate.crypto.algorithms import DigestAlgorithm
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import KeyLookup, Prepared, Progress
 from signgate.formats.files import write_atomic
 from signgate.formats.openpgp.codec import (
@@ -55,10 +55,11 @@ class OpenPgpClient:
         try:
             hashed = base64.b64decode(params.get("hashed", ""), validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise InvalidInput("params.hashed is not valid base64", code="bad_openpgp") from exc
+            raise InvalidInput("params.hashed is not valid base64",
+                               code=ErrorCode.BAD_OPENPGP) from exc
         if not hashed:
             raise InvalidInput("an openpgp signing needs the signature's hashed part "
-                               "(params.hashed, base64)", code="bad_openpgp")
+                               "(params.hashed, base64)", code=ErrorCode.BAD_OPENPGP)
         h = hash_file(path, algorithm, None)
         h.update(trailer(hashed))
         return h.digest()

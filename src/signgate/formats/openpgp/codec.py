@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.signatures import PublicKey, load_public_key
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.pki.cms import DigestSigner
 
 # Packet tags (§4.3), signature types (§5.2.1), subpacket types (§5.2.3.1), algorithms (§9).
@@ -84,7 +84,7 @@ class Reader:
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise InvalidInput(f"truncated {self.what}", code="bad_openpgp")
+            raise InvalidInput(f"truncated {self.what}", code=ErrorCode.BAD_OPENPGP)
         out = self.data[self.pos:self.pos + n]
         self.pos += n
         return out
@@ -105,7 +105,7 @@ class Reader:
         if first == 255:
             return self.number(4)
         raise InvalidInput(f"partial body lengths are not supported in {self.what}",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
 
     def mpi(self) -> int:
         bits = self.number(2)
@@ -123,14 +123,14 @@ def read_packets(data: bytes) -> list[tuple[int, bytes]]:
     while not r.done:
         head = r.byte()
         if not head & 0x80:
-            raise InvalidInput("not an OpenPGP packet", code="bad_openpgp")
+            raise InvalidInput("not an OpenPGP packet", code=ErrorCode.BAD_OPENPGP)
         if head & 0x40:
             tag, size = head & 0x3F, r.length()
         else:
             kind = head & 0x03
             if kind == 3:
                 raise InvalidInput("indeterminate packet lengths are not supported",
-                                   code="bad_openpgp")
+                                   code=ErrorCode.BAD_OPENPGP)
             tag, size = (head >> 2) & 0x0F, r.number((1, 2, 4)[kind])
         out.append((tag, r.take(size)))
     return out
@@ -149,7 +149,7 @@ def read_subpackets(area: bytes) -> list[Subpacket]:
     while not r.done:
         size = r.length()
         if size < 1:
-            raise InvalidInput("empty signature subpacket", code="bad_openpgp")
+            raise InvalidInput("empty signature subpacket", code=ErrorCode.BAD_OPENPGP)
         raw = r.take(size)
         out.append(Subpacket(raw[0] & 0x7F, bool(raw[0] & 0x80), raw[1:]))
     return out
@@ -187,7 +187,8 @@ def dearmor(text: str, kind: str) -> bytes:
         first = lines.index(begin) + 1
         last = lines.index(end, first)
     except ValueError:
-        raise InvalidInput(f"no ASCII-armored PGP {kind} found", code="bad_openpgp") from None
+        raise InvalidInput(f"no ASCII-armored PGP {kind} found",
+                           code=ErrorCode.BAD_OPENPGP) from None
     block = lines[first:last]
     body_start = block.index("") + 1 if "" in block else 0  # after the armor headers
     body, check = [], None
@@ -201,10 +202,10 @@ def dearmor(text: str, kind: str) -> bytes:
         crc = None if check is None else base64.b64decode(check, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"the armored PGP {kind} is not valid base64",
-                           code="bad_openpgp") from exc
+                           code=ErrorCode.BAD_OPENPGP) from exc
     if crc is not None and int.from_bytes(crc, "big") != crc24(data):
         raise InvalidInput(f"the armored PGP {kind} fails its CRC-24 check (damaged)",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     return data
 
 
@@ -215,7 +216,7 @@ def _seconds(when: datetime) -> int:
     aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     seconds = int(aware.timestamp())
     if not 0 <= seconds < 2**32:
-        raise InvalidInput("OpenPGP times end in 2106", code="bad_openpgp")
+        raise InvalidInput("OpenPGP times end in 2106", code=ErrorCode.BAD_OPENPGP)
     return seconds
 
 
@@ -228,7 +229,7 @@ def _key_material(public_key: PublicKey) -> tuple[int, bytes]:
         oid = CURVE_OIDS.get(public_key.curve.name)
         if oid is None:
             raise InvalidInput(f"OpenPGP ECDSA over {public_key.curve.name} is not supported",
-                               code="unsupported_format")
+                               code=ErrorCode.UNSUPPORTED_FORMAT)
         point = public_key.public_bytes(serialization.Encoding.X962,
                                         serialization.PublicFormat.UncompressedPoint)
         return PK_ECDSA, bytes([len(oid)]) + oid + mpi(int.from_bytes(point, "big"))
@@ -283,16 +284,16 @@ def refuse_unsupported(algorithm: KeyAlgorithm, rsa_padding: RsaPadding | None,
             and digest.size < 48):
         raise InvalidInput("OpenPGP signatures by ecdsa-p384 keys need a hash at least as "
                            "long as the curve (gpg refuses shorter ones): use --digest "
-                           "sha384 or sha512", code="unsupported_format")
+                           "sha384 or sha512", code=ErrorCode.UNSUPPORTED_FORMAT)
     if algorithm.is_rsa and rsa_padding is RsaPadding.PSS:
         raise InvalidInput("OpenPGP RSA signatures use PKCS#1 v1.5 padding (RFC 4880 "
                            "§5.2.2); this key signs with PSS. Use a key created with "
                            "--rsa-padding pkcs1v15, or an ECDSA or ed25519 key",
-                           code="unsupported_format")
+                           code=ErrorCode.UNSUPPORTED_FORMAT)
     if one_time:
         raise InvalidInput("one-time keys cannot make OpenPGP signatures: the signature "
                            "names its key's fingerprint, which does not exist before the "
-                           "one-time key pair is made", code="unsupported_format")
+                           "one-time key pair is made", code=ErrorCode.UNSUPPORTED_FORMAT)
 
 
 # --- signatures (§5.2.3, §5.2.4) -----------------------------------------------------------
@@ -342,14 +343,14 @@ def parse_hashed(data: bytes) -> tuple[int, int, DigestAlgorithm, list[Subpacket
     version, sig_type, algorithm, hash_id = r.take(4)
     if version != 4:
         raise InvalidInput(f"OpenPGP signature version {version}: only v4 is supported",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     digest = DIGESTS.get(hash_id)
     if digest is None:
         raise InvalidInput(f"OpenPGP hash algorithm {hash_id} is not supported "
-                           "(SHA-256, SHA-384, SHA-512 are)", code="bad_openpgp")
+                           "(SHA-256, SHA-384, SHA-512 are)", code=ErrorCode.BAD_OPENPGP)
     area = r.take(r.number(2))
     if not r.done:
-        raise InvalidInput("the hashed part has trailing bytes", code="bad_openpgp")
+        raise InvalidInput("the hashed part has trailing bytes", code=ErrorCode.BAD_OPENPGP)
     return sig_type, algorithm, digest, read_subpackets(area)
 
 
@@ -375,7 +376,7 @@ def parse_signature(data: bytes) -> ParsedSignature:
     packets = read_packets(data)
     if len(packets) != 1 or packets[0][0] != TAG_SIGNATURE:
         raise InvalidInput("a detached OpenPGP signature holds exactly one signature packet",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     body = packets[0][1]
     r = Reader(body, "OpenPGP signature")
     head = r.take(6)
@@ -386,19 +387,19 @@ def parse_signature(data: bytes) -> ParsedSignature:
     count = {PK_RSA: 1, PK_ECDSA: 2, PK_EDDSA: 2}.get(algorithm)
     if count is None:
         raise InvalidInput(f"OpenPGP public-key algorithm {algorithm} is not supported",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     mpis = tuple(r.mpi() for _ in range(count))
     if not r.done:
-        raise InvalidInput("the signature packet has trailing bytes", code="bad_openpgp")
+        raise InvalidInput("the signature packet has trailing bytes", code=ErrorCode.BAD_OPENPGP)
     created = [s.body for s in hashed_subs if s.kind == SUB_CREATION_TIME]
     if len(created) != 1 or len(created[0]) != 4:
         raise InvalidInput("the signature has no hashed creation time (RFC 4880 §5.2.3.4)",
-                           code="bad_openpgp")
+                           code=ErrorCode.BAD_OPENPGP)
     critical = [s.kind for s in hashed_subs if s.critical
                 and s.kind not in (SUB_CREATION_TIME, SUB_ISSUER_FINGERPRINT)]
     if critical:
         raise InvalidInput(f"the signature has critical subpackets {critical} this verifier "
-                           "does not know (RFC 4880 §5.2.3.1)", code="bad_openpgp")
+                           "does not know (RFC 4880 §5.2.3.1)", code=ErrorCode.BAD_OPENPGP)
     fingerprints = [s.body[1:] for s in hashed_subs
                     if s.kind == SUB_ISSUER_FINGERPRINT and s.body[:1] == b"\x04"]
     key_ids = [s.body for s in hashed_subs + unhashed if s.kind == SUB_ISSUER_KEY_ID]
@@ -415,13 +416,13 @@ def parse_signature(data: bytes) -> ParsedSignature:
 def check_user_id(user_id: str) -> str:
     """A user ID to certify: one line of printable text, at most MAX_USER_ID characters."""
     if not user_id.strip():
-        raise InvalidInput("the OpenPGP user ID must not be empty", code="bad_user_id")
+        raise InvalidInput("the OpenPGP user ID must not be empty", code=ErrorCode.BAD_USER_ID)
     if len(user_id) > MAX_USER_ID:
         raise InvalidInput(f"the OpenPGP user ID is limited to {MAX_USER_ID} characters",
-                           code="bad_user_id")
+                           code=ErrorCode.BAD_USER_ID)
     if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in user_id):
         raise InvalidInput("the OpenPGP user ID must be one line without control characters",
-                           code="bad_user_id")
+                           code=ErrorCode.BAD_USER_ID)
     return user_id
 
 

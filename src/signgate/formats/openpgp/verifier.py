@@ -62,7 +62,8 @@ def _certificate(der: bytes) -> tuple[x509.Certificate, PublicKey] | None:
 
 
 # signgate issues a key version's certificate valid from 5 minutes before the version was
-# made (service/records/authorities.py): from notBefore the OpenPGP key, and so its fingerprint, follows.
+# made (service/records/authorities.py): from notBefore the OpenPGP key, and so its
+# fingerprint, follows.
 CERTIFICATE_BACKDATE = timedelta(minutes=5)
 
 

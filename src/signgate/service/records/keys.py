@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm
-from signgate.errors import Denied, InvalidInput, NotFound
+from signgate.errors import Denied, ErrorCode, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy.model import Actor, check_name
 from signgate.service.context import Context
@@ -26,7 +26,8 @@ from signgate.store.models import Key, KeyVersion, Project, VaultEntry
 def split_ref(ref: str) -> tuple[str, str]:
     project, sep, name = ref.partition("/")
     if not sep:
-        raise InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}", code="bad_key_ref")
+        raise InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}",
+                           code=ErrorCode.BAD_KEY_REF)
     return check_name("project", project), check_name("key", name)
 
 
