@@ -1,5 +1,9 @@
 """A small synchronous client for the signgate API.
 
+Besides one method per endpoint, two calls work on files: :meth:`SigngateClient.sign_file`
+(the whole signing protocol, ``client/sign_file.py``) and :meth:`SigngateClient.verify_file`
+(offline verification against signgate's root or given anchors, ``client/verify_file.py``).
+
 Server errors (RFC 9457 problem+json) come back as the same :class:`SigngateError`
 families the server raised, with the server's sentence as the message.
 """
@@ -8,14 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from signgate import errors
+from signgate.client.offline_verify import Report
+from signgate.client.sign_file import ProgressFactory, SignedFile, sign_file
+from signgate.client.verify_file import http_getter, verify_signed_file
+from signgate.crypto.algorithms import DigestAlgorithm
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 UPLOAD_CHUNK = 1 << 20
@@ -72,6 +82,7 @@ class SigngateClient:
     ) -> None:
         self.url = (url or os.environ.get("SIGNGATE_URL") or DEFAULT_URL).rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._transport = transport
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   transport=transport)
 
@@ -255,3 +266,35 @@ class SigngateClient:
 
     def deny_remove(self, sha256: str) -> Any:
         return self.request("DELETE", f"/api/v1/deny-list/{sha256}")
+
+    # -- files --------------------------------------------------------------------------
+    def sign_file(self, path: Path, key: str, format: str = "raw", *,
+                  digest: DigestAlgorithm = DigestAlgorithm.SHA256,
+                  output: Path | None = None, metadata: Mapping[str, str] | None = None,
+                  artifact_name: str | None = None, upload: bool = False,
+                  timestamp: bool = True, progress: ProgressFactory | None = None,
+                  on_scan: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
+        """Sign the file ``path`` with ``key`` (PROJECT/NAME) in ``format``; the receipt and
+        the paths written. See :func:`signgate.client.sign_file.sign_file`."""
+        return sign_file(self, path, key, format, digest=digest, output=output,
+                         metadata=metadata, artifact_name=artifact_name, upload=upload,
+                         timestamp=timestamp, progress=progress, on_scan=on_scan)
+
+    def verify_file(self, path: Path, signature: Path | None = None,
+                    format: str | None = None, *, ca_files: Sequence[Path] = (),
+                    certificate_files: Sequence[Path] = (), crl_files: Sequence[Path] = (),
+                    check_revocation: bool = True,
+                    allow_untimestamped: bool = False) -> Report:
+        """Verify the signed file ``path`` offline: chain to ``ca_files`` (default:
+        signgate's root, fetched from this server), timestamp, revocation. A Report; its
+        ``valid`` is False, with the reason, when the signature does not hold."""
+        return verify_signed_file(
+            path, signature, format, ca_files=ca_files, root=self.root_certificate,
+            certificate_files=certificate_files, crl_files=crl_files, server_url=self.url,
+            get=http_getter(self._transport), check_revocation=check_revocation,
+            allow_untimestamped=allow_untimestamped)
+
+    def root_certificate(self) -> bytes:
+        """signgate's root CA certificate, DER."""
+        pem = str(self.ca_certificate()["pem"])
+        return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
