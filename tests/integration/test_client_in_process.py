@@ -98,7 +98,13 @@ def test_sign_file_raw_writes_signature_and_timestamp(app: App, tmp_path: Path) 
                          str(signed.signature_path), str(artifact)],
                         capture_output=True, text=True)
     assert ok.stdout.strip() == "Verified OK", ok
+    with app.client(app.signer_token) as c:
+        online = c.verify_raw_file(artifact, signed.signature_path, "inproc/ec")
+    assert online.valid, online.reason
+    assert "version 1" in online.reason
     artifact.write_bytes(b"tampered")
+    with app.client(app.signer_token) as c:
+        assert not c.verify_raw_file(artifact, signed.signature_path, "inproc/ec").valid
     bad = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(public), "-signature",
                           str(signed.signature_path), str(artifact)],
                          capture_output=True, text=True)
@@ -177,6 +183,19 @@ def test_cli_sign_in_process(app: App, tmp_path: Path) -> None:
     code, out, err = app.cli("verify", str(artifact), token=app.signer_token)
     assert code == 0, err
     assert out.startswith("tool.zip: valid")
+    code, out, err = app.cli("sign", str(artifact), "--key", "inproc/ec", "--no-progress",
+                             token=app.signer_token)
+    assert code == 0, err
+    assert f"-> {tmp_path / 'tool.zip.sig'} (raw, signature " in out
+    raw = ("verify", str(artifact), "--key", "inproc/ec", "--signature",
+           str(tmp_path / "tool.zip.sig"), "--json")
+    code, out, err = app.cli(*raw, token=app.signer_token)
+    assert code == 0, err
+    assert json.loads(out)["valid"] is True
+    artifact.write_bytes(artifact.read_bytes() + b"!")
+    code, out, err = app.cli(*raw, token=app.signer_token)
+    assert code == 8
+    assert json.loads(out)["valid"] is False
     code, out, err = app.cli("sign", str(artifact), "--key", "inproc/ec",
                              token=app.outsider_token)
     assert code == 4  # Denied

@@ -5,7 +5,6 @@ The signing protocol is ``client/sign_file.py``'s and the verification's is
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
@@ -19,12 +18,10 @@ from signgate.cli.files import progress_bar
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.cli.usage import Choice
 from signgate.client.offline_verify import Report
-from signgate.client.verify_file import http_getter, verify_signed_file
+from signgate.client.verify_file import http_getter, verify_raw_file, verify_signed_file
 from signgate.crypto.algorithms import DigestAlgorithm
-from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
-from signgate.formats.files import hash_path
 
 DIGESTS = Choice([d.value for d in DigestAlgorithm])
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -210,24 +207,13 @@ def _verify_raw(file: Path, sig_path: Path | None, ref: str | None, public_key: 
         raise InvalidInput("give at most one of --key PROJECT/NAME or --public-key PEM")
     if sig_path is None:
         raise InvalidInput("--signature is required with --key or --public-key")
-    algorithm = DigestAlgorithm(digest_name)
-    with progress_bar(file, "hashing", not as_json) as progress:
-        digest = hash_path(file, algorithm, progress)
-    signature = sig_path.read_bytes()
-    if ref is not None:
-        with make_client(url, token_file) as c:
-            result = c.verify_digest(ref, algorithm.value, digest.hex(),
-                                     base64.b64encode(signature).decode())
-        valid, reason = bool(result["valid"]), str(result["reason"])
-    else:
-        assert public_key is not None
-        key = load_public_key(public_key.read_bytes())
-        valid = verify_digest(key, None, algorithm, digest, signature)
-        reason = (f"valid: signed by the holder of {public_key.name}" if valid
-                  else f"the signature does not match {public_key.name} for this file")
-        result = {"valid": valid, "reason": reason, "public_key": str(public_key)}
+    verdict = verify_raw_file(
+        file, sig_path, DigestAlgorithm(digest_name), key=ref,
+        connect=lambda: make_client(url, token_file), public_key=public_key,
+        progress=lambda stage, path: progress_bar(path, stage, not as_json))
+    valid, reason = verdict.valid, verdict.reason
     if as_json:
-        emit_json(result)
+        emit_json(verdict.answer)
         if not valid:
             raise SystemExit(8)
         return

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +25,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from signgate import errors
 from signgate.client.offline_verify import Report
 from signgate.client.sign_file import ProgressFactory, SignedFile, sign_file
-from signgate.client.verify_file import http_getter, verify_signed_file
+from signgate.client.verify_file import (
+    RawVerdict,
+    http_getter,
+    verify_raw_file,
+    verify_signed_file,
+)
 from signgate.crypto.algorithms import DigestAlgorithm
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -293,6 +299,14 @@ class SigngateClient:
             certificate_files=certificate_files, crl_files=crl_files, server_url=self.url,
             get=http_getter(self._transport), check_revocation=check_revocation,
             allow_untimestamped=allow_untimestamped)
+
+    def verify_raw_file(self, path: Path, signature: Path, key: str,
+                        digest: DigestAlgorithm = DigestAlgorithm.SHA256,
+                        progress: ProgressFactory | None = None) -> RawVerdict:
+        """Check a raw signature of ``path`` against ``key``'s versions and revocation
+        state on the server (which version signed, and whether before a compromise)."""
+        return verify_raw_file(path, signature, digest, key=key,
+                               connect=lambda: nullcontext(self), progress=progress)
 
     def root_certificate(self) -> bytes:
         """signgate's root CA certificate, DER."""

@@ -61,7 +61,8 @@ class SignedFile:
         return dict(self.receipt) | extra
 
 
-def _no_progress(_stage: str, _path: Path) -> AbstractContextManager[Progress | None]:
+def no_progress(_stage: str, _path: Path) -> AbstractContextManager[Progress | None]:
+    """The progress callback of a caller that shows none."""
     return nullcontext(None)
 
 
@@ -94,7 +95,7 @@ def sign_file(client: SigngateClient, path: Path, ref: str, fmt: str = "raw", *,
     called with the scan result of an upload, before the result is written. Refusals raise
     the :class:`~signgate.errors.SigngateError` the server raised."""
     side = formats.client(fmt)
-    progress = progress or _no_progress
+    progress = progress or no_progress
     name = artifact_name or path.name
     # Refused here exactly as the signing would be, before any hashing or uploading.
     policy = client.sign_policy(ref, name)

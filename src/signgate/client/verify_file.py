@@ -6,12 +6,19 @@ and CRLs are read from files (PEM or DER; a Sigstore ``trusted_root.json`` suppl
 and intermediates), and the decision itself is :func:`offline_verify.verify_file`'s. CRLs
 that are not given are fetched from the certificates' distribution points, falling back to
 the signgate server the client talks to.
+
+A raw signature names no signer: :func:`verify_raw_file` checks it online against a key's
+versions and revocation state, or locally against a bare public key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import base64
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from cryptography import x509
@@ -26,7 +33,14 @@ from signgate.client.offline_verify import (
     sigstore_trust,
 )
 from signgate.client.offline_verify import verify_file as judge
+from signgate.client.sign_file import ProgressFactory, no_progress
+from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput
+from signgate.formats.files import hash_path
+
+if TYPE_CHECKING:
+    from signgate.client.client import SigngateClient
 
 # The server's root certificate (DER), when no trust anchor is given.
 RootFetch = Callable[[], bytes]
@@ -121,3 +135,40 @@ def verify_signed_file(path: Path, signature: Path | None = None, fmt: str | Non
                  (*load_certificates(certificate_files), *intermediates), crls,
                  server_fallback(server_url, get or http_getter()),
                  check_revocation=check_revocation, allow_untimestamped=allow_untimestamped)
+
+
+@dataclass(frozen=True)
+class RawVerdict:
+    """Whether a raw signature holds, why, and the whole answer (``verify --json``)."""
+
+    valid: bool
+    reason: str
+    answer: Mapping[str, Any]
+
+
+def verify_raw_file(path: Path, signature: Path, digest: DigestAlgorithm, *,
+                    key: str | None = None,
+                    connect: Callable[[], AbstractContextManager[SigngateClient]] | None = None,
+                    public_key: Path | None = None,
+                    progress: ProgressFactory | None = None) -> RawVerdict:
+    """Check the raw ``signature`` of ``path``: online against ``key`` (PROJECT/NAME, through
+    the client ``connect()`` gives; says which version signed and whether the key was
+    compromised first), else with the PEM ``public_key``. The file is hashed first, so that
+    nothing is asked of the server before the local work is done."""
+    with (progress or no_progress)("hashing", path) as bar:
+        value = hash_path(path, digest, bar)
+    signed = signature.read_bytes()
+    if key is not None:
+        if connect is None:
+            raise InvalidInput("checking a raw signature against a key needs a server")
+        with connect() as client:
+            result = client.verify_digest(key, digest.value, value.hex(),
+                                          base64.b64encode(signed).decode())
+        return RawVerdict(bool(result["valid"]), str(result["reason"]), result)
+    if public_key is None:
+        raise InvalidInput("give a key (PROJECT/NAME) or a public key (PEM)")
+    valid = verify_digest(load_public_key(public_key.read_bytes()), None, digest, value, signed)
+    reason = (f"valid: signed by the holder of {public_key.name}" if valid
+              else f"the signature does not match {public_key.name} for this file")
+    return RawVerdict(valid, reason,
+                      {"valid": valid, "reason": reason, "public_key": str(public_key)})
