@@ -15,23 +15,18 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from signgate import errors
-from signgate.client.offline_verify import Report
-from signgate.client.sign_file import ProgressFactory, SignedFile, sign_file
-from signgate.client.verify_file import (
-    RawVerdict,
-    http_getter,
-    verify_raw_file,
-    verify_signed_file,
-)
-from signgate.crypto.algorithms import DigestAlgorithm
+
+if TYPE_CHECKING:
+    from signgate.client.offline_verify import Report
+    from signgate.client.sign_file import ProgressFactory, SignedFile
+    from signgate.client.verify_file import RawVerdict
+    from signgate.crypto.algorithms import DigestAlgorithm
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 UPLOAD_CHUNK = 1 << 20
@@ -275,16 +270,22 @@ class SigngateClient:
 
     # -- files --------------------------------------------------------------------------
     def sign_file(self, path: Path, key: str, format: str = "raw", *,
-                  digest: DigestAlgorithm = DigestAlgorithm.SHA256,
-                  output: Path | None = None, metadata: Mapping[str, str] | None = None,
+                  digest: DigestAlgorithm | None = None, output: Path | None = None,
+                  metadata: Mapping[str, str] | None = None,
                   artifact_name: str | None = None, upload: bool = False,
                   timestamp: bool = True, progress: ProgressFactory | None = None,
                   on_scan: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
-        """Sign the file ``path`` with ``key`` (PROJECT/NAME) in ``format``; the receipt and
-        the paths written. See :func:`signgate.client.sign_file.sign_file`."""
-        return sign_file(self, path, key, format, digest=digest, output=output,
-                         metadata=metadata, artifact_name=artifact_name, upload=upload,
-                         timestamp=timestamp, progress=progress, on_scan=on_scan)
+        """Sign the file ``path`` with ``key`` (PROJECT/NAME) in ``format`` (``digest``:
+        SHA-256 unless given); the receipt and the paths written. See
+        :func:`signgate.client.sign_file.sign_file`."""
+        # The file calls are imported when used: they pull in the formats and pki, which
+        # the other commands of a short-lived CLI process do not need (cli/main.py).
+        from signgate.client.sign_file import sign_file
+        from signgate.crypto.algorithms import DigestAlgorithm
+
+        return sign_file(self, path, key, format, digest=digest or DigestAlgorithm.SHA256,
+                         output=output, metadata=metadata, artifact_name=artifact_name,
+                         upload=upload, timestamp=timestamp, progress=progress, on_scan=on_scan)
 
     def verify_file(self, path: Path, signature: Path | None = None,
                     format: str | None = None, *, ca_files: Sequence[Path] = (),
@@ -294,6 +295,8 @@ class SigngateClient:
         """Verify the signed file ``path`` offline: chain to ``ca_files`` (default:
         signgate's root, fetched from this server), timestamp, revocation. A Report; its
         ``valid`` is False, with the reason, when the signature does not hold."""
+        from signgate.client.verify_file import http_getter, verify_signed_file
+
         return verify_signed_file(
             path, signature, format, ca_files=ca_files, root=self.root_certificate,
             certificate_files=certificate_files, crl_files=crl_files, server_url=self.url,
@@ -301,14 +304,20 @@ class SigngateClient:
             allow_untimestamped=allow_untimestamped)
 
     def verify_raw_file(self, path: Path, signature: Path, key: str,
-                        digest: DigestAlgorithm = DigestAlgorithm.SHA256,
+                        digest: DigestAlgorithm | None = None,
                         progress: ProgressFactory | None = None) -> RawVerdict:
         """Check a raw signature of ``path`` against ``key``'s versions and revocation
         state on the server (which version signed, and whether before a compromise)."""
-        return verify_raw_file(path, signature, digest, key=key,
+        from signgate.client.verify_file import verify_raw_file
+        from signgate.crypto.algorithms import DigestAlgorithm
+
+        return verify_raw_file(path, signature, digest or DigestAlgorithm.SHA256, key=key,
                                connect=lambda: nullcontext(self), progress=progress)
 
     def root_certificate(self) -> bytes:
         """signgate's root CA certificate, DER."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
         pem = str(self.ca_certificate()["pem"])
         return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
