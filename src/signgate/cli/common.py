@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
+import httpx
 
 from signgate.client.client import DEFAULT_URL, SigngateClient
 from signgate.errors import AuthenticationFailed, ConfigError
@@ -54,5 +55,13 @@ def check_url(url: str) -> str:
     return url
 
 
+def injected_transport() -> httpx.BaseTransport | None:
+    """An HTTP transport given as the click context's object (``CliRunner().invoke(cli,
+    args, obj=transport)``): the CLI then talks to an in-process app. None when run."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_object(httpx.BaseTransport) if ctx is not None else None
+
+
 def make_client(url: str, token_file: Path | None) -> SigngateClient:
-    return SigngateClient(check_url(url), read_token(token_file))
+    return SigngateClient(check_url(url), read_token(token_file),
+                          transport=injected_transport())

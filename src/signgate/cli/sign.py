@@ -1,38 +1,27 @@
-"""signgate sign | verify"""
+"""signgate sign | verify: parse the arguments, make one client call, render the result.
+
+The signing protocol is ``client/sign_file.py``'s and the verification's is
+``client/verify_file.py``'s, shared with Python users of :class:`SigngateClient`."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
-from cryptography import x509 as cx509
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from signgate.cli.common import client_options, make_client
-from signgate.cli.files import progress_bar, write_atomic
+from signgate.cli.common import client_options, injected_transport, make_client
+from signgate.cli.files import progress_bar
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.cli.usage import Choice
-from signgate.client.client import SigngateClient
-from signgate.client.offline_verify import (
-    Report,
-    default_signature,
-    detect_format,
-    load_crls,
-    server_fallback,
-    sigstore_trust,
-    verify_file,
-)
-from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
-from signgate.crypto.signatures import load_public_key, verify_digest
-from signgate.errors import ErrorCode, InvalidInput, SigngateError, VerificationFailed
+from signgate.client.offline_verify import Report
+from signgate.client.verify_file import http_getter, verify_raw_file, verify_signed_file
+from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.errors import InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
-from signgate.formats.base import PublicKeyInfo
-from signgate.formats.files import hash_path
 
 DIGESTS = Choice([d.value for d in DigestAlgorithm])
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -59,24 +48,9 @@ FORMAT_HELP = (
 )
 
 
-def _engines(scan: dict[str, Any]) -> str:
+def _engines(scan: Mapping[str, Any]) -> str:
     return ", ".join(f"{e['engine']} {e['engine_version']}".strip()
                      for e in scan.get("engines", [])) or "no engine"
-
-
-def _key_info(c: SigngateClient, ref: str, one_time: bool) -> PublicKeyInfo:
-    """The key's current version, for formats whose signed data names the key."""
-    if one_time:
-        raise InvalidInput(f"{ref} is a one-time key: its key pair does not exist until it "
-                           "signs, and this format must name the key before that; use "
-                           "another format or key", code=ErrorCode.UNSUPPORTED_FORMAT)
-    view = c.public_key(ref)
-    return PublicKeyInfo(
-        ref=ref, version=int(view["version"]), algorithm=KeyAlgorithm(view["algorithm"]),
-        rsa_padding=RsaPadding(view["rsa_padding"]) if view.get("rsa_padding") else None,
-        public_key_pem=str(view["public_key_pem"]),
-        created_at=datetime.fromisoformat(view["created_at"]),
-    )
 
 
 @click.command("sign")
@@ -110,106 +84,40 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
     requires a scan: then FILE is uploaded, scanned and hashed by signgate. The private key
     never leaves the server. --json prints the receipt."""
     metadata = _metadata(meta)
-    algorithm = DigestAlgorithm(digest_name)
-    side = formats.client(fmt)
     show = not no_progress and not as_json
+
+    def scanned(scan: Mapping[str, Any]) -> None:
+        if not as_json:
+            click.echo(f"scanned {file.name}: {scan.get('verdict', '?')} "
+                       f"({_engines(scan)})", err=True)
+
     with make_client(url, token_file) as c:
-        # Refused here exactly as the signing would be, before any hashing or uploading.
-        policy = c.sign_policy(ref, artifact_name or file.name)
-        upload = upload or bool(policy["scan_required"])
-        with progress_bar(file, "hashing", show) as progress:
-            prepared = side.prepare(file, algorithm, progress,
-                                    lambda: _key_info(c, ref, bool(policy["one_time"])))
-        name = artifact_name or file.name
-        request: dict[str, Any] = {"artifact_name": name, "format": fmt,
-                   "digest_algorithm": prepared.digest_algorithm.value,
-                   "digest": prepared.digest.hex(), "metadata": metadata,
-                   "params": prepared.params, "timestamp": timestamp}
-        if upload:
-            with progress_bar(file, "uploading", show) as progress:
-                result = c.sign_upload(ref, file, request, progress)
-            scan = result["receipt"].get("scan") or {}
-            if not as_json:
-                click.echo(f"scanned {file.name}: {scan.get('verdict', '?')} "
-                           f"({_engines(scan)})", err=True)
-        else:
-            result = c.sign_digest(ref, prepared.digest_algorithm.value,
-                                   prepared.digest.hex(), name, metadata, timestamp, fmt,
-                                   prepared.params)
-    out = output or (file if side.embedded else file.with_name(file.name + side.suffix))
-    side.finish(file, prepared, base64.b64decode(result["signature"]), out)
-    receipt = result["receipt"]
-    extra: dict[str, str] = {"signature_file": str(out), "format": fmt}
-    if result.get("certificate"):  # one-time key: the only place its certificate lives
-        pem_path = out.with_name(out.name + ".pem")
-        write_atomic(pem_path, result["certificate"].encode("ascii"))
-        extra["certificate_file"] = str(pem_path)
-    if result.get("timestamp") and not formats.builder(fmt).embeds_timestamp:
-        tsr = out.with_name(out.name + ".tsr")
-        write_atomic(tsr, base64.b64decode(result["timestamp"]))
-        extra["timestamp_file"] = str(tsr)
+        signed = c.sign_file(file, ref, fmt, digest=DigestAlgorithm(digest_name),
+                             output=output, metadata=metadata, artifact_name=artifact_name,
+                             upload=upload, timestamp=timestamp,
+                             progress=lambda stage, path: progress_bar(path, stage, show),
+                             on_scan=scanned)
+    receipt = signed.receipt
     if as_json:
-        emit_json(receipt | extra)
+        emit_json(signed.summary())
     else:
         stamped = ""
         if receipt.get("timestamp_time"):
-            where = extra.get("timestamp_file", "embedded")
+            where = str(signed.timestamp_path or "embedded")
             stamped = f", timestamped {receipt['timestamp_time']} ({where})"
         click.echo(f"signed {file.name} with {receipt['key']} version "
-                   f"{receipt['key_version']} -> {out} ({fmt}, signature "
+                   f"{receipt['key_version']} -> {signed.signature_path} ({fmt}, signature "
                    f"{receipt['signature_id']}){stamped}")
 
 
-def _pem_certificates(paths: tuple[Path, ...]) -> tuple[bytes, ...]:
-    out: list[bytes] = []
-    for path in paths:
-        try:
-            data = path.read_bytes()
-            certs = (cx509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
-                     else [cx509.load_der_x509_certificate(data)])
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-        except ValueError:
-            raise InvalidInput(f"{path} holds no certificate (PEM or DER)") from None
-        out += [c.public_bytes(Encoding.DER) for c in certs]
-    return tuple(out)
-
-
-def _anchors(ca_files: tuple[Path, ...], url: str, token_file: Path | None
-             ) -> tuple[list[bytes], list[bytes]]:
-    """Trust anchors, and intermediates that came with them (a Sigstore trusted root)."""
-    if ca_files:
-        anchors: list[bytes] = []
-        intermediates: list[bytes] = []
-        for path in ca_files:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-            if data.lstrip().startswith(b"{"):
-                more, between = sigstore_trust(data)
-                anchors += more
-                intermediates += between
-            else:
-                anchors += _pem_certificates((path,))
-        return anchors, intermediates
+def _server_root(url: str, token_file: Path | None) -> bytes:
+    """signgate's root, the trust anchor when no --ca is given."""
     try:
         with make_client(url, token_file) as c:
-            pem = c.ca_certificate()["pem"]
+            return c.root_certificate()
     except SigngateError as exc:
         raise InvalidInput(f"no trust anchor: give --ca ROOT.pem (from 'signgate ca cert'); "
                            f"fetching signgate's root failed: {exc}") from None
-    return [cx509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)], []
-
-
-def _http_get(url: str) -> bytes:
-    try:
-        response = httpx.get(url, timeout=10, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        raise OSError(str(exc)) from exc
-    if response.status_code != 200:
-        raise OSError(f"{url}: HTTP {response.status_code}")
-    return response.content
 
 
 def _print_report(file: Path, report: Report) -> None:
@@ -272,23 +180,11 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
     if ref is not None or public_key is not None:
         _verify_raw(file, sig_path, ref, public_key, digest_name, url, token_file, as_json)
         return
-    fmt = fmt or detect_format(file, sig_path)
-    signature = sig_path or default_signature(file, fmt)
-    if signature is not None and not signature.exists():
-        raise InvalidInput(f"no signature {signature}; give --signature")
-    crls = []
-    for path in crl_files:
-        try:
-            crls += load_crls(path.read_bytes())
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-        except InvalidInput:
-            raise InvalidInput(f"{path} is not a CRL (DER or PEM)") from None
-    anchors, intermediates = _anchors(ca_files, url, token_file)
-    report = verify_file(
-        file, signature, fmt, anchors, (*_pem_certificates(cert_files), *intermediates), crls,
-        server_fallback(url, _http_get),
-        check_revocation=not no_revocation_check, allow_untimestamped=allow_untimestamped)
+    report = verify_signed_file(
+        file, sig_path, fmt, ca_files=ca_files, root=lambda: _server_root(url, token_file),
+        certificate_files=cert_files, crl_files=crl_files, server_url=url,
+        get=http_getter(injected_transport()), check_revocation=not no_revocation_check,
+        allow_untimestamped=allow_untimestamped)
     if report.valid and allow_untimestamped and report.timestamped_at is None:
         click.echo(f"signgate: warning: {file.name} has no timestamp; its certificate was "
                    "judged at the current time (--insecure-allow-untimestamped)", err=True)
@@ -311,24 +207,13 @@ def _verify_raw(file: Path, sig_path: Path | None, ref: str | None, public_key: 
         raise InvalidInput("give at most one of --key PROJECT/NAME or --public-key PEM")
     if sig_path is None:
         raise InvalidInput("--signature is required with --key or --public-key")
-    algorithm = DigestAlgorithm(digest_name)
-    with progress_bar(file, "hashing", not as_json) as progress:
-        digest = hash_path(file, algorithm, progress)
-    signature = sig_path.read_bytes()
-    if ref is not None:
-        with make_client(url, token_file) as c:
-            result = c.verify_digest(ref, algorithm.value, digest.hex(),
-                                     base64.b64encode(signature).decode())
-        valid, reason = bool(result["valid"]), str(result["reason"])
-    else:
-        assert public_key is not None
-        key = load_public_key(public_key.read_bytes())
-        valid = verify_digest(key, None, algorithm, digest, signature)
-        reason = (f"valid: signed by the holder of {public_key.name}" if valid
-                  else f"the signature does not match {public_key.name} for this file")
-        result = {"valid": valid, "reason": reason, "public_key": str(public_key)}
+    verdict = verify_raw_file(
+        file, sig_path, DigestAlgorithm(digest_name), key=ref,
+        connect=lambda: make_client(url, token_file), public_key=public_key,
+        progress=lambda stage, path: progress_bar(path, stage, not as_json))
+    valid, reason = verdict.valid, verdict.reason
     if as_json:
-        emit_json(result)
+        emit_json(verdict.answer)
         if not valid:
             raise SystemExit(8)
         return

@@ -1,5 +1,9 @@
 """A small synchronous client for the signgate API.
 
+Besides one method per endpoint, two calls work on files: :meth:`SigngateClient.sign_file`
+(the whole signing protocol, ``client/sign_file.py``) and :meth:`SigngateClient.verify_file`
+(offline verification against signgate's root or given anchors, ``client/verify_file.py``).
+
 Server errors (RFC 9457 problem+json) come back as the very :class:`SigngateError` class
 the server raised, rebuilt from the problem's ``code`` through ``errors.CATALOGUE``, with
 that code and the server's sentence as the message (:func:`_error_from`).
@@ -9,14 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from signgate import errors
+
+if TYPE_CHECKING:
+    from signgate.client.offline_verify import Report
+    from signgate.client.sign_file import ProgressFactory, SignedFile
+    from signgate.client.verify_file import RawVerdict
+    from signgate.crypto.algorithms import DigestAlgorithm
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 UPLOAD_CHUNK = 1 << 20
@@ -80,6 +91,7 @@ class SigngateClient:
     ) -> None:
         self.url = (url or os.environ.get("SIGNGATE_URL") or DEFAULT_URL).rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._transport = transport
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   transport=transport)
 
@@ -263,3 +275,57 @@ class SigngateClient:
 
     def deny_remove(self, sha256: str) -> Any:
         return self.request("DELETE", f"/api/v1/deny-list/{sha256}")
+
+    # -- files --------------------------------------------------------------------------
+    def sign_file(self, path: Path, key: str, format: str = "raw", *,
+                  digest: DigestAlgorithm | None = None, output: Path | None = None,
+                  metadata: Mapping[str, str] | None = None,
+                  artifact_name: str | None = None, upload: bool = False,
+                  timestamp: bool = True, progress: ProgressFactory | None = None,
+                  on_scan: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
+        """Sign the file ``path`` with ``key`` (PROJECT/NAME) in ``format`` (``digest``:
+        SHA-256 unless given); the receipt and the paths written. See
+        :func:`signgate.client.sign_file.sign_file`."""
+        # The file calls are imported when used: they pull in the formats and pki, which
+        # the other commands of a short-lived CLI process do not need (cli/main.py).
+        from signgate.client.sign_file import sign_file
+        from signgate.crypto.algorithms import DigestAlgorithm
+
+        return sign_file(self, path, key, format, digest=digest or DigestAlgorithm.SHA256,
+                         output=output, metadata=metadata, artifact_name=artifact_name,
+                         upload=upload, timestamp=timestamp, progress=progress, on_scan=on_scan)
+
+    def verify_file(self, path: Path, signature: Path | None = None,
+                    format: str | None = None, *, ca_files: Sequence[Path] = (),
+                    certificate_files: Sequence[Path] = (), crl_files: Sequence[Path] = (),
+                    check_revocation: bool = True,
+                    allow_untimestamped: bool = False) -> Report:
+        """Verify the signed file ``path`` offline: chain to ``ca_files`` (default:
+        signgate's root, fetched from this server), timestamp, revocation. A Report; its
+        ``valid`` is False, with the reason, when the signature does not hold."""
+        from signgate.client.verify_file import http_getter, verify_signed_file
+
+        return verify_signed_file(
+            path, signature, format, ca_files=ca_files, root=self.root_certificate,
+            certificate_files=certificate_files, crl_files=crl_files, server_url=self.url,
+            get=http_getter(self._transport), check_revocation=check_revocation,
+            allow_untimestamped=allow_untimestamped)
+
+    def verify_raw_file(self, path: Path, signature: Path, key: str,
+                        digest: DigestAlgorithm | None = None,
+                        progress: ProgressFactory | None = None) -> RawVerdict:
+        """Check a raw signature of ``path`` against ``key``'s versions and revocation
+        state on the server (which version signed, and whether before a compromise)."""
+        from signgate.client.verify_file import verify_raw_file
+        from signgate.crypto.algorithms import DigestAlgorithm
+
+        return verify_raw_file(path, signature, digest or DigestAlgorithm.SHA256, key=key,
+                               connect=lambda: nullcontext(self), progress=progress)
+
+    def root_certificate(self) -> bytes:
+        """signgate's root CA certificate, DER."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        pem = str(self.ca_certificate()["pem"])
+        return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)

@@ -1,0 +1,132 @@
+"""Sign one file: the client half of the signing protocol, for every entry point.
+
+The CLI, a Python script and any future front end (a gpg-compatible signer, a CI action)
+sign a file the same way:
+
+1. ask the key's sign policy, so that a refusal comes before any hashing or uploading, and
+   so that a key that requires a scan gets the file uploaded;
+2. let the format's client half ``prepare`` the file (the digest it signs, its parameters);
+3. sign: the digest only, or the whole file uploaded for signgate to scan and hash;
+4. let the format ``finish``: write the detached signature, or rewrite the file;
+5. write what has no other home: a one-time key's certificate (``OUT.pem``) and a
+   timestamp token that the format cannot embed (``OUT.tsr``).
+
+Progress is reported through an optional callback, so that a command line can draw its
+bars and a library user stays quiet.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
+from signgate.errors import ErrorCode, InvalidInput
+from signgate.formats import registry as formats
+from signgate.formats.base import Progress, PublicKeyInfo
+from signgate.formats.files import write_atomic
+
+if TYPE_CHECKING:
+    from signgate.client.client import SigngateClient
+
+# Given the stage ("hashing" or "uploading") and the file, a context around that stage's
+# read of the file that yields the callback for the bytes read (or None for no progress).
+ProgressFactory = Callable[[str, Path], AbstractContextManager[Progress | None]]
+
+
+@dataclass(frozen=True)
+class SignedFile:
+    """What signing a file produced: the server's receipt and the files written."""
+
+    receipt: Mapping[str, Any]
+    format: str
+    signature_path: Path  # the detached signature, or the signed file itself
+    certificate_path: Path | None = None  # a one-time key's certificate (OUT.pem)
+    timestamp_path: Path | None = None  # a timestamp the format does not embed (OUT.tsr)
+    scan: Mapping[str, Any] | None = field(default=None)  # the scan, for an upload
+
+    def summary(self) -> dict[str, Any]:
+        """The receipt and where things went: what ``signgate sign --json`` prints."""
+        extra: dict[str, str] = {"signature_file": str(self.signature_path),
+                                 "format": self.format}
+        if self.certificate_path is not None:
+            extra["certificate_file"] = str(self.certificate_path)
+        if self.timestamp_path is not None:
+            extra["timestamp_file"] = str(self.timestamp_path)
+        return dict(self.receipt) | extra
+
+
+def no_progress(_stage: str, _path: Path) -> AbstractContextManager[Progress | None]:
+    """The progress callback of a caller that shows none."""
+    return nullcontext(None)
+
+
+def _key_info(client: SigngateClient, ref: str, one_time: bool) -> PublicKeyInfo:
+    """The key's current version, for formats whose signed data names the key."""
+    if one_time:
+        raise InvalidInput(f"{ref} is a one-time key: its key pair does not exist until it "
+                           "signs, and this format must name the key before that; use "
+                           "another format or key", code=ErrorCode.UNSUPPORTED_FORMAT)
+    view = client.public_key(ref)
+    return PublicKeyInfo(
+        ref=ref, version=int(view["version"]), algorithm=KeyAlgorithm(view["algorithm"]),
+        rsa_padding=RsaPadding(view["rsa_padding"]) if view.get("rsa_padding") else None,
+        public_key_pem=str(view["public_key_pem"]),
+        created_at=datetime.fromisoformat(view["created_at"]),
+    )
+
+
+def sign_file(client: SigngateClient, path: Path, ref: str, fmt: str = "raw", *,
+              digest: DigestAlgorithm = DigestAlgorithm.SHA256, output: Path | None = None,
+              metadata: Mapping[str, str] | None = None, artifact_name: str | None = None,
+              upload: bool = False, timestamp: bool = True,
+              progress: ProgressFactory | None = None,
+              on_scan: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
+    """Sign ``path`` with the key ``ref`` (PROJECT/NAME) in format ``fmt``.
+
+    ``output`` defaults to ``path`` for formats that sign the file in place (authenticode,
+    jar), else ``path`` plus the format's suffix. ``upload`` sends the whole file to be
+    scanned and hashed by signgate even if the key does not require it. ``on_scan`` is
+    called with the scan result of an upload, before the result is written. Refusals raise
+    the :class:`~signgate.errors.SigngateError` the server raised."""
+    side = formats.client(fmt)
+    progress = progress or no_progress
+    name = artifact_name or path.name
+    # Refused here exactly as the signing would be, before any hashing or uploading.
+    policy = client.sign_policy(ref, name)
+    upload = upload or bool(policy["scan_required"])
+    with progress("hashing", path) as bar:
+        prepared = side.prepare(path, digest, bar,
+                                lambda: _key_info(client, ref, bool(policy["one_time"])))
+    request: dict[str, Any] = {"artifact_name": name, "format": fmt,
+                               "digest_algorithm": prepared.digest_algorithm.value,
+                               "digest": prepared.digest.hex(),
+                               "metadata": dict(metadata or {}),
+                               "params": prepared.params, "timestamp": timestamp}
+    scan: Mapping[str, Any] | None = None
+    if upload:
+        with progress("uploading", path) as bar:
+            result = client.sign_upload(ref, path, request, bar)
+        scan = result["receipt"].get("scan") or {}
+        if on_scan is not None:
+            on_scan(scan)
+    else:
+        result = client.sign_digest(ref, prepared.digest_algorithm.value,
+                                    prepared.digest.hex(), name, dict(metadata or {}),
+                                    timestamp, fmt, prepared.params)
+    out = output or (path if side.embedded else path.with_name(path.name + side.suffix))
+    side.finish(path, prepared, base64.b64decode(result["signature"]), out)
+    pem_path = tsr_path = None
+    if result.get("certificate"):  # one-time key: the only place its certificate lives
+        pem_path = out.with_name(out.name + ".pem")
+        write_atomic(pem_path, result["certificate"].encode("ascii"))
+    if result.get("timestamp") and not formats.builder(fmt).embeds_timestamp:
+        tsr_path = out.with_name(out.name + ".tsr")
+        write_atomic(tsr_path, base64.b64decode(result["timestamp"]))
+    return SignedFile(receipt=result["receipt"], format=fmt, signature_path=out,
+                      certificate_path=pem_path, timestamp_path=tsr_path, scan=scan)
