@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import ErrorCode, InvalidInput
@@ -31,8 +31,21 @@ from signgate.formats import registry as formats
 from signgate.formats.base import Progress, PublicKeyInfo
 from signgate.formats.files import write_atomic
 
-if TYPE_CHECKING:
-    from signgate.client.client import SigngateClient
+
+class SigningApi(Protocol):
+    """The calls of :class:`~signgate.client.client.SigngateClient` that signing a file
+    makes (a protocol, so that this module does not import the client it serves)."""
+
+    def public_key(self, ref: str, version: int | None = None) -> Any: ...
+
+    def sign_policy(self, ref: str, artifact_name: str) -> Any: ...
+
+    def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
+                    metadata: dict[str, str] | None = None, timestamp: bool = False,
+                    format: str = "raw", params: dict[str, str] | None = None) -> Any: ...
+
+    def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
+                    progress: Callable[[int], None] | None = None) -> Any: ...
 
 # Given the stage ("hashing" or "uploading") and the file, a context around that stage's
 # read of the file that yields the callback for the bytes read (or None for no progress).
@@ -66,7 +79,7 @@ def no_progress(_stage: str, _path: Path) -> AbstractContextManager[Progress | N
     return nullcontext(None)
 
 
-def _key_info(client: SigngateClient, ref: str, one_time: bool) -> PublicKeyInfo:
+def _key_info(client: SigningApi, ref: str, one_time: bool) -> PublicKeyInfo:
     """The key's current version, for formats whose signed data names the key."""
     if one_time:
         raise InvalidInput(f"{ref} is a one-time key: its key pair does not exist until it "
@@ -81,7 +94,7 @@ def _key_info(client: SigngateClient, ref: str, one_time: bool) -> PublicKeyInfo
     )
 
 
-def sign_file(client: SigngateClient, path: Path, ref: str, fmt: str = "raw", *,
+def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
               digest: DigestAlgorithm = DigestAlgorithm.SHA256, output: Path | None = None,
               metadata: Mapping[str, str] | None = None, artifact_name: str | None = None,
               upload: bool = False, timestamp: bool = True,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 from cryptography import x509
@@ -39,8 +39,13 @@ from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput
 from signgate.formats.files import hash_path
 
-if TYPE_CHECKING:
-    from signgate.client.client import SigngateClient
+
+class VerifyingApi(Protocol):
+    """The call of :class:`~signgate.client.client.SigngateClient` that verifying a raw
+    signature online makes (a protocol: this module does not import the client)."""
+
+    def verify_digest(self, ref: str, digest_algorithm: str, digest_hex: str,
+                      signature_b64: str) -> Any: ...
 
 # The server's root certificate (DER), when no trust anchor is given.
 RootFetch = Callable[[], bytes]
@@ -148,7 +153,7 @@ class RawVerdict:
 
 def verify_raw_file(path: Path, signature: Path, digest: DigestAlgorithm, *,
                     key: str | None = None,
-                    connect: Callable[[], AbstractContextManager[SigngateClient]] | None = None,
+                    connect: Callable[[], AbstractContextManager[VerifyingApi]] | None = None,
                     public_key: Path | None = None,
                     progress: ProgressFactory | None = None) -> RawVerdict:
     """Check the raw ``signature`` of ``path``: online against ``key`` (PROJECT/NAME, through
