@@ -17,7 +17,16 @@ def digest_stream(
     progress: Callable[[int], None] | None = None,
 ) -> bytes:
     """Hash ``stream`` in 1 MiB chunks, calling ``progress(n)`` after each chunk."""
-    h = hashlib.new(algorithm.value)
+    return feed_stream(hashlib.new(algorithm.value), stream, progress).digest()
+
+
+def feed_stream(
+    h: hashlib._Hash,
+    stream: BufferedIOBase | RawIOBase,
+    progress: Callable[[int], None] | None = None,
+) -> hashlib._Hash:
+    """Feed ``stream`` to the hash object ``h`` in 1 MiB chunks and return it (formats that
+    hash more after the file, like OpenPGP's trailer, go on feeding it)."""
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     while True:
@@ -27,4 +36,4 @@ def digest_stream(
         h.update(view[:n])
         if progress is not None:
             progress(n)
-    return h.digest()
+    return h

@@ -5,21 +5,29 @@ No terminal here: progress is a callback the CLI turns into a progress bar.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 from signgate.crypto.algorithms import DigestAlgorithm
-from signgate.crypto.digests import digest_stream
+from signgate.crypto.digests import feed_stream
 from signgate.errors import InvalidInput
 from signgate.formats.base import Progress
 
 
 def hash_path(path: Path, algorithm: DigestAlgorithm, progress: Progress | None = None) -> bytes:
     """Digest ``path`` without loading it."""
+    return hash_file(path, algorithm, progress).digest()
+
+
+def hash_file(path: Path, algorithm: DigestAlgorithm,
+              progress: Progress | None = None) -> hashlib._Hash:
+    """A hash object fed with the whole of ``path``, without loading it (a format that
+    hashes more after the file, like OpenPGP's trailer, goes on feeding it)."""
     try:
         with path.open("rb") as f:
-            return digest_stream(f, algorithm, progress)
+            return feed_stream(hashlib.new(algorithm.value), f, progress)
     except IsADirectoryError:
         raise InvalidInput(f"{path} is a directory, not a file") from None
     except OSError as exc:

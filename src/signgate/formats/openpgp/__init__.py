@@ -25,7 +25,6 @@ The package keeps the pure codec visibly below the halves that do I/O::
     client.py    reads FILE, sends the digest, writes FILE.asc     (client half)
     verifier.py  reads FILE and FILE.asc, returns Evidence          (offline verifier)
     builder.py   checks the hashed part, wraps the signature value  (server half, pure)
-    reading.py   hashes FILE (shared by client and verifier)
     codec.py     packets, MPIs, keys, fingerprints, armor           (pure bytes)
 
 Everything the single module ``formats/openpgp.py`` offered is re-exported here.

@@ -13,7 +13,7 @@ from pathlib import Path
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import KeyLookup, Prepared, Progress
-from signgate.formats.files import write_atomic
+from signgate.formats.files import hash_file, write_atomic
 from signgate.formats.openpgp.codec import (
     SIG_BINARY,
     data_subpackets,
@@ -22,7 +22,6 @@ from signgate.formats.openpgp.codec import (
     refuse_unsupported,
     trailer,
 )
-from signgate.formats.openpgp.reading import hash_file
 
 
 class OpenPgpClient:

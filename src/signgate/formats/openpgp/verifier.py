@@ -14,7 +14,7 @@ from signgate.crypto.algorithms import RsaPadding
 from signgate.crypto.signatures import PublicKey, verify_digest
 from signgate.errors import InvalidInput, VerificationFailed
 from signgate.formats.base import Evidence
-from signgate.formats.files import sidecar_token
+from signgate.formats.files import hash_file, sidecar_token
 from signgate.formats.openpgp.codec import (
     PK_ECDSA,
     PK_EDDSA,
@@ -26,7 +26,6 @@ from signgate.formats.openpgp.codec import (
     parse_signature,
     trailer,
 )
-from signgate.formats.openpgp.reading import hash_file
 
 MAX_SIGNATURE_FILE = 64 * 1024
 
