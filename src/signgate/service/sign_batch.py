@@ -178,7 +178,7 @@ class _KeyState:
             if self.rotate_every_days else None,
             max_signatures=self.max_signatures, current_version=self.version,
             current_version_created=self.created_at,
-            current_version_signatures=self.signatures,
+            current_version_signatures=self.signatures, scan_required=self.scan_required,
         )
 
 
@@ -308,13 +308,10 @@ class _Batch:
                 job.scan.enforce(job.artifact_name)
             digest = parse_digest(alg, job.digest_hex)
             key = self.key(job.project, job.key)
-            d = decide.may_sign(actor, key.snapshot(job.project, job.key))
+            d = decide.may_sign(actor, key.snapshot(job.project, job.key),
+                                scanned=job.scan is not None)
             if not d.allowed:
-                raise Denied(d.reason)
-            if key.scan_required and job.scan is None:
-                raise Denied(f"key {job.ref} signs only artifacts signgate has scanned: "
-                             "upload the artifact (signgate sign does, for such keys)",
-                             code=ErrorCode.SCAN_REQUIRED)
+                raise Denied(d.reason, code=d.code)
             now = self.ctx.clock.now()
             builder = formats.builder(job.format)
             request = FormatRequest(alg, digest, job.artifact_name, now,
