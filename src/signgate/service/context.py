@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.log import AuditWriter
@@ -24,13 +23,13 @@ from signgate.config import Settings
 from signgate.crypto.tokens import token_hash
 from signgate.errors import AuthenticationFailed, Denied, SigngateError, Unavailable
 from signgate.keystore.registry import KeyStoreRegistry
-from signgate.policy.model import Actor, Grant, Role, Scope
+from signgate.policy.model import Actor
+from signgate.service.actors import load_actor
 from signgate.service.auth_failures import ANONYMOUS as ANONYMOUS
 from signgate.service.auth_failures import AuthFailures
 from signgate.service.caller import Caller as Caller
 from signgate.service.caller import Target as Target
 from signgate.store.db import Database
-from signgate.store.models import GrantRow, Identity
 
 T = TypeVar("T")
 
@@ -89,14 +88,14 @@ class Context:
         return self.audit_writer(session).append(record, now or self.clock.now())
 
     def write(
-        self, caller: Caller, target: Target, use_case: Callable[[Session, Identity, Actor], T]
+        self, caller: Caller, target: Target, use_case: Callable[[Session, Actor], T]
     ) -> T:
         actor_name = ANONYMOUS
         try:
             with self.transaction() as session:
-                identity, actor = authenticate(session, caller)
+                _, actor = authenticate(session, caller)
                 actor_name = actor.name
-                return use_case(session, identity, actor)
+                return use_case(session, actor)
         except Unavailable:
             raise
         except AuthenticationFailed as exc:
@@ -168,24 +167,19 @@ def _storable(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\\x00")
 
 
-def authenticate(session: Session, caller: Caller) -> tuple[Identity, Actor]:
-    """The enabled identity holding ``caller.token``. No token, an unknown one and a
-    disabled identity's fail alike: a disabled token's holder must not learn that it is
-    valid or whose it is (the error carries the name for the audit record only)."""
+def authenticate(session: Session, caller: Caller) -> tuple[int, Actor]:
+    """The enabled identity holding ``caller.token`` (its id and its actor). No token, an
+    unknown one and a disabled identity's fail alike: a disabled token's holder must not
+    learn that it is valid or whose it is (the error carries the name for the audit record
+    only)."""
     if not caller.token:
         raise AuthenticationFailed()
-    identity = session.execute(
-        select(Identity).where(Identity.token_hash == token_hash(caller.token))
-    ).scalar_one_or_none()
-    if identity is None:
+    found = load_actor(session.connection(), token_hash(caller.token))
+    if found is None:
         raise AuthenticationFailed()
-    if not identity.enabled:
-        raise AuthenticationFailed(identity=identity.name)
-    rows = session.execute(
-        select(GrantRow.role, GrantRow.scope).where(GrantRow.identity_id == identity.id)
-    ).all()
-    grants = tuple(Grant(Role(role), Scope.parse(scope)) for role, scope in rows)
-    return identity, Actor(identity.name, identity.enabled, grants)
+    if not found[1].enabled:
+        raise AuthenticationFailed(identity=found[1].name)
+    return found
 
 
 def require(decision_allowed: bool, reason: str) -> None:

@@ -55,9 +55,10 @@ from signgate.keystore.base import KeyHandle
 from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
-from signgate.policy.model import Actor, Grant, KeySnapshot, KeyState, Role, Scope
+from signgate.policy.model import Actor, KeySnapshot, KeyState
 from signgate.scan.outcome import ScanOutcome
 from signgate.service import external_tsa
+from signgate.service.actors import load_actor
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.records.authorities import (
     authority_certificate,
@@ -71,8 +72,6 @@ from signgate.service.records.authorities import (
 from signgate.service.records.keys import get_key, rotate_version
 from signgate.service.views import Receipt, SignResult
 from signgate.store.models import (
-    GrantRow,
-    Identity,
     Key,
     KeyVersion,
     Project,
@@ -85,12 +84,8 @@ log = logging.getLogger("signgate.sign")
 
 # Statements built once: constructing SQLAlchemy expressions per request costs more than
 # running them.
-_ident, _grants, _keys = table(Identity), table(GrantRow), table(Key)
+_keys = table(Key)
 _versions, _projects, _vault = table(KeyVersion), table(Project), table(VaultEntry)
-IDENTITY_BY_TOKEN = select(_ident.c.id, _ident.c.name, _ident.c.enabled).where(
-    _ident.c.token_hash == bindparam("token_hash"))
-GRANTS_OF = select(_grants.c.role, _grants.c.scope).where(
-    _grants.c.identity_id == bindparam("identity_id"))
 CURRENT_KEY = (
     select(_keys.c.id, _keys.c.algorithm, _keys.c.rsa_padding, _keys.c.state,
            _keys.c.rotate_every_days, _keys.c.max_signatures, _keys.c.require_timestamp,
@@ -255,12 +250,9 @@ class _Batch:
         h = token_hash(caller.token)
         found = self.actors.get(h)
         if found is None:
-            row = self.conn.execute(IDENTITY_BY_TOKEN, {"token_hash": h}).first()
-            if row is None:
+            found = load_actor(self.conn, h)
+            if found is None:
                 raise AuthenticationFailed()
-            grants = self.conn.execute(GRANTS_OF, {"identity_id": row.id}).all()
-            found = (row.id, Actor(row.name, row.enabled, tuple(
-                Grant(Role(role), Scope.parse(scope)) for role, scope in grants)))
             self.actors[h] = found
         if not found[1].enabled:  # answered like an unknown token (see authenticate)
             raise AuthenticationFailed(identity=found[1].name)
