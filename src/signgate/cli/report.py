@@ -89,7 +89,8 @@ def signatures(project: str | None, key_ref: str | None, identity: str | None,
 
 
 def _totals(totals: dict[str, Any]) -> None:
-    click.echo(f"\n{totals['signatures']} signatures")
+    n = totals["signatures"]
+    click.echo(f"\n{n} signature{'' if n == 1 else 's'}")
     for title, group in (("key", totals["by_key"]), ("identity", totals["by_identity"])):
         click.echo("")
         table([(t["name"], t["signatures"], t["first"], t["last"]) for t in group],
