@@ -67,7 +67,8 @@ def test_rows_are_the_signatures_and_point_at_their_audit_entries(
                                                "--action", "signature.create")}
     for r in rows:
         entry = entries[r["audit_seq"]]
-        assert entry["outcome"] == "allowed" and entry["actor"] == ci
+        assert entry["outcome"] == "allowed"
+        assert entry["actor"] == ci
         assert entry["details"]["digest"] == r["digest"]
         assert entry["details"]["signature_id"] == r["signature_id"]
 
@@ -111,7 +112,8 @@ def test_csv_and_table(server: Server, signed: dict[str, Any]) -> None:
     out = server.cli("report", "signatures", "--project", p, "--format", "csv").stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["signature_id"] for r in rows] == [r["signature_id"] for r in signed["release"]]
-    assert rows[0]["key"] == f"{p}/release" and rows[0]["key_version"] == "1"
+    assert rows[0]["key"] == f"{p}/release"
+    assert rows[0]["key_version"] == "1"
     text = server.cli("report", "signatures", "--project", p).stdout
     assert "4 signatures" in text
     assert f"{p}/release v2" in text
