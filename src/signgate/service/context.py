@@ -1,4 +1,6 @@
-"""The service context: database, key stores and clock, and the transaction discipline.
+"""The service context: database, key stores, clock, the process's long-lived parts
+(scanners, the signing pipeline, the tallies of failed authentications, the stopping
+flag), and the transaction discipline. ``factory.build_context`` makes one.
 
 ``Context.write`` runs a use case in one write transaction after authenticating the
 caller inside it. If the use case refuses (any :class:`SigngateError` but an outage), its
@@ -9,10 +11,9 @@ transaction of its own, committed, and only then raised to the caller.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -24,11 +25,14 @@ from signgate.crypto.tokens import token_hash
 from signgate.errors import AuthenticationFailed, Denied, SigngateError, Unavailable
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.policy.model import Actor
+from signgate.scan.scanners import Scanners
 from signgate.service.actors import load_actor
 from signgate.service.auth_failures import ANONYMOUS as ANONYMOUS
 from signgate.service.auth_failures import AuthFailures
 from signgate.service.caller import Caller as Caller
 from signgate.service.caller import Target as Target
+from signgate.service.lifecycle import Stopping
+from signgate.service.sign_request import SigningPipeline
 from signgate.store.db import Database
 
 T = TypeVar("T")
@@ -37,33 +41,28 @@ _WRITER = "signgate.audit_writer"
 
 
 class Context:
+    """Everything a use case works with, built eagerly by ``factory.build_context``: a
+    configuration error stops the server before it listens, not on the first request."""
+
     def __init__(
-        self, settings: Settings, db: Database, keystores: KeyStoreRegistry, clock: Clock
+        self, settings: Settings, db: Database, keystores: KeyStoreRegistry, clock: Clock,
+        *, scanners: Scanners, signing: Callable[[Context], SigningPipeline],
     ) -> None:
         self.settings = settings
         self.db = db
         self.keystores = keystores
         self.clock = clock
-        self._parts: dict[str, Any] = {}
-        self._parts_lock = threading.Lock()
-
-    def part(self, name: str, factory: Callable[[Context], T]) -> T:
-        """A long-lived helper of this context (e.g. the signing batcher), made on first use."""
-        with self._parts_lock:
-            if name not in self._parts:
-                self._parts[name] = factory(self)
-            return cast(T, self._parts[name])
-
-    @property
-    def auth_failures(self) -> AuthFailures:
-        return self.part("auth_failures", AuthFailures)
+        self.scanners = scanners
+        self.stopping = Stopping()
+        self.auth_failures = AuthFailures(self)
+        # Built on this context (it opens transactions and records through it).
+        self.signing: SigningPipeline = signing(self)
 
     def close(self) -> None:
-        for part in self._parts.values():
-            close = getattr(part, "close", None)
-            if close is not None:
-                close()
-        self._parts.clear()
+        """Finish and stop the signing pipeline, record the failed authentications only
+        counted so far, then close the database's connections."""
+        self.signing.close()
+        self.auth_failures.close()
         self.db.dispose()
 
     @contextlib.contextmanager

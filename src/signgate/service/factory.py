@@ -1,4 +1,10 @@
-"""Assemble a service context from settings: database, key stores, clock."""
+"""The composition root: one typed context from the settings, built eagerly.
+
+Everything the server runs on is made here, before it listens: the database, the key
+stores, the clock, the scanners (YARA rules that do not compile raise ConfigError now) and
+the signing pipeline. Nothing is made on first use, so there is no string-keyed registry
+of parts and no configuration error waiting for the first request.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,20 @@ from signgate.keystore.registry import KeyStoreRegistry
 from signgate.keystore.soft import SoftwareKeyStore
 from signgate.scan.scanners import Scanners
 from signgate.service.context import Context
+from signgate.service.pipeline.batch import Pipeline
 from signgate.store.db import Database
 
 
-def build_context(settings: Settings, clock: Clock | None = None) -> Context:
+def build_context(settings: Settings, clock: Clock | None = None,
+                  keystores: KeyStoreRegistry | None = None) -> Context:
+    """The context for ``settings``; ``clock`` and ``keystores`` replace the system clock
+    and the software vault of ``settings.master_key()`` (tests; later an HSM's store)."""
+    scanners = build_scanners(settings)
+    if keystores is None:
+        keystores = KeyStoreRegistry(SoftwareKeyStore(settings.master_key()))
     db = Database(settings.database_url)
-    keystores = KeyStoreRegistry(SoftwareKeyStore(settings.master_key()))
-    return Context(settings, db, keystores, clock or SystemClock())
+    return Context(settings, db, keystores, clock or SystemClock(), scanners=scanners,
+                   signing=Pipeline)
 
 
 def build_scanners(settings: Settings) -> Scanners:

@@ -7,7 +7,7 @@ the format signs from those same bytes (the file's digest, the PE image hash, a 
 ...). A digest the client sends along is only compared, never signed: a client cannot
 obtain a signature over bytes signgate did not scan. Only a clean verdict reaches the key
 store; a finding, and a scanner that cannot answer (down, timed out, erroring), refuse the
-signing. Either way the verdict goes into the audit entry (see ``sign_batch.py``).
+signing. Either way the verdict goes into the audit entry (see ``pipeline/record.py``).
 
 This module orchestrates: the scanner set is ``scan/scanners.py``, clamd's streaming
 adapter ``scan/clamd_stream.py``, admission to the spool ``spool.py`` and receiving the
@@ -45,23 +45,13 @@ from signgate.formats.raw import DetachedDigest
 from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.scan.outcome import ScanOutcome
-from signgate.scan.scanners import Scanners
 from signgate.service import spool
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
-from signgate.service.lifecycle import stopping
 from signgate.service.records.denylist import denied as denied_hashes
 from signgate.service.records.keys import public_key_view, refuse_signer, split_ref
-from signgate.service.sign_batch import SignBatcher, SignJob
+from signgate.service.sign_request import SignRequest
 from signgate.service.uploads import Spooled, receive, spool_dir, too_large
 from signgate.service.views import PublicKeyView, SignResult
-
-
-def _scanners(ctx: Context) -> Scanners:
-    settings = ctx.settings
-    return ctx.part("scanners", lambda _: Scanners(
-        clamd_socket=settings.scan_clamd_socket, yara_dir=settings.scan_yara_dir,
-        timeout_seconds=settings.scan_timeout_seconds,
-        yara_max_concurrent=settings.scan_yara_max_concurrent))
 
 
 def authorize(ctx: Context, caller: Caller, target: Target,
@@ -116,7 +106,7 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
     try:
         if isinstance(spooled.streamed, SigngateError):
             raise spooled.streamed
-        verdicts = _scanners(ctx).scan(spooled.path, denied, spooled.streamed)
+        verdicts = ctx.scanners.scan(spooled.path, denied, spooled.streamed)
     except SigngateError as exc:
         return ScanOutcome(spooled.sha256, spooled.size, error=exc), None
     outcome = ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts))
@@ -146,13 +136,14 @@ def _bounded(ctx: Context, side: ClientFormat) -> ClientFormat:
     if isinstance(side, JarClient):
         settings = ctx.settings
         return JarClient(JarLimits(settings.jar_max_entries, settings.jar_max_manifest_bytes,
-                                   stopping(ctx).is_set, configured=True))
+                                   ctx.stopping.is_set, configured=True))
     return side
 
 
 @dataclass(frozen=True)
 class UploadSign:
-    """A signing request whose artifact comes in the body (see SignRequest)."""
+    """A signing request whose artifact comes in the body (made a SignRequest once
+    signgate has scanned it and computed the digest itself)."""
 
     artifact_name: str
     format: str = "raw"
@@ -189,11 +180,10 @@ async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSig
         outcome, digest = await to_thread.run_sync(
             examine, ctx, caller, ref, spooled, request.format, algorithm, request.params,
             request.digest)
-        job = SignJob(caller, project, name, algorithm.value,
-                      digest.hex() if digest is not None else "", request.artifact_name,
-                      request.metadata, request.timestamp, request.format, request.params,
-                      scan=outcome)
-        return await ctx.part("sign_batcher", SignBatcher).submit_async(job)
+        return await ctx.signing.submit_async(SignRequest(
+            caller, project, name, algorithm.value, digest.hex() if digest is not None else "",
+            request.artifact_name, request.metadata, request.timestamp, request.format,
+            request.params, scan=outcome))
     finally:
         spooled.remove()
 
@@ -214,7 +204,7 @@ async def _receive_or_refuse(ctx: Context, caller: Caller, target: Target, actor
             spool.admit, spool_dir(settings.data_dir), actor, declared,
             per_identity=settings.upload_max_concurrent_per_identity,
             budget=settings.upload_spool_max_bytes))
-        return await receive(directory, stream, limit, artifact_name, _scanners(ctx).clamd)
+        return await receive(directory, stream, limit, artifact_name, ctx.scanners.clamd)
     except (InvalidInput, LimitExceeded) as exc:
         # Too large, no length, too many in flight, no room, a body that stopped coming:
         # all refusals of this identity's upload, on the record.
