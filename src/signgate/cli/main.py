@@ -30,6 +30,7 @@ COMMANDS = {
     "scan": "signgate.cli.scan:scan",
     "audit": "signgate.cli.audit:audit",
     "ca": "signgate.cli.ca:ca",
+    "witness": "signgate.cli.witness:witness",
 }
 
 
