@@ -331,3 +331,65 @@ def test_cli_json_and_errors(witnesses: list[Witness]) -> None:
                               str(w.data_dir), "--name", "other.name"],
                              capture_output=True, text=True, timeout=60, check=False)
     assert renamed.returncode == 10
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_witness_steps() -> list[tuple[str, list[str]]]:
+    """The README's Witnesses block: each command with the lines shown under it."""
+    text = README.read_text()
+    section = text[text.index("## Witnesses"):]
+    block = section[section.index("```sh\n") + len("```sh\n"):]
+    steps: list[tuple[str, list[str]]] = []
+    for line in block[:block.index("```")].splitlines():
+        if line.startswith("#   "):
+            steps[-1][1].append(line[4:])
+        elif line.strip() and not line.startswith("#"):
+            steps.append((line, []))
+    return steps
+
+
+def test_the_readme_witness_commands_work_as_written(tmp_path: Path) -> None:
+    steps = readme_witness_steps()
+    assert [c.split()[:3] for c, _ in steps] == [
+        ["signgate", "witness", "public-key"], ["signgate", "witness", "add-log"],
+        ["signgate", "witness", "serve"]]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SIGNGATE_")},
+           "PATH": f"{Path(SIGNGATE).parent}:{os.environ['PATH']}"}
+    for command, shown in steps[:-1]:
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, text=True,
+                              capture_output=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        for want, got in zip(shown, done.stdout.splitlines(), strict=True):
+            prefix = want.removesuffix("…")
+            assert got.startswith(prefix) if want.endswith("…") else got == want
+    serve, _ = steps[-1]
+    port = free_port()
+    process = subprocess.Popen(["bash", "-c", "exec " + serve.replace("8380", str(port))],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        # The README's log is configured: a checkpoint of it signed by another key is
+        # refused as unsigned (403), one of an unknown origin as unknown (404).
+        stranger = TestLog("signgate.example.com/log")
+        stranger.grow(1)
+        assert post_url(url, format_add_checkpoint(0, [], stranger.checkpoint())) == 403
+        other = TestLog("other.example.com/log")
+        other.grow(1)
+        assert post_url(url, format_add_checkpoint(0, [], other.checkpoint())) == 404
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert stat.S_IMODE((tmp_path / "witness-data" / "witness.key").stat().st_mode) == 0o600
+
+
+def post_url(url: str, body: bytes) -> int:
+    return httpx.post(url + "/add-checkpoint", content=body, timeout=30).status_code

@@ -177,8 +177,7 @@ def prove_record(t: int, n: int, reader: HashReader) -> list[bytes]:
     PATH), leaf's sibling first, the root's child last."""
     _check_size(t)
     if not 0 <= n < t:
-        raise InvalidInput(f"leaf {n} is not in a tree of {t} leaves",
-                           code=ErrorCode.BAD_MERKLE_PROOF)
+        raise InvalidInput(f"leaf {n} is not in a tree of {t} leaves")
     plan = _Plan()
     lo, hi = 0, t
     while hi - lo > 1:  # top-down; the proof lists these bottom-up
@@ -197,8 +196,7 @@ def prove_tree(t: int, n: int, reader: HashReader) -> list[bytes]:
     9162 §2.1.4.1 PROOF(n, D[t])); empty when ``n`` is 0 or ``t``."""
     _check_size(t)
     if not 0 <= n <= t:
-        raise InvalidInput(f"no consistency proof from size {n} to size {t}",
-                           code=ErrorCode.BAD_MERKLE_PROOF)
+        raise InvalidInput(f"no consistency proof from size {n} to size {t}")
     plan = _Plan()
     if 0 < n < t:
         # SUBPROOF(m, D[lo:hi], b), unrolled: ``whole`` is b, "m is the whole old tree".
