@@ -393,3 +393,26 @@ def test_the_readme_witness_commands_work_as_written(tmp_path: Path) -> None:
 
 def post_url(url: str, body: bytes) -> int:
     return httpx.post(url + "/add-checkpoint", content=body, timeout=30).status_code
+
+
+def test_concurrent_requests_from_one_size_cosign_exactly_one(
+        witnesses: list[Witness]) -> None:
+    """Checking the old size and persisting the new state are one step (the rollback race
+    of the spec): of several checkpoints sent at once from the same old size, exactly one
+    is cosigned and the others get 409 with that one's size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = new_log(witnesses)
+    log.grow(4)
+    w = witnesses[1]
+    add_checkpoint(w.url, w.key, 0, [], log.checkpoint())
+    log.grow(12)
+    bodies = [format_add_checkpoint(4, log.proof(4, size), log.checkpoint(size))
+              for size in range(5, 17)]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: post(w, body), bodies))
+    winners = [i for i, a in enumerate(answers) if a.status_code == 200]
+    assert len(winners) == 1, [a.status_code for a in answers]
+    size = 5 + winners[0]
+    assert all(a.status_code == 409 and a.content == f"{size}\n".encode()
+               for i, a in enumerate(answers) if i != winners[0])
