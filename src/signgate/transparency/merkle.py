@@ -251,9 +251,8 @@ def root_from_inclusion(index: int, size: int, leaf: bytes,
             return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn, sn = fn >> 1, sn >> 1
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
         else:
             r = node_hash(r, p)
         fn, sn = fn >> 1, sn >> 1
@@ -319,10 +318,9 @@ class MemoryHashStore:
         self.size = 0
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
-        try:
-            return [self.hashes[i] for i in indexes]
-        except IndexError:
-            raise InvalidInput("a stored hash beyond the end of the log") from None
+        if any(not 0 <= i < len(self.hashes) for i in indexes):
+            raise InvalidInput("a stored hash beyond the end of the log")
+        return [self.hashes[i] for i in indexes]
 
     def append(self, data: bytes) -> int:
         """Add a leaf holding ``data``; return its index."""
