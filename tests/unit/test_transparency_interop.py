@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import random
 
+import pymerkle  # type: ignore[import-untyped]
 import pytest
 
-pymerkle = pytest.importorskip("pymerkle")
-
-from signgate.transparency.merkle import (  # noqa: E402
+from signgate.transparency.merkle import (
     MemoryHashStore,
     leaf_hash,
     prove_record,
