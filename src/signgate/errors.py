@@ -82,6 +82,7 @@ class ErrorCode(StrEnum):
     BAD_KEY_REF = "bad_key_ref"
     BAD_KIND = "bad_kind"
     BAD_MANIFEST = "bad_manifest"
+    BAD_MERKLE_PROOF = "bad_merkle_proof"
     BAD_NAME = "bad_name"
     BAD_OPENPGP = "bad_openpgp"
     BAD_OPENPGP_TIME = "bad_openpgp_time"
@@ -91,6 +92,7 @@ class ErrorCode(StrEnum):
     BAD_SIGNATURE_LENGTH = "bad_signature_length"
     BAD_TIME = "bad_time"
     BAD_USER_ID = "bad_user_id"
+    BAD_VERIFIER_KEY = "bad_verifier_key"
     BROKEN_CHAIN = "broken_chain"
     CERTIFICATE_KEY_MISMATCH = "certificate_key_mismatch"
     CERTIFICATE_NOT_CODE_SIGNING = "certificate_not_code_signing"
@@ -99,13 +101,15 @@ class ErrorCode(StrEnum):
     IDENTITY_DISABLED = "identity_disabled"
     INPUT_CHANGED = "input_changed"
     INVALID_PE = "invalid_pe"
-    KEY_ROTATED = "key_rotated"
     KEYSTORE_UNSEAL_FAILED = "keystore_unseal_failed"
+    KEY_ROTATED = "key_rotated"
     MALFORMED_JAR = "malformed_jar"
+    MALFORMED_NOTE = "malformed_note"
     MALFORMED_PE = "malformed_pe"
     MALFORMED_SIGNATURE = "malformed_signature"
     MANIFEST_TOO_LARGE = "manifest_too_large"
     NESTED_SIGNATURE = "nested_signature"
+    NOTE_NOT_VERIFIED = "note_not_verified"
     SCAN_FINDINGS = "scan_findings"
     SCAN_REQUIRED = "scan_required"
     SCAN_SIZE_LIMIT = "scan_size_limit"
@@ -114,12 +118,14 @@ class ErrorCode(StrEnum):
     SPOOL_DISK_FULL = "spool_disk_full"
     SPOOL_FULL = "spool_full"
     TIMESTAMP_REQUIRED = "timestamp_required"
+    TOO_FEW_COSIGNATURES = "too_few_cosignatures"
     TOO_MANY_ENTRIES = "too_many_entries"
     TOO_MANY_UPLOADS = "too_many_uploads"
     TSA_UNAVAILABLE = "tsa_unavailable"
     UNKNOWN_ALGORITHM = "unknown_algorithm"
     UNKNOWN_DIGEST_ALGORITHM = "unknown_digest_algorithm"
     UNKNOWN_FORMAT = "unknown_format"
+    UNKNOWN_LOG = "unknown_log"
     UNKNOWN_PADDING = "unknown_padding"
     UNKNOWN_PARAMS = "unknown_params"
     UNKNOWN_ROLE = "unknown_role"
@@ -128,6 +134,7 @@ class ErrorCode(StrEnum):
     UNSTORABLE_VALUE = "unstorable_value"
     UNSUPPORTED_FORMAT = "unsupported_format"
     VAULT_SEALED = "vault_sealed"
+    WITNESS_SIZE_MISMATCH = "witness_size_mismatch"
     ZIP_BOMB = "zip_bomb"
 
 
@@ -290,6 +297,8 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.BAD_KEY_REF: Entry(InvalidInput, "a key not named PROJECT/NAME"),
     _C.BAD_KIND: Entry(InvalidInput, "an identity kind other than user or service"),
     _C.BAD_MANIFEST: Entry(InvalidInput, "a malformed JAR manifest"),
+    _C.BAD_MERKLE_PROOF: Entry(VerificationFailed,
+                               "an inclusion or consistency proof that does not verify"),
     _C.BAD_NAME: Entry(InvalidInput, "a name that does not match `[a-z0-9][a-z0-9-]*`"),
     _C.BAD_OPENPGP: Entry(InvalidInput, "malformed or unsupported OpenPGP data"),
     _C.BAD_OPENPGP_TIME: Entry(InvalidInput,
@@ -300,6 +309,8 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.BAD_SIGNATURE_LENGTH: Entry(InvalidInput, "a signature of an impossible length"),
     _C.BAD_TIME: Entry(InvalidInput, "a time that is not ISO 8601 or out of range"),
     _C.BAD_USER_ID: Entry(InvalidInput, "an empty or malformed OpenPGP user ID"),
+    _C.BAD_VERIFIER_KEY: Entry(InvalidInput,
+                               "a note verifier key that is malformed, unsupported or ambiguous"),
     _C.BROKEN_CHAIN: Entry(InvalidInput, "a certificate not issued by the next in its chain"),
     _C.CERTIFICATE_KEY_MISMATCH: Entry(InvalidInput,
                                        "a certificate for another key than the version's"),
@@ -313,15 +324,19 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
                                 "(answered as authentication_failed)"),
     _C.INPUT_CHANGED: Entry(InvalidInput, "the JAR changed while it was signed"),
     _C.INVALID_PE: Entry(InvalidInput, "not a PE file signgate can sign"),
-    _C.KEY_ROTATED: Entry(Conflict, "the key rotated since the request was prepared: retry"),
     _C.KEYSTORE_UNSEAL_FAILED: Entry(KeyStoreError,
                                      "the master key does not open the sealed key"),
+    _C.KEY_ROTATED: Entry(Conflict, "the key rotated since the request was prepared: retry"),
     _C.MALFORMED_JAR: Entry(VerificationFailed, "verifying: not a readable JAR"),
+    _C.MALFORMED_NOTE: Entry(InvalidInput,
+                             "a signed note, checkpoint or tlog proof that breaks its format"),
     _C.MALFORMED_PE: Entry(VerificationFailed, "verifying: not a validly signed PE file"),
     _C.MALFORMED_SIGNATURE: Entry(VerificationFailed, "verifying: a malformed CMS signature"),
     _C.MANIFEST_TOO_LARGE: Entry(PayloadTooLarge, "a JAR manifest over its size limit"),
     _C.NESTED_SIGNATURE: Entry(VerificationFailed,
                                "verifying: a nested Authenticode signature"),
+    _C.NOTE_NOT_VERIFIED: Entry(VerificationFailed,
+                                "no trusted key's signature verifies on the signed note"),
     _C.SCAN_FINDINGS: Entry(Denied, "a scanner found something: not signed"),
     _C.SCAN_REQUIRED: Entry(Denied, "the key signs only uploaded, scanned artifacts"),
     _C.SCAN_SIZE_LIMIT: Entry(PayloadTooLarge, "over the scanner's size limit"),
@@ -330,12 +345,15 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.SPOOL_DISK_FULL: Entry(StorageFull, "the spool's disk is full"),
     _C.SPOOL_FULL: Entry(StorageFull, "the upload spool budget is used up"),
     _C.TIMESTAMP_REQUIRED: Entry(InvalidInput, "the format needs an RFC 3161 timestamp"),
+    _C.TOO_FEW_COSIGNATURES: Entry(VerificationFailed,
+                                   "fewer witnesses cosigned the checkpoint than required"),
     _C.TOO_MANY_ENTRIES: Entry(PayloadTooLarge, "a JAR with more entries than allowed"),
     _C.TOO_MANY_UPLOADS: Entry(LimitExceeded, "too many uploads of one identity at once"),
     _C.TSA_UNAVAILABLE: Entry(KeyStoreError, "no time-stamp authority answered"),
     _C.UNKNOWN_ALGORITHM: Entry(InvalidInput, "an unknown key algorithm"),
     _C.UNKNOWN_DIGEST_ALGORITHM: Entry(InvalidInput, "an unknown digest algorithm"),
     _C.UNKNOWN_FORMAT: Entry(InvalidInput, "an unknown signature format"),
+    _C.UNKNOWN_LOG: Entry(NotFound, "a checkpoint of a log the witness is not configured for"),
     _C.UNKNOWN_PADDING: Entry(InvalidInput, "an unknown RSA padding"),
     _C.UNKNOWN_PARAMS: Entry(InvalidInput, "a parameter the format does not take"),
     _C.UNKNOWN_ROLE: Entry(InvalidInput, "an unknown role"),
@@ -345,6 +363,8 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.UNSUPPORTED_FORMAT: Entry(InvalidInput,
                                  "the format cannot be made with this key or digest"),
     _C.VAULT_SEALED: Entry(ConfigError, "the master key does not open this database's vault"),
+    _C.WITNESS_SIZE_MISMATCH: Entry(Conflict,
+                                    "the old size is not the size the witness last cosigned"),
     _C.ZIP_BOMB: Entry(InvalidInput, "a JAR that inflates beyond its limit"),
 }
 

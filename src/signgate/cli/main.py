@@ -31,6 +31,7 @@ COMMANDS = {
     "audit": "signgate.cli.audit:audit",
     "report": "signgate.cli.report:report",
     "ca": "signgate.cli.ca:ca",
+    "witness": "signgate.cli.witness:witness",
 }
 
 
