@@ -12,12 +12,10 @@ from cryptography import x509
 
 from signgate.clock import FixedClock
 from signgate.config import Settings
-from signgate.keystore.registry import KeyStoreRegistry
-from signgate.keystore.soft import SoftwareKeyStore
 from signgate.service import certificates, keys, projects
 from signgate.service.bootstrap import bootstrap_admin, ensure_all
 from signgate.service.context import Caller, Context
-from signgate.service.factory import build_context
+from signgate.service.factory import build_context, key_stores
 from signgate.service.records import authorities
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -27,7 +25,7 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def ctx(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FixedClock, Caller]]:
     clock = FixedClock(START)
     c = build_context(Settings(tmp_path, database_url), clock,
-                      KeyStoreRegistry(SoftwareKeyStore(os.urandom(32))))
+                      lambda db: key_stores(os.urandom(32), db))
     c.db.upgrade()
     admin = Caller(bootstrap_admin(c))
     ensure_all(c)

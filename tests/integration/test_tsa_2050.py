@@ -21,13 +21,11 @@ from asn1crypto import cms, tsp
 
 from signgate.clock import FixedClock
 from signgate.config import Settings
-from signgate.keystore.registry import KeyStoreRegistry
-from signgate.keystore.soft import SoftwareKeyStore
 from signgate.pki import certs
 from signgate.service import tsa
 from signgate.service.bootstrap import ensure_all
 from signgate.service.context import Context
-from signgate.service.factory import build_context
+from signgate.service.factory import build_context, key_stores
 from signgate.service.records import authorities
 
 PKI_MADE = datetime(2049, 12, 1, 12, 0, tzinfo=UTC)
@@ -39,7 +37,7 @@ def ctx(tmp_path: Path) -> Iterator[tuple[Context, FixedClock]]:
     url = f"sqlite:///{tmp_path / 'signgate.db'}"
     clock = FixedClock(PKI_MADE)
     c = build_context(Settings(tmp_path, url), clock,
-                      KeyStoreRegistry(SoftwareKeyStore(os.urandom(32))))
+                      lambda db: key_stores(os.urandom(32), db))
     c.db.upgrade()
     ensure_all(c)
     yield c, clock

@@ -14,12 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
-
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.errors import Conflict, ErrorCode
 from signgate.formats.base import Builder, FormatRequest, SignerKey, ToBeSigned
-from signgate.keystore.base import KeyHandle
+from signgate.keystore.base import KeyRef
 from signgate.pki import certs
 from signgate.policy.model import Actor
 from signgate.service.pipeline.lookups import CurrentKey
@@ -30,10 +28,7 @@ from signgate.service.records.authorities import (
     issue_version_certificate,
 )
 from signgate.service.records.keys import get_key, rotate_version
-from signgate.store.models import KeyVersion, VaultEntry, table
-
-_vault = table(VaultEntry)
-SEALED = select(_vault.c.sealed).where(_vault.c.uri == bindparam("uri"))
+from signgate.store.models import KeyVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +106,12 @@ def rotate_then_sign(work: Work, key: CurrentKey, actor: Actor, reason: str, now
 def one_time(work: Work, key: CurrentKey, actor: Actor, now: datetime, make: Make) -> Signed:
     """A fresh key pair, a certificate valid for minutes, one signature, and the private
     key destroyed before anything is returned. Only the public key and certificate are
-    kept (a key version that never signs again); the sealed key is never stored."""
+    kept (a key version that never signs again); the private key lives only in the
+    one-time key store (memory) until it is destroyed."""
     ctx, session = work.ctx, work.session
-    store = ctx.keystores.default
-    generated = store.generate(key.algorithm)
-    sealed = generated.sealed or b""
-    handle = KeyHandle(generated.uri, key.algorithm, key.rsa_padding, lambda: sealed)
+    keystores = ctx.keystores
+    generated = keystores.generate(key.algorithm, one_time=True)
+    ref = KeyRef(generated.uri, key.algorithm, key.rsa_padding)
     try:
         with work.savepoint(key.ref):
             orm_key = get_key(session, key.project, key.name)
@@ -135,19 +130,14 @@ def one_time(work: Work, key: CurrentKey, actor: Actor, now: datetime, make: Mak
             session.flush()
             prepared = make(SignerKey(key.ref, number, key.algorithm, key.rsa_padding,
                                       generated.public_key_pem, now, one_time=True))
-            signature = store.sign(handle, prepared.hash_algorithm, prepared.payload)
+            signature = keystores.sign(ref, prepared.hash_algorithm, prepared.payload)
     finally:
-        store.destroy(handle)  # the only copies were this frame's and the store's cache
+        keystores.destroy(ref)  # the key can never sign again
     certificate = OneTimeCertificate(certs.to_pem(cert.der) + certs.to_pem(issuer.der),
                                      cert.serial, cert.sha256)
     return Signed(work.lookups.key(key.project, key.name), prepared, signature, certificate)
 
 
 def _sign_with(work: Work, key: CurrentKey, prepared: Prepared) -> bytes:
-    uri, conn = key.uri, work.conn
-
-    def sealed() -> bytes:
-        return conn.execute(SEALED, {"uri": uri}).scalar_one_or_none() or b""
-
-    handle = KeyHandle(uri, key.algorithm, key.rsa_padding, sealed)
-    return work.ctx.keystores.sign(handle, prepared.hash_algorithm, prepared.payload)
+    ref = KeyRef(key.uri, key.algorithm, key.rsa_padding)
+    return work.ctx.keystores.sign(ref, prepared.hash_algorithm, prepared.payload)

@@ -37,7 +37,7 @@ def stamp(work: Work, signature: bytes, now: datetime) -> rfc3161.Issued:
                                 "(restart 'signgate serve')", code=ErrorCode.TSA_UNAVAILABLE)
         certificate = certs.load_der(authority_certificate(work.session, authority).der)
         work.tsa = rfc3161.Authority(
-            authority_signer(work.ctx, work.session, authority),
+            authority_signer(work.ctx, authority),
             certificate, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
     imprint = hashlib.sha256(signature).digest()
     request = rfc3161.TimeStampRequest(
