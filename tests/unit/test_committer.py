@@ -101,10 +101,16 @@ def test_close_drains_the_queue_then_refuses() -> None:
     rec.gate.clear()
     committer: GroupCommitter[int, int] = GroupCommitter(rec)
     with ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(committer.submit, i) for i in range(5)]
+        # The first job alone in the held batch, then four queued behind it (submitted
+        # only once the writer is held, so none of them can join the first batch).
+        futures = [pool.submit(committer.submit, 0)]
         assert rec.entered.wait(5)
-        while committer._queue.qsize() < 4:
+        futures += [pool.submit(committer.submit, i) for i in range(1, 5)]
+        for _ in range(500):
+            if committer._queue.qsize() == 4:
+                break
             threading.Event().wait(0.01)
+        assert committer._queue.qsize() == 4
         closing = pool.submit(committer.close)
         rec.gate.set()
         closing.result(5)
