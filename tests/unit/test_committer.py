@@ -33,6 +33,15 @@ class Recorder:
         return [ValueError(f"negative {j}") if j < 0 else 2 * j for j in jobs]
 
 
+def wait_queued(committer: GroupCommitter[int, int], n: int) -> None:
+    """Until ``n`` jobs wait in the queue (at most 5 s: a test must not hang)."""
+    for _ in range(500):
+        if committer._queue.qsize() >= n:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{committer._queue.qsize()} jobs queued, not {n}")
+
+
 def test_each_thread_gets_its_own_result() -> None:
     rec = Recorder()
     committer: GroupCommitter[int, int] = GroupCommitter(rec)
@@ -53,8 +62,7 @@ def test_jobs_queued_behind_a_batch_form_one_batch() -> None:
         first = pool.submit(committer.submit, 0)
         assert rec.entered.wait(5)
         rest = [pool.submit(committer.submit, i) for i in range(1, 21)]
-        while committer._queue.qsize() < 20:  # all queued behind the held batch
-            threading.Event().wait(0.01)
+        wait_queued(committer, 20)  # all queued behind the held batch
         rec.gate.set()
         assert first.result(5) == 0
         assert [f.result(5) for f in rest] == [2 * i for i in range(1, 21)]
@@ -106,11 +114,7 @@ def test_close_drains_the_queue_then_refuses() -> None:
         futures = [pool.submit(committer.submit, 0)]
         assert rec.entered.wait(5)
         futures += [pool.submit(committer.submit, i) for i in range(1, 5)]
-        for _ in range(500):
-            if committer._queue.qsize() == 4:
-                break
-            threading.Event().wait(0.01)
-        assert committer._queue.qsize() == 4
+        wait_queued(committer, 4)
         closing = pool.submit(committer.close)
         rec.gate.set()
         closing.result(5)
@@ -150,8 +154,7 @@ def test_threads_and_loops_share_a_batch() -> None:
         assert rec.entered.wait(5)
         thread_job = pool.submit(committer.submit, 1)
         loop_jobs = pool.submit(asyncio.run, waiting())
-        while committer._queue.qsize() < 4:
-            threading.Event().wait(0.01)
+        wait_queued(committer, 4)
         rec.gate.set()
         assert first.result(5) == 0
         assert thread_job.result(5) == 2
