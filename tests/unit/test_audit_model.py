@@ -122,3 +122,27 @@ def test_canonical_json_independent_of_insertion_order() -> None:
 def test_canonical_json_rejects_nan_and_infinity(bad: float) -> None:
     with pytest.raises(ValueError, match="JSON compliant"):
         canonical_json({"x": bad})
+
+
+def _old_hash(seq: int, time: datetime, actor: str, action: str, outcome: str, subject: str,
+              project: str | None, key_ref: str | None, details: Any, prev_hash: str) -> str:
+    """The hash as first specified: canonical JSON of the fields as one object."""
+    body = {"seq": seq, "time": time_text(time), "actor": actor, "action": action,
+            "outcome": outcome, "subject": subject, "project": project, "key": key_ref,
+            "details": details, "prev": prev_hash}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+AWKWARD = ["", "plain", 'quo"te\\back', "ctl\x00\x01\x1f\x7f", "line\u2028sep\u2029",
+           "émoji 🔑 ✓", "\ud7ff\ue000\uffff", " spaced ", "</script>"]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_entry_bytes_equal_canonical_json_of_the_whole(text: str) -> None:
+    """Databases made before entry_bytes existed keep verifying: same bytes, same hash."""
+    fields = {**BASE, "actor": text, "subject": text, "project": text or None,
+              "key_ref": None if text else "x/y", "details": {"k": text, "n": [1, None, True],
+                                                              text: {"z": -3}}}
+    assert compute_hash(**fields) == _old_hash(**fields)
+    for seq in (0, 1, 2**62):
+        assert compute_hash(**{**fields, "seq": seq}) == _old_hash(**{**fields, "seq": seq})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from signgate.api.deps import Ctx, Who
 from signgate.api.schemas import (
@@ -28,6 +28,7 @@ from signgate.service import (
     keys,
     openpgp,
     projects,
+    reports,
     signing,
     trusted_root,
 )
@@ -41,6 +42,8 @@ from signgate.service.views import (
     KeyView,
     ProjectView,
     PublicKeyView,
+    SignaturePage,
+    SignatureTotals,
     SignPolicyView,
     SignResult,
     VerifyResult,
@@ -276,6 +279,39 @@ def audit_verify(ctx: Ctx, caller: Who, response: Response) -> AuditVerifyView:
     if not result.ok:
         response.headers["X-Signgate-Audit"] = "broken"
     return result
+
+
+def _signature_query(
+    project: Annotated[str | None, Query(max_length=63)] = None,
+    key: Annotated[str | None, Query(max_length=127)] = None,
+    identity: Annotated[str | None, Query(max_length=63)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=reports.MAX_PAGE)] = 1000,
+) -> reports.SignatureQuery:
+    from signgate.clock import parse_time
+
+    return reports.SignatureQuery(
+        project=project, key=key, identity=identity,
+        since=parse_time(since.isoformat()) if since else None,
+        until=parse_time(until.isoformat()) if until else None, after=after, limit=limit)
+
+
+SignatureFilters = Annotated[reports.SignatureQuery, Depends(_signature_query)]
+
+
+@router.get("/reports/signatures", tags=["audit"])
+def signature_report(ctx: Ctx, caller: Who, q: SignatureFilters) -> SignaturePage:
+    """Who signed what, when, with which key: one row per signature, oldest first, in
+    pages (``after`` = the previous page's ``next_after``); scoped like the audit log."""
+    return reports.signatures(ctx, caller, q)
+
+
+@router.get("/reports/signatures/totals", tags=["audit"])
+def signature_totals(ctx: Ctx, caller: Who, q: SignatureFilters) -> SignatureTotals:
+    """Signatures per key and per identity, under the same filters as the report."""
+    return reports.totals(ctx, caller, q)
 
 
 CRL_MEDIA_TYPE = "application/pkix-crl"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,8 +68,34 @@ class Record:
 def time_text(t: datetime) -> str:
     """ISO 8601 UTC with microseconds: the form hashed, whatever the database returns."""
     if t.tzinfo is not None:
-        t = t.astimezone(UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        t = t.astimezone(UTC).replace(tzinfo=None)
+    # isoformat is strftime("%Y-%m-%dT%H:%M:%S.%f") for years 1000-9999, several times
+    # faster (audit verify calls it once per entry).
+    return t.isoformat(timespec="microseconds") + "Z"
+
+
+# A JSON string literal exactly as json.dumps(..., ensure_ascii=False) writes it (the C
+# function the encoder itself calls, without its per-call type dispatch).
+_dumps: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _dumps(value)
+
+
+def entry_bytes(seq: int, time: str, actor: str, action: str, outcome: str, subject: str,
+                project: str | None, key_ref: str | None, details_json: str,
+                prev_hash: str) -> bytes:
+    """The canonical JSON of an entry (every stored field but its own hash, keys sorted),
+    built from its stored text: ``time`` as :func:`time_text` writes it, ``details_json``
+    as stored (the canonical JSON of the details). Equal, byte for byte, to
+    ``canonical_json`` of the same fields as an object, and several times faster, which
+    matters to whoever re-reads a million entries. These bytes are what the chain hashes
+    and what the log's Merkle tree takes as the entry's leaf."""
+    return (f'{{"action":{_dumps(action)},"actor":{_dumps(actor)},"details":{details_json},'
+            f'"key":{_text(key_ref)},"outcome":{_dumps(outcome)},"prev":{_dumps(prev_hash)},'
+            f'"project":{_text(project)},"seq":{int(seq)},"subject":{_dumps(subject)},'
+            f'"time":{_dumps(time)}}}').encode()
 
 
 def compute_hash(
@@ -83,16 +111,6 @@ def compute_hash(
     prev_hash: str,
 ) -> str:
     """SHA-256 over the canonical JSON of every stored field but the hash itself."""
-    body = {
-        "seq": seq,
-        "time": time_text(time),
-        "actor": actor,
-        "action": action,
-        "outcome": outcome,
-        "subject": subject,
-        "project": project,
-        "key": key_ref,
-        "details": details,
-        "prev": prev_hash,
-    }
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    return hashlib.sha256(entry_bytes(
+        seq, time_text(time), actor, action, outcome, subject, project, key_ref,
+        canonical_json(details).decode("utf-8"), prev_hash)).hexdigest()

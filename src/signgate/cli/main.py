@@ -29,6 +29,7 @@ COMMANDS = {
     "verify": "signgate.cli.sign:verify",
     "scan": "signgate.cli.scan:scan",
     "audit": "signgate.cli.audit:audit",
+    "report": "signgate.cli.report:report",
     "ca": "signgate.cli.ca:ca",
     "witness": "signgate.cli.witness:witness",
 }

@@ -235,6 +235,14 @@ class SigngateClient:
     def audit_verify(self) -> Any:
         return self.request("GET", "/api/v1/audit/verify")
 
+    def signature_page(self, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", "/api/v1/reports/signatures", params=clean)
+
+    def signature_totals(self, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", "/api/v1/reports/signatures/totals", params=clean)
+
     # -- scanning -----------------------------------------------------------------------
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
                     progress: Callable[[int], None] | None = None) -> Any:

@@ -121,6 +121,16 @@ class Issued:
     gen_time: datetime
 
 
+def response_time(response: bytes | None) -> datetime | None:
+    """genTime of a stored TimeStampResp (one signgate issued or fetched itself)."""
+    if not response:
+        return None
+    parsed = TimeStampResp.load(response)
+    info = parsed["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+    value = info["gen_time"].native
+    return value if isinstance(value, datetime) else None
+
+
 def parse_request(der: bytes) -> TimeStampRequest:
     """The ``TimeStampReq`` in ``der``, checked as RFC 3161 §2.4.1 requires."""
     try:

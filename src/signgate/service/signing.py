@@ -7,7 +7,6 @@ import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -71,16 +70,6 @@ async def sign_async(
     return await ctx.part("sign_batcher", SignBatcher).submit_async(job)
 
 
-def timestamp_time(token: bytes | None) -> datetime | None:
-    """genTime of a stored RFC 3161 response (signgate issued or fetched it itself)."""
-    if not token:
-        return None
-    response = rfc3161.TimeStampResp.load(token)
-    info = response["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
-    value = info["gen_time"].native
-    return value if isinstance(value, datetime) else None
-
-
 def decode_signature(text: str) -> bytes:
     try:
         raw = base64.b64decode(text, validate=True)
@@ -132,7 +121,7 @@ def verify(
             rec, who = record
             result = replace(result, signature_id=rec.id, signed_at=rec.signed_at,
                              signed_by=who,
-                             timestamped_at=timestamp_time(rec.timestamp_token))
+                             timestamped_at=rfc3161.response_time(rec.timestamp_token))
         if key.compromised_at is None:
             return replace(result, valid=True,
                            reason=f"valid: signed by {ref} version {match.version}")

@@ -189,3 +189,43 @@ class DenyListView:
     reason: str
     created_by: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class SignatureRow:
+    """One signature as the reports show it (``signgate report signatures``)."""
+
+    signature_id: str
+    signed_at: datetime
+    key: str
+    key_version: int
+    identity: str
+    artifact_name: str
+    digest_algorithm: str
+    digest: str
+    format: str
+    timestamp_time: datetime | None
+    scan: str | None  # "clean" with the engines that passed it, or None if not scanned
+    audit_seq: int
+    log_index: int  # the audit entry's leaf in the log: audit_seq - 1
+
+
+@dataclass(frozen=True)
+class SignaturePage:
+    signatures: list[SignatureRow]
+    next_after: int | None  # the audit_seq to continue after, None on the last page
+
+
+@dataclass(frozen=True)
+class SignatureTotal:
+    name: str  # a key (PROJECT/NAME) or an identity
+    signatures: int
+    first: datetime
+    last: datetime
+
+
+@dataclass(frozen=True)
+class SignatureTotals:
+    signatures: int
+    by_key: list[SignatureTotal]
+    by_identity: list[SignatureTotal]

@@ -176,7 +176,11 @@ class GrantRow(Base):
 
 class SignatureRecord(Base):
     __tablename__ = "signatures"
-    __table_args__ = (Index("ix_signatures_sig_hash", "signature_sha256"),)
+    __table_args__ = (
+        Index("ix_signatures_sig_hash", "signature_sha256"),
+        Index("ix_signatures_identity", "identity_id", "signed_at"),
+        Index("ix_signatures_audit_seq", "audit_seq", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     key_version_id: Mapped[int] = mapped_column(ForeignKey("key_versions.id"), index=True)
