@@ -107,7 +107,7 @@ class Env:
 
 def make_env(url: str, data_dir: Path) -> Env:
     db = Database(url)
-    assert db.upgrade() == "0007"
+    assert db.upgrade() == "0008"
     store = SwitchableStore()
     clock = FixedClock(T0)
     ctx = Context(Settings(data_dir=data_dir, database_url=url), db, KeyStoreRegistry(store),
@@ -138,8 +138,8 @@ def new_key(e: Env, project: str = "app", name: str = "release", **policy: Any) 
 def test_upgrade_is_idempotent(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0007"
-        assert db.upgrade() == "0007"
+        assert db.upgrade() == "0008"
+        assert db.upgrade() == "0008"
         with db.read() as s:
             assert s.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
             report = verify_chain(s)
@@ -150,7 +150,7 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
         db.dispose()
     again = Database(database_url)
     try:
-        assert again.upgrade() == "0007"
+        assert again.upgrade() == "0008"
     finally:
         again.dispose()
 

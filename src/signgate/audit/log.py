@@ -19,14 +19,16 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import GENESIS_HASH, Record, entry_bytes, time_text
+from signgate.audit.tree import HashCache, LogTree
 from signgate.crypto.canonical import canonical_json
 from signgate.store.models import AuditEntry, AuditHead, table
 
 _entry_table, _head = table(AuditEntry), table(AuditHead)
-LOCK_HEAD = select(_head.c.seq, _head.c.entry_hash).where(_head.c.id == 1).with_for_update()
+LOCK_HEAD = select(_head.c.seq, _head.c.entry_hash, _head.c.tree_size).where(
+    _head.c.id == 1).with_for_update()
 INSERT_ENTRY = insert(_entry_table)
 MOVE_HEAD = update(_head).where(_head.c.id == 1).values(
-    seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"))
+    seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"), tree_size=bindparam("new_tree"))
 
 
 class AuditWriter:
@@ -34,16 +36,21 @@ class AuditWriter:
 
     Created when the transaction begins: it locks the head row at once, so that every
     writer (on any API node) is ordered and the reads it makes afterwards see all earlier
-    commits. Entries are hashed as they are appended and inserted together by ``flush``,
-    which the transaction owner calls just before committing.
+    commits. Entries are hashed as they are appended, added to the log's Merkle tree as
+    leaves (``tree``), and inserted together by ``flush``, which the transaction owner calls
+    just before committing (and ``committed`` after).
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cache: HashCache | None = None) -> None:
         self._conn = session.connection()
         head = self._conn.execute(LOCK_HEAD).one()
         self.seq: int = head.seq
         self.head_hash: str = head.entry_hash
         self._rows: list[dict[str, object]] = []
+        self.tree = LogTree(self._conn, head.tree_size, cache or HashCache())
+        self._tree_at_start = head.tree_size
+        if head.tree_size != head.seq:  # a database from before the log: build it now
+            self.tree.catch_up(head.seq)
 
     def append(self, record: Record, now: datetime) -> int:
         """Hash ``record`` onto the chain; returns its sequence number."""
@@ -51,10 +58,12 @@ class AuditWriter:
         # details hold JSON values only, so hashing their canonical text equals hashing
         # what verify_chain reads back from the stored text.
         details = canonical_json(record.details).decode("utf-8")
-        entry_hash = sha256(entry_bytes(
+        leaf = entry_bytes(
             seq, time_text(now), record.actor, record.action.value, record.outcome.value,
             record.subject, record.project, record.key_ref, details, self.head_hash,
-        )).hexdigest()
+        )
+        entry_hash = sha256(leaf).hexdigest()
+        self.tree.append(leaf)
         self._rows.append({
             "seq": seq, "time": now, "actor": record.actor, "action": record.action.value,
             "outcome": record.outcome.value, "subject": record.subject,
@@ -69,17 +78,30 @@ class AuditWriter:
         return self.seq, self.head_hash, len(self._rows)
 
     def reset(self, mark: tuple[int, str, int]) -> None:
-        self.seq, self.head_hash, pending = mark
+        seq, self.head_hash, pending = mark
         if pending > len(self._rows):
             raise RuntimeError("audit entries were flushed after the mark")
         del self._rows[pending:]
+        self.tree.truncate(self.tree.size - (self.seq - seq))
+        self.seq = seq
+
+    @property
+    def grew(self) -> bool:
+        """Whether this transaction added leaves to the tree (then it gets a checkpoint)."""
+        return bool(self.tree.size != self._tree_at_start)
 
     def flush(self) -> None:
-        if not self._rows:
-            return
-        self._conn.execute(INSERT_ENTRY, self._rows)
-        self._conn.execute(MOVE_HEAD, {"new_seq": self.seq, "new_hash": self.head_hash})
-        self._rows = []
+        if self._rows:
+            self._conn.execute(INSERT_ENTRY, self._rows)
+            self._rows = []
+        self.tree.flush()
+        if self.grew:
+            self._conn.execute(MOVE_HEAD, {"new_seq": self.seq, "new_hash": self.head_hash,
+                                           "new_tree": self.tree.size})
+
+    def committed(self) -> None:
+        """The transaction committed: what the tree wrote may now be cached for others."""
+        self.tree.committed()
 
 
 def _is_json(text: str) -> bool:
