@@ -286,7 +286,7 @@ def test_refusal_is_recorded_and_nothing_else(env: Env) -> None:
 
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     assert after["signatures"] == []
     assert env.versions(ref) == [(1, 0)]
@@ -337,7 +337,7 @@ def test_failed_use_case_leaves_no_partial_state(env: Env) -> None:
         projects.create(env.ctx, env.admin, "app")
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     assert after["audit_entries"][: len(before["audit_entries"])] == before["audit_entries"]
     new = env.entries()[len(before["audit_entries"]):]
@@ -361,7 +361,7 @@ def test_failure_after_rotation_rolls_the_rotation_back(env: Env) -> None:
         env.sign(ci, ref, b"two")
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     new = env.entries()[len(before["audit_entries"]):]
     assert [(e.action, e.outcome) for e in new] == [("signature.create", "refused")]
@@ -373,7 +373,7 @@ def test_failure_after_rotation_rolls_the_rotation_back(env: Env) -> None:
     assert refused.value.code == "internal_error"
     later = env.snapshot()
     for table in after:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert later[table] == after[table], table
 
     env.store.fail_with = None
@@ -398,7 +398,7 @@ def test_bad_input_is_refused_before_any_change(env: Env) -> None:
         audit.query(env.ctx, env.admin, AuditQuery(limit=0))
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     assert env.versions(ref) == [(1, 0)]
     env.chain_ok()
