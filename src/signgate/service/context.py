@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.log import AuditWriter
 from signgate.audit.model import Action, Outcome, Record
+from signgate.audit.tree import HashCache
 from signgate.clock import Clock
 from signgate.config import Settings
 from signgate.crypto.tokens import token_hash
@@ -45,6 +46,7 @@ class Context:
         self.db = db
         self.keystores = keystores
         self.clock = clock
+        self.log_hashes = HashCache()  # the log tree's committed hashes, shared by writers
         self._parts: dict[str, Any] = {}
         self._parts_lock = threading.Lock()
 
@@ -72,10 +74,11 @@ class Context:
         """A write transaction with an audit writer: the head row is locked first, the
         entries appended during the block are inserted just before the commit."""
         with self.db.write() as session:
-            writer = AuditWriter(session)
+            writer = AuditWriter(session, self.log_hashes)
             session.info[_WRITER] = writer
             yield session
             writer.flush()
+        writer.committed()
 
     @staticmethod
     def audit_writer(session: Session) -> AuditWriter:

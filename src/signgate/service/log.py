@@ -1,0 +1,101 @@
+"""The transparency log as its readers see it: the latest signed checkpoint, inclusion and
+consistency proofs, and the log's public key.
+
+These are public, as in Rekor and Go's checksum database: a checkpoint and a proof reveal
+hashes only, and whoever holds a receipt or monitors the log must be able to check it
+without an account. The entries themselves keep the audit log's scoping
+(``GET /api/v1/audit``: entry ``seq`` is leaf ``seq - 1``).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from signgate.audit.tree import LogTree
+from signgate.crypto.signatures import load_public_key
+from signgate.errors import ErrorCode, InvalidInput, NotFound, Unavailable
+from signgate.service.context import Context
+from signgate.store.models import AuditHead, LogCheckpoint, LogKey
+from signgate.transparency import note
+
+
+@dataclass(frozen=True)
+class LogKeyView:
+    origin: str
+    verifier_key: str  # the C2SP signed-note verifier key string
+    public_key_pem: str
+
+
+@dataclass(frozen=True)
+class ProofView:
+    size: int
+    hashes: list[str]  # base64, leaf's sibling (or the old tree's side) first
+    index: int | None = None  # inclusion proofs
+    old: int | None = None  # consistency proofs
+
+
+def _tree(ctx: Context, session: Session) -> LogTree:
+    size = session.execute(select(AuditHead.tree_size)).scalar_one()
+    return LogTree(session.connection(), size, ctx.log_hashes)
+
+
+def log_key(session: Session) -> LogKey:
+    key = session.execute(select(LogKey).order_by(LogKey.id)).scalars().first()
+    if key is None:
+        raise Unavailable("the log has no key yet (restart 'signgate serve')",
+                          code=ErrorCode.LOG_NOT_READY)
+    return key
+
+
+def verifier_key(key: LogKey) -> str:
+    """The C2SP note verifier key string of the log key (its name is the origin)."""
+    public = load_public_key(key.public_key_pem)
+    if not isinstance(public, Ed25519PublicKey):
+        raise Unavailable(f"the log key of {key.origin} is not an Ed25519 key")
+    return note.format_verifier_key(key.origin, note.SIG_ED25519, public.public_bytes_raw())
+
+
+def public_key(ctx: Context) -> LogKeyView:
+    with ctx.db.read() as session:
+        key = log_key(session)
+    return LogKeyView(key.origin, verifier_key(key), key.public_key_pem)
+
+
+def checkpoint(ctx: Context) -> bytes:
+    """The latest signed checkpoint (with the witnesses' cosignatures it has)."""
+    with ctx.db.read() as session:
+        row = session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size.desc())
+                              .limit(1)).scalars().first()
+    if row is None:
+        raise Unavailable("the log has no checkpoint yet", code=ErrorCode.LOG_NOT_READY)
+    return row.note.encode()
+
+
+def _check_size(size: int, tree_size: int) -> None:
+    if not 1 <= size <= tree_size:
+        raise NotFound(f"the log has no tree of size {size} (its size is {tree_size})")
+
+
+def inclusion(ctx: Context, index: int, size: int) -> ProofView:
+    with ctx.db.read(snapshot=True) as session:
+        tree = _tree(ctx, session)
+        _check_size(size, tree.size)
+        if not 0 <= index < size:
+            raise InvalidInput(f"entry {index} is not in the tree of size {size}")
+        hashes = tree.inclusion(index, size)
+    return ProofView(size, [base64.b64encode(h).decode() for h in hashes], index=index)
+
+
+def consistency(ctx: Context, old: int, new: int) -> ProofView:
+    with ctx.db.read(snapshot=True) as session:
+        tree = _tree(ctx, session)
+        _check_size(new, tree.size)
+        if not 1 <= old <= new:
+            raise InvalidInput(f"no consistency proof from size {old} to size {new}")
+        hashes = tree.consistency(old, new)
+    return ProofView(new, [base64.b64encode(h).decode() for h in hashes], old=old)
