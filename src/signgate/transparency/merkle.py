@@ -177,8 +177,7 @@ def prove_record(t: int, n: int, reader: HashReader) -> list[bytes]:
     PATH), leaf's sibling first, the root's child last."""
     _check_size(t)
     if not 0 <= n < t:
-        raise InvalidInput(f"leaf {n} is not in a tree of {t} leaves",
-                           code=ErrorCode.BAD_MERKLE_PROOF)
+        raise InvalidInput(f"leaf {n} is not in a tree of {t} leaves")
     plan = _Plan()
     lo, hi = 0, t
     while hi - lo > 1:  # top-down; the proof lists these bottom-up
@@ -197,8 +196,7 @@ def prove_tree(t: int, n: int, reader: HashReader) -> list[bytes]:
     9162 §2.1.4.1 PROOF(n, D[t])); empty when ``n`` is 0 or ``t``."""
     _check_size(t)
     if not 0 <= n <= t:
-        raise InvalidInput(f"no consistency proof from size {n} to size {t}",
-                           code=ErrorCode.BAD_MERKLE_PROOF)
+        raise InvalidInput(f"no consistency proof from size {n} to size {t}")
     plan = _Plan()
     if 0 < n < t:
         # SUBPROOF(m, D[lo:hi], b), unrolled: ``whole`` is b, "m is the whole old tree".
@@ -253,9 +251,8 @@ def root_from_inclusion(index: int, size: int, leaf: bytes,
             return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn, sn = fn >> 1, sn >> 1
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
         else:
             r = node_hash(r, p)
         fn, sn = fn >> 1, sn >> 1
@@ -321,10 +318,9 @@ class MemoryHashStore:
         self.size = 0
 
     def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
-        try:
-            return [self.hashes[i] for i in indexes]
-        except IndexError:
-            raise InvalidInput("a stored hash beyond the end of the log") from None
+        if any(not 0 <= i < len(self.hashes) for i in indexes):
+            raise InvalidInput("a stored hash beyond the end of the log")
+        return [self.hashes[i] for i in indexes]
 
     def append(self, data: bytes) -> int:
         """Add a leaf holding ``data``; return its index."""

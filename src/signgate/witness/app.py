@@ -84,8 +84,9 @@ def create_app(store: WitnessStore) -> FastAPI:
         except SigngateError as exc:
             status = status_of(exc)
             if status == 409:
+                # Exactly the spec's type: media_type would add "; charset=utf-8".
                 return Response(format_size(int(exc.details["size"])), status_code=409,
-                                media_type=SIZE_CONTENT_TYPE)
+                                headers={"Content-Type": SIZE_CONTENT_TYPE})
             return PlainTextResponse(f"{exc}\n", status_code=status)
         return Response(answer, status_code=200, media_type=NOTE_TYPE)
 
