@@ -1,0 +1,98 @@
+"""signgate log public-key | checkpoint | monitor: the transparency log from outside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from signgate.cli.common import check_url, injected_transport
+from signgate.cli.output import emit_json, handles_errors, json_option
+from signgate.client.client import SigngateClient
+
+URL = click.option("--url", envvar="SIGNGATE_URL", default="http://127.0.0.1:8080",
+                   show_default=True, help="signgate server ($SIGNGATE_URL); no token needed.")
+
+
+def _client(url: str) -> SigngateClient:
+    return SigngateClient(check_url(url), None, transport=injected_transport())
+
+
+@click.group("log")
+def log() -> None:
+    """The transparency log: every audit entry is a leaf of a Merkle tree whose signed
+    checkpoints witnesses cosign, so that no one, the server's owner included, can rewrite
+    the record unseen.
+
+    \b
+    signgate log public-key                 the log's origin and verifier key
+    signgate log checkpoint                 the newest signed checkpoint
+    signgate log monitor --state FILE       check that the log only grew since last time
+    """
+
+
+@log.command("public-key")
+@URL
+@json_option
+@handles_errors
+def public_key(url: str, as_json: bool) -> None:
+    """The log's origin, its note verifier key (for 'log monitor --log-key', receipts and
+    witnesses) and its Ed25519 public key. Fetch it once where you trust the answer and
+    keep it: a verifier that asks the server it checks for the key checks nothing."""
+    with _client(url) as c:
+        key = c.log_public_key()
+    if as_json:
+        emit_json(key)
+        return
+    click.echo(f"origin: {key['origin']}")
+    click.echo(f"verifier key: {key['verifier_key']}")
+    click.echo(key["public_key_pem"].rstrip())
+
+
+@log.command("checkpoint")
+@URL
+@json_option
+@handles_errors
+def checkpoint(url: str, as_json: bool) -> None:
+    """Print the newest checkpoint (a C2SP signed note), as served, unverified."""
+    with _client(url) as c:
+        note = c.log_checkpoint()
+    if as_json:
+        origin, size, root = note.decode().split("\n")[:3]
+        emit_json({"origin": origin, "size": int(size), "root_hash": root,
+                   "note": note.decode()})
+        return
+    click.echo(note.decode(), nl=False)
+
+
+@log.command("monitor")
+@click.option("--state", "state_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="File with the last verified checkpoint (created on the first run, 0600).")
+@click.option("--log-key", metavar="VKEY",
+              help="The log's verifier key: needed on the first run, then pinned in --state.")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="A witness's verifier key whose cosignatures count (repeat).")
+@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fail unless this many of the --witness keys cosigned the checkpoint.")
+@URL
+@json_option
+@handles_errors
+def monitor(state_path: Path, log_key: str | None, witnesses: tuple[str, ...],
+            min_witnesses: int, url: str, as_json: bool) -> None:
+    """Verify the newest checkpoint: signed by the log key, cosigned by enough witnesses,
+    and an extension of the tree verified last time (a consistency proof). Exits 8 on a
+    rollback, a fork or a bad signature, keeping the offending checkpoint beside the state
+    file; the state moves only when everything verified."""
+    from signgate.client.log_monitor import monitor as run
+
+    with _client(url) as c:
+        result = run(c, state_path, log_key, witnesses, min_witnesses)
+    if as_json:
+        emit_json(result.__dict__)
+        return
+    grew = ("first run: pinned" if result.previous_size is None
+            else f"grew from {result.previous_size} to" if result.size > result.previous_size
+            else "unchanged at")
+    cosigned = f", cosigned by {', '.join(result.cosigned_by)}" if result.cosigned_by else ""
+    click.echo(f"log {result.origin} consistent: {grew} {result.size} entries{cosigned}")
