@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from signgate.crypto.algorithms import KeyAlgorithm
-from signgate.keystore.base import KeyHandle
+from signgate.keystore.base import KeyRef
+from signgate.keystore.blobs import InMemoryBlobs
 from signgate.keystore.soft import SoftwareKeyStore, decode_master_key
 from tests.conftest import unique
 from tests.support.server import CliResult, Server
@@ -73,9 +74,9 @@ def sealed_keys(server: Server, project: str) -> list[tuple[str, str, bytes]]:
 
 def unseal(server: Server, uri: str, algorithm: str, blob: bytes) -> Any:
     master = decode_master_key((server.data_dir / "master.key").read_text(), "master.key")
-    store = SoftwareKeyStore(master)
-    handle = KeyHandle(uri, KeyAlgorithm(algorithm), load_sealed=lambda: blob)
-    return store._open(handle)
+    blobs = InMemoryBlobs()
+    blobs.put(uri, blob)
+    return SoftwareKeyStore(master, blobs)._open(KeyRef(uri, KeyAlgorithm(algorithm)))
 
 
 def int_bytes(n: int) -> bytes:

@@ -12,11 +12,10 @@ from cryptography import x509
 
 from signgate.clock import FixedClock
 from signgate.config import Settings
-from signgate.keystore.registry import KeyStoreRegistry
-from signgate.keystore.soft import SoftwareKeyStore
 from signgate.service import certificates, keys, projects
 from signgate.service.bootstrap import bootstrap_admin, ensure_all
 from signgate.service.context import Caller, Context
+from signgate.service.factory import key_stores
 from signgate.service.records import authorities
 from signgate.store.db import Database
 
@@ -29,7 +28,7 @@ def ctx(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FixedClock
     db.upgrade()
     clock = FixedClock(START)
     c = Context(Settings(tmp_path, database_url), db,
-                KeyStoreRegistry(SoftwareKeyStore(os.urandom(32))), clock)
+                key_stores(os.urandom(32), db), clock)
     admin = Caller(bootstrap_admin(c))
     ensure_all(c)
     projects.create(c, admin, "p")

@@ -28,11 +28,10 @@ from signgate.errors import (
     InvalidInput,
     KeyStoreError,
     NotFound,
-    SigngateError,
 )
-from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.keystore.base import GeneratedKey, KeyRef
 from signgate.keystore.registry import KeyStoreRegistry
-from signgate.keystore.soft import SoftwareKeyStore
+from signgate.keystore.soft import SoftwareKeyStore, one_time_store
 from signgate.service import audit, grants, identities, keys, projects, signing
 from signgate.service.audit import AuditQuery
 from signgate.service.bootstrap import bootstrap_admin
@@ -40,6 +39,7 @@ from signgate.service.context import Caller, Context
 from signgate.service.views import SignResult
 from signgate.store.db import Database
 from signgate.store.models import AuditEntry, Base, KeyVersion, SignatureRecord
+from signgate.store.vault import DatabaseBlobs
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -48,21 +48,25 @@ class SwitchableStore:
     """The software vault, whose signing can be made to fail (a broken HSM, say)."""
 
     scheme = "soft"
+    name = "switchable vault"
 
-    def __init__(self) -> None:
-        self.inner = SoftwareKeyStore(os.urandom(32))
+    def __init__(self, db: Database) -> None:
+        self.inner = SoftwareKeyStore(os.urandom(32), DatabaseBlobs(db))
         self.fail_with: Exception | None = None
 
     def generate(self, algorithm: KeyAlgorithm) -> GeneratedKey:
         return self.inner.generate(algorithm)
 
-    def sign(self, handle: KeyHandle, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+    def sign(self, ref: KeyRef, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
         if self.fail_with is not None:
             raise self.fail_with
-        return self.inner.sign(handle, digest_algorithm, digest)
+        return self.inner.sign(ref, digest_algorithm, digest)
 
-    def destroy(self, handle: KeyHandle) -> None:
-        self.inner.destroy(handle)
+    def probe(self, ref: KeyRef) -> None:
+        self.inner.probe(ref)
+
+    def destroy(self, ref: KeyRef) -> None:
+        self.inner.destroy(ref)
 
 
 @dataclass
@@ -108,10 +112,10 @@ class Env:
 def make_env(url: str, data_dir: Path) -> Env:
     db = Database(url)
     assert db.upgrade() == "0008"
-    store = SwitchableStore()
+    store = SwitchableStore(db)
     clock = FixedClock(T0)
-    ctx = Context(Settings(data_dir=data_dir, database_url=url), db, KeyStoreRegistry(store),
-                  clock)
+    ctx = Context(Settings(data_dir=data_dir, database_url=url), db,
+                  KeyStoreRegistry(store, one_time=one_time_store(os.urandom(32))), clock)
     return Env(ctx, clock, Caller(bootstrap_admin(ctx), "127.0.0.1"), store)
 
 
@@ -368,9 +372,11 @@ def test_failure_after_rotation_rolls_the_rotation_back(env: Env) -> None:
     assert "the HSM is on fire" in new[0].details
 
     env.store.fail_with = RuntimeError("bug")
-    with pytest.raises(SigngateError) as refused:  # that job refused, on the record
+    with pytest.raises(KeyStoreError) as refused:  # that job refused, on the record
         env.sign(ci, ref, b"two")
-    assert refused.value.code == "internal_error"
+    assert refused.value.code == "keystore_error"
+    assert "the key store 'switchable vault' failed to sign with key soft:" in str(refused.value)
+    assert "bug" not in str(refused.value)  # a foreign message stays in the server log
     later = env.snapshot()
     for table in after:
         if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):

@@ -17,10 +17,16 @@ from signgate.audit.log import verify_chain
 from signgate.clock import FixedClock
 from signgate.config import Settings
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
-from signgate.errors import AuthenticationFailed, Denied, InvalidInput, SigngateError
-from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.errors import (
+    AuthenticationFailed,
+    Denied,
+    InvalidInput,
+    KeyStoreError,
+    SigngateError,
+)
+from signgate.keystore.base import GeneratedKey, KeyRef
 from signgate.keystore.registry import KeyStoreRegistry
-from signgate.keystore.soft import SoftwareKeyStore
+from signgate.keystore.soft import SoftwareKeyStore, one_time_store
 from signgate.service import grants, identities, keys, projects, signing
 from signgate.service.bootstrap import bootstrap_admin
 from signgate.service.context import Caller, Context
@@ -28,6 +34,7 @@ from signgate.service.sign_batch import SignBatcher, SignJob
 from signgate.service.views import SignResult
 from signgate.store.db import Database
 from signgate.store.models import AuditEntry, SignatureRecord
+from signgate.store.vault import DatabaseBlobs
 
 DIGEST = hashlib.sha256(b"artifact").hexdigest()
 
@@ -36,21 +43,25 @@ class FlakyKeyStore:
     """A real software vault that fails (like a broken HSM session) when told to."""
 
     scheme = "soft"
+    name = "flaky vault"
 
-    def __init__(self) -> None:
-        self.inner = SoftwareKeyStore(os.urandom(32))
+    def __init__(self, db: Database) -> None:
+        self.inner = SoftwareKeyStore(os.urandom(32), DatabaseBlobs(db))
         self.fail_on_sign = False
 
     def generate(self, algorithm: KeyAlgorithm) -> GeneratedKey:
         return self.inner.generate(algorithm)
 
-    def sign(self, handle: KeyHandle, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+    def sign(self, ref: KeyRef, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
         if self.fail_on_sign:
             raise RuntimeError("token removed")
-        return self.inner.sign(handle, digest_algorithm, digest)
+        return self.inner.sign(ref, digest_algorithm, digest)
 
-    def destroy(self, handle: KeyHandle) -> None:
-        self.inner.destroy(handle)
+    def probe(self, ref: KeyRef) -> None:
+        self.inner.probe(ref)
+
+    def destroy(self, ref: KeyRef) -> None:
+        self.inner.destroy(ref)
 
 
 @pytest.fixture
@@ -58,8 +69,9 @@ def world(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FlakyKey
     """A context with project p, key p/k, and identity ci (signer on p/k)."""
     db = Database(database_url)
     db.upgrade()
-    store = FlakyKeyStore()
-    ctx = Context(Settings(tmp_path, database_url), db, KeyStoreRegistry(store),
+    store = FlakyKeyStore(db)
+    ctx = Context(Settings(tmp_path, database_url), db,
+                  KeyStoreRegistry(store, one_time=one_time_store(os.urandom(32))),
                   FixedClock(datetime(2026, 3, 1, tzinfo=UTC)))
     admin = bootstrap_admin(ctx)
     a = Caller(admin)
@@ -121,13 +133,15 @@ def test_a_failing_job_is_refused_alone(
     world: tuple[Context, FlakyKeyStore, str, str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An unexpected error in one job (a key store that lost its session, a format builder
-    meeting input it did not expect) refuses that job, on the record; others go on."""
+    meeting input it did not expect) refuses that job, on the record; others go on. The
+    key store's own exception reaches nobody: the registry turns it into a KeyStoreError."""
     ctx, store, _, ci = world
     batcher = SignBatcher(ctx)
     entries_before, sigs_before = _counts(ctx)
     store.fail_on_sign = True
     outcomes = batcher._process([_job(ci), _job(ci)])
-    assert all(isinstance(o, SigngateError) and o.code == "internal_error" for o in outcomes)
+    assert all(isinstance(o, KeyStoreError) and o.code == "keystore_error" for o in outcomes)
+    assert all("token removed" not in str(o) for o in outcomes)
     assert _counts(ctx) == (entries_before + 2, sigs_before)
     store.fail_on_sign = False
 

@@ -21,12 +21,11 @@ from asn1crypto import cms, tsp
 
 from signgate.clock import FixedClock
 from signgate.config import Settings
-from signgate.keystore.registry import KeyStoreRegistry
-from signgate.keystore.soft import SoftwareKeyStore
 from signgate.pki import certs
 from signgate.service import tsa
 from signgate.service.bootstrap import ensure_all
 from signgate.service.context import Context
+from signgate.service.factory import key_stores
 from signgate.service.records import authorities
 from signgate.store.db import Database
 
@@ -41,7 +40,7 @@ def ctx(tmp_path: Path) -> Iterator[tuple[Context, FixedClock]]:
     db.upgrade()
     clock = FixedClock(PKI_MADE)
     c = Context(Settings(tmp_path, url), db,
-                KeyStoreRegistry(SoftwareKeyStore(os.urandom(32))), clock)
+                key_stores(os.urandom(32), db), clock)
     ensure_all(c)
     yield c, clock
     c.close()

@@ -22,7 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import InvalidInput
-from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.keystore.base import GeneratedKey, KeyRef
+from signgate.keystore.blobs import InMemoryBlobs
 from signgate.keystore.soft import SoftwareKeyStore
 from signgate.pki import certs
 from signgate.pki.certs import CertificateSpec, Issuer, Profile
@@ -36,7 +37,7 @@ ORG = "Example Org"
 
 @pytest.fixture(scope="module")
 def store() -> SoftwareKeyStore:
-    return SoftwareKeyStore(os.urandom(32))
+    return SoftwareKeyStore(os.urandom(32), InMemoryBlobs())
 
 
 class Keys:
@@ -71,10 +72,8 @@ class StoreTbsSigner:
 
     def sign_digest(self, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
         self.calls.append((digest_algorithm, digest))
-        sealed = self.key.sealed
-        assert sealed is not None
-        handle = KeyHandle(self.key.uri, self.algorithm, self.rsa_padding, lambda: sealed)
-        return self.store.sign(handle, digest_algorithm, digest)
+        ref = KeyRef(self.key.uri, self.algorithm, self.rsa_padding)
+        return self.store.sign(ref, digest_algorithm, digest)
 
 
 def signer(keys: Keys, algorithm: KeyAlgorithm, role: str) -> StoreTbsSigner:

@@ -22,7 +22,8 @@ from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.formats import authenticode, jar
 from signgate.formats import cms as cms_format
 from signgate.formats.base import Builder, Chain, FormatRequest, PublicKeyInfo, SignerKey
-from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.keystore.base import GeneratedKey, KeyRef
+from signgate.keystore.blobs import InMemoryBlobs
 from signgate.keystore.soft import SoftwareKeyStore
 from signgate.pki import certs
 from signgate.pki import cms as pki_cms
@@ -47,10 +48,8 @@ class StoreSigner:
     rsa_padding: RsaPadding = RsaPadding.PKCS1V15
 
     def sign_digest(self, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
-        sealed = self.key.sealed
-        assert sealed is not None
-        handle = KeyHandle(self.key.uri, self.algorithm, self.rsa_padding, lambda: sealed)
-        return self.store.sign(handle, digest_algorithm, digest)
+        ref = KeyRef(self.key.uri, self.algorithm, self.rsa_padding)
+        return self.store.sign(ref, digest_algorithm, digest)
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Pki:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    store = SoftwareKeyStore(os.urandom(32))
+    store = SoftwareKeyStore(os.urandom(32), InMemoryBlobs())
     ca = StoreSigner(store, store.generate(KeyAlgorithm.ECDSA_P384), KeyAlgorithm.ECDSA_P384)
     leaf = StoreSigner(store, store.generate(KeyAlgorithm.ECDSA_P256), KeyAlgorithm.ECDSA_P256)
 

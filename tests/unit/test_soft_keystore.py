@@ -6,27 +6,60 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import ConfigError, KeyStoreError
-from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.keystore.base import GeneratedKey, KeyRef
+from signgate.keystore.blobs import InMemoryBlobs
 from signgate.keystore.soft import (
     MASTER_KEY_BYTES,
+    ONE_TIME_SCHEME,
     SoftwareKeyStore,
     decode_master_key,
     encode_master_key,
+    one_time_store,
     read_master_key_file,
 )
 
 MASTER = bytes(range(32))
 
 
+class CountingBlobs(InMemoryBlobs):
+    """In-memory blobs that count how often the vault reads them (a cache miss each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    def get(self, uri: str) -> bytes | None:
+        self.gets += 1
+        return super().get(uri)
+
+    def copy(self) -> CountingBlobs:
+        """Another repository holding the same blobs (another node's view of one table)."""
+        other = CountingBlobs()
+        for uri, blob in self._blobs.items():
+            other.put(uri, blob)
+        return other
+
+    def blob(self, uri: str) -> bytes:
+        found = super().get(uri)
+        assert found is not None
+        return found
+
+
 @pytest.fixture(scope="module")
-def store() -> SoftwareKeyStore:
-    return SoftwareKeyStore(MASTER)
+def blobs() -> CountingBlobs:
+    return CountingBlobs()
+
+
+@pytest.fixture(scope="module")
+def store(blobs: CountingBlobs) -> SoftwareKeyStore:
+    return SoftwareKeyStore(MASTER, blobs)
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +68,15 @@ def generated(store: SoftwareKeyStore) -> dict[KeyAlgorithm, GeneratedKey]:
     return {alg: store.generate(alg) for alg in KeyAlgorithm}
 
 
-class Loader:
-    """A load_sealed callback that counts its calls."""
-
-    def __init__(self, blob: bytes | None) -> None:
-        self.blob = blob
-        self.calls = 0
-
-    def __call__(self) -> bytes:
-        self.calls += 1
-        assert self.blob is not None
-        return self.blob
+def ref(g: GeneratedKey, alg: KeyAlgorithm, padding: RsaPadding = RsaPadding.PSS,
+        uri: str | None = None) -> KeyRef:
+    return KeyRef(uri or g.uri, alg, padding)
 
 
-def handle(g: GeneratedKey, alg: KeyAlgorithm, padding: RsaPadding = RsaPadding.PSS,
-           blob: bytes | None = None, uri: str | None = None) -> tuple[KeyHandle, Loader]:
-    loader = Loader(g.sealed if blob is None else blob)
-    return KeyHandle(uri or g.uri, alg, padding, loader), loader
+def fresh(blobs: CountingBlobs, **kwargs: Any) -> tuple[SoftwareKeyStore, CountingBlobs]:
+    """A store with an empty cache over a copy of ``blobs`` (whose reads it counts)."""
+    copy = blobs.copy()
+    return SoftwareKeyStore(MASTER, copy, **kwargs), copy
 
 
 def digest_of(alg: DigestAlgorithm, data: bytes) -> bytes:
@@ -73,8 +98,7 @@ def test_sign_and_verify(store: SoftwareKeyStore, generated: dict[KeyAlgorithm, 
     digest = digest_of(digest_alg, f"artifact {key_alg} {digest_alg}".encode())
     other = digest_of(digest_alg, b"another artifact")
     for padding in paddings:
-        h, _ = handle(g, key_alg, padding or RsaPadding.PSS)
-        sig = store.sign(h, digest_alg, digest)
+        sig = store.sign(ref(g, key_alg, padding or RsaPadding.PSS), digest_alg, digest)
         assert verify_digest(public, padding, digest_alg, digest, sig)
         assert verify_digest(public, None, digest_alg, digest, sig)  # offline: padding unknown
         assert not verify_digest(public, padding, digest_alg, other, sig)
@@ -87,83 +111,108 @@ def test_rsa_padding_is_honoured(store: SoftwareKeyStore,
     g = generated[KeyAlgorithm.RSA_3072]
     public = load_public_key(g.public_key_pem)
     digest = digest_of(DigestAlgorithm.SHA256, b"x")
-    pss = store.sign(handle(g, KeyAlgorithm.RSA_3072, RsaPadding.PSS)[0],
-                     DigestAlgorithm.SHA256, digest)
-    v15 = store.sign(handle(g, KeyAlgorithm.RSA_3072, RsaPadding.PKCS1V15)[0],
+    pss = store.sign(ref(g, KeyAlgorithm.RSA_3072, RsaPadding.PSS), DigestAlgorithm.SHA256,
+                     digest)
+    v15 = store.sign(ref(g, KeyAlgorithm.RSA_3072, RsaPadding.PKCS1V15),
                      DigestAlgorithm.SHA256, digest)
     assert verify_digest(public, RsaPadding.PSS, DigestAlgorithm.SHA256, digest, pss)
     assert not verify_digest(public, RsaPadding.PKCS1V15, DigestAlgorithm.SHA256, digest, pss)
     assert verify_digest(public, RsaPadding.PKCS1V15, DigestAlgorithm.SHA256, digest, v15)
     assert not verify_digest(public, RsaPadding.PSS, DigestAlgorithm.SHA256, digest, v15)
     # PKCS#1 v1.5 is deterministic, PSS is not
-    assert v15 == store.sign(handle(g, KeyAlgorithm.RSA_3072, RsaPadding.PKCS1V15)[0],
+    assert v15 == store.sign(ref(g, KeyAlgorithm.RSA_3072, RsaPadding.PKCS1V15),
                              DigestAlgorithm.SHA256, digest)
 
 
-def test_generate_makes_distinct_keys(store: SoftwareKeyStore) -> None:
+def test_generate_makes_distinct_keys_and_stores_their_blobs(store: SoftwareKeyStore,
+                                                             blobs: CountingBlobs) -> None:
     a = store.generate(KeyAlgorithm.ECDSA_P256)
     b = store.generate(KeyAlgorithm.ECDSA_P256)
     assert a.uri != b.uri
     assert a.uri.startswith("soft:")
     assert a.public_key_pem != b.public_key_pem
-    assert a.sealed is not None
-    assert b.sealed is not None
-    assert a.sealed[:1] == b"\x01"
+    assert blobs.blob(a.uri)[:1] == b"\x01"
+    assert blobs.blob(a.uri) != blobs.blob(b.uri)
     assert a.public_key_pem.startswith("-----BEGIN PUBLIC KEY-----")
 
 
-def test_sealed_blob_holds_no_plain_private_key(store: SoftwareKeyStore) -> None:
+def test_sealed_blob_holds_no_plain_private_key(store: SoftwareKeyStore,
+                                                blobs: CountingBlobs) -> None:
     g = store.generate(KeyAlgorithm.ED25519)
-    assert g.sealed is not None
-    assert b"PRIVATE" not in g.sealed
+    sealed = blobs.blob(g.uri)
+    assert b"PRIVATE" not in sealed
     # the DER PKCS#8 prefix of an Ed25519 key must not appear in the clear
-    assert bytes.fromhex("302e020100300506032b6570") not in g.sealed
+    assert bytes.fromhex("302e020100300506032b6570") not in sealed
 
 
 def test_a_second_store_with_the_same_master_key_opens_the_key(
-        store: SoftwareKeyStore, generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+        blobs: CountingBlobs, generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ECDSA_P384]
-    other = SoftwareKeyStore(MASTER)
-    h, loader = handle(g, KeyAlgorithm.ECDSA_P384)
+    other, read = fresh(blobs)
     digest = digest_of(DigestAlgorithm.SHA384, b"x")
-    sig = other.sign(h, DigestAlgorithm.SHA384, digest)
-    assert loader.calls == 1
+    sig = other.sign(ref(g, KeyAlgorithm.ECDSA_P384), DigestAlgorithm.SHA384, digest)
+    assert read.gets == 1
     assert verify_digest(load_public_key(g.public_key_pem), None, DigestAlgorithm.SHA384,
                          digest, sig)
+
+
+def test_generate_does_not_keep_the_key_open(blobs: CountingBlobs) -> None:
+    """A key is opened from its stored blob on first use: if that blob never committed
+    (the caller's transaction rolled back), the key does not sign."""
+    store, read = fresh(blobs)
+    g = store.generate(KeyAlgorithm.ECDSA_P256)
+    store.sign(ref(g, KeyAlgorithm.ECDSA_P256), DigestAlgorithm.SHA256, bytes(32))
+    assert read.gets == 1
 
 
 # -- what does not open -------------------------------------------------------------------
 
 
-def test_blob_under_another_uri_does_not_open(generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+def test_unknown_key(blobs: CountingBlobs) -> None:
+    store, _ = fresh(blobs)
+    missing = KeyRef("soft:00000000-0000-0000-0000-000000000000", KeyAlgorithm.ECDSA_P256)
+    for attempt in (lambda: store.sign(missing, DigestAlgorithm.SHA256, bytes(32)),
+                    lambda: store.probe(missing)):
+        with pytest.raises(KeyStoreError, match="no such key") as info:
+            attempt()
+        assert info.value.code == "keystore_error"
+        assert missing.uri in str(info.value)
+
+
+def test_blob_under_another_uri_does_not_open(
+        blobs: CountingBlobs, generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ECDSA_P256]
-    fresh = SoftwareKeyStore(MASTER)  # empty cache
-    h, loader = handle(g, KeyAlgorithm.ECDSA_P256, uri="soft:00000000-0000-0000-0000-000000000000")
+    store, read = fresh(blobs)
+    moved = "soft:00000000-0000-0000-0000-000000000000"
+    read.put(moved, read.blob(g.uri))  # the blob copied onto another key
     with pytest.raises(KeyStoreError) as info:
-        fresh.sign(h, DigestAlgorithm.SHA256, bytes(32))
+        store.sign(ref(g, KeyAlgorithm.ECDSA_P256, uri=moved), DigestAlgorithm.SHA256,
+                   bytes(32))
     assert info.value.code == "keystore_unseal_failed"
-    assert loader.calls == 1
+    assert read.gets == 1
 
 
 def test_blob_under_another_algorithm_does_not_open(
-        generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+        blobs: CountingBlobs, generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ECDSA_P256]
-    fresh = SoftwareKeyStore(MASTER)
-    h, _ = handle(g, KeyAlgorithm.ECDSA_P384)
+    store, _ = fresh(blobs)
     with pytest.raises(KeyStoreError) as info:
-        fresh.sign(h, DigestAlgorithm.SHA256, bytes(32))
+        store.sign(ref(g, KeyAlgorithm.ECDSA_P384), DigestAlgorithm.SHA256, bytes(32))
     assert info.value.code == "keystore_unseal_failed"
 
 
-def test_wrong_master_key(generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+def test_wrong_master_key(blobs: CountingBlobs,
+                          generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ED25519]
-    wrong = SoftwareKeyStore(os.urandom(32))
-    h, _ = handle(g, KeyAlgorithm.ED25519)
-    with pytest.raises(KeyStoreError) as info:
-        wrong.sign(h, DigestAlgorithm.SHA256, bytes(32))
-    assert info.value.code == "keystore_unseal_failed"
-    assert "wrong master key" in str(info.value)
-    assert g.uri in str(info.value)
+    wrong = SoftwareKeyStore(os.urandom(32), blobs.copy())
+    for attempt in (lambda: wrong.sign(ref(g, KeyAlgorithm.ED25519), DigestAlgorithm.SHA256,
+                                       bytes(32)),
+                    lambda: wrong.probe(ref(g, KeyAlgorithm.ED25519))):
+        with pytest.raises(KeyStoreError) as info:
+            attempt()
+        assert info.value.code == "keystore_unseal_failed"
+        assert "wrong master key" in str(info.value)
+        assert g.uri in str(info.value)
 
 
 def _garbled(blob: bytes) -> list[tuple[str, bytes]]:
@@ -187,78 +236,130 @@ def _garbled(blob: bytes) -> list[tuple[str, bytes]]:
 
 
 def test_truncated_or_garbled_blobs_fail_cleanly(
-        generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+        blobs: CountingBlobs, generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ECDSA_P256]
-    assert g.sealed is not None
-    for label, blob in _garbled(g.sealed):
-        fresh = SoftwareKeyStore(MASTER)
-        h = KeyHandle(g.uri, KeyAlgorithm.ECDSA_P256, RsaPadding.PSS, lambda b=blob: b)
+    for label, blob in _garbled(blobs.blob(g.uri)):
+        garbled = InMemoryBlobs()
+        garbled.put(g.uri, blob)
+        store = SoftwareKeyStore(MASTER, garbled)
         with pytest.raises(KeyStoreError) as info:
-            fresh.sign(h, DigestAlgorithm.SHA256, bytes(32))
+            store.sign(ref(g, KeyAlgorithm.ECDSA_P256), DigestAlgorithm.SHA256, bytes(32))
         assert g.uri in str(info.value), label
         assert info.value.code in ("keystore_error", "keystore_unseal_failed"), label
-
-
-def test_no_loader_fails_cleanly(generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
-    g = generated[KeyAlgorithm.ECDSA_P256]
-    h = KeyHandle(g.uri, KeyAlgorithm.ECDSA_P256)
-    with pytest.raises(KeyStoreError, match="no usable sealed key material"):
-        SoftwareKeyStore(MASTER).sign(h, DigestAlgorithm.SHA256, bytes(32))
 
 
 # -- nothing secret in reprs --------------------------------------------------------------
 
 
-def test_reprs_hold_no_key_material(store: SoftwareKeyStore,
+def test_reprs_hold_no_key_material(store: SoftwareKeyStore, blobs: CountingBlobs,
                                     generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ECDSA_P256]
-    assert g.sealed is not None
-    h, _ = handle(g, KeyAlgorithm.ECDSA_P256)
+    sealed = blobs.blob(g.uri)
+    r = ref(g, KeyAlgorithm.ECDSA_P256)
     secrets = [MASTER.hex(), encode_master_key(MASTER), repr(MASTER)[2:20],
-               g.sealed.hex()[:16], base64.b64encode(g.sealed).decode()[:16],
-               repr(g.sealed)[2:20]]
-    for text in (repr(store), str(store), repr(h), str(h), repr(g), str(g)):
+               sealed.hex()[:16], base64.b64encode(sealed).decode()[:16], repr(sealed)[2:20]]
+    for text in (repr(store), str(store), repr(r), str(r), repr(g), str(g), repr(blobs)):
         for secret in secrets:
             assert secret not in text, text
-    assert "sealed=" not in repr(g)
-    assert "load_sealed" not in repr(h)
     assert g.uri in repr(g)
-    assert g.uri in repr(h)
+    assert g.uri in repr(r)
 
 
-# -- the private-key cache ----------------------------------------------------------------
+# -- the private-key cache, and destroy ----------------------------------------------------
 
 
-def test_second_sign_uses_the_cache(generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+def test_second_sign_uses_the_cache(blobs: CountingBlobs,
+                                    generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ECDSA_P256]
-    fresh = SoftwareKeyStore(MASTER)
-    h, loader = handle(g, KeyAlgorithm.ECDSA_P256)
+    store, read = fresh(blobs)
     public = load_public_key(g.public_key_pem)
     for i in range(3):
         digest = digest_of(DigestAlgorithm.SHA256, bytes([i]))
-        sig = fresh.sign(h, DigestAlgorithm.SHA256, digest)
+        sig = store.sign(ref(g, KeyAlgorithm.ECDSA_P256), DigestAlgorithm.SHA256, digest)
         assert verify_digest(public, None, DigestAlgorithm.SHA256, digest, sig)
-    assert loader.calls == 1
+    assert read.gets == 1
 
 
-def test_destroy_evicts_from_the_cache(generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+def test_probe_bypasses_the_cache(blobs: CountingBlobs,
+                                  generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     g = generated[KeyAlgorithm.ECDSA_P256]
-    fresh = SoftwareKeyStore(MASTER)
-    h, loader = handle(g, KeyAlgorithm.ECDSA_P256)
-    fresh.sign(h, DigestAlgorithm.SHA256, bytes(32))
-    fresh.destroy(h)
-    fresh.sign(h, DigestAlgorithm.SHA256, bytes(32))
-    assert loader.calls == 2
+    store, read = fresh(blobs)
+    store.sign(ref(g, KeyAlgorithm.ECDSA_P256), DigestAlgorithm.SHA256, bytes(32))
+    store.probe(ref(g, KeyAlgorithm.ECDSA_P256))
+    assert read.gets == 2
 
 
-def test_cache_is_bounded(generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
+def test_a_destroyed_key_can_never_sign_again(blobs: CountingBlobs) -> None:
+    store, read = fresh(blobs)
+    g = store.generate(KeyAlgorithm.ECDSA_P256)
+    r = ref(g, KeyAlgorithm.ECDSA_P256)
+    store.sign(r, DigestAlgorithm.SHA256, bytes(32))  # open, and cached
+    store.destroy(r)
+    assert read.get(g.uri) is None  # the blob is gone from storage
+    for attempt in (lambda: store.sign(r, DigestAlgorithm.SHA256, bytes(32)),
+                    lambda: store.probe(r),
+                    lambda: SoftwareKeyStore(MASTER, read).sign(r, DigestAlgorithm.SHA256,
+                                                                bytes(32))):
+        with pytest.raises(KeyStoreError, match="no such key"):
+            attempt()
+    store.destroy(r)  # twice is harmless
+
+
+def test_a_key_destroyed_while_being_opened_is_not_kept_open() -> None:
+    """The signing under way when the key is destroyed may finish; no later one may."""
+
+    class DestroyedDuringRead(InMemoryBlobs):
+        store: SoftwareKeyStore
+
+        def get(self, uri: str) -> bytes | None:
+            blob = super().get(uri)
+            self.store.destroy(KeyRef(uri, KeyAlgorithm.ECDSA_P256))  # "meanwhile"
+            return blob
+
+    racing = DestroyedDuringRead()
+    store = racing.store = SoftwareKeyStore(MASTER, racing)
+    r = ref(store.generate(KeyAlgorithm.ECDSA_P256), KeyAlgorithm.ECDSA_P256)
+    store.sign(r, DigestAlgorithm.SHA256, bytes(32))
+    with pytest.raises(KeyStoreError, match="no such key"):
+        store.sign(r, DigestAlgorithm.SHA256, bytes(32))
+
+
+def test_destroy_leaves_other_keys_alone(blobs: CountingBlobs) -> None:
+    store, read = fresh(blobs)
+    a, b = store.generate(KeyAlgorithm.ED25519), store.generate(KeyAlgorithm.ED25519)
+    store.sign(ref(b, KeyAlgorithm.ED25519), DigestAlgorithm.SHA256, bytes(32))
+    store.destroy(ref(a, KeyAlgorithm.ED25519))
+    for g in (a, b):
+        assert (read.get(g.uri) is None) is (g is a)
+    store.sign(ref(b, KeyAlgorithm.ED25519), DigestAlgorithm.SHA256, bytes(32))
+
+
+def test_cache_is_bounded(blobs: CountingBlobs,
+                          generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
     a, b = generated[KeyAlgorithm.ECDSA_P256], generated[KeyAlgorithm.ED25519]
-    fresh = SoftwareKeyStore(MASTER, cache_size=1)
-    ha, la = handle(a, KeyAlgorithm.ECDSA_P256)
-    hb, lb = handle(b, KeyAlgorithm.ED25519)
-    for h in (ha, ha, hb, ha):
-        fresh.sign(h, DigestAlgorithm.SHA256, bytes(32))
-    assert (la.calls, lb.calls) == (2, 1)
+    store, read = fresh(blobs, cache_size=1)
+    ra, rb = ref(a, KeyAlgorithm.ECDSA_P256), ref(b, KeyAlgorithm.ED25519)
+    for r in (ra, ra, rb, ra):
+        store.sign(r, DigestAlgorithm.SHA256, bytes(32))
+    assert read.gets == 3  # a, b, a again
+
+
+# -- the one-time vault ---------------------------------------------------------------------
+
+
+def test_one_time_store_keeps_keys_in_memory_under_its_own_scheme() -> None:
+    store = one_time_store(MASTER)
+    assert store.scheme == ONE_TIME_SCHEME
+    g = store.generate(KeyAlgorithm.ECDSA_P256)
+    assert g.uri.startswith(f"{ONE_TIME_SCHEME}:")
+    r = ref(g, KeyAlgorithm.ECDSA_P256)
+    digest = digest_of(DigestAlgorithm.SHA256, b"once")
+    sig = store.sign(r, DigestAlgorithm.SHA256, digest)
+    assert verify_digest(load_public_key(g.public_key_pem), None, DigestAlgorithm.SHA256,
+                         digest, sig)
+    store.destroy(r)
+    with pytest.raises(KeyStoreError, match="no such key"):
+        store.sign(r, DigestAlgorithm.SHA256, digest)
 
 
 # -- master key handling ------------------------------------------------------------------
@@ -266,7 +367,7 @@ def test_cache_is_bounded(generated: dict[KeyAlgorithm, GeneratedKey]) -> None:
 
 def test_store_refuses_short_master_key() -> None:
     with pytest.raises(ConfigError, match="32 bytes"):
-        SoftwareKeyStore(bytes(31))
+        SoftwareKeyStore(bytes(31), InMemoryBlobs())
 
 
 def _write(path: Path, text: str, mode: int) -> Path:

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from signgate.config import DEFAULT_TSA_POLICY_OID, load_settings, valid_oid
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import ConfigError
-from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.keystore.base import GeneratedKey, KeyRef
+from signgate.keystore.blobs import InMemoryBlobs
 from signgate.keystore.soft import SoftwareKeyStore
 from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
@@ -43,15 +44,13 @@ class Signer:
     rsa_padding: RsaPadding = RsaPadding.PKCS1V15
 
     def sign_digest(self, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
-        sealed = self.key.sealed
-        assert sealed is not None
-        handle = KeyHandle(self.key.uri, self.algorithm, self.rsa_padding, lambda: sealed)
-        return self.store.sign(handle, digest_algorithm, digest)
+        ref = KeyRef(self.key.uri, self.algorithm, self.rsa_padding)
+        return self.store.sign(ref, digest_algorithm, digest)
 
 
 @pytest.fixture(scope="module")
 def authority() -> rfc3161.Authority:
-    store = SoftwareKeyStore(os.urandom(32))
+    store = SoftwareKeyStore(os.urandom(32), InMemoryBlobs())
     root_signer = Signer(store, store.generate(KeyAlgorithm.ECDSA_P384))
     tsa_signer = Signer(store, store.generate(KeyAlgorithm.ECDSA_P384))
     root = certs.issue(certs.CertificateSpec(

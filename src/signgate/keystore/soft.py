@@ -5,8 +5,10 @@ key-encryption key (KEK) derived by HKDF-SHA256 from the master key. The associa
 binds the sealed blob to its key URI and algorithm, so a blob copied onto another key row
 does not open. Blob layout: ``b"\x01" || nonce (12) || ciphertext+tag``.
 
-Opened keys are kept in memory (bounded LRU) so that signing does not pay for AES and
-PKCS#8 parsing on every request; they never leave the process.
+The sealed blobs are kept by the :class:`~signgate.keystore.blobs.SealedBlobs` repository
+the vault is given (the database's table, or memory for one-time keys). Opened keys are
+kept in memory (bounded LRU) so that signing does not pay for AES and PKCS#8 parsing on
+every request; they never leave the process.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.crypto.signatures import rsa_padding_for
 from signgate.errors import ConfigError, ErrorCode, KeyStoreError
-from signgate.keystore.base import GeneratedKey, KeyHandle
+from signgate.keystore.base import GeneratedKey, KeyRef
+from signgate.keystore.blobs import InMemoryBlobs, SealedBlobs
 
 SCHEME = "soft"
+ONE_TIME_SCHEME = "soft-once"
 _VERSION = b"\x01"
 _KEK_INFO = b"signgate soft vault kek v1"
 MASTER_KEY_BYTES = 32
@@ -81,30 +85,40 @@ def _generate_private(algorithm: KeyAlgorithm) -> PrivateKey:
 
 
 class SoftwareKeyStore:
-    """Keys sealed under a KEK; implements :class:`signgate.keystore.base.KeyStore`."""
+    """Keys sealed under a KEK, their blobs kept in ``blobs``; implements
+    :class:`signgate.keystore.base.KeyStore`.
 
-    scheme = SCHEME
+    ``scheme`` lets two vaults live side by side in one registry: the database-backed one
+    (``soft:``) and the in-memory one for one-time keys (``soft-once:``).
+    """
 
-    def __init__(self, master_key: bytes, cache_size: int = 1024) -> None:
+    def __init__(self, master_key: bytes, blobs: SealedBlobs, *, scheme: str = SCHEME,
+                 name: str = "software vault", cache_size: int = 1024) -> None:
         if len(master_key) != MASTER_KEY_BYTES:
             raise ConfigError(f"master key must be {MASTER_KEY_BYTES} bytes")
         kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEK_INFO).derive(
             master_key
         )
+        self.scheme = scheme
+        self.name = name
         self._aead = AESGCM(kek)
+        self._blobs = blobs
         self._cache: OrderedDict[str, PrivateKey] = OrderedDict()
         self._cache_size = cache_size
+        self._destroys = 0  # see _open
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return "SoftwareKeyStore(<sealed>)"
+        return f"SoftwareKeyStore({self.scheme}:, <sealed>)"
 
     @staticmethod
     def _aad(uri: str, algorithm: KeyAlgorithm) -> bytes:
         return f"signgate-soft-v1|{uri}|{algorithm.value}".encode()
 
     def generate(self, algorithm: KeyAlgorithm) -> GeneratedKey:
-        uri = f"{SCHEME}:{uuid.uuid4()}"
+        """A new key pair; its sealed blob is ``put`` into the blob repository (inside the
+        caller's transaction, for the database's), and the private key is not kept open."""
+        uri = f"{self.scheme}:{uuid.uuid4()}"
         private = _generate_private(algorithm)
         der = private.private_bytes(
             serialization.Encoding.DER,
@@ -116,55 +130,74 @@ class SoftwareKeyStore:
         pem = private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return GeneratedKey(uri=uri, public_key_pem=pem.decode("ascii"), sealed=sealed)
+        self._blobs.put(uri, sealed)
+        return GeneratedKey(uri=uri, public_key_pem=pem.decode("ascii"))
 
-    def probe(self, handle: KeyHandle) -> None:
+    def probe(self, ref: KeyRef) -> None:
         """Unseal the key from its stored blob, bypassing the cache, and forget it: proves
         that this master key opens this vault now (start-up and health checks)."""
-        self._unseal(handle)
+        self._unseal(ref)
 
-    def _open(self, handle: KeyHandle) -> PrivateKey:
+    def _open(self, ref: KeyRef) -> PrivateKey:
         with self._lock:
-            cached = self._cache.get(handle.uri)
+            cached = self._cache.get(ref.uri)
             if cached is not None:
-                self._cache.move_to_end(handle.uri)
+                self._cache.move_to_end(ref.uri)
                 return cached
-        private = self._unseal(handle)
+            destroys = self._destroys
+        private = self._unseal(ref)
         with self._lock:
-            self._cache[handle.uri] = private
+            if destroys != self._destroys:
+                # A key was destroyed while this one was being opened: perhaps this one,
+                # so it is used for the signing already under way but not kept.
+                return private
+            self._cache[ref.uri] = private
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return private
 
-    def _unseal(self, handle: KeyHandle) -> PrivateKey:
-        sealed = handle.load_sealed() if handle.load_sealed is not None else None
-        if not sealed or sealed[:1] != _VERSION or len(sealed) < 1 + 12 + 16:
-            raise KeyStoreError(f"key {handle.uri} has no usable sealed key material")
+    def _unseal(self, ref: KeyRef) -> PrivateKey:
+        sealed = self._blobs.get(ref.uri)
+        if sealed is None:
+            raise KeyStoreError(f"no such key {ref.uri} in the {self.name}")
+        if sealed[:1] != _VERSION or len(sealed) < 1 + 12 + 16:
+            raise KeyStoreError(f"key {ref.uri} has no usable sealed key material")
         try:
-            der = self._aead.decrypt(
-                sealed[1:13], sealed[13:], self._aad(handle.uri, handle.algorithm)
-            )
+            der = self._aead.decrypt(sealed[1:13], sealed[13:], self._aad(ref.uri, ref.algorithm))
         except InvalidTag:
             raise KeyStoreError(
-                f"cannot open key {handle.uri}: wrong master key or tampered key material",
+                f"cannot open key {ref.uri}: wrong master key or tampered key material",
                 code=ErrorCode.KEYSTORE_UNSEAL_FAILED,
             ) from None
         private = serialization.load_der_private_key(der, password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
                           | rsa.RSAPrivateKey):
-            raise KeyStoreError(f"key {handle.uri} has an unsupported type")
+            raise KeyStoreError(f"key {ref.uri} has an unsupported type")
         return private
 
-    def sign(self, handle: KeyHandle, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
-        private = self._open(handle)
+    def sign(self, ref: KeyRef, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+        private = self._open(ref)
         prehashed = Prehashed(digest_algorithm.hash_algorithm())
         if isinstance(private, ec.EllipticCurvePrivateKey):
             return private.sign(digest, ec.ECDSA(prehashed))
         if isinstance(private, ed25519.Ed25519PrivateKey):
             return private.sign(digest)
-        pad = rsa_padding_for(handle.rsa_padding, digest_algorithm)
+        pad = rsa_padding_for(ref.rsa_padding, digest_algorithm)
         return private.sign(digest, pad, prehashed)
 
-    def destroy(self, handle: KeyHandle) -> None:
+    def destroy(self, ref: KeyRef) -> None:
+        """Delete the blob, then drop the open key: with neither left, ``sign`` finds no
+        such key. (Another process that opened the key keeps its own cached copy until it
+        restarts; only one-time keys, which live in one process's memory, are destroyed.)"""
+        self._blobs.delete(ref.uri)
         with self._lock:
-            self._cache.pop(handle.uri, None)
+            self._destroys += 1
+            self._cache.pop(ref.uri, None)
+
+
+def one_time_store(master_key: bytes) -> SoftwareKeyStore:
+    """The vault for one-time keys: blobs in this process's memory only, URIs of their
+    own scheme so that the registry routes their signing here. A one-time key is destroyed
+    right after its one signing, so nothing of it outlives the request."""
+    return SoftwareKeyStore(master_key, InMemoryBlobs(), scheme=ONE_TIME_SCHEME,
+                            name="one-time key vault", cache_size=16)

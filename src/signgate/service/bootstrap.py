@@ -13,7 +13,7 @@ from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm
 from signgate.crypto.tokens import new_token, token_hash
 from signgate.errors import ConfigError, Conflict, ErrorCode, KeyStoreError
-from signgate.keystore.base import KeyHandle
+from signgate.keystore.base import KeyRef
 from signgate.policy.model import GLOBAL_SCOPE, IdentityKind, KeyState, Role, check_name
 from signgate.service.context import Context
 from signgate.service.records.authorities import (
@@ -36,7 +36,6 @@ from signgate.store.models import (
     Key,
     KeyVersion,
     Project,
-    VaultEntry,
 )
 
 
@@ -62,24 +61,23 @@ def bootstrap_admin(ctx: Context, name: str = "admin") -> str:
 
 def check_vault(ctx: Context) -> None:
     """Raise :class:`ConfigError` (code ``vault_sealed``) unless the key store opens a key
-    of this database: the root CA's (the oldest authority), else the oldest key version's.
-    A wrong master key would otherwise pass unnoticed until the first signing, CRL or CA
+    of this database: the root CA's (the oldest authority), else the oldest key version's
+    that is not a one-time key's (those are destroyed after their one signing). A wrong
+    master key would otherwise pass unnoticed until the first signing, CRL or CA
     creation. Does nothing for a database with no keys yet."""
     with ctx.db.read() as session:
         probe = session.execute(
-            select(Authority.key_uri, Authority.algorithm, VaultEntry.sealed)
-            .join(VaultEntry, VaultEntry.uri == Authority.key_uri).order_by(Authority.id)
+            select(Authority.key_uri, Authority.algorithm).order_by(Authority.id)
         ).first() or session.execute(
-            select(KeyVersion.uri, Key.algorithm, VaultEntry.sealed)
+            select(KeyVersion.uri, Key.algorithm)
             .join(Key, Key.id == KeyVersion.key_id)
-            .join(VaultEntry, VaultEntry.uri == KeyVersion.uri).order_by(KeyVersion.id)
+            .where(Key.one_time.is_(False)).order_by(KeyVersion.id)
         ).first()
     if probe is None:
         return
-    uri, algorithm, sealed = probe.tuple()
-    handle = KeyHandle(uri, KeyAlgorithm(algorithm), load_sealed=lambda: sealed)
+    uri, algorithm = probe.tuple()
     try:
-        ctx.keystores.probe(handle)
+        ctx.keystores.probe(KeyRef(uri, KeyAlgorithm(algorithm)))
     except KeyStoreError as exc:
         raise ConfigError(
             f"the master key ({ctx.settings.master_key_source}) does not open this "

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
 from signgate.errors import Conflict, InvalidInput, NotFound
+from signgate.keystore.base import KeyRef
 from signgate.pki import certs, requests
 from signgate.policy import decide
 from signgate.policy.model import Actor
@@ -57,7 +58,7 @@ def csr(ctx: Context, caller: Caller, ref: str, version: int | None = None) -> C
                              project)
         # PKCS#1 v1.5 for RSA: what every CA accepts on a request, whatever the key's
         # padding for artifact signatures.
-        signer = StoreSigner(ctx, session, v.uri, algorithm, RsaPadding.PKCS1V15)
+        signer = StoreSigner(ctx.keystores, KeyRef(v.uri, algorithm, RsaPadding.PKCS1V15))
         der = requests.build_csr(signer, subject, v.public_key_pem)
         ctx.record(session, Record(actor.name, Action.CERT_REQUEST, Outcome.ALLOWED, ref,
                                    project, ref, {"key_version": v.version,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
 from signgate.formats import openpgp
+from signgate.keystore.base import KeyRef
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeySnapshot, KeyState
 from signgate.service.context import Caller, Context, Target, require
@@ -66,7 +67,7 @@ def export_key(ctx: Context, caller: Caller, ref: str, version: int | None = Non
         d = decide.may_sign(actor, snapshot)
         require(d.allowed, d.reason)
         pgp_key = openpgp.key_of(v.public_key_pem, v.created_at)
-        signer = StoreSigner(ctx, session, v.uri, algorithm, padding)
+        signer = StoreSigner(ctx.keystores, KeyRef(v.uri, algorithm, padding))
         armored = openpgp.export_public_key(pgp_key, uid, signer)
         fingerprint = pgp_key.fingerprint.hex().upper()
         ctx.record(session, Record(

@@ -51,7 +51,7 @@ from signgate.errors import (
 from signgate.formats import cms as cms_format
 from signgate.formats import registry as formats
 from signgate.formats.base import Builder, Chain, FormatRequest, SignerKey, ToBeSigned
-from signgate.keystore.base import KeyHandle
+from signgate.keystore.base import KeyRef
 from signgate.pki import certs
 from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
@@ -77,7 +77,6 @@ from signgate.store.models import (
     KeyVersion,
     Project,
     SignatureRecord,
-    VaultEntry,
     table,
 )
 
@@ -86,7 +85,7 @@ log = logging.getLogger("signgate.sign")
 # Statements built once: constructing SQLAlchemy expressions per request costs more than
 # running them.
 _ident, _grants, _keys = table(Identity), table(GrantRow), table(Key)
-_versions, _projects, _vault = table(KeyVersion), table(Project), table(VaultEntry)
+_versions, _projects = table(KeyVersion), table(Project)
 IDENTITY_BY_TOKEN = select(_ident.c.id, _ident.c.name, _ident.c.enabled).where(
     _ident.c.token_hash == bindparam("token_hash"))
 GRANTS_OF = select(_grants.c.role, _grants.c.scope).where(
@@ -104,7 +103,6 @@ CURRENT_KEY = (
                & (_versions.c.version == _keys.c.current_version))
     .where(_projects.c.name == bindparam("project"), _keys.c.name == bindparam("key"))
 )
-SEALED = select(_vault.c.sealed).where(_vault.c.uri == bindparam("uri"))
 ADD_SIGNATURES = (
     update(_versions).where(_versions.c.id == bindparam("version_id"))
     .values(signature_count=_versions.c.signature_count + bindparam("n"))
@@ -284,10 +282,6 @@ class _Batch:
             self.keys[ref] = state
         return state
 
-    def sealed_loader(self, uri: str) -> bytes:
-        sealed = self.conn.execute(SEALED, {"uri": uri}).scalar_one_or_none()
-        return sealed or b""
-
     def sign(self, job: SignJob) -> SignResult:
         try:
             identity_id, actor = self.actor(job.caller)
@@ -439,7 +433,7 @@ class _Batch:
             certificate = certs.load_der(authority_certificate(self.session, authority).der)
             settings = self.ctx.settings
             self.tsa = rfc3161.Authority(
-                authority_signer(self.ctx, self.session, authority),
+                authority_signer(self.ctx, authority),
                 certificate, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
         imprint = hashlib.sha256(signature).digest()
         request = rfc3161.TimeStampRequest(
@@ -449,20 +443,19 @@ class _Batch:
         return rfc3161.grant(request, self.tsa, now)
 
     def _sign_with(self, key: _KeyState, alg: DigestAlgorithm, digest: bytes) -> bytes:
-        uri = key.uri
-        handle = KeyHandle(uri, key.algorithm, key.rsa_padding, lambda: self.sealed_loader(uri))
-        return self.ctx.keystores.sign(handle, alg, digest)
+        ref = KeyRef(key.uri, key.algorithm, key.rsa_padding)
+        return self.ctx.keystores.sign(ref, alg, digest)
 
     def _one_time(self, job: SignJob, actor: Actor, key: _KeyState,
                   make: Callable[[SignerKey], _Prepared], now: datetime,
                   ) -> tuple[_KeyState, _Prepared, bytes, str]:
         """A fresh key pair, a certificate valid for minutes, one signature, and the private
         key destroyed before anything is returned. Only the public key and certificate are
-        kept (a key version that never signs again); the sealed key is never stored."""
-        store = self.ctx.keystores.default
-        generated = store.generate(key.algorithm)
-        sealed = generated.sealed or b""
-        handle = KeyHandle(generated.uri, key.algorithm, key.rsa_padding, lambda: sealed)
+        kept (a key version that never signs again); the private key lives only in the
+        one-time key store (memory) until it is destroyed."""
+        keystores = self.ctx.keystores
+        generated = keystores.generate(key.algorithm, one_time=True)
+        ref = KeyRef(generated.uri, key.algorithm, key.rsa_padding)
         try:
             with self._atomically(job):
                 orm_key = get_key(self.session, job.project, job.key)
@@ -482,9 +475,9 @@ class _Batch:
                 self.session.flush()
                 prepared = make(SignerKey(job.ref, number, key.algorithm, key.rsa_padding,
                                           generated.public_key_pem, now, one_time=True))
-                signature = store.sign(handle, prepared.hash_algorithm, prepared.payload)
+                signature = keystores.sign(ref, prepared.hash_algorithm, prepared.payload)
         finally:
-            store.destroy(handle)  # the only copies were this frame's and the store's cache
+            keystores.destroy(ref)  # the key can never sign again
         self.one_time_serial, self.one_time_sha256 = cert.serial, cert.sha256
         state = self.key(job.project, job.key)
         return state, prepared, signature, certs.to_pem(cert.der) + certs.to_pem(issuer.der)

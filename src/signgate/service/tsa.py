@@ -53,7 +53,7 @@ def timestamp(ctx: Context, der_request: bytes, client_address: str | None) -> R
         now = ctx.clock.now()
         issued = rfc3161.grant(
             request,
-            rfc3161.Authority(authority_signer(ctx, session, authority), certificate,
+            rfc3161.Authority(authority_signer(ctx, authority), certificate,
                               ctx.settings.tsa_policy_oid, ctx.settings.tsa_accuracy_seconds),
             now)
         details: dict[str, object] = {

@@ -10,6 +10,7 @@ sleeping and would cap throughput. PostgreSQL writers serialise on the ``audit_h
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import os
 import threading
@@ -85,6 +86,13 @@ class Database:
             snapshot_engine = self.read_engine.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True)
         self._snapshot_reader = sessionmaker(snapshot_engine, expire_on_commit=False)
+        # The transactions open in this thread (or task) now, for repositories called from
+        # inside a use case that must join them instead of opening their own: see
+        # current_write and store/vault.py.
+        self._writing: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
+            "signgate_write_session", default=None)
+        self._reading: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
+            "signgate_read_session", default=None)
 
     @staticmethod
     def _sqlite_engine(url: str, begin: str) -> Engine:
@@ -112,16 +120,36 @@ class Database:
     def write(self) -> Iterator[Session]:
         """A write transaction: committed when the block ends, rolled back on error."""
         gate = self._gate.held() if self._gate is not None else contextlib.nullcontext()
-        with gate, _converted(), self._writer() as session, session.begin():
-            yield session
+        with gate, converted(), self._writer() as session, session.begin():
+            token = self._writing.set(session)
+            try:
+                yield session
+            finally:
+                self._writing.reset(token)
 
     @contextlib.contextmanager
     def read(self, snapshot: bool = False) -> Iterator[Session]:
         """A read transaction; with ``snapshot``, every statement in it sees the database
         as of one instant on every backend (for reads that must agree with each other)."""
         maker = self._snapshot_reader if snapshot else self._reader
-        with _converted(), maker() as session, session.begin():
-            yield session
+        with converted(), maker() as session, session.begin():
+            token = self._reading.set(session)
+            try:
+                yield session
+            finally:
+                self._reading.reset(token)
+
+    def current_write(self) -> Session | None:
+        """The session of the write transaction this thread (or task) is inside, if any.
+        Work done in it commits or rolls back with the caller's; on SQLite, opening a
+        second write transaction instead would wait forever on the write gate."""
+        return self._writing.get()
+
+    def current_read(self) -> Session | None:
+        """The session of the transaction this thread (or task) is inside, if any: the
+        write transaction's (which sees its own changes), else a read transaction's."""
+        writing = self._writing.get()
+        return writing if writing is not None else self._reading.get()
 
     def ping(self) -> None:
         with self.read() as session:
@@ -136,7 +164,7 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         gate = self._gate.held() if self._gate is not None else contextlib.nullcontext()
-        with gate, _converted(), self.write_engine.connect() as conn:
+        with gate, converted(), self.write_engine.connect() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()
@@ -150,7 +178,8 @@ class Database:
 
 
 @contextlib.contextmanager
-def _converted() -> Iterator[None]:
+def converted() -> Iterator[None]:
+    """SQLAlchemy's errors as signgate's (Conflict, InvalidInput, Unavailable)."""
     try:
         yield
     except IntegrityError as exc:

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import NotFound
-from signgate.keystore.base import KeyHandle
+from signgate.keystore.base import KeyRef
+from signgate.keystore.registry import KeyStoreRegistry
 from signgate.pki import certs, crl
 from signgate.service.context import Context
 from signgate.service.views import CertificateChainView
@@ -27,7 +28,6 @@ from signgate.store.models import (
     KeyVersion,
     Project,
     RevocationList,
-    VaultEntry,
 )
 
 CA_ALGORITHM = KeyAlgorithm.ECDSA_P384
@@ -45,23 +45,21 @@ TSA_YEARS = 10
 
 @dataclass(frozen=True)
 class StoreSigner:
-    """A :class:`signgate.pki.cms.DigestSigner` over a key in signgate's key store."""
+    """A :class:`signgate.pki.cms.DigestSigner` over a key in signgate's key stores."""
 
-    ctx: Context
-    session: Session
-    uri: str
-    algorithm: KeyAlgorithm
-    rsa_padding: RsaPadding = RsaPadding.PKCS1V15
+    keystores: KeyStoreRegistry
+    ref: KeyRef
+
+    @property
+    def algorithm(self) -> KeyAlgorithm:
+        return self.ref.algorithm
+
+    @property
+    def rsa_padding(self) -> RsaPadding:
+        return self.ref.rsa_padding
 
     def sign_digest(self, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
-        uri, session = self.uri, self.session
-
-        def load() -> bytes:
-            entry = session.get(VaultEntry, uri)
-            return b"" if entry is None else entry.sealed
-
-        handle = KeyHandle(uri, self.algorithm, self.rsa_padding, load)
-        return self.ctx.keystores.sign(handle, digest_algorithm, digest)
+        return self.keystores.sign(self.ref, digest_algorithm, digest)
 
 
 def _years(start: datetime, years: int) -> datetime:
@@ -89,9 +87,7 @@ def _store(session: Session, cert: x509.Certificate, profile: certs.Profile, now
 
 def _new_authority(ctx: Context, session: Session, kind: str, project: Project | None,
                    now: datetime) -> Authority:
-    generated = ctx.keystores.default.generate(CA_ALGORITHM)
-    if generated.sealed is not None:
-        session.add(VaultEntry(uri=generated.uri, sealed=generated.sealed))
+    generated = ctx.keystores.generate(CA_ALGORITHM)  # joins this session's transaction
     authority = Authority(kind=kind, project_id=project.id if project else None,
                           algorithm=CA_ALGORITHM.value, key_uri=generated.uri,
                           public_key_pem=generated.public_key_pem, created_at=now)
@@ -100,8 +96,10 @@ def _new_authority(ctx: Context, session: Session, kind: str, project: Project |
     return authority
 
 
-def authority_signer(ctx: Context, session: Session, authority: Authority) -> StoreSigner:
-    return StoreSigner(ctx, session, authority.key_uri, KeyAlgorithm(authority.algorithm))
+def authority_signer(ctx: Context, authority: Authority) -> StoreSigner:
+    return StoreSigner(ctx.keystores, KeyRef(authority.key_uri,
+                                             KeyAlgorithm(authority.algorithm),
+                                             RsaPadding.PKCS1V15))
 
 
 def authority_certificate(session: Session, authority: Authority) -> Certificate:
@@ -130,7 +128,7 @@ def ensure_root(ctx: Context, session: Session, actor: str = "signgate") -> Auth
     spec = certs.CertificateSpec(
         certs.Profile.ROOT, certs.name(ctx.settings.organization, "signgate root CA"),
         authority.public_key_pem, now - timedelta(minutes=5), _years(now, ROOT_YEARS))
-    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, authority)))
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, authority)))
     row = _store(session, cert, certs.Profile.ROOT, now, authority, authority)
     ctx.record(session, Record(actor, Action.CA_CREATE, Outcome.ALLOWED, "root CA",
                                details={"serial": row.serial, "sha256": row.sha256,
@@ -166,7 +164,7 @@ def create_under_root(ctx: Context, session: Session, kind: str, profile: certs.
     spec = certs.CertificateSpec(
         profile, subject, authority.public_key_pem, now - timedelta(minutes=5),
         min(_years(now, years), parent_end), crl_url=f"{ctx.settings.public_url}/ca/root.crl")
-    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, parent), parent_cert))
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, parent), parent_cert))
     row = _store(session, cert, profile, now, parent, authority)
     ctx.record(session, Record(actor, action, Outcome.ALLOWED, label,
                                project=project.name if project else None,
@@ -192,7 +190,7 @@ def issue_version_certificate(ctx: Context, session: Session, key: Key, version:
         version.public_key_pem, now if lifetime else now - timedelta(minutes=5),
         min(now + (lifetime or timedelta(days=key.cert_validity_days)), ca_end),
         crl_url=f"{ctx.settings.public_url}/crl/{project.name}.crl")
-    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, ca), ca_cert))
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, ca), ca_cert))
     return _store(session, cert, certs.Profile.CODE_SIGNING, now, ca, version=version)
 
 
@@ -216,7 +214,7 @@ def reissue_certificate(ctx: Context, session: Session, row: Certificate, issuer
     spec = certs.CertificateSpec(
         certs.Profile(row.profile), x509.Name.load(old.subject.dump()), public_key_pem,
         now - timedelta(minutes=5), row.not_after, crl_url=crl_url)
-    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, session, issuer), issuer_cert))
+    cert = certs.issue(spec, certs.Issuer(authority_signer(ctx, issuer), issuer_cert))
     new = _store(session, cert, certs.Profile(row.profile), now, issuer, authority, version)
     project = key_ref = None
     if version is not None:
@@ -278,7 +276,7 @@ def publish_crl(ctx: Context, session: Session, authority: Authority,
                            c.revocation_reason or "unspecified", c.invalidity_date)
                for c in revoked]
     ca_cert = certs.load_der(authority_certificate(session, authority).der)
-    built = crl.build(certs.Issuer(authority_signer(ctx, session, authority), ca_cert), entries,
+    built = crl.build(certs.Issuer(authority_signer(ctx, authority), ca_cert), entries,
                       number, now, now + CRL_LIFETIME)
     row = RevocationList(authority_id=authority.id, number=number, this_update=now,
                          next_update=now + CRL_LIFETIME, der=built.dump())

@@ -20,7 +20,7 @@ from signgate.policy.model import Actor, check_name
 from signgate.service.context import Context
 from signgate.service.records.authorities import issue_version_certificate
 from signgate.service.views import KeyVersionView, KeyView, PublicKeyView
-from signgate.store.models import Key, KeyVersion, Project, VaultEntry
+from signgate.store.models import Key, KeyVersion, Project
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -86,14 +86,14 @@ def key_view(session: Session, key: Key) -> KeyView:
 
 
 def new_version(ctx: Context, session: Session, key: Key, number: int, now: datetime) -> KeyVersion:
-    generated = ctx.keystores.default.generate(KeyAlgorithm(key.algorithm))
+    # The key store joins this session's transaction: the version row and the key's
+    # storage (the software vault's sealed blob) commit or roll back together.
+    generated = ctx.keystores.generate(KeyAlgorithm(key.algorithm))
     version = KeyVersion(
         key_id=key.id, version=number, uri=generated.uri,
         public_key_pem=generated.public_key_pem, created_at=now, signature_count=0,
     )
     session.add(version)
-    if generated.sealed is not None:
-        session.add(VaultEntry(uri=generated.uri, sealed=generated.sealed))
     session.flush()
     issue_version_certificate(ctx, session, key, version, now)
     return version

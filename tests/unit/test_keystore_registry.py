@@ -1,0 +1,127 @@
+"""The key store registry: routing by URI scheme, and no foreign exception crossing it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import pytest
+
+from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
+from signgate.crypto.signatures import load_public_key, verify_digest
+from signgate.errors import ConfigError, KeyStoreError
+from signgate.keystore.base import GeneratedKey, KeyRef, KeyStore
+from signgate.keystore.blobs import InMemoryBlobs
+from signgate.keystore.registry import KeyStoreRegistry
+from signgate.keystore.soft import SoftwareKeyStore, one_time_store
+
+MASTER = bytes(range(32))
+DIGEST = hashlib.sha256(b"artifact").digest()
+SECRET = "PIN 123456 for slot 0"  # what a foreign library might put in its message
+
+
+class BrokenHsm:
+    """A key store whose library fails with its own exceptions (as a PKCS#11 binding
+    does), or with signgate's own when told to."""
+
+    scheme = "pkcs11"
+    name = "HSM acme-prod"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def generate(self, algorithm: KeyAlgorithm) -> GeneratedKey:
+        raise self.error
+
+    def sign(self, ref: KeyRef, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+        raise self.error
+
+    def probe(self, ref: KeyRef) -> None:
+        raise self.error
+
+    def destroy(self, ref: KeyRef) -> None:
+        raise self.error
+
+
+HSM_KEY = KeyRef("pkcs11:token=acme;object=release-1", KeyAlgorithm.ECDSA_P256)
+
+
+def test_routes_by_scheme() -> None:
+    soft = SoftwareKeyStore(MASTER, InMemoryBlobs())
+    once = one_time_store(MASTER)
+    hsm: KeyStore = BrokenHsm(RuntimeError("unused"))
+    registry = KeyStoreRegistry(soft, hsm, one_time=once)
+    assert registry.for_uri("soft:x") is soft
+    assert registry.for_uri("soft-once:x") is once
+    assert registry.for_uri(HSM_KEY.uri) is hsm
+    with pytest.raises(ConfigError, match="no key store is configured for 'file' keys"):
+        registry.for_uri("file:/etc/key.pem")
+
+    for one_time, scheme in ((False, "soft:"), (True, "soft-once:")):
+        g = registry.generate(KeyAlgorithm.ED25519, one_time=one_time)
+        assert g.uri.startswith(scheme)
+        ref = KeyRef(g.uri, KeyAlgorithm.ED25519)
+        signature = registry.sign(ref, DigestAlgorithm.SHA256, DIGEST)
+        assert verify_digest(load_public_key(g.public_key_pem), None, DigestAlgorithm.SHA256,
+                             DIGEST, signature)
+        registry.probe(ref)
+        registry.destroy(ref)
+        with pytest.raises(KeyStoreError, match="no such key"):
+            registry.sign(ref, DigestAlgorithm.SHA256, DIGEST)
+
+
+def test_one_time_keys_go_to_the_default_store_without_a_one_time_store() -> None:
+    registry = KeyStoreRegistry(SoftwareKeyStore(MASTER, InMemoryBlobs()))
+    assert registry.generate(KeyAlgorithm.ED25519, one_time=True).uri.startswith("soft:")
+
+
+def test_two_stores_for_one_scheme_are_refused() -> None:
+    with pytest.raises(ConfigError, match="two key stores claim 'soft' keys"):
+        KeyStoreRegistry(SoftwareKeyStore(MASTER, InMemoryBlobs()),
+                         SoftwareKeyStore(MASTER, InMemoryBlobs(), name="another vault"))
+
+
+def test_a_foreign_exception_becomes_a_keystore_error(caplog: pytest.LogCaptureFixture) -> None:
+    original = OSError(5, f"CKR_DEVICE_ERROR ({SECRET})")
+    registry = KeyStoreRegistry(SoftwareKeyStore(MASTER, InMemoryBlobs()), BrokenHsm(original))
+    calls = {
+        "sign with key": lambda: registry.sign(HSM_KEY, DigestAlgorithm.SHA256, DIGEST),
+        "open key": lambda: registry.probe(HSM_KEY),
+        "destroy key": lambda: registry.destroy(HSM_KEY),
+    }
+    for doing, call in calls.items():
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="signgate.keystore"), \
+                pytest.raises(KeyStoreError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"the key store 'HSM acme-prod' failed to {doing} "
+                                  f"{HSM_KEY.uri} (OSError;"), message
+        assert SECRET not in message
+        assert info.value.code == "keystore_error"
+        assert info.value.__cause__ is original
+        [record] = caplog.records
+        assert record.levelno == logging.ERROR
+        assert record.exc_info is not None
+        assert record.exc_info[1] is original
+        assert HSM_KEY.uri in record.getMessage()
+
+
+def test_a_foreign_exception_while_generating() -> None:
+    hsm = BrokenHsm(ValueError("bad template"))
+    registry = KeyStoreRegistry(hsm)
+    with pytest.raises(KeyStoreError) as info:
+        registry.generate(KeyAlgorithm.RSA_3072)
+    assert str(info.value).startswith(
+        "the key store 'HSM acme-prod' failed to generate a rsa-3072 key (ValueError;")
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_signgate_errors_pass_through_unchanged(caplog: pytest.LogCaptureFixture) -> None:
+    own = KeyStoreError("the token is not logged in")
+    registry = KeyStoreRegistry(BrokenHsm(own))
+    with caplog.at_level(logging.ERROR, logger="signgate.keystore"), \
+            pytest.raises(KeyStoreError) as info:
+        registry.sign(HSM_KEY, DigestAlgorithm.SHA256, DIGEST)
+    assert info.value is own
+    assert not caplog.records
