@@ -45,6 +45,7 @@ class Action(enum.StrEnum):
     SCAN = "artifact.scan"
     DENY_ADD = "denylist.add"
     DENY_REMOVE = "denylist.remove"
+    LOG_CREATE = "log.create"
 
 
 class Outcome(enum.StrEnum):

@@ -30,6 +30,7 @@ from signgate.service.auth_failures import ANONYMOUS as ANONYMOUS
 from signgate.service.auth_failures import AuthFailures
 from signgate.service.caller import Caller as Caller
 from signgate.service.caller import Target as Target
+from signgate.service.checkpoints import Checkpointer
 from signgate.store.db import Database
 from signgate.store.models import GrantRow, Identity
 
@@ -47,6 +48,7 @@ class Context:
         self.keystores = keystores
         self.clock = clock
         self.log_hashes = HashCache()  # the log tree's committed hashes, shared by writers
+        self.checkpoints = Checkpointer(keystores, clock)
         self._parts: dict[str, Any] = {}
         self._parts_lock = threading.Lock()
 
@@ -78,6 +80,8 @@ class Context:
             session.info[_WRITER] = writer
             yield session
             writer.flush()
+            if writer.grew:
+                self.checkpoints.sign(session, writer.tree)
         writer.committed()
 
     @staticmethod

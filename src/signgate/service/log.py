@@ -12,16 +12,14 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.tree import LogTree
-from signgate.crypto.signatures import load_public_key
 from signgate.errors import ErrorCode, InvalidInput, NotFound, Unavailable
+from signgate.service.checkpoints import note_signer
 from signgate.service.context import Context
 from signgate.store.models import AuditHead, LogCheckpoint, LogKey
-from signgate.transparency import note
 
 
 @dataclass(frozen=True)
@@ -52,18 +50,11 @@ def log_key(session: Session) -> LogKey:
     return key
 
 
-def verifier_key(key: LogKey) -> str:
-    """The C2SP note verifier key string of the log key (its name is the origin)."""
-    public = load_public_key(key.public_key_pem)
-    if not isinstance(public, Ed25519PublicKey):
-        raise Unavailable(f"the log key of {key.origin} is not an Ed25519 key")
-    return note.format_verifier_key(key.origin, note.SIG_ED25519, public.public_bytes_raw())
-
-
 def public_key(ctx: Context) -> LogKeyView:
     with ctx.db.read() as session:
         key = log_key(session)
-    return LogKeyView(key.origin, verifier_key(key), key.public_key_pem)
+    verifier = note_signer(ctx.keystores, key).verifier
+    return LogKeyView(key.origin, verifier.verifier_key, key.public_key_pem)
 
 
 def checkpoint(ctx: Context) -> bytes:
