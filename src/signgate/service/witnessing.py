@@ -1,0 +1,138 @@
+"""Asking the configured witnesses to cosign the log's checkpoints (C2SP tlog-witness).
+
+After a checkpoint is committed, each witness in ``log_witnesses`` is sent it with the
+consistency proof from the size that witness last cosigned (learnt from its 409 answer
+when this process does not know it yet); the witness checks the proof against what it
+cosigned before and answers with a timestamped cosignature. The cosignatures are added to
+the stored checkpoint note, so that receipts and ``GET /log/checkpoint`` carry them.
+
+A witness that has moved past a size (it cosigned a later checkpoint) cannot cosign an
+older one; the later one, which extends it, is what counts. A witness that refuses a
+checkpoint as inconsistent (422) has seen another history: that is logged loudly, never
+retried with the same history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import select, update
+
+from signgate.audit.tree import LogTree
+from signgate.errors import Conflict, ErrorCode, SigngateError
+from signgate.service.context import Context
+from signgate.service.witness_client import add_checkpoint
+from signgate.store.models import AuditHead, LogCheckpoint
+from signgate.transparency.cosignature import CosignatureVerifier, parse_cosigner_key
+from signgate.transparency.note import Signature, split_note
+from signgate.transparency.witness_protocol import add_signatures
+
+log = logging.getLogger("signgate.witness")
+
+
+@dataclass(frozen=True)
+class Witness:
+    url: str
+    verifier: CosignatureVerifier
+
+    @classmethod
+    def parse(cls, setting: str) -> Witness:
+        url, _, key = setting.partition(" ")
+        return cls(url, parse_cosigner_key(key.strip()))
+
+
+@dataclass(frozen=True)
+class Cosigned:
+    size: int
+    witnesses: tuple[str, ...]  # names of the witnesses whose cosignature it carries
+    problems: tuple[str, ...]  # one sentence per witness that did not cosign
+
+
+class Witnessing:
+    """The witnesses of ``ctx.settings``; thread-safe, one per process."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.witnesses = [Witness.parse(w) for w in ctx.settings.log_witnesses]
+        self.quorum = ctx.settings.log_witness_quorum
+        self._sizes: dict[str, int] = {}  # the size each witness last cosigned, as known
+        self._lock = threading.Lock()
+        self._http = httpx.Client(timeout=float(ctx.settings.log_witness_timeout_seconds))
+        self._pool = ThreadPoolExecutor(max(1, len(self.witnesses)),
+                                        thread_name_prefix="signgate-witness")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._http.close()
+
+    def cosign_latest(self) -> Cosigned:
+        """Cosign the newest checkpoint (and store the cosignatures with it)."""
+        with self.ctx.db.read() as session:
+            row = session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size.desc())
+                                  .limit(1)).scalars().first()
+        if row is None:
+            return Cosigned(0, (), ("the log has no checkpoint yet",))
+        return self.cosign(row.size, row.note.encode())
+
+    def cosign(self, size: int, note: bytes) -> Cosigned:
+        if not self.witnesses:
+            return Cosigned(size, (), ())
+        answers = list(self._pool.map(lambda w: self._ask(w, size, note), self.witnesses))
+        signatures = [s for found, _ in answers for s in found]
+        problems = tuple(p for _, p in answers if p)
+        if signatures:
+            self._store(size, signatures)
+        _, lines = split_note(note)
+        names = {w.verifier.name for w in self.witnesses}
+        present = {s.name for s in (*lines, *signatures) if s.name in names}
+        return Cosigned(size, tuple(sorted(present)), problems)
+
+    def _ask(self, witness: Witness, size: int, note: bytes) -> tuple[list[Signature], str]:
+        name = witness.verifier.name
+        with self._lock:
+            old = self._sizes.get(name, 0)
+        for _ in range(2):  # once more after a 409 tells the witness's size
+            if old > size:
+                return [], f"witness {name} has cosigned size {old}, past {size}"
+            try:
+                proof = self._consistency(old, size)
+                found = add_checkpoint(witness.url, witness.verifier, old, proof, note,
+                                       http=self._http)
+            except Conflict as exc:
+                if exc.code is not ErrorCode.WITNESS_SIZE_MISMATCH:
+                    return [], str(exc)
+                old = int(exc.details.get("size", 0))
+                continue
+            except SigngateError as exc:
+                if exc.code is ErrorCode.BAD_MERKLE_PROOF:
+                    log.error("witness %s refuses checkpoint %d as inconsistent with what it "
+                              "cosigned: the log's history differs from the witness's", name,
+                              size)
+                return [], str(exc)
+            with self._lock:
+                self._sizes[name] = max(size, self._sizes.get(name, 0))
+            return found, ""
+        return [], f"witness {name} keeps answering with another size"
+
+    def _consistency(self, old: int, new: int) -> list[bytes]:
+        if old == 0 or old == new:
+            return []
+        with self.ctx.db.read(snapshot=True) as session:
+            tree_size = session.execute(select(AuditHead.tree_size)).scalar_one()
+            tree = LogTree(session.connection(), tree_size, self.ctx.log_hashes)
+            return tree.consistency(old, new)
+
+    def _store(self, size: int, signatures: list[Signature]) -> None:
+        with self.ctx.db.write() as session:
+            row = session.get(LogCheckpoint, size)
+            if row is None:
+                return
+            note = add_signatures(row.note.encode(), signatures)
+            _, lines = split_note(note)
+            names = {w.verifier.name for w in self.witnesses}
+            session.execute(update(LogCheckpoint).where(LogCheckpoint.size == size).values(
+                note=note.decode(), cosignatures=len({s.name for s in lines} & names)))
