@@ -282,7 +282,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def readme_witness_steps() -> list[tuple[str, list[str]]]:
     """The README's Witnesses block: each command with the lines shown under it."""
     text = README.read_text()
-    section = text[text.index("## Witnesses"):]
+    section = text[text.index("### Witnesses"):]
     block = section[section.index("```sh\n") + len("```sh\n"):]
     steps: list[tuple[str, list[str]]] = []
     for line in block[:block.index("```")].splitlines():
