@@ -28,6 +28,7 @@ def log() -> None:
     signgate log public-key                 the log's origin and verifier key
     signgate log checkpoint                 the newest signed checkpoint
     signgate log monitor --state FILE       check that the log only grew since last time
+    signgate log check FILE --log-key VKEY  check a blast-radius file offline
     """
 
 
@@ -96,3 +97,29 @@ def monitor(state_path: Path, log_key: str | None, witnesses: tuple[str, ...],
             else "unchanged at")
     cosigned = f", cosigned by {', '.join(result.cosigned_by)}" if result.cosigned_by else ""
     click.echo(f"log {result.origin} consistent: {grew} {result.size} entries{cosigned}")
+
+
+@log.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--log-key", required=True, metavar="VKEY",
+              help="The log's verifier key, as you got it from a source you trust.")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="A witness's verifier key whose cosignature counts (repeat).")
+@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True)
+@json_option
+@handles_errors
+def check(file: Path, log_key: str, witnesses: tuple[str, ...], min_witnesses: int,
+          as_json: bool) -> None:
+    """Check a blast-radius file ('key blast-radius') offline: its checkpoint is signed by
+    the log key (and cosigned by enough witnesses), every listed signature's audit entry
+    is in that tree at its index, and is an allowed signing with the file's key, of the
+    listed digest, by the listed identity. Exit 8 if anything does not verify."""
+    from signgate.client.log_check import check_blast_radius
+
+    checked = check_blast_radius(file.read_bytes(), log_key, witnesses, min_witnesses)
+    if as_json:
+        emit_json(checked.__dict__)
+        return
+    cosigned = f", cosigned by {', '.join(checked.cosigned_by)}" if checked.cosigned_by else ""
+    click.echo(f"{checked.signatures} signatures of {checked.key} verified in the log's tree "
+               f"of size {checked.size}{cosigned}")

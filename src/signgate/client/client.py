@@ -223,6 +223,9 @@ class SigngateClient:
         return self.request("POST", _key_path(ref) + "/revoke",
                             json={"compromised_at": compromised_at, "reason": reason})
 
+    def blast_radius(self, ref: str, since: str) -> Any:
+        return self.request("GET", _key_path(ref) + "/blast-radius", params={"since": since})
+
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
                     metadata: dict[str, str] | None = None, timestamp: bool = False,
                     format: str = "raw", params: dict[str, str] | None = None) -> Any:

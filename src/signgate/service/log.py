@@ -12,14 +12,10 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from signgate.audit.tree import LogTree
-from signgate.errors import ErrorCode, InvalidInput, NotFound, Unavailable
+from signgate.errors import InvalidInput, NotFound
 from signgate.service.checkpoints import note_signer
 from signgate.service.context import Context
-from signgate.store.models import AuditHead, LogCheckpoint, LogKey
+from signgate.service.records.log import latest_checkpoint, log_key, log_tree
 
 
 @dataclass(frozen=True)
@@ -37,19 +33,6 @@ class ProofView:
     old: int | None = None  # consistency proofs
 
 
-def _tree(ctx: Context, session: Session) -> LogTree:
-    size = session.execute(select(AuditHead.tree_size)).scalar_one()
-    return LogTree(session.connection(), size, ctx.log_hashes)
-
-
-def log_key(session: Session) -> LogKey:
-    key = session.execute(select(LogKey).order_by(LogKey.id)).scalars().first()
-    if key is None:
-        raise Unavailable("the log has no key yet (restart 'signgate serve')",
-                          code=ErrorCode.LOG_NOT_READY)
-    return key
-
-
 def public_key(ctx: Context) -> LogKeyView:
     with ctx.db.read() as session:
         key = log_key(session)
@@ -60,11 +43,7 @@ def public_key(ctx: Context) -> LogKeyView:
 def checkpoint(ctx: Context) -> bytes:
     """The latest signed checkpoint (with the witnesses' cosignatures it has)."""
     with ctx.db.read() as session:
-        row = session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size.desc())
-                              .limit(1)).scalars().first()
-    if row is None:
-        raise Unavailable("the log has no checkpoint yet", code=ErrorCode.LOG_NOT_READY)
-    return row.note.encode()
+        return latest_checkpoint(session).note.encode()
 
 
 def _check_size(size: int, tree_size: int) -> None:
@@ -74,7 +53,7 @@ def _check_size(size: int, tree_size: int) -> None:
 
 def inclusion(ctx: Context, index: int, size: int) -> ProofView:
     with ctx.db.read(snapshot=True) as session:
-        tree = _tree(ctx, session)
+        tree = log_tree(ctx, session)
         _check_size(size, tree.size)
         if not 0 <= index < size:
             raise InvalidInput(f"entry {index} is not in the tree of size {size}")
@@ -84,7 +63,7 @@ def inclusion(ctx: Context, index: int, size: int) -> ProofView:
 
 def consistency(ctx: Context, old: int, new: int) -> ProofView:
     with ctx.db.read(snapshot=True) as session:
-        tree = _tree(ctx, session)
+        tree = log_tree(ctx, session)
         _check_size(new, tree.size)
         if not 1 <= old <= new:
             raise InvalidInput(f"no consistency proof from size {old} to size {new}")

@@ -9,10 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
+from signgate.audit.tree import LogTree
 from signgate.crypto.algorithms import KeyAlgorithm
+from signgate.errors import ErrorCode, Unavailable
 from signgate.service.checkpoints import note_signer
 from signgate.service.context import Context
-from signgate.store.models import LogKey
+from signgate.store.models import AuditHead, LogCheckpoint, LogKey
 
 
 def origin_for(public_url: str) -> str:
@@ -41,3 +43,26 @@ def ensure_log_key(ctx: Context, session: Session) -> bool:
     ctx.record(session, Record("signgate", Action.LOG_CREATE, Outcome.ALLOWED, key.origin,
                                details={"verifier_key": verifier, "key_uri": key.key_uri}), now)
     return True
+
+
+def log_key(session: Session) -> LogKey:
+    key = session.execute(select(LogKey).order_by(LogKey.id)).scalars().first()
+    if key is None:
+        raise Unavailable("the log has no key yet (restart 'signgate serve')",
+                          code=ErrorCode.LOG_NOT_READY)
+    return key
+
+
+def latest_checkpoint(session: Session) -> LogCheckpoint:
+    row = session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size.desc())
+                          .limit(1)).scalars().first()
+    if row is None:
+        raise Unavailable("the log has no checkpoint yet", code=ErrorCode.LOG_NOT_READY)
+    return row
+
+
+def log_tree(ctx: Context, session: Session) -> LogTree:
+    """The tree as ``session`` sees it (read it in a snapshot for proofs that must agree
+    with a checkpoint read in the same session)."""
+    size = session.execute(select(AuditHead.tree_size)).scalar_one()
+    return LogTree(session.connection(), size, ctx.log_hashes)
