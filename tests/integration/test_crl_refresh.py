@@ -15,20 +15,18 @@ from signgate.config import Settings
 from signgate.service import certificates, keys, projects
 from signgate.service.bootstrap import bootstrap_admin, ensure_all
 from signgate.service.context import Caller, Context
-from signgate.service.factory import key_stores
+from signgate.service.factory import build_context, key_stores
 from signgate.service.records import authorities
-from signgate.store.db import Database
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def ctx(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FixedClock, Caller]]:
-    db = Database(database_url)
-    db.upgrade()
     clock = FixedClock(START)
-    c = Context(Settings(tmp_path, database_url), db,
-                key_stores(os.urandom(32), db), clock)
+    c = build_context(Settings(tmp_path, database_url), clock,
+                      lambda db: key_stores(os.urandom(32), db))
+    c.db.upgrade()
     admin = Caller(bootstrap_admin(c))
     ensure_all(c)
     projects.create(c, admin, "p")

@@ -36,10 +36,12 @@ from signgate.service import audit, grants, identities, keys, projects, signing
 from signgate.service.audit import AuditQuery
 from signgate.service.bootstrap import bootstrap_admin
 from signgate.service.context import Caller, Context
+from signgate.service.factory import build_context
 from signgate.service.views import SignResult
 from signgate.store.db import Database
 from signgate.store.models import AuditEntry, Base, KeyVersion, SignatureRecord
 from signgate.store.vault import DatabaseBlobs
+from tests.support.signing import sign_request
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -83,7 +85,8 @@ class Env:
 
     def sign(self, caller: Caller, ref: str, data: bytes, name: str = "app.bin") -> SignResult:
         digest = hashlib.sha256(data).hexdigest()
-        return signing.sign(self.ctx, caller, ref, "sha256", digest, name, {"build": "1"})
+        return signing.sign(self.ctx, sign_request(caller, ref, "sha256", digest, name,
+                                                   {"build": "1"}))
 
     def entries(self) -> list[AuditEntry]:
         with self.ctx.db.read() as s:
@@ -110,12 +113,13 @@ class Env:
 
 
 def make_env(url: str, data_dir: Path) -> Env:
-    db = Database(url)
-    assert db.upgrade() == "0008"
-    store = SwitchableStore(db)
     clock = FixedClock(T0)
-    ctx = Context(Settings(data_dir=data_dir, database_url=url), db,
-                  KeyStoreRegistry(store, one_time=one_time_store(os.urandom(32))), clock)
+    ctx = build_context(Settings(data_dir=data_dir, database_url=url), clock,
+                        lambda db: KeyStoreRegistry(SwitchableStore(db),
+                                                    one_time=one_time_store(os.urandom(32))))
+    store = ctx.keystores.default
+    assert isinstance(store, SwitchableStore)
+    assert ctx.db.upgrade() == "0008"
     return Env(ctx, clock, Caller(bootstrap_admin(ctx), "127.0.0.1"), store)
 
 
@@ -393,11 +397,11 @@ def test_bad_input_is_refused_before_any_change(env: Env) -> None:
     ci = env.signer("ci", ref)
     before = env.snapshot()
     with pytest.raises(InvalidInput):
-        signing.sign(env.ctx, ci, ref, "sha256", "ab" * 31, "a.bin")
+        signing.sign(env.ctx, sign_request(ci, ref, "sha256", "ab" * 31, "a.bin"))
     with pytest.raises(InvalidInput):
-        signing.sign(env.ctx, ci, ref, "md5", "ab" * 16, "a.bin")
+        signing.sign(env.ctx, sign_request(ci, ref, "md5", "ab" * 16, "a.bin"))
     with pytest.raises(InvalidInput):
-        signing.sign(env.ctx, ci, ref, "sha256", "ab" * 32, "bad\nname")
+        signing.sign(env.ctx, sign_request(ci, ref, "sha256", "ab" * 32, "bad\nname"))
     with pytest.raises(InvalidInput):
         audit.query(env.ctx, env.admin, AuditQuery(action="no.such"))
     with pytest.raises(InvalidInput):

@@ -25,9 +25,8 @@ from signgate.pki import certs
 from signgate.service import tsa
 from signgate.service.bootstrap import ensure_all
 from signgate.service.context import Context
-from signgate.service.factory import key_stores
+from signgate.service.factory import build_context, key_stores
 from signgate.service.records import authorities
-from signgate.store.db import Database
 
 PKI_MADE = datetime(2049, 12, 1, 12, 0, tzinfo=UTC)
 DATA = b"an artifact time-stamped in the second half of the century"
@@ -36,11 +35,10 @@ DATA = b"an artifact time-stamped in the second half of the century"
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[tuple[Context, FixedClock]]:
     url = f"sqlite:///{tmp_path / 'signgate.db'}"
-    db = Database(url)
-    db.upgrade()
     clock = FixedClock(PKI_MADE)
-    c = Context(Settings(tmp_path, url), db,
-                key_stores(os.urandom(32), db), clock)
+    c = build_context(Settings(tmp_path, url), clock,
+                      lambda db: key_stores(os.urandom(32), db))
+    c.db.upgrade()
     ensure_all(c)
     yield c, clock
     c.close()

@@ -22,7 +22,7 @@ from signgate.keystore.soft import SoftwareKeyStore
 from signgate.service import keys, projects
 from signgate.service.bootstrap import bootstrap_admin
 from signgate.service.context import Caller, Context
-from signgate.service.factory import key_stores
+from signgate.service.factory import build_context, key_stores
 from signgate.service.records.keys import get_key, new_version
 from signgate.store.db import Database
 from signgate.store.models import KeyVersion, VaultEntry
@@ -137,8 +137,10 @@ def test_reads_join_the_read_transaction(db: Database) -> None:
 
 @pytest.fixture
 def ctx(db: Database, database_url: str, tmp_path: Path) -> Iterator[Context]:
-    context = Context(Settings(tmp_path, database_url), db, key_stores(MASTER, db),
-                      FixedClock(datetime(2026, 3, 1, tzinfo=UTC)))
+    """A context on the database ``db`` upgraded (its own Database object, as serve's)."""
+    context = build_context(Settings(tmp_path, database_url),
+                            FixedClock(datetime(2026, 3, 1, tzinfo=UTC)),
+                            lambda own: key_stores(MASTER, own))
     admin = Caller(bootstrap_admin(context))
     projects.create(context, admin, "p")
     keys.create(context, admin, "p/k")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from signgate.errors import InvalidInput
+from signgate.errors import ErrorCode, InvalidInput
 from signgate.policy import decide
 from signgate.policy.model import Actor, Grant, KeySnapshot, KeyState, Role, Scope
 
@@ -19,9 +19,10 @@ def actor(*grants: tuple[Role, str], name: str = "ci", enabled: bool = True) -> 
 
 def key(project: str = "app", name: str = "release", state: KeyState = KeyState.ACTIVE,
         rotate_every: timedelta | None = None, max_signatures: int | None = None,
-        created: datetime = T0, signatures: int = 0, version: int = 1) -> KeySnapshot:
+        created: datetime = T0, signatures: int = 0, version: int = 1,
+        scan_required: bool = False) -> KeySnapshot:
     return KeySnapshot(project, name, state, rotate_every, max_signatures, version, created,
-                       signatures)
+                       signatures, scan_required)
 
 
 # -- Scope --------------------------------------------------------------------------------
@@ -178,6 +179,34 @@ def test_may_sign_grant_checked_before_key_state() -> None:
     assert not d.allowed
     assert "revoked" not in d.reason
     assert "eve" in d.reason
+
+
+def test_may_sign_scan_required_refuses_what_signgate_did_not_scan() -> None:
+    signer = actor((Role.SIGNER, "app/release"))
+    d = decide.may_sign(signer, key(scan_required=True), scanned=False)
+    assert not d.allowed
+    assert d.code is ErrorCode.SCAN_REQUIRED
+    assert d.reason == ("key app/release signs only artifacts signgate has scanned: upload "
+                        "the artifact (signgate sign does, for such keys)")
+    assert decide.may_sign(signer, key(scan_required=True), scanned=True).allowed
+    assert decide.may_sign(signer, key(), scanned=False).allowed
+    # Not an artifact (OpenPGP's self-signature of an exported key): the rule is silent.
+    assert decide.may_sign(signer, key(scan_required=True)).allowed
+
+
+def test_may_sign_key_state_before_scan_rule() -> None:
+    d = decide.may_sign(actor((Role.SIGNER, "app/release")),
+                        key(state=KeyState.DISABLED, scan_required=True), scanned=False)
+    assert not d.allowed
+    assert d.code is None
+    assert d.reason == "key app/release is disabled"
+
+
+def test_may_sign_grant_before_scan_rule() -> None:
+    d = decide.may_sign(actor(name="eve"), key(scan_required=True), scanned=False)
+    assert not d.allowed
+    assert d.code is None
+    assert "no signer grant" in d.reason
 
 
 # -- may_manage / may_grant ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from signgate.api.routes import router
 from signgate.errors import ConfigError, Unavailable
 from signgate.service.bootstrap import check_vault
 from signgate.service.context import Context
-from signgate.service.lifecycle import Stopping, stopping
+from signgate.service.lifecycle import Stopping
 
 
 def _stop_on_signals(flag: Stopping) -> None:
@@ -44,7 +44,7 @@ def _stop_on_signals(flag: Stopping) -> None:
 def create_app(ctx: Context) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        flag = stopping(ctx)
+        flag = ctx.stopping
         _stop_on_signals(flag)
         try:
             yield

@@ -30,6 +30,7 @@ from signgate.service import (
     openpgp,
     projects,
     reports,
+    sign_request,
     signing,
     trusted_root,
 )
@@ -196,9 +197,9 @@ def key_blast_radius(project: str, key: str, since: datetime, ctx: Ctx,
 @router.post(KEY + "/sign", tags=["signing"])
 async def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who) -> SignResult:
     """Sign a digest. Returns once the signature's audit entry is committed."""
-    return await signing.sign_async(ctx, caller, f"{project}/{key}", body.digest_algorithm,
-                                    body.digest, body.artifact_name, body.metadata,
-                                    body.timestamp, body.format, body.params)
+    return await signing.sign_async(ctx, sign_request.SignRequest(
+        caller, project, key, body.digest_algorithm, body.digest, body.artifact_name,
+        body.metadata, body.timestamp, body.format, body.params))
 
 
 @router.get(KEY + "/sign-policy", tags=["signing"])

@@ -174,9 +174,7 @@ def _check_scanners(ctx: Context) -> None:
     """YARA rules that do not compile stop the server now (ConfigError); a clamd that does
     not answer is only reported: signings are refused until it does (fail closed)."""
     from signgate.scan.clamd import ClamdScanner
-    from signgate.service.scanning import Scanners
-
-    for engine in Scanners(ctx).engines:
+    for engine in ctx.scanners.engines:
         if isinstance(engine, ClamdScanner):
             try:
                 engine.ping()

@@ -13,7 +13,7 @@ Every format is built on the one primitive, *sign this digest with that key*:
   (:meth:`Builder.assemble`).
 
 Builders are pure: no database, no HTTP, no key material. The signing batch decides,
-signs through the key store and records; see ``service/sign_batch.py``.
+signs through the key store and records; see ``service/pipeline/``.
 """
 
 from __future__ import annotations

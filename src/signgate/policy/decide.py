@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from signgate.errors import ErrorCode
 from signgate.policy.model import Actor, KeySnapshot, KeyState, Role, Scope
 
 
@@ -12,14 +13,17 @@ from signgate.policy.model import Actor, KeySnapshot, KeyState, Role, Scope
 class Decision:
     allowed: bool
     reason: str = ""
+    # The machine code of a refusal when it is not the plain ``denied`` (a client acts on
+    # it: ``scan_required`` means "upload the artifact instead").
+    code: ErrorCode | None = None
 
     @classmethod
     def allow(cls) -> Decision:
         return cls(True)
 
     @classmethod
-    def deny(cls, reason: str) -> Decision:
-        return cls(False, reason)
+    def deny(cls, reason: str, code: ErrorCode | None = None) -> Decision:
+        return cls(False, reason, code)
 
 
 def may_manage(actor: Actor, project: str | None, key: str | None = None) -> Decision:
@@ -126,12 +130,20 @@ def may_scan(actor: Actor) -> Decision:
     return Decision.allow()
 
 
-def may_sign(actor: Actor, key: KeySnapshot) -> Decision:
+def may_sign(actor: Actor, key: KeySnapshot, scanned: bool | None = None) -> Decision:
+    """The identity's side (:func:`may_sign_with`), then the key's: it must be active, and
+    a key that requires scanning signs only what signgate scanned itself (``scanned``:
+    whether signgate received and scanned the artifact; None when what is signed is not an
+    artifact, such as OpenPGP's self-signature on an exported key)."""
     d = may_sign_with(actor, key.project, key.name)
     if not d.allowed:
         return d
     if key.state is not KeyState.ACTIVE:
         return Decision.deny(f"key {key.ref} is {key.state.value}")
+    if key.scan_required and scanned is False:
+        return Decision.deny(f"key {key.ref} signs only artifacts signgate has scanned: "
+                             "upload the artifact (signgate sign does, for such keys)",
+                             ErrorCode.SCAN_REQUIRED)
     return Decision.allow()
 
 

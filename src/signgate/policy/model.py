@@ -149,6 +149,8 @@ class KeySnapshot:
     current_version: int
     current_version_created: datetime
     current_version_signatures: int
+    # Signs only artifacts signgate itself received and scanned clean (ScanPolicy.REQUIRED).
+    scan_required: bool = False
 
     @property
     def ref(self) -> str:

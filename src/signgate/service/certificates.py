@@ -32,7 +32,7 @@ from signgate.service.records.authorities import (
 )
 from signgate.service.records.keys import get_key, get_version, split_ref, visible_key
 from signgate.service.views import CertificateChainView
-from signgate.store.models import Authority, Certificate, Identity
+from signgate.store.models import Authority, Certificate
 
 MAX_CHAIN_BYTES = 64 * 1024
 
@@ -48,7 +48,7 @@ class CsrView:
 def csr(ctx: Context, caller: Caller, ref: str, version: int | None = None) -> CsrView:
     project, name = split_ref(ref)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> CsrView:
+    def run(session: Session, actor: Actor) -> CsrView:
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         key = get_key(session, project, name)
@@ -72,7 +72,7 @@ def import_chain(ctx: Context, caller: Caller, ref: str, chain_pem: str,
                  version: int | None = None) -> CertificateChainView:
     project, name = split_ref(ref)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> CertificateChainView:
+    def run(session: Session, actor: Actor) -> CertificateChainView:
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         if len(chain_pem.encode()) > MAX_CHAIN_BYTES:

@@ -1,4 +1,6 @@
-"""The service context: database, key stores and clock, and the transaction discipline.
+"""The service context: database, key stores, clock, the process's long-lived parts
+(scanners, the signing pipeline, the tallies of failed authentications, the stopping
+flag), and the transaction discipline. ``factory.build_context`` makes one.
 
 ``Context.write`` runs a use case in one write transaction after authenticating the
 caller inside it. If the use case refuses (any :class:`SigngateError` but an outage), its
@@ -9,12 +11,10 @@ transaction of its own, committed, and only then raised to the caller.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.log import AuditWriter
@@ -25,14 +25,17 @@ from signgate.config import Settings
 from signgate.crypto.tokens import token_hash
 from signgate.errors import AuthenticationFailed, Denied, SigngateError, Unavailable
 from signgate.keystore.registry import KeyStoreRegistry
-from signgate.policy.model import Actor, Grant, Role, Scope
+from signgate.policy.model import Actor
+from signgate.scan.scanners import Scanners
+from signgate.service.actors import load_actor
 from signgate.service.auth_failures import ANONYMOUS as ANONYMOUS
 from signgate.service.auth_failures import AuthFailures
 from signgate.service.caller import Caller as Caller
 from signgate.service.caller import Target as Target
 from signgate.service.checkpoints import Checkpointer
+from signgate.service.lifecycle import Stopping
+from signgate.service.sign_request import SigningPipeline
 from signgate.store.db import Database
-from signgate.store.models import GrantRow, Identity
 
 T = TypeVar("T")
 
@@ -40,8 +43,12 @@ _WRITER = "signgate.audit_writer"
 
 
 class Context:
+    """Everything a use case works with, built eagerly by ``factory.build_context``: a
+    configuration error stops the server before it listens, not on the first request."""
+
     def __init__(
-        self, settings: Settings, db: Database, keystores: KeyStoreRegistry, clock: Clock
+        self, settings: Settings, db: Database, keystores: KeyStoreRegistry, clock: Clock,
+        *, scanners: Scanners, signing: Callable[[Context], SigningPipeline],
     ) -> None:
         self.settings = settings
         self.db = db
@@ -49,26 +56,17 @@ class Context:
         self.clock = clock
         self.log_hashes = HashCache()  # the log tree's committed hashes, shared by writers
         self.checkpoints = Checkpointer(keystores, clock)
-        self._parts: dict[str, Any] = {}
-        self._parts_lock = threading.Lock()
-
-    def part(self, name: str, factory: Callable[[Context], T]) -> T:
-        """A long-lived helper of this context (e.g. the signing batcher), made on first use."""
-        with self._parts_lock:
-            if name not in self._parts:
-                self._parts[name] = factory(self)
-            return cast(T, self._parts[name])
-
-    @property
-    def auth_failures(self) -> AuthFailures:
-        return self.part("auth_failures", AuthFailures)
+        self.scanners = scanners
+        self.stopping = Stopping()
+        self.auth_failures = AuthFailures(self)
+        # Built on this context (it opens transactions and records through it).
+        self.signing: SigningPipeline = signing(self)
 
     def close(self) -> None:
-        for part in self._parts.values():
-            close = getattr(part, "close", None)
-            if close is not None:
-                close()
-        self._parts.clear()
+        """Finish and stop the signing pipeline, record the failed authentications only
+        counted so far, then close the database's connections."""
+        self.signing.close()
+        self.auth_failures.close()
         self.db.dispose()
 
     @contextlib.contextmanager
@@ -96,14 +94,14 @@ class Context:
         return self.audit_writer(session).append(record, now or self.clock.now())
 
     def write(
-        self, caller: Caller, target: Target, use_case: Callable[[Session, Identity, Actor], T]
+        self, caller: Caller, target: Target, use_case: Callable[[Session, Actor], T]
     ) -> T:
         actor_name = ANONYMOUS
         try:
             with self.transaction() as session:
-                identity, actor = authenticate(session, caller)
+                _, actor = authenticate(session, caller)
                 actor_name = actor.name
-                return use_case(session, identity, actor)
+                return use_case(session, actor)
         except Unavailable:
             raise
         except AuthenticationFailed as exc:
@@ -175,24 +173,19 @@ def _storable(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\\x00")
 
 
-def authenticate(session: Session, caller: Caller) -> tuple[Identity, Actor]:
-    """The enabled identity holding ``caller.token``. No token, an unknown one and a
-    disabled identity's fail alike: a disabled token's holder must not learn that it is
-    valid or whose it is (the error carries the name for the audit record only)."""
+def authenticate(session: Session, caller: Caller) -> tuple[int, Actor]:
+    """The enabled identity holding ``caller.token`` (its id and its actor). No token, an
+    unknown one and a disabled identity's fail alike: a disabled token's holder must not
+    learn that it is valid or whose it is (the error carries the name for the audit record
+    only)."""
     if not caller.token:
         raise AuthenticationFailed()
-    identity = session.execute(
-        select(Identity).where(Identity.token_hash == token_hash(caller.token))
-    ).scalar_one_or_none()
-    if identity is None:
+    found = load_actor(session.connection(), token_hash(caller.token))
+    if found is None:
         raise AuthenticationFailed()
-    if not identity.enabled:
-        raise AuthenticationFailed(identity=identity.name)
-    rows = session.execute(
-        select(GrantRow.role, GrantRow.scope).where(GrantRow.identity_id == identity.id)
-    ).all()
-    grants = tuple(Grant(Role(role), Scope.parse(scope)) for role, scope in rows)
-    return identity, Actor(identity.name, identity.enabled, grants)
+    if not found[1].enabled:
+        raise AuthenticationFailed(identity=found[1].name)
+    return found
 
 
 def require(decision_allowed: bool, reason: str) -> None:

@@ -16,7 +16,7 @@ from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.views import DenyListView
-from signgate.store.models import DenyListEntry, Identity
+from signgate.store.models import DenyListEntry
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_REASON = 500
@@ -39,7 +39,7 @@ def add(ctx: Context, caller: Caller, sha256: str, reason: str) -> DenyListView:
     if not reason or len(reason) > MAX_REASON or any(ord(c) < 32 for c in reason):
         raise InvalidInput(f"a reason of 1 to {MAX_REASON} printable characters is required")
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> DenyListView:
+    def run(session: Session, actor: Actor) -> DenyListView:
         d = decide.may_manage(actor, None)
         require(d.allowed, d.reason)
         if session.execute(select(DenyListEntry.id)
@@ -59,7 +59,7 @@ def add(ctx: Context, caller: Caller, sha256: str, reason: str) -> DenyListView:
 def remove(ctx: Context, caller: Caller, sha256: str) -> None:
     digest = check_sha256(sha256)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> None:
+    def run(session: Session, actor: Actor) -> None:
         d = decide.may_manage(actor, None)
         require(d.allowed, d.reason)
         gone = session.execute(delete(DenyListEntry).where(DenyListEntry.sha256 == digest))

@@ -32,7 +32,7 @@ def add(ctx: Context, caller: Caller, identity: str, role: str, scope: str) -> G
     target = Target(Action.GRANT_ADD, f"{identity} {r.value} {s}", s.project,
                     str(s) if s.key else None)
 
-    def run(session: Session, _me: Identity, actor: Actor) -> GrantView:
+    def run(session: Session, actor: Actor) -> GrantView:
         d = decide.may_grant(actor, s)
         require(d.allowed, d.reason)
         _check_scope_exists(session, s)
@@ -60,7 +60,7 @@ def remove(ctx: Context, caller: Caller, identity: str, role: str, scope: str) -
     target = Target(Action.GRANT_REMOVE, f"{identity} {r.value} {s}", s.project,
                     str(s) if s.key else None)
 
-    def run(session: Session, _me: Identity, actor: Actor) -> GrantView:
+    def run(session: Session, actor: Actor) -> GrantView:
         d = decide.may_grant(actor, s)
         require(d.allowed, d.reason)
         who = get_identity(session, identity)

@@ -30,7 +30,7 @@ def identity_view(session: Session, identity: Identity) -> IdentityView:
 
 
 def create(ctx: Context, caller: Caller, name: str, kind: str = "service") -> IdentityWithToken:
-    def run(session: Session, _identity: Identity, actor: Actor) -> IdentityWithToken:
+    def run(session: Session, actor: Actor) -> IdentityWithToken:
         check_name("identity", name)
         k = IdentityKind.parse(kind)
         d = decide.may_manage(actor, None)
@@ -70,7 +70,7 @@ def whoami(ctx: Context, caller: Caller) -> WhoAmI:
 def set_enabled(ctx: Context, caller: Caller, name: str, enabled: bool) -> IdentityView:
     action = Action.IDENTITY_ENABLE if enabled else Action.IDENTITY_DISABLE
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> IdentityView:
+    def run(session: Session, actor: Actor) -> IdentityView:
         d = decide.may_manage(actor, None)
         require(d.allowed, d.reason)
         row = get_identity(session, name)
@@ -88,7 +88,7 @@ def set_enabled(ctx: Context, caller: Caller, name: str, enabled: bool) -> Ident
 def rotate_token(ctx: Context, caller: Caller, name: str) -> IdentityWithToken:
     """A new token for ``name``; the old one stops working at once. Admins, or oneself."""
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> IdentityWithToken:
+    def run(session: Session, actor: Actor) -> IdentityWithToken:
         if name != actor.name or not actor.enabled:
             d = decide.may_manage(actor, None)
             require(d.allowed, d.reason)

@@ -26,7 +26,7 @@ from signgate.service.records.keys import (
 )
 from signgate.service.records.projects import get_project
 from signgate.service.views import KeyView, PublicKeyView
-from signgate.store.models import Identity, Key, Project
+from signgate.store.models import Key, Project
 
 MAX_ROTATE_DAYS = 36500
 MAX_SIGNATURE_LIMIT = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
@@ -50,7 +50,7 @@ def create(
     scan_policy = ScanPolicy.parse(scan) if scan is not None else (
         ScanPolicy.REQUIRED if ctx.settings.scanner_configured else ScanPolicy.OFF)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+    def run(session: Session, actor: Actor) -> KeyView:
         alg = KeyAlgorithm.parse(algorithm)
         padding = RsaPadding.parse(rsa_padding)
         if rotate_every_days is not None and not 1 <= rotate_every_days <= MAX_ROTATE_DAYS:
@@ -137,7 +137,7 @@ def public(ctx: Context, caller: Caller, ref: str, version: int | None = None) -
 def rotate(ctx: Context, caller: Caller, ref: str) -> KeyView:
     project, name = split_ref(ref)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+    def run(session: Session, actor: Actor) -> KeyView:
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         key = get_key(session, project, name)
@@ -156,7 +156,7 @@ def _set_state(
 ) -> KeyView:
     project, name = split_ref(ref)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+    def run(session: Session, actor: Actor) -> KeyView:
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         key = get_key(session, project, name)
@@ -176,7 +176,7 @@ def set_scan_policy(ctx: Context, caller: Caller, ref: str, scan: str) -> KeyVie
     project, name = split_ref(ref)
     policy = ScanPolicy.parse(scan)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+    def run(session: Session, actor: Actor) -> KeyView:
         d = decide.may_manage(actor, project, name)
         require(d.allowed, d.reason)
         key = get_key(session, project, name)
@@ -202,7 +202,7 @@ def revoke(
 ) -> KeyView:
     project, name = split_ref(ref)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> KeyView:
+    def run(session: Session, actor: Actor) -> KeyView:
         if reason is not None and len(reason) > 1000:
             raise InvalidInput("--reason is limited to 1000 characters")
         d = decide.may_manage(actor, project, name)

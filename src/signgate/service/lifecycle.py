@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import threading
 
-from signgate.service.context import Context
-
 
 class Stopping:
-    """Set once, when the server is told to stop."""
+    """Set once, when the server is told to stop (the context's ``stopping``)."""
 
-    def __init__(self, _ctx: Context) -> None:
+    def __init__(self) -> None:
         self._event = threading.Event()
 
     def set(self) -> None:
@@ -21,6 +19,3 @@ class Stopping:
     def is_set(self) -> bool:
         return self._event.is_set()
 
-
-def stopping(ctx: Context) -> Stopping:
-    return ctx.part("stopping", Stopping)

@@ -22,7 +22,6 @@ from signgate.policy.model import Actor, KeySnapshot, KeyState
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.records.authorities import StoreSigner
 from signgate.service.records.keys import get_key, get_version, refuse_signer, split_ref
-from signgate.store.models import Identity
 
 FORMAT = "openpgp-key"
 
@@ -46,7 +45,7 @@ def export_key(ctx: Context, caller: Caller, ref: str, version: int | None = Non
     """The armored OpenPGP public key of ``ref``'s version (default: current)."""
     project, name = split_ref(ref)
 
-    def run(session: Session, _identity: Identity, actor: Actor) -> OpenPgpKeyView:
+    def run(session: Session, actor: Actor) -> OpenPgpKeyView:
         # Grants first, as for signing: a refusal must not tell whether the key exists.
         d = decide.may_sign_with(actor, project, name)
         if not d.allowed:

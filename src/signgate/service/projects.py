@@ -13,7 +13,7 @@ from signgate.service.context import Caller, Context, Target, require
 from signgate.service.records.authorities import ensure_issuing_ca
 from signgate.service.records.projects import get_project
 from signgate.service.views import ProjectView
-from signgate.store.models import Identity, Key, Project
+from signgate.store.models import Key, Project
 
 
 def _view(session: Session, project: Project) -> ProjectView:
@@ -24,7 +24,7 @@ def _view(session: Session, project: Project) -> ProjectView:
 
 
 def create(ctx: Context, caller: Caller, name: str) -> ProjectView:
-    def run(session: Session, _identity: Identity, actor: Actor) -> ProjectView:
+    def run(session: Session, actor: Actor) -> ProjectView:
         check_name("project", name)
         d = decide.may_manage(actor, None)
         require(d.allowed, d.reason)

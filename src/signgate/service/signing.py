@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
 from dataclasses import replace
 
 from sqlalchemy import select
@@ -20,54 +19,23 @@ from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy
 from signgate.service.context import Caller, Context, Target
 from signgate.service.records.keys import get_key, refuse_signer, split_ref, visible_key
-from signgate.service.sign_batch import SignBatcher, SignJob
+from signgate.service.sign_request import SignRequest
 from signgate.service.views import SignPolicyView, SignResult, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord
 
 
-def _job(caller: Caller, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
-         metadata: Mapping[str, str] | None, timestamp: bool, format: str,
-         params: Mapping[str, str] | None) -> SignJob:
-    project, name = split_ref(ref)
-    return SignJob(caller, project, name, digest_algorithm, digest_hex, artifact_name,
-                   metadata or {}, timestamp, format, params or {})
+def sign(ctx: Context, request: SignRequest) -> SignResult:
+    """Sign ``request`` with the current version of its key; returns only after the audit
+    entry is committed (group commit: see service/pipeline/batch.py). A malformed
+    project or key name is refused here, before the request is queued or recorded."""
+    split_ref(request.ref)
+    return ctx.signing.submit(request)
 
 
-def sign(
-    ctx: Context,
-    caller: Caller,
-    ref: str,
-    digest_algorithm: str,
-    digest_hex: str,
-    artifact_name: str,
-    metadata: Mapping[str, str] | None = None,
-    timestamp: bool = False,
-    format: str = "raw",
-    params: Mapping[str, str] | None = None,
-) -> SignResult:
-    """Sign a digest with the current version of ``ref``; returns only after the audit
-    entry is committed (group commit: see service/sign_batch.py)."""
-    job = _job(caller, ref, digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
-               format, params)
-    return ctx.part("sign_batcher", SignBatcher).submit(job)
-
-
-async def sign_async(
-    ctx: Context,
-    caller: Caller,
-    ref: str,
-    digest_algorithm: str,
-    digest_hex: str,
-    artifact_name: str,
-    metadata: Mapping[str, str] | None = None,
-    timestamp: bool = False,
-    format: str = "raw",
-    params: Mapping[str, str] | None = None,
-) -> SignResult:
+async def sign_async(ctx: Context, request: SignRequest) -> SignResult:
     """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
-    job = _job(caller, ref, digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
-               format, params)
-    return await ctx.part("sign_batcher", SignBatcher).submit_async(job)
+    split_ref(request.ref)
+    return await ctx.signing.submit_async(request)
 
 
 def decode_signature(text: str) -> bytes:

@@ -56,7 +56,7 @@ class Key(Base):
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     cert_validity_days: Mapped[int] = mapped_column(Integer, default=365)
     require_timestamp: Mapped[bool] = mapped_column(Boolean, default=False)
-    # One-time: no long-lived key pair; each signing gets a fresh one (see sign_batch).
+    # One-time: no long-lived key pair; each signing gets a fresh one (pipeline/strategies.py).
     one_time: Mapped[bool] = mapped_column(Boolean, default=False)
     # "required": only an artifact signgate scanned clean itself may be signed; "off".
     scan: Mapped[str] = mapped_column(String(16), default="off")

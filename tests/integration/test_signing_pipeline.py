@@ -1,5 +1,6 @@
-"""Group commit: each request decided on its own, all committed together, none returned
-before the commit, nothing recorded when the commit fails, caches never stale."""
+"""The signing pipeline's group commit (service/pipeline/batch.py): each request decided
+on its own, all committed together, none returned before the commit, nothing recorded when
+the commit fails, caches never stale."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,11 +32,14 @@ from signgate.keystore.soft import SoftwareKeyStore, one_time_store
 from signgate.service import grants, identities, keys, projects, signing
 from signgate.service.bootstrap import bootstrap_admin
 from signgate.service.context import Caller, Context
-from signgate.service.sign_batch import SignBatcher, SignJob
+from signgate.service.factory import build_context
+from signgate.service.pipeline.batch import Pipeline
+from signgate.service.sign_request import SignRequest
 from signgate.service.views import SignResult
 from signgate.store.db import Database
 from signgate.store.models import AuditEntry, SignatureRecord
 from signgate.store.vault import DatabaseBlobs
+from tests.support.signing import sign_request
 
 DIGEST = hashlib.sha256(b"artifact").hexdigest()
 
@@ -67,12 +72,13 @@ class FlakyKeyStore:
 @pytest.fixture
 def world(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FlakyKeyStore, str, str]]:
     """A context with project p, key p/k, and identity ci (signer on p/k)."""
-    db = Database(database_url)
-    db.upgrade()
-    store = FlakyKeyStore(db)
-    ctx = Context(Settings(tmp_path, database_url), db,
-                  KeyStoreRegistry(store, one_time=one_time_store(os.urandom(32))),
-                  FixedClock(datetime(2026, 3, 1, tzinfo=UTC)))
+    ctx = build_context(Settings(tmp_path, database_url),
+                        FixedClock(datetime(2026, 3, 1, tzinfo=UTC)),
+                        lambda db: KeyStoreRegistry(FlakyKeyStore(db),
+                                                    one_time=one_time_store(os.urandom(32))))
+    store = ctx.keystores.default
+    assert isinstance(store, FlakyKeyStore)
+    ctx.db.upgrade()
     admin = bootstrap_admin(ctx)
     a = Caller(admin)
     projects.create(ctx, a, "p")
@@ -84,8 +90,12 @@ def world(database_url: str, tmp_path: Path) -> Iterator[tuple[Context, FlakyKey
     ctx.close()
 
 
-def _job(token: str, key: str = "k", digest: str = DIGEST) -> SignJob:
-    return SignJob(Caller(token), "p", key, "sha256", digest, "a.bin", {})
+def _job(token: str, key: str = "k", digest: str = DIGEST) -> SignRequest:
+    return SignRequest(Caller(token), "p", key, "sha256", digest, "a.bin")
+
+
+def _sign(ctx: Context, caller: Caller) -> SignResult:
+    return signing.sign(ctx, sign_request(caller, "p/k", "sha256", DIGEST, "a.bin"))
 
 
 def _counts(ctx: Context) -> tuple[int, int]:
@@ -98,11 +108,11 @@ def _counts(ctx: Context) -> tuple[int, int]:
 def test_each_request_in_a_batch_is_decided_on_its_own(world: tuple[Context, FlakyKeyStore,
                                                                      str, str]) -> None:
     ctx, _, _, ci = world
-    batcher = SignBatcher(ctx)
+    batcher = Pipeline(ctx)
     jobs = [_job(ci), _job("sgt_unknown"), _job(ci, key="other"), _job(ci, digest="ab"),
             _job(ci, key="missing"), _job(ci)]
     entries_before, _ = _counts(ctx)
-    outcomes = batcher._process(jobs)
+    outcomes = batcher.process(jobs)
     assert isinstance(outcomes[0], SignResult)
     assert isinstance(outcomes[1], AuthenticationFailed)
     assert isinstance(outcomes[2], Denied)
@@ -136,10 +146,10 @@ def test_a_failing_job_is_refused_alone(
     meeting input it did not expect) refuses that job, on the record; others go on. The
     key store's own exception reaches nobody: the registry turns it into a KeyStoreError."""
     ctx, store, _, ci = world
-    batcher = SignBatcher(ctx)
+    batcher = Pipeline(ctx)
     entries_before, sigs_before = _counts(ctx)
     store.fail_on_sign = True
-    outcomes = batcher._process([_job(ci), _job(ci)])
+    outcomes = batcher.process([_job(ci), _job(ci)])
     assert all(isinstance(o, KeyStoreError) and o.code == "keystore_error" for o in outcomes)
     assert all("token removed" not in str(o) for o in outcomes)
     assert _counts(ctx) == (entries_before + 2, sigs_before)
@@ -151,10 +161,8 @@ def test_a_failing_job_is_refused_alone(
         raise ValueError("unexpected")
 
     monkeypatch.setattr(cms.CmsBuilder, "assemble", broken)
-    cms_job = _job(ci)
-    cms_job.format = "cms"
-    cms_job.timestamp = False
-    mixed = batcher._process([cms_job, _job(ci)])
+    cms_job = replace(_job(ci), format="cms", timestamp=False)
+    mixed = batcher.process([cms_job, _job(ci)])
     assert isinstance(mixed[0], SigngateError)
     assert mixed[0].code == "internal_error"
     assert isinstance(mixed[1], SignResult)
@@ -169,18 +177,18 @@ def test_a_failed_commit_records_nothing_and_returns_nothing(
     world: tuple[Context, FlakyKeyStore, str, str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ctx, _, _, ci = world
-    batcher = SignBatcher(ctx)
+    batcher = Pipeline(ctx)
     before = _counts(ctx)
 
     def lost(self: object) -> None:
         raise RuntimeError("connection lost")
 
-    monkeypatch.setattr("signgate.service.sign_batch._Batch.flush", lost)
-    outcomes = batcher._process([_job(ci), _job(ci)])
+    monkeypatch.setattr("signgate.service.pipeline.work.Work.flush", lost)
+    outcomes = batcher.process([_job(ci), _job(ci)])
     assert all(isinstance(o, RuntimeError) for o in outcomes)
     assert _counts(ctx) == before
     monkeypatch.undo()
-    result = signing.sign(ctx, Caller(ci), "p/k", "sha256", DIGEST, "a.bin")
+    result = _sign(ctx, Caller(ci))
     assert result.receipt.key_version == 1
     with ctx.db.read() as s:
         assert verify_chain(s).ok
@@ -191,28 +199,28 @@ def test_cached_identity_and_grants_follow_changes(
 ) -> None:
     ctx, _, admin, ci = world
     caller = Caller(ci)
-    signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")  # fills the cache
+    _sign(ctx, caller)  # fills the cache
     identities.set_enabled(ctx, Caller(admin), "ci", False)
     with pytest.raises(AuthenticationFailed) as disabled:  # like an unknown token
-        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+        _sign(ctx, caller)
     assert str(disabled.value) == str(AuthenticationFailed())
     assert disabled.value.identity == "ci"  # for the record only
     identities.set_enabled(ctx, Caller(admin), "ci", True)
-    signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+    _sign(ctx, caller)
     grants.remove(ctx, Caller(admin), "ci", "signer", "p/k")
     with pytest.raises(Denied, match="no signer grant"):
-        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+        _sign(ctx, caller)
     grants.add(ctx, Caller(admin), "ci", "signer", "p/k")
     keys.disable(ctx, Caller(admin), "p/k")
     with pytest.raises(Denied, match="p/k is disabled"):
-        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
+        _sign(ctx, caller)
     keys.enable(ctx, Caller(admin), "p/k")
     keys.rotate(ctx, Caller(admin), "p/k")
-    assert signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin").receipt.key_version == 2
+    assert _sign(ctx, caller).receipt.key_version == 2
     new_token = identities.rotate_token(ctx, Caller(admin), "ci").token
     with pytest.raises(AuthenticationFailed):
-        signing.sign(ctx, caller, "p/k", "sha256", DIGEST, "a.bin")
-    signing.sign(ctx, Caller(new_token), "p/k", "sha256", DIGEST, "a.bin")
+        _sign(ctx, caller)
+    _sign(ctx, Caller(new_token))
 
 
 def test_async_waiters_get_their_own_results(
@@ -221,8 +229,9 @@ def test_async_waiters_get_their_own_results(
     ctx, _, _, ci = world
 
     async def many() -> list[SignResult | BaseException]:
-        tasks = [signing.sign_async(ctx, Caller(ci if i % 3 else "sgt_bad"), "p/k", "sha256",
-                                    hashlib.sha256(str(i).encode()).hexdigest(), f"{i}.bin")
+        tasks = [signing.sign_async(ctx, sign_request(
+                     Caller(ci if i % 3 else "sgt_bad"), "p/k", "sha256",
+                     hashlib.sha256(str(i).encode()).hexdigest(), f"{i}.bin"))
                  for i in range(30)]
         return await asyncio.gather(*tasks, return_exceptions=True)
 

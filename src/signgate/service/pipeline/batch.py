@@ -1,0 +1,134 @@
+"""Group commit for signing: many signing requests, one durable transaction.
+
+A signature may be returned only once its audit entry is committed, and the audit chain
+orders every writer, so each commit is a point of serialisation. Committing each signing
+on its own makes the fsync (SQLite) or the round trips (PostgreSQL) the ceiling. Instead,
+requests queue up while a transaction is in flight (``committer.py``), and one writer
+thread decides, signs and records the whole queue in the next transaction:
+
+- every request is decided on its own (authentication, grants, key state, limits) with
+  the state as of that transaction, through the steps authorize → produce → record, and
+  refused ones get their refusal entry in the same transaction;
+- identity, grant and key look-ups are made once and reused while the audit head says
+  they cannot have changed (``lookups.py``); counters are kept in memory and written once;
+- no request learns its result before the commit has returned. If the commit fails, every
+  request of the batch fails and nothing of it was recorded or returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError
+from signgate.service.context import ANONYMOUS, Context, refusal_record
+from signgate.service.pipeline.authorize import authorize
+from signgate.service.pipeline.committer import GroupCommitter
+from signgate.service.pipeline.lookups import Cache
+from signgate.service.pipeline.produce import produce
+from signgate.service.pipeline.record import record
+from signgate.service.pipeline.work import Work
+from signgate.service.sign_request import SignRequest
+from signgate.service.views import SignResult
+
+log = logging.getLogger("signgate.sign")
+
+MAX_BATCH = 256
+
+
+class Refusal(Exception):
+    """A request refused inside a batch: who asked, and the error they get."""
+
+    def __init__(self, actor: str, error: SigngateError) -> None:
+        super().__init__(str(error))
+        self.actor = actor
+        self.error = error
+
+
+def sign_one(work: Work, request: SignRequest) -> SignResult:
+    """authorize → produce → record, with every failure turned into a :class:`Refusal`."""
+    try:
+        identity_id, actor = work.lookups.actor(request.caller)
+    except SigngateError as exc:
+        raise Refusal(ANONYMOUS, exc) from exc
+    try:
+        authorized = authorize(work.lookups, request, identity_id, actor)
+        produced = produce(work, request, authorized)
+    except SigngateError as exc:
+        raise Refusal(actor.name, exc) from exc
+    except Exception as exc:
+        # A defect in one request (say, a format builder meeting input it did not expect)
+        # refuses that request, recorded like any refusal; the rest of the batch goes on.
+        log.exception("signing %s with %s failed", request.artifact_name, request.ref)
+        raise Refusal(actor.name, SigngateError(
+            "internal error while signing; nothing was signed", code=ErrorCode.INTERNAL_ERROR,
+        )) from exc
+    return record(work, request, authorized, produced)
+
+
+class Pipeline:
+    """One writer thread per process; ``submit`` returns once the request's batch
+    committed (``sign_request.SigningPipeline`` is what the use cases see of it)."""
+
+    def __init__(self, ctx: Context, max_batch: int = MAX_BATCH) -> None:
+        self.ctx = ctx
+        self._cache = Cache()
+        self._committer: GroupCommitter[SignRequest, SignResult] = GroupCommitter(
+            self.process, max_batch, name="signgate-signer")
+
+    def submit(self, request: SignRequest) -> SignResult:
+        return self._committer.submit(request)
+
+    async def submit_async(self, request: SignRequest) -> SignResult:
+        """The same for an event loop: waits without holding a thread."""
+        return await self._committer.submit_async(request)
+
+    def close(self) -> None:
+        self._committer.close()
+
+    def process(self, requests: Sequence[SignRequest]) -> list[SignResult | Exception]:
+        """One transaction for ``requests``: an outcome for each, in order."""
+        ctx = self.ctx
+        outcomes: list[SignResult | Exception] = []
+        # Failed authentications recorded in this batch's transaction: if it does not
+        # commit, they are counted in their window's summary instead.
+        first_failures: list[tuple[SignRequest, AuthenticationFailed]] = []
+        try:
+            with ctx.transaction() as session:
+                writer = ctx.audit_writer(session)
+                self._cache.valid_at(writer.seq)
+                work = Work(ctx, session, self._cache)
+                for request in requests:
+                    try:
+                        outcomes.append(sign_one(work, request))
+                    except Refusal as refused:
+                        outcomes.append(self._refused(work, request, refused, first_failures))
+                work.flush()
+                head_after = writer.seq
+        except Exception as exc:  # the commit or the batch failed: nothing was recorded
+            if not isinstance(exc, SigngateError):
+                log.exception("signing batch failed")
+            self._cache.clear()
+            for request, failure in first_failures:
+                ctx.auth_failures.lost(request.caller, request.target(), failure)
+            return [exc] * len(requests)
+        self._cache.head_seq = head_after
+        return outcomes
+
+    @staticmethod
+    def _refused(work: Work, request: SignRequest, refused: Refusal,
+                 first_failures: list[tuple[SignRequest, AuthenticationFailed]],
+                 ) -> Exception:
+        """Put a refusal on the batch's record; returns the error the caller gets."""
+        ctx = work.ctx
+        if isinstance(refused.error, AuthenticationFailed):
+            verdict = ctx.auth_failures.failed(request.caller, request.target(), refused.error)
+            if verdict.record is not None:
+                ctx.record(work.session, verdict.record)
+                first_failures.append((request, refused.error))
+            return verdict.error
+        entry = refusal_record(request.caller, request.target(), refused.actor, refused.error)
+        if request.scan is not None:  # the verdict, engines and digest with it
+            entry.details["scan"] = request.scan.details()
+        ctx.record(work.session, entry)
+        return refused.error

@@ -1,0 +1,151 @@
+"""Group commit, in general: many waiters, one writer thread, one batch at a time.
+
+A result may be handed out only once the work that produced it is durable, and durable
+work (a commit) is a point of serialisation. Doing it per request makes its fixed cost the
+ceiling. Instead, jobs queue up while a batch is in flight, and one writer thread hands
+the whole queue (up to ``max_batch``) to ``process`` in the next batch.
+
+This module knows nothing of signing or databases: ``process(jobs)`` returns one result
+or exception per job, in order, and is the one place the durable work happens. Waiters
+are threads (:meth:`GroupCommitter.submit`) or event loops
+(:meth:`GroupCommitter.submit_async`); none learns its outcome before ``process`` has
+returned, and each event loop is woken once per batch, not once per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Generic, TypeVar
+
+log = logging.getLogger("signgate.committer")
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+class _Waiter(Generic[Job, Result]):
+    """One job and who waits for it: a thread (``future``) or a loop (``loop``+``waiter``)."""
+
+    __slots__ = ("future", "job", "loop", "waiter")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.future: Future[Result] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiter: asyncio.Future[Result] | None = None
+
+
+class GroupCommitter(Generic[Job, Result]):
+    """A queue and the one thread that empties it into ``process``, batch by batch."""
+
+    def __init__(self, process: Callable[[Sequence[Job]], Sequence[Result | Exception]],
+                 max_batch: int = 256, name: str = "signgate-committer") -> None:
+        self._process = process
+        self.max_batch = max_batch
+        self._name = name
+        self._queue: queue.SimpleQueue[_Waiter[Job, Result] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, job: Job) -> Result:
+        """``job``'s result once its batch has been processed (its exception, raised)."""
+        waiter: _Waiter[Job, Result] = _Waiter(job)
+        waiter.future = Future()
+        self._enqueue(waiter)
+        return waiter.future.result()
+
+    async def submit_async(self, job: Job) -> Result:
+        """The same for an event loop: waits without holding a thread."""
+        waiter: _Waiter[Job, Result] = _Waiter(job)
+        waiter.loop = asyncio.get_running_loop()
+        waiter.waiter = waiter.loop.create_future()
+        self._enqueue(waiter)
+        return await waiter.waiter
+
+    def close(self) -> None:
+        """Process what is queued, then stop the thread; later submissions raise."""
+        with self._lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _enqueue(self, waiter: _Waiter[Job, Result]) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError(f"{self._name} is closed")
+                if self._thread is None:
+                    t = threading.Thread(target=self._run, name=self._name, daemon=True)
+                    t.start()
+                    self._thread = t
+        self._queue.put(waiter)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            _deliver(batch, self._outcomes(batch))
+            if stop:
+                return
+
+    def _outcomes(self, batch: list[_Waiter[Job, Result]]) -> Sequence[Result | Exception]:
+        """``process``'s outcomes; if it raises (or miscounts), the batch's waiters all
+        get that failure: none of them may think its job was done."""
+        try:
+            outcomes = self._process([w.job for w in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} jobs")
+        except Exception as exc:
+            log.exception("batch of %d jobs failed", len(batch))
+            return [exc] * len(batch)
+        return outcomes
+
+
+def _deliver(batch: list[_Waiter[Job, Result]], outcomes: Sequence[Result | Exception]) -> None:
+    """Hand out the outcomes: threads directly, each event loop with one wake-up."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiter[Job, Result],
+                                                         Result | Exception]]] = {}
+    for waiter, outcome in zip(batch, outcomes, strict=True):
+        if waiter.loop is not None:
+            by_loop.setdefault(waiter.loop, []).append((waiter, outcome))
+        elif waiter.future is not None:
+            if isinstance(outcome, Exception):
+                waiter.future.set_exception(outcome)
+            else:
+                waiter.future.set_result(outcome)
+    for loop, items in by_loop.items():
+        # A closed loop raises RuntimeError: nobody is waiting there any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, items)
+
+
+def _settle(items: list[tuple[_Waiter[Job, Result], Result | Exception]]) -> None:
+    for waiter, outcome in items:
+        future = waiter.waiter
+        if future is None or future.done():  # a cancelled request
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -1,0 +1,76 @@
+"""Step 3: the signing on the record, and the caller's receipt.
+
+The audit entry (with what was signed, by whom, from where, the scan verdict, the
+timestamp and one-time certificate) is appended in the batch's transaction; the signature
+row and the version's counter are written with the batch's others (``Ledger``). Nothing
+here is returned before the batch commits (``committer.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+
+from signgate.audit.model import Action, Outcome, Record
+from signgate.crypto.canonical import canonical_json
+from signgate.service.pipeline.authorize import Authorized
+from signgate.service.pipeline.produce import Produced
+from signgate.service.pipeline.work import Work
+from signgate.service.sign_request import SignRequest
+from signgate.service.views import Receipt, SignResult
+
+
+def record(work: Work, request: SignRequest, authorized: Authorized,
+           produced: Produced) -> SignResult:
+    key, stamp, now = produced.key, produced.stamp, produced.signed_at
+    digest = authorized.digest.hex()
+    alg = authorized.digest_algorithm.value
+    signature_id = str(uuid.uuid4())
+    sig_hash = hashlib.sha256(produced.signature_value).hexdigest()
+    details: dict[str, object] = {
+        "signature_id": signature_id, "key_version": key.version, "digest_algorithm": alg,
+        "digest": digest, "format": produced.format, "signature_sha256": sig_hash,
+    }
+    address = request.caller.address
+    if address:
+        details["client"] = address
+    meta = authorized.metadata
+    if meta:
+        details["metadata"] = meta
+    if produced.certificate is not None:
+        details["certificate_serial"] = produced.certificate.serial
+        details["certificate_sha256"] = produced.certificate.sha256
+    if stamp is not None:
+        details["timestamp_serial"] = format(stamp.serial, "x")
+        details["timestamp_time"] = stamp.gen_time.isoformat()
+    scan_details = request.scan.details() if request.scan is not None else None
+    if scan_details is not None:
+        details["scan"] = scan_details
+    actor = authorized.actor.name
+    seq = work.ctx.record(work.session, Record(actor, Action.SIGN, Outcome.ALLOWED,
+                                               request.artifact_name, request.project,
+                                               key.ref, details), now)
+    key.signatures += 1  # the next request of this batch sees it (rotation by count)
+    work.ledger.add(key.version_id, {
+        "id": signature_id, "key_version_id": key.version_id,
+        "identity_id": authorized.identity_id, "artifact_name": request.artifact_name,
+        "digest_algorithm": alg, "digest": digest, "signature_sha256": sig_hash,
+        "format": produced.format, "signed_at": now, "client_address": address,
+        "metadata_json": canonical_json(meta).decode(), "audit_seq": seq,
+        "timestamp_token": stamp.der if stamp else None,
+        "scan_json": canonical_json(scan_details).decode() if scan_details else None,
+    })
+    receipt = Receipt(
+        signature_id=signature_id, key=key.ref, key_version=key.version,
+        algorithm=key.algorithm.value,
+        rsa_padding=key.rsa_padding.value if key.algorithm.is_rsa else None,
+        digest_algorithm=alg, digest=digest, artifact_name=request.artifact_name,
+        format=produced.format, identity=actor, signed_at=now, audit_seq=seq,
+        timestamp_serial=format(stamp.serial, "x") if stamp else None,
+        timestamp_time=stamp.gen_time if stamp else None, scan=scan_details,
+    )
+    return SignResult(base64.b64encode(produced.signature).decode("ascii"), receipt,
+                      base64.b64encode(stamp.der).decode("ascii") if stamp else None,
+                      produced.certificate.pem if produced.certificate else None)
+

@@ -1,0 +1,47 @@
+"""RFC 3161 tokens over signature values, as the key's policy or the caller asks."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from asn1crypto import tsp
+
+from signgate.crypto.algorithms import DigestAlgorithm
+from signgate.errors import ErrorCode, KeyStoreError
+from signgate.pki import certs
+from signgate.pki import tsa as rfc3161
+from signgate.service import external_tsa
+from signgate.service.pipeline.work import Work
+from signgate.service.records.authorities import (
+    authority_certificate,
+    authority_signer,
+    tsa_authority,
+)
+
+
+def stamp(work: Work, signature: bytes, now: datetime) -> rfc3161.Issued:
+    """An RFC 3161 token over the signature value from signgate's own TSA, as
+    ``openssl ts -verify -data FILE.sig`` checks it (certReq: the TSA certificate is in
+    the token). With ``tsa_urls`` configured, from the first external TSA that answers
+    instead; that waits on the network inside the batch, which is the price of a public
+    TSA."""
+    settings = work.ctx.settings
+    if settings.tsa_urls:
+        token = external_tsa.fetch(settings.tsa_urls, signature)
+        return rfc3161.Issued(token.der, token.serial, token.gen_time)
+    if work.tsa is None:
+        authority = tsa_authority(work.session)
+        if authority is None:
+            raise KeyStoreError("the time-stamp authority is not set up "
+                                "(restart 'signgate serve')", code=ErrorCode.TSA_UNAVAILABLE)
+        certificate = certs.load_der(authority_certificate(work.session, authority).der)
+        work.tsa = rfc3161.Authority(
+            authority_signer(work.ctx, authority),
+            certificate, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
+    imprint = hashlib.sha256(signature).digest()
+    request = rfc3161.TimeStampRequest(
+        DigestAlgorithm.SHA256, imprint, None, True, None,
+        tsp.MessageImprint({"hash_algorithm": {"algorithm": "sha256"},
+                            "hashed_message": imprint}))
+    return rfc3161.grant(request, work.tsa, now)

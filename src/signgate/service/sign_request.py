@@ -1,0 +1,74 @@
+"""What a caller asks to have signed: one frozen value from the adapter to the pipeline.
+
+The API's digest signing, the scanned upload (``scanning.py``) and Python callers all
+build a :class:`SignRequest` and hand it to ``signing.sign``/``sign_async``; the signing
+pipeline decides, signs and records it. It sits this low in the service layers so that the
+context can name the pipeline's interface (``context.SigningPipeline``) without importing
+the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from signgate.audit.model import Action
+from signgate.scan.outcome import ScanOutcome
+from signgate.service.caller import Caller, Target
+from signgate.service.views import SignResult
+
+MAX_ARTIFACT_NAME = 1024
+_NOTHING: Mapping[str, str] = MappingProxyType({})
+
+
+def _nothing() -> Mapping[str, str]:
+    return _NOTHING  # one shared, read-only empty mapping
+
+
+@dataclass(frozen=True, slots=True)
+class SignRequest:
+    """Sign ``digest`` (hex, of ``digest_algorithm``) of ``artifact_name`` with the current
+    version of ``project/key``, in ``format`` (with that format's own ``params``)."""
+
+    caller: Caller
+    project: str
+    key: str
+    digest_algorithm: str
+    digest: str
+    artifact_name: str
+    metadata: Mapping[str, str] = field(default_factory=_nothing)
+    timestamp: bool = False
+    format: str = "raw"
+    params: Mapping[str, str] = field(default_factory=_nothing)
+    # Set when signgate received and scanned the artifact itself (service/scanning.py):
+    # then ``digest`` is signgate's own, computed from the scanned bytes.
+    scan: ScanOutcome | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.project}/{self.key}"
+
+    def target(self) -> Target:
+        """What a refusal of this request is recorded about."""
+        subject = self.artifact_name[:MAX_ARTIFACT_NAME] or self.ref
+        return Target(Action.SIGN, subject, self.project, self.ref)
+
+
+class SigningPipeline(Protocol):
+    """What the use cases see of the signing pipeline (``service/pipeline/``), which the
+    composition root (``factory.py``) gives the context: a protocol here, so that the
+    context names it without importing the pipeline that is built on the context."""
+
+    def submit(self, request: SignRequest) -> SignResult:
+        """``request``'s result once its audit entry is committed (a refusal: raised)."""
+        ...
+
+    async def submit_async(self, request: SignRequest) -> SignResult:
+        """The same for an event loop: waits without holding a thread."""
+        ...
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop."""
+        ...

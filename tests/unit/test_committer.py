@@ -1,0 +1,171 @@
+"""The generic group committer: batches form under load, each waiter gets its own result,
+a failing batch fails its waiters only, close drains and stops; no database involved."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from signgate.service.pipeline.committer import GroupCommitter
+
+
+class Recorder:
+    """A ``process`` that doubles numbers, refuses negative ones, and keeps its batches;
+    ``gate`` holds the first batch until released, so that others queue behind it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail_batch = False
+
+    def __call__(self, jobs: Sequence[int]) -> list[int | Exception]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append(list(jobs))
+        if self.fail_batch:
+            raise OSError("commit lost")
+        return [ValueError(f"negative {j}") if j < 0 else 2 * j for j in jobs]
+
+
+def test_each_thread_gets_its_own_result() -> None:
+    rec = Recorder()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(committer.submit, range(200)))
+        assert results == [2 * i for i in range(200)]
+        assert sorted(j for b in rec.batches for j in b) == list(range(200))
+    finally:
+        committer.close()
+
+
+def test_jobs_queued_behind_a_batch_form_one_batch() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=8)
+    with ThreadPoolExecutor(21) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        rest = [pool.submit(committer.submit, i) for i in range(1, 21)]
+        while committer._queue.qsize() < 20:  # all queued behind the held batch
+            threading.Event().wait(0.01)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert [f.result(5) for f in rest] == [2 * i for i in range(1, 21)]
+    committer.close()
+    assert [len(b) for b in rec.batches] == [1, 8, 8, 4]
+
+
+def test_a_refused_job_fails_alone() -> None:
+    committer: GroupCommitter[int, int] = GroupCommitter(Recorder())
+    try:
+        with pytest.raises(ValueError, match="negative -3"):
+            committer.submit(-3)
+        assert committer.submit(3) == 6
+    finally:
+        committer.close()
+
+
+def test_a_failing_process_fails_every_waiter_of_its_batch() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    rec.fail_batch = True
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(committer.submit, i) for i in range(4)]
+        assert rec.entered.wait(5)
+        rec.gate.set()
+        for f in futures:
+            with pytest.raises(OSError, match="commit lost"):
+                f.result(5)
+    rec.fail_batch = False
+    assert committer.submit(5) == 10  # the thread survived
+    committer.close()
+
+
+def test_a_miscounting_process_fails_the_batch() -> None:
+    committer: GroupCommitter[int, int] = GroupCommitter(lambda jobs: [])
+    with pytest.raises(RuntimeError, match="0 outcomes for 1 jobs"):
+        committer.submit(1)
+    committer.close()
+
+
+def test_close_drains_the_queue_then_refuses() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(committer.submit, i) for i in range(5)]
+        assert rec.entered.wait(5)
+        while committer._queue.qsize() < 4:
+            threading.Event().wait(0.01)
+        closing = pool.submit(committer.close)
+        rec.gate.set()
+        closing.result(5)
+        assert sorted(f.result(5) for f in futures) == [0, 2, 4, 6, 8]
+    assert committer._thread is None
+    with pytest.raises(RuntimeError, match="closed"):
+        committer.submit(1)
+
+
+def test_async_waiters_get_their_own_results_with_one_wakeup_per_batch() -> None:
+    rec = Recorder()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+
+    async def many() -> list[int | BaseException]:
+        return await asyncio.gather(*(committer.submit_async(i) for i in range(-5, 50)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(many())
+    committer.close()
+    for i, r in zip(range(-5, 50), results, strict=True):
+        if i < 0:
+            assert isinstance(r, ValueError)
+        else:
+            assert r == 2 * i
+
+
+def test_threads_and_loops_share_a_batch() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+
+    async def waiting() -> list[int]:
+        return list(await asyncio.gather(*(committer.submit_async(i) for i in range(10, 13))))
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        thread_job = pool.submit(committer.submit, 1)
+        loop_jobs = pool.submit(asyncio.run, waiting())
+        while committer._queue.qsize() < 4:
+            threading.Event().wait(0.01)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert thread_job.result(5) == 2
+        assert loop_jobs.result(5) == [20, 22, 24]
+    committer.close()
+    assert sorted(rec.batches[1]) == [1, 10, 11, 12]
+
+
+def test_a_cancelled_async_waiter_does_not_disturb_the_others() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+
+    async def run() -> int:
+        doomed = asyncio.ensure_future(committer.submit_async(1))
+        kept = asyncio.ensure_future(committer.submit_async(2))
+        await asyncio.sleep(0.05)
+        doomed.cancel()
+        rec.gate.set()
+        return await kept
+
+    assert asyncio.run(run()) == 4
+    committer.close()
