@@ -136,6 +136,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"
     VAULT_SEALED = "vault_sealed"
     WITNESS_SIZE_MISMATCH = "witness_size_mismatch"
+    WITNESS_UNAVAILABLE = "witness_unavailable"
     ZIP_BOMB = "zip_bomb"
 
 
@@ -367,6 +368,8 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.VAULT_SEALED: Entry(ConfigError, "the master key does not open this database's vault"),
     _C.WITNESS_SIZE_MISMATCH: Entry(Conflict,
                                     "the old size is not the size the witness last cosigned"),
+    _C.WITNESS_UNAVAILABLE: Entry(Unavailable, "signed and recorded, but too few witnesses "
+                                  "cosigned the log's checkpoint: the signature is withheld"),
     _C.ZIP_BOMB: Entry(InvalidInput, "a JAR that inflates beyond its limit"),
 }
 

@@ -60,7 +60,7 @@ def latest(ctx: Context) -> bytes:
 
 def test_witnesses_cosign_and_the_checkpoint_carries_it(ctx: Context,
                                                        witnesses: list[Witness]) -> None:
-    w = Witnessing(ctx)
+    w = Witnessing(ctx.settings, ctx.db, ctx.log_hashes)
     projects.create(ctx, ctx.admin, "one")  # type: ignore[attr-defined]
     first = w.cosign_latest()
     assert first.witnesses == ("w1.example", "w2.example"), first.problems
@@ -73,7 +73,8 @@ def test_witnesses_cosign_and_the_checkpoint_carries_it(ctx: Context,
         assert session.get(LogCheckpoint, cp.size).cosignatures == 2  # type: ignore[union-attr]
 
     projects.create(ctx, ctx.admin, "two")  # type: ignore[attr-defined]
-    again = Witnessing(ctx)  # a fresh process: learns each witness's size from its 409
+    # A fresh process: learns each witness's size from its 409.
+    again = Witnessing(ctx.settings, ctx.db, ctx.log_hashes)
     grown = again.cosign_latest()
     assert grown.size > first.size
     assert grown.witnesses == ("w1.example", "w2.example"), grown.problems
@@ -82,7 +83,7 @@ def test_witnesses_cosign_and_the_checkpoint_carries_it(ctx: Context,
 
 
 def test_a_witness_down_leaves_one_cosignature(ctx: Context, witnesses: list[Witness]) -> None:
-    w = Witnessing(ctx)
+    w = Witnessing(ctx.settings, ctx.db, ctx.log_hashes)
     witnesses[1].stop()
     projects.create(ctx, ctx.admin, "three")  # type: ignore[attr-defined]
     got = w.cosign_latest()
@@ -93,7 +94,7 @@ def test_a_witness_down_leaves_one_cosignature(ctx: Context, witnesses: list[Wit
 
 
 def test_witnesses_refuse_a_rewritten_history(ctx: Context, witnesses: list[Witness]) -> None:
-    w = Witnessing(ctx)
+    w = Witnessing(ctx.settings, ctx.db, ctx.log_hashes)
     projects.create(ctx, ctx.admin, "four")  # type: ignore[attr-defined]
     assert len(w.cosign_latest().witnesses) == 2
     # The owner of the database rebuilds the tree over an edited entry; the next write

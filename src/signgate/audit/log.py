@@ -48,6 +48,10 @@ class AuditWriter:
         self.seq: int = head.seq
         self.head_hash: str = head.entry_hash
         self._rows: list[dict[str, object]] = []
+        # The leaf data of this transaction's entries by seq: a receipt carries its entry.
+        self.leaves: dict[int, bytes] = {}
+        # The checkpoint note signed for this transaction, set by its owner on commit.
+        self.checkpoint: bytes | None = None
         self.tree = LogTree(self._conn, head.tree_size, cache or HashCache())
         self._tree_at_start = head.tree_size
         if head.tree_size != head.seq:  # a database from before the log: build it now
@@ -65,6 +69,7 @@ class AuditWriter:
         )
         entry_hash = sha256(leaf).hexdigest()
         self.tree.append(leaf)
+        self.leaves[seq] = leaf
         self._rows.append({
             "seq": seq, "time": now, "actor": record.actor, "action": record.action.value,
             "outcome": record.outcome.value, "subject": record.subject,
@@ -83,6 +88,8 @@ class AuditWriter:
         if pending > len(self._rows):
             raise RuntimeError("audit entries were flushed after the mark")
         del self._rows[pending:]
+        for gone in range(seq + 1, self.seq + 1):
+            self.leaves.pop(gone, None)
         self.tree.truncate(self.tree.size - (self.seq - seq))
         self.seq = seq
 

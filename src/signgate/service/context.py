@@ -35,6 +35,7 @@ from signgate.service.caller import Target as Target
 from signgate.service.checkpoints import Checkpointer
 from signgate.service.lifecycle import Stopping
 from signgate.service.sign_request import SigningPipeline
+from signgate.service.witnessing import Witnessing
 from signgate.store.db import Database
 
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class Context:
     def __init__(
         self, settings: Settings, db: Database, keystores: KeyStoreRegistry, clock: Clock,
         *, scanners: Scanners, signing: Callable[[Context], SigningPipeline],
+        witnessing: Callable[[Settings, Database, HashCache], Witnessing] = Witnessing,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -56,6 +58,8 @@ class Context:
         self.clock = clock
         self.log_hashes = HashCache()  # the log tree's committed hashes, shared by writers
         self.checkpoints = Checkpointer(keystores, clock)
+        # The configured witnesses, asked to cosign each signing batch's checkpoint.
+        self.witnessing = witnessing(settings, db, self.log_hashes)
         self.scanners = scanners
         self.stopping = Stopping()
         self.auth_failures = AuthFailures(self)
@@ -63,9 +67,11 @@ class Context:
         self.signing: SigningPipeline = signing(self)
 
     def close(self) -> None:
-        """Finish and stop the signing pipeline, record the failed authentications only
-        counted so far, then close the database's connections."""
+        """Finish and stop the signing pipeline and the witnesses' catch-up, record the
+        failed authentications only counted so far, then close the database's
+        connections."""
         self.signing.close()
+        self.witnessing.close()
         self.auth_failures.close()
         self.db.dispose()
 
@@ -79,7 +85,7 @@ class Context:
             yield session
             writer.flush()
             if writer.grew:
-                self.checkpoints.sign(session, writer.tree)
+                writer.checkpoint = self.checkpoints.sign(session, writer.tree)
         writer.committed()
 
     @staticmethod

@@ -10,6 +10,12 @@ A witness that has moved past a size (it cosigned a later checkpoint) cannot cos
 older one; the later one, which extends it, is what counts. A witness that refuses a
 checkpoint as inconsistent (422) has seen another history: that is logged loudly, never
 retried with the same history.
+
+Signing asks here after each batch commits (``pipeline/receipts.py``) and applies
+``log_witness_policy``: 'refuse' withholds the batch's signatures when fewer than
+``log_witness_quorum`` witnesses cosigned; 'catch-up' delivers them and starts the
+background catch-up (:meth:`Witnessing.catch_up`), which keeps asking for the newest
+checkpoint, with backoff, until the quorum cosigned it or the process stops.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import select, update
 
-from signgate.audit.tree import LogTree
+from signgate.audit.tree import HashCache, LogTree
+from signgate.config import Settings
 from signgate.errors import Conflict, ErrorCode, SigngateError
-from signgate.service.context import Context
 from signgate.service.witness_client import add_checkpoint
+from signgate.store.db import Database
 from signgate.store.models import AuditHead, LogCheckpoint
 from signgate.transparency.cosignature import CosignatureVerifier, parse_cosigner_key
 from signgate.transparency.note import Signature, split_note
@@ -50,28 +57,82 @@ class Cosigned:
     size: int
     witnesses: tuple[str, ...]  # names of the witnesses whose cosignature it carries
     problems: tuple[str, ...]  # one sentence per witness that did not cosign
+    note: bytes = b""  # the checkpoint note with the cosignatures gathered by this call
+
+
+# The catch-up's waits between rounds: doubling from 1 s up to a minute.
+CATCH_UP_FIRST_WAIT, CATCH_UP_MAX_WAIT = 1.0, 60.0
 
 
 class Witnessing:
-    """The witnesses of ``ctx.settings``; thread-safe, one per process."""
+    """The witnesses of ``settings``; thread-safe, one per process (``Context.witnessing``).
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.witnesses = [Witness.parse(w) for w in ctx.settings.log_witnesses]
-        self.quorum = ctx.settings.log_witness_quorum
+    It reads the log through ``db`` and the tree's shared ``log_hashes`` only: it is built
+    by the composition root beside the context, not on it."""
+
+    def __init__(self, settings: Settings, db: Database, log_hashes: HashCache) -> None:
+        self.db = db
+        self.log_hashes = log_hashes
+        self.witnesses = [Witness.parse(w) for w in settings.log_witnesses]
+        self.quorum = settings.log_witness_quorum
+        self.refuse = settings.log_witness_policy == "refuse"
         self._sizes: dict[str, int] = {}  # the size each witness last cosigned, as known
         self._lock = threading.Lock()
-        self._http = httpx.Client(timeout=float(ctx.settings.log_witness_timeout_seconds))
+        self._http = httpx.Client(timeout=float(settings.log_witness_timeout_seconds))
         self._pool = ThreadPoolExecutor(max(1, len(self.witnesses)),
                                         thread_name_prefix="signgate-witness")
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._catching_up: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.witnesses)
 
     def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._catching_up
+        if thread is not None:
+            thread.join(timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
+    def catch_up(self) -> None:
+        """Make sure a background thread is asking the witnesses to cosign the newest
+        checkpoint until ``quorum`` of them did (the 'catch-up' policy)."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._wake.set()
+            if self._catching_up is not None and self._catching_up.is_alive():
+                return
+            self._catching_up = threading.Thread(target=self._catch_up_loop, daemon=True,
+                                                 name="signgate-witness-catch-up")
+            self._catching_up.start()
+
+    def _catch_up_loop(self) -> None:
+        wait = CATCH_UP_FIRST_WAIT
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                done = len(self.cosign_latest().witnesses) >= max(1, self.quorum)
+            except Exception:  # the database or a witness failed: try again later
+                log.exception("catching up with the witnesses failed")
+                done = False
+            if done:
+                with self._lock:
+                    if not self._wake.is_set():  # no newer batch asked meanwhile
+                        self._catching_up = None
+                        return
+                wait = CATCH_UP_FIRST_WAIT
+                continue
+            self._stop.wait(wait)
+            wait = min(wait * 2, CATCH_UP_MAX_WAIT)
+
     def cosign_latest(self) -> Cosigned:
         """Cosign the newest checkpoint (and store the cosignatures with it)."""
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             row = session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size.desc())
                                   .limit(1)).scalars().first()
         if row is None:
@@ -80,16 +141,17 @@ class Witnessing:
 
     def cosign(self, size: int, note: bytes) -> Cosigned:
         if not self.witnesses:
-            return Cosigned(size, (), ())
+            return Cosigned(size, (), (), note)
         answers = list(self._pool.map(lambda w: self._ask(w, size, note), self.witnesses))
         signatures = [s for found, _ in answers for s in found]
         problems = tuple(p for _, p in answers if p)
         if signatures:
             self._store(size, signatures)
+            note = add_signatures(note, signatures)
         _, lines = split_note(note)
         names = {w.verifier.name for w in self.witnesses}
-        present = {s.name for s in (*lines, *signatures) if s.name in names}
-        return Cosigned(size, tuple(sorted(present)), problems)
+        present = {s.name for s in lines if s.name in names}
+        return Cosigned(size, tuple(sorted(present)), problems, note)
 
     def _ask(self, witness: Witness, size: int, note: bytes) -> tuple[list[Signature], str]:
         name = witness.verifier.name
@@ -121,13 +183,13 @@ class Witnessing:
     def _consistency(self, old: int, new: int) -> list[bytes]:
         if old == 0 or old == new:
             return []
-        with self.ctx.db.read(snapshot=True) as session:
+        with self.db.read(snapshot=True) as session:
             tree_size = session.execute(select(AuditHead.tree_size)).scalar_one()
-            tree = LogTree(session.connection(), tree_size, self.ctx.log_hashes)
+            tree = LogTree(session.connection(), tree_size, self.log_hashes)
             return tree.consistency(old, new)
 
     def _store(self, size: int, signatures: list[Signature]) -> None:
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             row = session.get(LogCheckpoint, size)
             if row is None:
                 return
