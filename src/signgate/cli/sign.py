@@ -105,9 +105,13 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
         if receipt.get("timestamp_time"):
             where = str(signed.timestamp_path or "embedded")
             stamped = f", timestamped {receipt['timestamp_time']} ({where})"
+        logged = ""
+        if signed.proof_path is not None:
+            logged = (f", log index {receipt['log_index']} (proof {signed.proof_path}, "
+                      f"{receipt['log_cosignatures']} witness cosignatures)")
         click.echo(f"signed {file.name} with {receipt['key']} version "
                    f"{receipt['key_version']} -> {signed.signature_path} ({fmt}, signature "
-                   f"{receipt['signature_id']}){stamped}")
+                   f"{receipt['signature_id']}){stamped}{logged}")
 
 
 def _server_root(url: str, token_file: Path | None) -> bytes:
