@@ -37,7 +37,8 @@ class Witness:
                               capture_output=True, text=True, timeout=60, check=False)
 
     def start(self) -> None:
-        self.port = free_port()
+        """Start serving (again on the same port after a stop: its URL stays valid)."""
+        self.port = self.port or free_port()
         log = (self.data_dir.parent / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(
             [SIGNGATE, "witness", "serve", "--data-dir", str(self.data_dir), "--name",

@@ -29,6 +29,8 @@ def log() -> None:
     signgate log checkpoint                 the newest signed checkpoint
     signgate log monitor --state FILE       check that the log only grew since last time
     signgate log check FILE --log-key VKEY  check a blast-radius file offline
+    signgate log verify-receipt PROOF --log-key VKEY --artifact FILE
+                                            check a signing receipt offline
     """
 
 
@@ -123,3 +125,44 @@ def check(file: Path, log_key: str, witnesses: tuple[str, ...], min_witnesses: i
     cosigned = f", cosigned by {', '.join(checked.cosigned_by)}" if checked.cosigned_by else ""
     click.echo(f"{checked.signatures} signatures of {checked.key} verified in the log's tree "
                f"of size {checked.size}{cosigned}")
+
+
+@log.command("verify-receipt")
+@click.argument("proof", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--artifact", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The signed artifact (for authenticode and jar: the signed file).")
+@click.option("--signature", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The detached signature (raw, openpgp); default: PROOF without its "
+                   ".proof suffix, as 'signgate sign' wrote them.")
+@click.option("--log-key", required=True, metavar="VKEY",
+              help="The log's verifier key, as you got it from a source you trust "
+                   "('signgate log public-key').")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="A witness's verifier key whose cosignature counts (repeat).")
+@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fail unless this many of the --witness keys cosigned the checkpoint.")
+@json_option
+@handles_errors
+def verify_receipt(proof: Path, artifact: Path, signature: Path | None, log_key: str,
+                   witnesses: tuple[str, ...], min_witnesses: int, as_json: bool) -> None:
+    """Check a signing receipt (PROOF, the OUT.proof that 'signgate sign' writes) offline:
+    its checkpoint is signed by the log key and cosigned by enough trusted witnesses, the
+    audit entry it carries is in that tree at its index, and the entry is an allowed
+    signing of this artifact (README, "Transparency log", says what binds it for each
+    format). Nothing is asked of the server. Exit 8 if anything does not verify."""
+    from signgate.client.receipt_check import check_receipt
+
+    if signature is None and proof.name.endswith(".proof"):
+        beside = proof.with_name(proof.name[:-len(".proof")])
+        signature = beside if beside.is_file() and beside != artifact else None
+    checked = check_receipt(proof.read_bytes(), artifact, log_key, signature, witnesses,
+                            min_witnesses)
+    if as_json:
+        emit_json(checked.__dict__)
+        return
+    cosigned = f", cosigned by {', '.join(checked.cosigned_by)}" if checked.cosigned_by else ""
+    click.echo(f"{artifact.name}: in the log at index {checked.log_index} of "
+               f"{checked.log_size}{cosigned}: signed by {checked.key} version "
+               f"{checked.key_version} for {checked.identity} at {checked.signed_at} "
+               f"({checked.format}, bound by {checked.bound_by})")
