@@ -224,3 +224,70 @@ def test_catch_up_delivers_and_the_checkpoint_gets_cosigned_later(
         assert both.returncode == 0, both.stderr
     finally:
         server.stop()
+
+
+def test_embedded_and_openpgp_receipts_are_bound_to_their_files(server: Server,
+                                                               tmp_path: Path) -> None:
+    """authenticode and jar: by the signature value inside the signed file; openpgp: by
+    the digest of the file and the .asc's hashed part; an upload's receipt like any."""
+    import zipfile
+
+    from tests.support.pe import hello_exe
+
+    ref, token = signer(server)
+    vkey = log_key(server)
+
+    exe = hello_exe(tmp_path / "hello.exe")
+    unsigned_exe = (tmp_path / "unsigned.exe")
+    unsigned_exe.write_bytes(exe.read_bytes())
+    receipt = sign(server, exe, ref, token, "--format", "authenticode")
+    proof = Path(receipt["proof_file"])
+    assert proof == tmp_path / "hello.exe.proof"
+    ok = verify_receipt(server, proof, exe, vkey, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.json()["bound_by"] == "signature"
+    assert verify_receipt(server, proof, unsigned_exe, vkey).returncode == 8
+    sign(server, unsigned_exe, ref, token, "--format", "authenticode")  # another signing
+    resigned = verify_receipt(server, proof, unsigned_exe, vkey)
+    assert resigned.returncode == 8
+    assert "another signature" in resigned.stderr
+
+    jar = tmp_path / "app.jar"
+    with zipfile.ZipFile(jar, "w") as z:
+        z.writestr("com/example/App.class", b"\xca\xfe\xba\xbe not really")
+    signed_jar = tmp_path / "signed.jar"
+    receipt = sign(server, jar, ref, token, "--format", "jar", "-o", str(signed_jar))
+    assert Path(receipt["proof_file"]) == tmp_path / "signed.jar.proof"
+    ok = verify_receipt(server, Path(receipt["proof_file"]), signed_jar, vkey)
+    assert ok.returncode == 0, ok.stderr
+    assert verify_receipt(server, Path(receipt["proof_file"]), jar, vkey).returncode == 8
+
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"release notes\n")
+    receipt = sign(server, text, ref, token, "--format", "openpgp")
+    proof = Path(receipt["proof_file"])
+    assert proof == tmp_path / "notes.txt.asc.proof"
+    ok = verify_receipt(server, proof, text, vkey, "--json")  # --signature: notes.txt.asc
+    assert ok.returncode == 0, ok.stderr
+    assert ok.json()["bound_by"] == "digest"
+    text.write_bytes(b"release notes, edited\n")
+    assert verify_receipt(server, proof, text, vkey).returncode == 8
+
+
+def test_an_uploaded_and_scanned_signing_has_its_receipt(tmp_path: Path) -> None:
+    """The upload path (signgate scans and hashes the file itself) goes through the same
+    pipeline: its receipt verifies like any."""
+    from tests.e2e.test_scanning import yara_rules
+
+    server = start_server(tmp_path / "data", None,
+                          config=f'scan_yara_dir = "{yara_rules(tmp_path / "yara")}"')
+    try:
+        ref, token = signer(server)
+        artifact = tmp_path / "up.bin"
+        artifact.write_bytes(b"scanned and signed")
+        receipt = sign(server, artifact, ref, token, "--upload")
+        assert receipt["scan"]["verdict"] == "clean"
+        ok = verify_receipt(server, Path(receipt["proof_file"]), artifact, log_key(server))
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        server.stop()
