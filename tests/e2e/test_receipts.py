@@ -112,6 +112,17 @@ def test_a_raw_receipt_verifies_offline_and_nothing_else_does(server: Server,
                                    .public_bytes_raw())
     fails(verify_receipt(server, proof, artifact, stranger), "")
 
+    # 'signgate verify --proof': the signature, then the receipt.
+    pem = tmp_path / "key.pem"
+    pem.write_text(server.cli("key", "public", ref).stdout)
+    sig = str(tmp_path / "app.bin.sig")
+    both = server.cli("verify", str(artifact), "--signature", sig, "--public-key", str(pem),
+                      "--proof", str(proof), "--log-key", vkey, check=False)
+    assert both.returncode == 0, both.stderr
+    assert f"log: index {receipt['log_index']} of " in both.stdout
+    fails(server.cli("verify", str(artifact), "--signature", sig, "--public-key", str(pem),
+                     "--proof", str(proof), "--log-key", stranger, check=False), "")
+
 
 def test_a_cms_receipt_is_bound_by_the_digest(server: Server, tmp_path: Path) -> None:
     ref, token = signer(server)

@@ -151,12 +151,10 @@ def verify_receipt(proof: Path, artifact: Path, signature: Path | None, log_key:
     audit entry it carries is in that tree at its index, and the entry is an allowed
     signing of this artifact (README, "Transparency log", says what binds it for each
     format). Nothing is asked of the server. Exit 8 if anything does not verify."""
-    from signgate.client.receipt_check import check_receipt
+    from signgate.client.receipt_check import check_receipt, signature_beside
 
-    if signature is None and proof.name.endswith(".proof"):
-        beside = proof.with_name(proof.name[:-len(".proof")])
-        signature = beside if beside.is_file() and beside != artifact else None
-    checked = check_receipt(proof.read_bytes(), artifact, log_key, signature, witnesses,
+    checked = check_receipt(proof.read_bytes(), artifact, log_key,
+                            signature or signature_beside(proof, artifact), witnesses,
                             min_witnesses)
     if as_json:
         emit_json(checked.__dict__)

@@ -56,6 +56,15 @@ class CheckedReceipt:
     bound_by: str  # what tied the entry to the files: "digest", "signature", or both
 
 
+def signature_beside(proof: Path, artifact: Path) -> Path | None:
+    """The detached signature that 'signgate sign' wrote with ``proof`` (``OUT.proof``
+    beside ``OUT``), if it is there and is not the artifact itself."""
+    if not proof.name.endswith(".proof"):
+        return None
+    beside = proof.with_name(proof.name[:-len(".proof")])
+    return beside if beside.is_file() and beside.resolve() != artifact.resolve() else None
+
+
 def _failed(why: str) -> VerificationFailed:
     return VerificationFailed(f"the receipt does not verify: {why}")
 
