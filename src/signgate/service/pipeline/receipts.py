@@ -28,7 +28,8 @@ from signgate.errors import ErrorCode, Unavailable
 from signgate.service.context import Context, refusal_record
 from signgate.service.sign_request import SignRequest
 from signgate.service.views import SignResult
-from signgate.transparency.proof import TlogProof, format_proof
+from signgate.transparency.note import split_note
+from signgate.transparency.proof import TlogProof, format_proofs
 
 log = logging.getLogger("signgate.sign")
 
@@ -78,15 +79,17 @@ def deliver(ctx: Context, requests: Sequence[SignRequest],
                         "delivering and catching up", size, cosignatures, witnessing.quorum,
                         why)
             witnessing.catch_up()
+    split_note(checkpoint)  # well-formed, checked once for the batch's proofs
+    texts = format_proofs(checkpoint, [
+        TlogProof(i.index, i.hashes, checkpoint, extra=i.leaf) for i in proofs.values()])
     delivered = list(outcomes)
-    for at, inclusion in proofs.items():
+    for (at, inclusion), text in zip(proofs.items(), texts, strict=True):
         result = outcomes[at]
         assert isinstance(result, SignResult)
-        text = format_proof(TlogProof(inclusion.index, inclusion.hashes, checkpoint,
-                                      extra=inclusion.leaf)).decode("utf-8")
         receipt = dataclasses.replace(result.receipt, log_index=inclusion.index,
                                       log_size=inclusion.size, log_cosignatures=cosignatures)
-        delivered[at] = dataclasses.replace(result, receipt=receipt, log_proof=text)
+        delivered[at] = dataclasses.replace(result, receipt=receipt,
+                                            log_proof=text.decode("utf-8"))
     return delivered
 
 
