@@ -169,7 +169,8 @@ class Settings(BaseModel):
         "refuse",
         description="When fewer than log_witness_quorum witnesses cosign: 'refuse' withholds "
                     "the signatures of that batch (503, recorded); 'catch-up' returns them "
-                    "with receipts marked unwitnessed and keeps asking the witnesses.",
+                    "with receipts saying how many cosigned (log_cosignatures) and keeps "
+                    "asking the witnesses in the background until the quorum cosigned.",
         json_schema_extra=_rule("must be 'refuse' or 'catch-up'"))
     log_witness_timeout_seconds: int = Field(
         5, ge=1, le=60, description="How long one witness may take to answer.")
