@@ -117,3 +117,25 @@ def test_witnesses_refuse_a_rewritten_history(ctx: Context, witnesses: list[Witn
         size = session.execute(select(AuditHead.tree_size)).scalar_one()
     assert refused.size == size
     w.close()
+
+
+def test_signing_does_not_wait_for_a_witness_that_just_failed(
+        ctx: Context, witnesses: list[Witness]) -> None:
+    """A batch skips a witness that did not answer lately (it would wait its timeout each
+    time); the catch-up (cosign_latest) asks it anyway and clears the mark."""
+    w = Witnessing(ctx.settings, ctx.db, ctx.log_hashes)
+    witnesses[1].stop()
+    projects.create(ctx, ctx.admin, "five")  # type: ignore[attr-defined]
+    note = latest(ctx)
+    size = int(note.split(b"\n")[1])
+    assert w.cosign(size, note).witnesses == ("w1.example",)
+    witnesses[1].start()
+    skipped = w.cosign(size, note)
+    assert "w2.example" not in skipped.witnesses
+    assert any("did not answer lately" in p for p in skipped.problems)
+    assert w.cosign_latest().witnesses == ("w1.example", "w2.example")
+    projects.create(ctx, ctx.admin, "six")  # type: ignore[attr-defined]
+    grown = latest(ctx)
+    assert w.cosign(int(grown.split(b"\n")[1]), grown).witnesses == ("w1.example",
+                                                                     "w2.example")
+    w.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from sqlalchemy import select, update
 
 from signgate.audit.tree import HashCache, LogTree
 from signgate.config import Settings
-from signgate.errors import Conflict, ErrorCode, SigngateError
+from signgate.errors import Conflict, ErrorCode, SigngateError, Unavailable
 from signgate.service.witness_client import add_checkpoint
 from signgate.store.db import Database
 from signgate.store.models import AuditHead, LogCheckpoint
@@ -62,6 +63,9 @@ class Cosigned:
 
 # The catch-up's waits between rounds: doubling from 1 s up to a minute.
 CATCH_UP_FIRST_WAIT, CATCH_UP_MAX_WAIT = 1.0, 60.0
+# A witness that did not answer is not waited for by signing batches for this long (each
+# would wait log_witness_timeout_seconds for it); the catch-up still asks it every round.
+DOWN_FOR = 30.0
 
 
 class Witnessing:
@@ -77,6 +81,7 @@ class Witnessing:
         self.quorum = settings.log_witness_quorum
         self.refuse = settings.log_witness_policy == "refuse"
         self._sizes: dict[str, int] = {}  # the size each witness last cosigned, as known
+        self._down_until: dict[str, float] = {}  # monotonic time, for witnesses not answering
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=float(settings.log_witness_timeout_seconds))
         self._pool = ThreadPoolExecutor(max(1, len(self.witnesses)),
@@ -137,12 +142,16 @@ class Witnessing:
                                   .limit(1)).scalars().first()
         if row is None:
             return Cosigned(0, (), ("the log has no checkpoint yet",))
-        return self.cosign(row.size, row.note.encode())
+        return self.cosign(row.size, row.note.encode(), skip_down=False)
 
-    def cosign(self, size: int, note: bytes) -> Cosigned:
+    def cosign(self, size: int, note: bytes, skip_down: bool = True) -> Cosigned:
+        """Ask every witness to cosign ``note`` (the checkpoint of ``size``) and store the
+        cosignatures. ``skip_down``: do not wait for a witness that did not answer in the
+        last ``DOWN_FOR`` seconds (a signing batch; the catch-up asks it anyway)."""
         if not self.witnesses:
             return Cosigned(size, (), (), note)
-        answers = list(self._pool.map(lambda w: self._ask(w, size, note), self.witnesses))
+        answers = list(self._pool.map(lambda w: self._ask(w, size, note, skip_down),
+                                      self.witnesses))
         signatures = [s for found, _ in answers for s in found]
         problems = tuple(p for _, p in answers if p)
         if signatures:
@@ -153,10 +162,15 @@ class Witnessing:
         present = {s.name for s in lines if s.name in names}
         return Cosigned(size, tuple(sorted(present)), problems, note)
 
-    def _ask(self, witness: Witness, size: int, note: bytes) -> tuple[list[Signature], str]:
+    def _ask(self, witness: Witness, size: int, note: bytes,
+             skip_down: bool) -> tuple[list[Signature], str]:
         name = witness.verifier.name
         with self._lock:
             old = self._sizes.get(name, 0)
+            down = self._down_until.get(name, 0.0) > time.monotonic()
+        if skip_down and down:
+            return [], (f"witness {name} did not answer lately (signing waits for it again "
+                        f"{DOWN_FOR:.0f} s after it last failed)")
         for _ in range(2):  # once more after a 409 tells the witness's size
             if old > size:
                 return [], f"witness {name} has cosigned size {old}, past {size}"
@@ -170,6 +184,9 @@ class Witnessing:
                 old = int(exc.details.get("size", 0))
                 continue
             except SigngateError as exc:
+                if isinstance(exc, Unavailable):
+                    with self._lock:
+                        self._down_until[name] = time.monotonic() + DOWN_FOR
                 if exc.code is ErrorCode.BAD_MERKLE_PROOF:
                     log.error("witness %s refuses checkpoint %d as inconsistent with what it "
                               "cosigned: the log's history differs from the witness's", name,
@@ -177,6 +194,7 @@ class Witnessing:
                 return [], str(exc)
             with self._lock:
                 self._sizes[name] = max(size, self._sizes.get(name, 0))
+                self._down_until.pop(name, None)
             return found, ""
         return [], f"witness {name} keeps answering with another size"
 
