@@ -26,10 +26,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from signgate.errors import ConfigError, ErrorCode
+from signgate.errors import ConfigError, ErrorCode, SigngateError
 from signgate.keystore.soft import decode_master_key, read_master_key_file
+from signgate.transparency.cosignature import parse_cosigner_key
 
 CONFIG_FILE = "config.toml"
 DATABASE_FILE = "signgate.db"
@@ -144,6 +152,28 @@ class Settings(BaseModel):
         32 << 20, ge=1024, le=64 << 20,
         description="The most bytes of an uploaded JAR's manifest or signature file "
                     "(more: 413).")
+    log_witnesses: tuple[str, ...] = Field(
+        (),
+        description="Witnesses that cosign the log's checkpoints (see README, 'Transparency "
+                    "log'): each 'URL VERIFIER_KEY', the key as 'signgate witness "
+                    "public-key' prints it.",
+        examples=[("https://witness.example.net:8380 "
+                   "witness.example.net+de8e5c2b+BAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4",)],
+        json_schema_extra=_rule("must be a list of 'http(s)-URL witness-verifier-key' "
+                                "strings"))
+    log_witness_quorum: int = Field(
+        0, ge=0, le=64,
+        description="How many of log_witnesses must cosign a checkpoint; at most as many "
+                    "as there are witnesses.")
+    log_witness_policy: str = Field(
+        "refuse",
+        description="When fewer than log_witness_quorum witnesses cosign: 'refuse' withholds "
+                    "the signatures of that batch (503, recorded); 'catch-up' returns them "
+                    "with receipts saying how many cosigned (log_cosignatures) and keeps "
+                    "asking the witnesses in the background until the quorum cosigned.",
+        json_schema_extra=_rule("must be 'refuse' or 'catch-up'"))
+    log_witness_timeout_seconds: int = Field(
+        5, ge=1, le=60, description="How long one witness may take to answer.")
     shutdown_grace_seconds: int = Field(
         5, ge=1, le=3600,
         description="How long 'serve' lets requests in flight finish once told to stop.")
@@ -173,7 +203,7 @@ class Settings(BaseModel):
             raise ValueError("not an OID")
         return oid
 
-    @field_validator("tsa_urls", mode="before")
+    @field_validator("tsa_urls", "log_witnesses", mode="before")
     @classmethod
     def _toml_array(cls, value: object) -> object:
         return tuple(value) if isinstance(value, list) else value  # TOML arrays are lists
@@ -184,6 +214,33 @@ class Settings(BaseModel):
         if not all(_is_http_url(u) for u in urls):
             raise ValueError("not an http(s) URL")
         return urls
+
+    @field_validator("log_witnesses")
+    @classmethod
+    def _witnesses(cls, witnesses: tuple[str, ...]) -> tuple[str, ...]:
+        for w in witnesses:
+            url, _, key = w.partition(" ")
+            if not _is_base_url(url) or not key.strip():
+                raise ValueError("not 'URL KEY'")
+            try:
+                parse_cosigner_key(key.strip())
+            except SigngateError as exc:
+                raise ValueError(str(exc)) from None
+        return witnesses
+
+    @field_validator("log_witness_policy")
+    @classmethod
+    def _policy(cls, policy: str) -> str:
+        if policy not in ("refuse", "catch-up"):
+            raise ValueError("unknown policy")
+        return policy
+
+    @model_validator(mode="after")
+    def _quorum(self) -> Settings:
+        if self.log_witness_quorum > len(self.log_witnesses):
+            raise ValueError(f"log_witness_quorum {self.log_witness_quorum} is more than the "
+                             f"{len(self.log_witnesses)} log_witnesses configured")
+        return self
 
     @field_validator("scan_clamd_socket", "scan_yara_dir")
     @classmethod
@@ -330,6 +387,8 @@ def _config_error(exc: ValidationError, values: dict[str, object],
     for error in errors:
         if error["type"] == "extra_forbidden":
             return _unknown(str(error["loc"][0]), cfg)
+    if not errors[0]["loc"]:  # a rule across settings (a model validator)
+        return ConfigError(f"{cfg}: {str(errors[0]['msg']).removeprefix('Value error, ')}")
     name = str(errors[0]["loc"][0])
     return ConfigError(f"{sources.get(name, cfg)}: {name} {_must(name, values.get(name))}")
 

@@ -103,6 +103,7 @@ class ErrorCode(StrEnum):
     INVALID_PE = "invalid_pe"
     KEYSTORE_UNSEAL_FAILED = "keystore_unseal_failed"
     KEY_ROTATED = "key_rotated"
+    LOG_NOT_READY = "log_not_ready"
     MALFORMED_JAR = "malformed_jar"
     MALFORMED_NOTE = "malformed_note"
     MALFORMED_PE = "malformed_pe"
@@ -135,6 +136,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"
     VAULT_SEALED = "vault_sealed"
     WITNESS_SIZE_MISMATCH = "witness_size_mismatch"
+    WITNESS_UNAVAILABLE = "witness_unavailable"
     ZIP_BOMB = "zip_bomb"
 
 
@@ -327,6 +329,7 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.KEYSTORE_UNSEAL_FAILED: Entry(KeyStoreError,
                                      "the master key does not open the sealed key"),
     _C.KEY_ROTATED: Entry(Conflict, "the key rotated since the request was prepared: retry"),
+    _C.LOG_NOT_READY: Entry(Unavailable, "the transparency log has no key or checkpoint yet"),
     _C.MALFORMED_JAR: Entry(VerificationFailed, "verifying: not a readable JAR"),
     _C.MALFORMED_NOTE: Entry(InvalidInput,
                              "a signed note, checkpoint or tlog proof that breaks its format"),
@@ -365,6 +368,8 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.VAULT_SEALED: Entry(ConfigError, "the master key does not open this database's vault"),
     _C.WITNESS_SIZE_MISMATCH: Entry(Conflict,
                                     "the old size is not the size the witness last cosigned"),
+    _C.WITNESS_UNAVAILABLE: Entry(Unavailable, "signed and recorded, but too few witnesses "
+                                  "cosigned the log's checkpoint: the signature is withheld"),
     _C.ZIP_BOMB: Entry(InvalidInput, "a JAR that inflates beyond its limit"),
 }
 

@@ -294,9 +294,10 @@ def populate(server: Server) -> int:
                                          "scope": "tamper/k"})
     for i in range(3):
         api_sign(server, "tamper/k", bytes([i]) * 100, token)
-    # init, root CA, TSA, project, its issuing CA, key, identity, grant, three signings
-    assert_intact(server, 11)
-    return 11
+    # init, root CA, TSA, log key, project, its issuing CA, key, identity, grant, three
+    # signings
+    assert_intact(server, 12)
+    return 12
 
 
 def assert_intact(server: Server, entries: int) -> None:
@@ -334,7 +335,7 @@ def assert_broken(server: Server, seq: int, *phrases: str) -> None:
 def test_edited_entry(fresh_server: Server) -> None:
     head = populate(fresh_server)
     db = Db(fresh_server)
-    n = 8  # the grant
+    n = 9  # the grant
     original = db.entry(n)
 
     db.execute("UPDATE audit_entries SET actor = 'mallory' WHERE seq = ?", [n])

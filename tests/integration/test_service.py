@@ -119,7 +119,7 @@ def make_env(url: str, data_dir: Path) -> Env:
                                                     one_time=one_time_store(os.urandom(32))))
     store = ctx.keystores.default
     assert isinstance(store, SwitchableStore)
-    assert ctx.db.upgrade() == "0007"
+    assert ctx.db.upgrade() == "0008"
     return Env(ctx, clock, Caller(bootstrap_admin(ctx), "127.0.0.1"), store)
 
 
@@ -146,8 +146,8 @@ def new_key(e: Env, project: str = "app", name: str = "release", **policy: Any) 
 def test_upgrade_is_idempotent(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0007"
-        assert db.upgrade() == "0007"
+        assert db.upgrade() == "0008"
+        assert db.upgrade() == "0008"
         with db.read() as s:
             assert s.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
             report = verify_chain(s)
@@ -158,7 +158,7 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
         db.dispose()
     again = Database(database_url)
     try:
-        assert again.upgrade() == "0007"
+        assert again.upgrade() == "0008"
     finally:
         again.dispose()
 
@@ -294,7 +294,7 @@ def test_refusal_is_recorded_and_nothing_else(env: Env) -> None:
 
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     assert after["signatures"] == []
     assert env.versions(ref) == [(1, 0)]
@@ -345,7 +345,7 @@ def test_failed_use_case_leaves_no_partial_state(env: Env) -> None:
         projects.create(env.ctx, env.admin, "app")
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     assert after["audit_entries"][: len(before["audit_entries"])] == before["audit_entries"]
     new = env.entries()[len(before["audit_entries"]):]
@@ -369,7 +369,7 @@ def test_failure_after_rotation_rolls_the_rotation_back(env: Env) -> None:
         env.sign(ci, ref, b"two")
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     new = env.entries()[len(before["audit_entries"]):]
     assert [(e.action, e.outcome) for e in new] == [("signature.create", "refused")]
@@ -383,7 +383,7 @@ def test_failure_after_rotation_rolls_the_rotation_back(env: Env) -> None:
     assert "bug" not in str(refused.value)  # a foreign message stays in the server log
     later = env.snapshot()
     for table in after:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert later[table] == after[table], table
 
     env.store.fail_with = None
@@ -408,7 +408,7 @@ def test_bad_input_is_refused_before_any_change(env: Env) -> None:
         audit.query(env.ctx, env.admin, AuditQuery(limit=0))
     after = env.snapshot()
     for table in before:
-        if table not in ("audit_entries", "audit_head"):
+        if table not in ("audit_entries", "audit_head", "log_hashes", "log_checkpoints"):
             assert after[table] == before[table], table
     assert env.versions(ref) == [(1, 0)]
     env.chain_ok()

@@ -245,3 +245,35 @@ def test_async_waiters_get_their_own_results(
             assert isinstance(r, AuthenticationFailed)
     seqs = [r.receipt.audit_seq for r in results if isinstance(r, SignResult)]
     assert len(set(seqs)) == len(seqs)
+
+
+def test_every_signature_of_a_batch_carries_its_proof_in_the_commits_checkpoint(
+        world: tuple[Context, FlakyKeyStore, str, str]) -> None:
+    """One checkpoint (the one signed at the commit) serves the whole batch: each proof is
+    in the tree of the batch's final size, refusals after it included, and verifies."""
+    from signgate.service import log as log_reads
+    from signgate.service.bootstrap import ensure_all
+    from signgate.transparency.merkle import leaf_hash
+    from signgate.transparency.note import parse_verifier_key
+    from signgate.transparency.proof import parse_proof, verify_proof
+
+    ctx, _, _, ci = world
+    ensure_all(ctx)  # what 'init' does: the log key among the rest
+    vkey = parse_verifier_key(log_reads.public_key(ctx).verifier_key)
+    outcomes = Pipeline(ctx).process([_job(ci), _job(ci), _job("sgt_unknown"), _job(ci),
+                                      _job(ci, key="other")])
+    signed = [o for o in outcomes if isinstance(o, SignResult)]
+    assert len(signed) == 3
+    size = signed[-1].receipt.audit_seq + 1  # the refusal after the last signature
+    assert log_reads.checkpoint(ctx).split(b"\n")[1] == str(size).encode()
+    for result in signed:
+        assert result.log_proof is not None
+        assert result.receipt.log_size == size
+        assert result.receipt.log_index == result.receipt.audit_seq - 1
+        proof = parse_proof(result.log_proof.encode())
+        assert proof.extra is not None
+        assert f'"seq":{result.receipt.audit_seq}'.encode() in proof.extra
+        verified = verify_proof(proof, leaf_hash(proof.extra), [vkey], vkey.name)
+        assert verified.checkpoint.size == size
+        with pytest.raises(SigngateError):  # another entry's leaf is not at this index
+            verify_proof(proof, leaf_hash(proof.extra + b" "), [vkey], vkey.name)

@@ -1,7 +1,7 @@
 """Two real witnesses (``signgate witness serve`` processes on free ports) driven by a
 test-side log built from the transparency core: they cosign consistent growth and refuse
 stale sizes, forged proofs, forks, rollbacks and strangers, and keep their state across a
-restart. Requests go through the client call the log will use (``client/witness.py``) and,
+restart. Requests go through the client call the log will use (``service/witness_client.py``) and,
 where the exact answer matters (status, content type, body), through plain httpx."""
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signgate.client.witness import add_checkpoint
 from signgate.errors import Conflict, ErrorCode, InvalidInput, NotFound, VerificationFailed
+from signgate.service.witness_client import add_checkpoint
 from signgate.transparency.checkpoint import Checkpoint, sign_checkpoint
-from signgate.transparency.cosignature import CosignatureVerifier, parse_cosigner_key
 from signgate.transparency.merkle import (
     MemoryHashStore,
     leaf_hash,
@@ -41,65 +40,9 @@ from signgate.transparency.witness_protocol import (
     format_add_checkpoint,
 )
 from tests.support.server import SIGNGATE, free_port
+from tests.support.witness import Witness
 
 _origins = itertools.count()
-
-
-@dataclass
-class Witness:
-    """A witness process: its data directory, URL and verifier."""
-
-    data_dir: Path
-    name: str
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    verifier: CosignatureVerifier | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def key(self) -> CosignatureVerifier:
-        assert self.verifier is not None
-        return self.verifier
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SIGNGATE, "witness", *args, "--data-dir", str(self.data_dir)],
-                              capture_output=True, text=True, timeout=60, check=False)
-
-    def start(self) -> None:
-        self.port = free_port()
-        log = (self.data_dir.parent / f"{self.name}.log").open("ab")
-        self.process = subprocess.Popen(
-            [SIGNGATE, "witness", "serve", "--data-dir", str(self.data_dir), "--name",
-             self.name, "--listen", f"127.0.0.1:{self.port}"],
-            stdout=log, stderr=subprocess.STDOUT)
-        for _ in range(300):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"witness exited: {self.log()}")
-            try:
-                httpx.get(f"{self.url}/{'0' * 64}/checkpoint", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            self.stop()
-            raise RuntimeError(f"witness did not start: {self.log()}")
-        self.verifier = parse_cosigner_key(self.cli("public-key").stdout.strip())
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        path = self.data_dir.parent / f"{self.name}.log"
-        return path.read_text() if path.exists() else ""
 
 
 @dataclass
@@ -339,7 +282,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def readme_witness_steps() -> list[tuple[str, list[str]]]:
     """The README's Witnesses block: each command with the lines shown under it."""
     text = README.read_text()
-    section = text[text.index("## Witnesses"):]
+    section = text[text.index("### Witnesses"):]
     block = section[section.index("```sh\n") + len("```sh\n"):]
     steps: list[tuple[str, list[str]]] = []
     for line in block[:block.index("```")].splitlines():

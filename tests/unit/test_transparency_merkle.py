@@ -273,3 +273,15 @@ def test_out_of_range_requests_are_refused() -> None:
 def test_node_hash_is_domain_separated_from_leaf_hash() -> None:
     left, right = leaf_hash(b"a"), leaf_hash(b"b")
     assert node_hash(left, right) != leaf_hash(left + right)
+
+
+def test_the_streaming_root_is_the_tree_hash_at_every_size() -> None:
+    from signgate.transparency.merkle import StreamingRoot
+
+    store, streaming = MemoryHashStore(), StreamingRoot()
+    assert streaming.root() == tree_hash(0, store)
+    for n in range(300):
+        data = n.to_bytes(4, "big")
+        store.append(data)
+        streaming.add(leaf_hash(data))
+        assert streaming.root() == store.root(), n

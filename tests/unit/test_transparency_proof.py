@@ -17,6 +17,7 @@ from signgate.transparency.note import Ed25519NoteSigner, Signature, split_note
 from signgate.transparency.proof import (
     TlogProof,
     format_proof,
+    format_proofs,
     parse_proof,
     verify_proof,
 )
@@ -79,6 +80,18 @@ def test_format_is_the_specs_and_round_trips(log: tuple[MemoryHashStore, list[by
     assert parse_proof(text) == proof
     no_extra = receipt(store, 0, [log_signer()])
     assert parse_proof(format_proof(no_extra)) == no_extra
+
+
+def test_a_batch_of_proofs_shares_its_checkpoint(
+        log: tuple[MemoryHashStore, list[bytes]]) -> None:
+    store, entries = log
+    first = receipt(store, 3, [log_signer()], extra=entries[3])
+    batch = [first, TlogProof(4, tuple(prove_record(store.size, 4, store)), first.checkpoint,
+                              entries[4])]
+    assert format_proofs(first.checkpoint, batch) == [format_proof(p) for p in batch]
+    other = receipt(store, 5, [log_signer()])  # another signature: another note
+    with pytest.raises(ValueError, match="not all in the given checkpoint"):
+        format_proofs(first.checkpoint, [*batch, other])
 
 
 def test_verify_counts_trusted_cosigners(log: tuple[MemoryHashStore, list[bytes]]) -> None:

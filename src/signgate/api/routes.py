@@ -22,6 +22,7 @@ from signgate.api.schemas import (
 from signgate.policy.model import check_name
 from signgate.service import (
     audit,
+    blast_radius,
     certificates,
     grants,
     identities,
@@ -33,6 +34,7 @@ from signgate.service import (
     signing,
     trusted_root,
 )
+from signgate.service.blast_radius import BlastRadius
 from signgate.service.views import (
     AuditPage,
     AuditVerifyView,
@@ -179,6 +181,17 @@ def revoke_key(project: str, key: str, body: KeyRevoke, ctx: Ctx, caller: Who) -
 
     when = parse_time(body.compromised_at.isoformat())
     return keys.revoke(ctx, caller, f"{project}/{key}", when, body.reason)
+
+
+@router.get(KEY + "/blast-radius", tags=["keys"])
+def key_blast_radius(project: str, key: str, since: datetime, ctx: Ctx,
+                     caller: Who) -> BlastRadius:
+    """What the key signed at or after ``since``, with each entry's inclusion proof in the
+    log's newest checkpoint (auditor grant over the key)."""
+    from signgate.clock import parse_time
+
+    return blast_radius.blast_radius(ctx, caller, f"{project}/{key}",
+                                     parse_time(since.isoformat()))
 
 
 @router.post(KEY + "/sign", tags=["signing"])

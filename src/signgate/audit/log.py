@@ -15,18 +15,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import DateTime, bindparam, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import GENESIS_HASH, Record, entry_bytes, time_text
+from signgate.audit.tree import HashCache, LogTree
 from signgate.crypto.canonical import canonical_json
-from signgate.store.models import AuditEntry, AuditHead, table
+from signgate.store.models import AuditEntry, AuditHead, LogCheckpoint, LogHash, table
+from signgate.transparency.merkle import StreamingRoot, leaf_hash, stored_hash_index
 
-_entry_table, _head = table(AuditEntry), table(AuditHead)
-LOCK_HEAD = select(_head.c.seq, _head.c.entry_hash).where(_head.c.id == 1).with_for_update()
+_entry_table, _head, _hashes = table(AuditEntry), table(AuditHead), table(LogHash)
+LOCK_HEAD = select(_head.c.seq, _head.c.entry_hash, _head.c.tree_size).where(
+    _head.c.id == 1).with_for_update()
 INSERT_ENTRY = insert(_entry_table)
 MOVE_HEAD = update(_head).where(_head.c.id == 1).values(
-    seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"))
+    seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"), tree_size=bindparam("new_tree"))
 
 
 class AuditWriter:
@@ -34,16 +37,25 @@ class AuditWriter:
 
     Created when the transaction begins: it locks the head row at once, so that every
     writer (on any API node) is ordered and the reads it makes afterwards see all earlier
-    commits. Entries are hashed as they are appended and inserted together by ``flush``,
-    which the transaction owner calls just before committing.
+    commits. Entries are hashed as they are appended, added to the log's Merkle tree as
+    leaves (``tree``), and inserted together by ``flush``, which the transaction owner calls
+    just before committing (and ``committed`` after).
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, cache: HashCache | None = None) -> None:
         self._conn = session.connection()
         head = self._conn.execute(LOCK_HEAD).one()
         self.seq: int = head.seq
         self.head_hash: str = head.entry_hash
         self._rows: list[dict[str, object]] = []
+        # The leaf data of this transaction's entries by seq: a receipt carries its entry.
+        self.leaves: dict[int, bytes] = {}
+        # The checkpoint note signed for this transaction, set by its owner on commit.
+        self.checkpoint: bytes | None = None
+        self.tree = LogTree(self._conn, head.tree_size, cache or HashCache())
+        self._tree_at_start = head.tree_size
+        if head.tree_size != head.seq:  # a database from before the log: build it now
+            self.tree.catch_up(head.seq)
 
     def append(self, record: Record, now: datetime) -> int:
         """Hash ``record`` onto the chain; returns its sequence number."""
@@ -51,10 +63,13 @@ class AuditWriter:
         # details hold JSON values only, so hashing their canonical text equals hashing
         # what verify_chain reads back from the stored text.
         details = canonical_json(record.details).decode("utf-8")
-        entry_hash = sha256(entry_bytes(
+        leaf = entry_bytes(
             seq, time_text(now), record.actor, record.action.value, record.outcome.value,
             record.subject, record.project, record.key_ref, details, self.head_hash,
-        )).hexdigest()
+        )
+        entry_hash = sha256(leaf).hexdigest()
+        self.tree.append(leaf)
+        self.leaves[seq] = leaf
         self._rows.append({
             "seq": seq, "time": now, "actor": record.actor, "action": record.action.value,
             "outcome": record.outcome.value, "subject": record.subject,
@@ -69,17 +84,32 @@ class AuditWriter:
         return self.seq, self.head_hash, len(self._rows)
 
     def reset(self, mark: tuple[int, str, int]) -> None:
-        self.seq, self.head_hash, pending = mark
+        seq, self.head_hash, pending = mark
         if pending > len(self._rows):
             raise RuntimeError("audit entries were flushed after the mark")
         del self._rows[pending:]
+        for gone in range(seq + 1, self.seq + 1):
+            self.leaves.pop(gone, None)
+        self.tree.truncate(self.tree.size - (self.seq - seq))
+        self.seq = seq
+
+    @property
+    def grew(self) -> bool:
+        """Whether this transaction added leaves to the tree (then it gets a checkpoint)."""
+        return bool(self.tree.size != self._tree_at_start)
 
     def flush(self) -> None:
-        if not self._rows:
-            return
-        self._conn.execute(INSERT_ENTRY, self._rows)
-        self._conn.execute(MOVE_HEAD, {"new_seq": self.seq, "new_hash": self.head_hash})
-        self._rows = []
+        if self._rows:
+            self._conn.execute(INSERT_ENTRY, self._rows)
+            self._rows = []
+        self.tree.flush()
+        if self.grew:
+            self._conn.execute(MOVE_HEAD, {"new_seq": self.seq, "new_hash": self.head_hash,
+                                           "new_tree": self.tree.size})
+
+    def committed(self) -> None:
+        """The transaction committed: what the tree wrote may now be cached for others."""
+        self.tree.committed()
 
 
 def _is_json(text: str) -> bool:
@@ -100,7 +130,10 @@ class ChainReport:
     problem: str | None = None
 
 
-ENTRIES = select(_entry_table.c.seq, _entry_table.c.time, _entry_table.c.actor,
+# The time as the database driver gives it (naive UTC on SQLite), without the column
+# type's conversion to an aware datetime: time_text formats either the same.
+ENTRIES = select(_entry_table.c.seq, type_coerce(_entry_table.c.time, DateTime(timezone=True)),
+                 _entry_table.c.actor,
                  _entry_table.c.action, _entry_table.c.outcome, _entry_table.c.subject,
                  _entry_table.c.project, _entry_table.c.key_ref, _entry_table.c.details,
                  _entry_table.c.prev_hash, _entry_table.c.entry_hash,
@@ -116,6 +149,10 @@ def verify_chain(session: Session) -> ChainReport:
     a million entries in seconds.
     """
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
+    checkpoint = session.execute(
+        select(LogCheckpoint.size, LogCheckpoint.root_hash)
+        .order_by(LogCheckpoint.size.desc()).limit(1)).first()
+    tree = StreamingRoot()
     expected_seq = 1
     prev_hash = GENESIS_HASH
     count = 0
@@ -135,8 +172,11 @@ def verify_chain(session: Session) -> ChainReport:
                 )
                 return bad(expected_seq, f"{gap} (deleted); the chain resumes at {seq}")
             return bad(seq, f"entry {seq} is out of sequence")
-        recomputed = sha256(entry_bytes(seq, time_text(time), actor, action, outcome, subject,
-                                        project, key_ref, details, stored_prev)).hexdigest()
+        data = entry_bytes(seq, time_text(time), actor, action, outcome, subject, project,
+                           key_ref, details, stored_prev)
+        recomputed = sha256(data).hexdigest()
+        if checkpoint is not None and seq <= checkpoint.size:
+            tree.add(leaf_hash(data))
         if recomputed != entry_hash:
             if not _is_json(details):
                 return bad(seq, f"entry {seq} was edited: its details are not valid JSON")
@@ -163,4 +203,30 @@ def verify_chain(session: Session) -> ChainReport:
             f"the chain head (entry {head.seq}) does not match the last entry ({last}): "
             "entries were added or edited outside signgate",
         )
+    if checkpoint is not None and tree.root() != checkpoint.root_hash:
+        edited = _first_unlike_stored_leaf(session, checkpoint.size)
+        return bad(edited or 1, f"the entries do not hash to the log's signed checkpoint of "
+                   f"size {checkpoint.size}" + (f": entry {edited} differs from the leaf "
+                   "logged for it" if edited else "") + "; the chain was recomputed after "
+                   "an edit")
     return ChainReport(True, count, head.seq, head.entry_hash)
+
+
+def _first_unlike_stored_leaf(session: Session, size: int) -> int | None:
+    """The first entry whose leaf is not the one the stored tree holds, if any (read in
+    chunks: the failure path of a million-entry check stays in bounded memory)."""
+    rows = session.connection().execution_options(yield_per=5000).execute(
+        ENTRIES.where(_entry_table.c.seq <= size))
+    for chunk in rows.partitions():
+        leaves = {}
+        for seq, time, actor, action, outcome, subject, project, key_ref, details, prev, _ \
+                in chunk:
+            leaves[stored_hash_index(0, seq - 1)] = (seq, leaf_hash(entry_bytes(
+                seq, time_text(time), actor, action, outcome, subject, project, key_ref,
+                details, prev)))
+        stored = dict(session.execute(
+            select(_hashes.c.id, _hashes.c.hash).where(_hashes.c.id.in_(list(leaves)))).all())
+        for index, (seq, leaf) in sorted(leaves.items()):
+            if stored.get(index) != leaf:
+                return int(seq)
+    return None

@@ -45,6 +45,7 @@ class Action(enum.StrEnum):
     SCAN = "artifact.scan"
     DENY_ADD = "denylist.add"
     DENY_REMOVE = "denylist.remove"
+    LOG_CREATE = "log.create"
 
 
 class Outcome(enum.StrEnum):
@@ -66,12 +67,16 @@ class Record:
 
 
 def time_text(t: datetime) -> str:
-    """ISO 8601 UTC with microseconds: the form hashed, whatever the database returns."""
-    if t.tzinfo is not None:
-        t = t.astimezone(UTC).replace(tzinfo=None)
+    """ISO 8601 UTC with microseconds: the form hashed, whatever the database returns (a
+    naive time is UTC, as signgate stores it)."""
     # isoformat is strftime("%Y-%m-%dT%H:%M:%S.%f") for years 1000-9999, several times
     # faster (audit verify calls it once per entry).
-    return t.isoformat(timespec="microseconds") + "Z"
+    text = t.isoformat(timespec="microseconds")
+    if t.tzinfo is None:
+        return text + "Z"
+    if text.endswith("+00:00"):
+        return text[:-6] + "Z"
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 # A JSON string literal exactly as json.dumps(..., ensure_ascii=False) writes it (the C

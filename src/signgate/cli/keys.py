@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -243,16 +244,58 @@ key.add_command(_state_command("enable", "Let a disabled key sign again."))
 @click.option("--compromised-at", required=True, metavar="TIME",
               help="ISO 8601 time from which the key must be considered compromised.")
 @click.option("--reason", help="Why the key is revoked.")
+@click.option("--blast-radius", "blast_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write what the key signed since TIME, with the log's proofs, to "
+                   "this file (see 'key blast-radius').")
 @client_options
 @json_option
 @handles_errors
-def revoke(ref: str, compromised_at: str, reason: str | None, url: str,
-           token_file: Path | None, as_json: bool) -> None:
+def revoke(ref: str, compromised_at: str, reason: str | None, blast_file: Path | None,
+           url: str, token_file: Path | None, as_json: bool) -> None:
     """Revoke a key for good: signatures it made from TIME on are invalid."""
     when = parse_time(compromised_at)
     with make_client(url, token_file) as c:
         k = c.revoke_key(ref, when.isoformat(), reason)
+        radius = c.blast_radius(ref, when.isoformat()) if blast_file else None
+    if blast_file is not None and radius is not None:
+        _write_radius(blast_file, radius)
     if as_json:
         emit_json(k)
     else:
         click.echo(f"revoked {k['ref']}; signatures made since {k['compromised_at']} are invalid")
+        if radius is not None:
+            click.echo(f"{len(radius['signatures'])} signatures made since then: {blast_file}")
+
+
+def _write_radius(path: Path, radius: dict[str, object]) -> None:
+    from signgate.formats.files import write_atomic
+
+    write_atomic(path, json.dumps(radius, indent=2, sort_keys=True).encode() + b"\n")
+
+
+@key.command("blast-radius")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--since", required=True, metavar="TIME",
+              help="From this time on (ISO 8601): when the key may have been compromised.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON file here (default: print it).")
+@client_options
+@json_option
+@handles_errors
+def blast_radius(ref: str, since: str, output: Path | None, url: str,
+                 token_file: Path | None, as_json: bool) -> None:
+    """Exactly what KEY signed at or after TIME, who asked for each, and each audit entry
+    with its inclusion proof in the log's signed checkpoint: a JSON file to act on and to
+    send to customers, who check it with 'signgate log check FILE --log-key VKEY'.
+    Needs an auditor grant over the key."""
+    with make_client(url, token_file) as c:
+        radius = c.blast_radius(ref, parse_time(since).isoformat())
+    if output is None:
+        emit_json(radius)
+        return
+    _write_radius(output, radius)
+    if as_json:
+        emit_json({"file": str(output), "signatures": len(radius["signatures"])})
+    else:
+        click.echo(f"{len(radius['signatures'])} signatures of {ref} since "
+                   f"{radius['since']}: {output}")

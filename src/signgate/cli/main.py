@@ -30,6 +30,7 @@ COMMANDS = {
     "scan": "signgate.cli.scan:scan",
     "audit": "signgate.cli.audit:audit",
     "report": "signgate.cli.report:report",
+    "log": "signgate.cli.log:log",
     "ca": "signgate.cli.ca:ca",
     "witness": "signgate.cli.witness:witness",
 }

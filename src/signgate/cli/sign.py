@@ -6,7 +6,7 @@ The signing protocol is ``client/sign_file.py``'s and the verification's is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from signgate.cli.files import progress_bar
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.cli.usage import Choice
 from signgate.client.offline_verify import Report
+from signgate.client.receipt_check import CheckedReceipt, check_receipt, signature_beside
 from signgate.client.verify_file import http_getter, verify_raw_file, verify_signed_file
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import InvalidInput, SigngateError, VerificationFailed
@@ -105,9 +106,13 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
         if receipt.get("timestamp_time"):
             where = str(signed.timestamp_path or "embedded")
             stamped = f", timestamped {receipt['timestamp_time']} ({where})"
+        logged = ""
+        if signed.proof_path is not None:
+            logged = (f", log index {receipt['log_index']} (proof {signed.proof_path}, "
+                      f"{receipt['log_cosignatures']} witness cosignatures)")
         click.echo(f"signed {file.name} with {receipt['key']} version "
                    f"{receipt['key_version']} -> {signed.signature_path} ({fmt}, signature "
-                   f"{receipt['signature_id']}){stamped}")
+                   f"{receipt['signature_id']}){stamped}{logged}")
 
 
 def _server_root(url: str, token_file: Path | None) -> bytes:
@@ -166,19 +171,41 @@ def _print_report(file: Path, report: Report) -> None:
                                               "PEM public key.")
 @click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True,
               help="With --key or --public-key: the digest the raw signature is over.")
+@click.option("--proof", type=FILE,
+              help="Also check this signing receipt (OUT.proof) offline against --log-key: "
+                   "the signing is in the log (see 'signgate log verify-receipt').")
+@click.option("--log-key", metavar="VKEY", help="With --proof: the log's verifier key.")
+@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+              help="With --proof: a witness's verifier key whose cosignature counts.")
+@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --proof: fail unless this many --witness keys cosigned.")
 @client_options
 @json_option
 @handles_errors
 def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[Path, ...],
            cert_files: tuple[Path, ...], crl_files: tuple[Path, ...],
            no_revocation_check: bool, allow_untimestamped: bool, ref: str | None,
-           public_key: Path | None, digest_name: str, url: str, token_file: Path | None,
-           as_json: bool) -> None:
+           public_key: Path | None, digest_name: str, proof: Path | None,
+           log_key: str | None, witnesses: tuple[str, ...], min_witnesses: int, url: str,
+           token_file: Path | None, as_json: bool) -> None:
     """Verify a signature of FILE in any format: the signature itself, its certificate chain
     to the trust anchor (codeSigning), its RFC 3161 timestamp and revocation (CRLs). Says
-    which key version signed and when. Exit code 8 when it is not valid."""
+    which key version signed and when; with --proof, also that the signing is in the
+    transparency log. Exit code 8 when it is not valid."""
+    if proof is not None and log_key is None:
+        raise InvalidInput("--proof needs --log-key VKEY (the log's verifier key, from "
+                           "'signgate log public-key')")
+
+    def in_log() -> CheckedReceipt | None:
+        if proof is None or log_key is None:
+            return None
+        return check_receipt(proof.read_bytes(), file, log_key,
+                             sig_path or signature_beside(proof, file), witnesses,
+                             min_witnesses)
+
     if ref is not None or public_key is not None:
-        _verify_raw(file, sig_path, ref, public_key, digest_name, url, token_file, as_json)
+        _verify_raw(file, sig_path, ref, public_key, digest_name, url, token_file, as_json,
+                    in_log)
         return
     report = verify_signed_file(
         file, sig_path, fmt, ca_files=ca_files, root=lambda: _server_root(url, token_file),
@@ -188,19 +215,33 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
     if report.valid and allow_untimestamped and report.timestamped_at is None:
         click.echo(f"signgate: warning: {file.name} has no timestamp; its certificate was "
                    "judged at the current time (--insecure-allow-untimestamped)", err=True)
+    logged = in_log() if report.valid else None
     if as_json:
-        emit_json({k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)
-                   for k, v in dataclasses.asdict(report).items()})
+        answer = {k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)
+                  for k, v in dataclasses.asdict(report).items()}
+        if logged is not None:
+            answer["log"] = dataclasses.asdict(logged)
+        emit_json(answer)
         if not report.valid:
             raise SystemExit(8)
         return
     if not report.valid:
         raise VerificationFailed(f"INVALID {file.name}: {report.reason}")
     _print_report(file, report)
+    _print_logged(logged)
+
+
+def _print_logged(logged: CheckedReceipt | None) -> None:
+    if logged is not None:
+        cosigned = f", cosigned by {', '.join(logged.cosigned_by)}" if logged.cosigned_by \
+            else ""
+        click.echo(f"  log: index {logged.log_index} of {logged.log_size}{cosigned} "
+                   f"(bound by {logged.bound_by})")
 
 
 def _verify_raw(file: Path, sig_path: Path | None, ref: str | None, public_key: Path | None,
-                digest_name: str, url: str, token_file: Path | None, as_json: bool) -> None:
+                digest_name: str, url: str, token_file: Path | None, as_json: bool,
+                in_log: Callable[[], CheckedReceipt | None]) -> None:
     """Check a raw signature of FILE: online with --key (says which version signed and
     whether the key was compromised first) or with a bare --public-key."""
     if ref is not None and public_key is not None:
@@ -212,11 +253,14 @@ def _verify_raw(file: Path, sig_path: Path | None, ref: str | None, public_key: 
         connect=lambda: make_client(url, token_file), public_key=public_key,
         progress=lambda stage, path: progress_bar(path, stage, not as_json))
     valid, reason = verdict.valid, verdict.reason
+    logged = in_log() if valid else None
     if as_json:
-        emit_json(verdict.answer)
+        emit_json(dict(verdict.answer) | ({"log": dataclasses.asdict(logged)} if logged
+                                          else {}))
         if not valid:
             raise SystemExit(8)
         return
     if not valid:
         raise VerificationFailed(f"INVALID {file.name}: {reason}")
     click.echo(f"{file.name}: {reason}")
+    _print_logged(logged)

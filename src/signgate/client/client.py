@@ -11,6 +11,7 @@ that code and the server's sentence as the message (:func:`_error_from`).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,6 +52,18 @@ _BY_STATUS: dict[int, type[errors.SigngateError]] = {
     503: errors.Unavailable,
     507: errors.StorageFull,
 }
+
+
+def _hashes(proof: Any) -> list[bytes]:
+    """The hashes of a proof answer (base64), checked for shape; not verified here."""
+    try:
+        hashes = [base64.b64decode(h, validate=True) for h in proof["hashes"]]
+    except (KeyError, TypeError, ValueError):
+        raise errors.Unavailable("the server answered a proof request with something that "
+                                 "is not a proof") from None
+    if any(len(h) != 32 for h in hashes):
+        raise errors.Unavailable("the server's proof holds a hash that is not 32 bytes")
+    return hashes
 
 
 def _error_from(response: httpx.Response) -> errors.SigngateError:
@@ -105,13 +118,35 @@ class SigngateClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.raw_request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def raw_request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response of a successful request (errors raised as for :meth:`request`)."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise errors.Unavailable(f"cannot reach signgate at {self.url}: {exc}") from exc
         if response.status_code >= 400:
             raise _error_from(response)
-        return response.json() if response.content else None
+        return response
+
+    # -- the transparency log (public: no token needed) ---------------------------------
+    def log_checkpoint(self) -> bytes:
+        """The latest signed checkpoint note, as served (not verified here)."""
+        return self.raw_request("GET", "/log/checkpoint").content
+
+    def log_public_key(self) -> Any:
+        return self.request("GET", "/log/public-key")
+
+    def log_inclusion(self, index: int, size: int) -> list[bytes]:
+        found = self.request("GET", "/log/proof/inclusion", params={"index": index,
+                                                                     "size": size})
+        return _hashes(found)
+
+    def log_consistency(self, old: int, new: int) -> list[bytes]:
+        found = self.request("GET", "/log/proof/consistency", params={"old": old, "new": new})
+        return _hashes(found)
 
     # -- projects ---------------------------------------------------------------------
     def create_project(self, name: str) -> Any:
@@ -187,6 +222,9 @@ class SigngateClient:
     def revoke_key(self, ref: str, compromised_at: str, reason: str | None) -> Any:
         return self.request("POST", _key_path(ref) + "/revoke",
                             json={"compromised_at": compromised_at, "reason": reason})
+
+    def blast_radius(self, ref: str, since: str) -> Any:
+        return self.request("GET", _key_path(ref) + "/blast-radius", params={"since": since})
 
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
                     metadata: dict[str, str] | None = None, timestamp: bool = False,

@@ -8,8 +8,9 @@ sign a file the same way:
 2. let the format's client half ``prepare`` the file (the digest it signs, its parameters);
 3. sign: the digest only, or the whole file uploaded for signgate to scan and hash;
 4. let the format ``finish``: write the detached signature, or rewrite the file;
-5. write what has no other home: a one-time key's certificate (``OUT.pem``) and a
-   timestamp token that the format cannot embed (``OUT.tsr``).
+5. write what has no other home: a one-time key's certificate (``OUT.pem``), a
+   timestamp token that the format cannot embed (``OUT.tsr``) and the receipt's log
+   inclusion proof (``OUT.proof``, C2SP tlog-proof: ``signgate log verify-receipt``).
 
 Progress is reported through an optional callback, so that a command line can draw its
 bars and a library user stays quiet.
@@ -61,6 +62,7 @@ class SignedFile:
     signature_path: Path  # the detached signature, or the signed file itself
     certificate_path: Path | None = None  # a one-time key's certificate (OUT.pem)
     timestamp_path: Path | None = None  # a timestamp the format does not embed (OUT.tsr)
+    proof_path: Path | None = None  # the log's inclusion proof of the signing (OUT.proof)
     scan: Mapping[str, Any] | None = field(default=None)  # the scan, for an upload
 
     def summary(self) -> dict[str, Any]:
@@ -71,6 +73,8 @@ class SignedFile:
             extra["certificate_file"] = str(self.certificate_path)
         if self.timestamp_path is not None:
             extra["timestamp_file"] = str(self.timestamp_path)
+        if self.proof_path is not None:
+            extra["proof_file"] = str(self.proof_path)
         return dict(self.receipt) | extra
 
 
@@ -141,5 +145,10 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     if result.get("timestamp") and not formats.builder(fmt).embeds_timestamp:
         tsr_path = out.with_name(out.name + ".tsr")
         write_atomic(tsr_path, base64.b64decode(result["timestamp"]))
+    proof_path = None
+    if result.get("log_proof"):  # the receipt that verifies offline, whatever the format
+        proof_path = out.with_name(out.name + ".proof")
+        write_atomic(proof_path, result["log_proof"].encode("utf-8"))
     return SignedFile(receipt=result["receipt"], format=fmt, signature_path=out,
-                      certificate_path=pem_path, timestamp_path=tsr_path, scan=scan)
+                      certificate_path=pem_path, timestamp_path=tsr_path,
+                      proof_path=proof_path, scan=scan)

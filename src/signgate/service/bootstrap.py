@@ -27,6 +27,7 @@ from signgate.service.records.authorities import (
     reissue_certificate,
     root,
 )
+from signgate.service.records.log import ensure_log_key
 from signgate.store.db import Database
 from signgate.store.models import (
     Authority,
@@ -94,6 +95,7 @@ def ensure_all(ctx: Context) -> int:
             ensure_root(ctx, session)
             made += 1
         made += ensure_tsa(ctx, session)
+        made += ensure_log_key(ctx, session)
         for project in session.execute(select(Project)).scalars():
             has_ca = session.execute(
                 select(Authority.id).where(Authority.project_id == project.id)).first()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.log import AuditWriter
 from signgate.audit.model import Action, Outcome, Record
+from signgate.audit.tree import HashCache
 from signgate.clock import Clock
 from signgate.config import Settings
 from signgate.crypto.tokens import token_hash
@@ -31,8 +32,10 @@ from signgate.service.auth_failures import ANONYMOUS as ANONYMOUS
 from signgate.service.auth_failures import AuthFailures
 from signgate.service.caller import Caller as Caller
 from signgate.service.caller import Target as Target
+from signgate.service.checkpoints import Checkpointer
 from signgate.service.lifecycle import Stopping
 from signgate.service.sign_request import SigningPipeline
+from signgate.service.witnessing import Witnessing
 from signgate.store.db import Database
 
 T = TypeVar("T")
@@ -47,11 +50,16 @@ class Context:
     def __init__(
         self, settings: Settings, db: Database, keystores: KeyStoreRegistry, clock: Clock,
         *, scanners: Scanners, signing: Callable[[Context], SigningPipeline],
+        witnessing: Callable[[Settings, Database, HashCache], Witnessing] = Witnessing,
     ) -> None:
         self.settings = settings
         self.db = db
         self.keystores = keystores
         self.clock = clock
+        self.log_hashes = HashCache()  # the log tree's committed hashes, shared by writers
+        self.checkpoints = Checkpointer(keystores, clock)
+        # The configured witnesses, asked to cosign each signing batch's checkpoint.
+        self.witnessing = witnessing(settings, db, self.log_hashes)
         self.scanners = scanners
         self.stopping = Stopping()
         self.auth_failures = AuthFailures(self)
@@ -59,9 +67,11 @@ class Context:
         self.signing: SigningPipeline = signing(self)
 
     def close(self) -> None:
-        """Finish and stop the signing pipeline, record the failed authentications only
-        counted so far, then close the database's connections."""
+        """Finish and stop the signing pipeline and the witnesses' catch-up, record the
+        failed authentications only counted so far, then close the database's
+        connections."""
         self.signing.close()
+        self.witnessing.close()
         self.auth_failures.close()
         self.db.dispose()
 
@@ -70,10 +80,13 @@ class Context:
         """A write transaction with an audit writer: the head row is locked first, the
         entries appended during the block are inserted just before the commit."""
         with self.db.write() as session:
-            writer = AuditWriter(session)
+            writer = AuditWriter(session, self.log_hashes)
             session.info[_WRITER] = writer
             yield session
             writer.flush()
+            if writer.grew:
+                writer.checkpoint = self.checkpoints.sign(session, writer.tree)
+        writer.committed()
 
     @staticmethod
     def audit_writer(session: Session) -> AuditWriter:

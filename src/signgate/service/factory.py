@@ -1,9 +1,9 @@
 """The composition root: one typed context from the settings, built eagerly.
 
 Everything the server runs on is made here, before it listens: the database, the key
-stores, the clock, the scanners (YARA rules that do not compile raise ConfigError now) and
-the signing pipeline. Nothing is made on first use, so there is no string-keyed registry
-of parts and no configuration error waiting for the first request.
+stores, the clock, the scanners (YARA rules that do not compile raise ConfigError now), the
+witnesses and the signing pipeline. Nothing is made on first use, so there is no
+string-keyed registry of parts and no configuration error waiting for the first request.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from signgate.keystore.soft import SoftwareKeyStore, one_time_store
 from signgate.scan.scanners import Scanners
 from signgate.service.context import Context
 from signgate.service.pipeline.batch import Pipeline
+from signgate.service.witnessing import Witnessing
 from signgate.store.db import Database
 from signgate.store.vault import DatabaseBlobs
 
@@ -38,7 +39,7 @@ def build_context(settings: Settings, clock: Clock | None = None,
 
     db = Database(settings.database_url)
     return Context(settings, db, keystores(db), clock or SystemClock(), scanners=scanners,
-                   signing=Pipeline)
+                   signing=Pipeline, witnessing=Witnessing)
 
 
 def key_stores(master_key: bytes, db: Database) -> KeyStoreRegistry:

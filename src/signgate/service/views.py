@@ -97,6 +97,12 @@ class Receipt:
     timestamp_time: datetime | None = None
     # When signgate scanned the artifact itself: verdict, engines, artifact SHA-256.
     scan: dict[str, Any] | None = None
+    # The entry's place in the transparency log (leaf index = audit_seq - 1), the size of
+    # the tree its inclusion proof is in, and how many configured witnesses cosigned that
+    # tree's checkpoint. None before the log has a key.
+    log_index: int | None = None
+    log_size: int | None = None
+    log_cosignatures: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,9 @@ class SignResult:
     timestamp: str | None = None
     # One-time keys: the signing certificate and its issuing CA (PEM).
     certificate: str | None = None
+    # C2SP tlog-proof@v1 text: the entry (as 'extra'), its inclusion proof and the signed
+    # checkpoint, verifiable offline ('signgate log verify-receipt').
+    log_proof: str | None = None
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,43 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
+    # How many entries the log's Merkle tree covers (equal to seq once caught up).
+    tree_size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LogHash(Base):
+    """One stored hash of the log's Merkle tree: the hash of a complete subtree, at its
+    position in the append-only sequence of ``transparency.merkle``. Never updated."""
+
+    __tablename__ = "log_hashes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogKey(Base):
+    """The log's signing key (Ed25519, in the key store) and the origin it signs for."""
+
+    __tablename__ = "log_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(255), unique=True)
+    key_uri: Mapped[str] = mapped_column(String(255), unique=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LogCheckpoint(Base):
+    """A signed checkpoint (C2SP signed note) of the tree at ``size``, one per write
+    transaction; witnesses' cosignatures are added to ``note`` as they arrive."""
+
+    __tablename__ = "log_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cosignatures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def table(model: type[Base]) -> Table:

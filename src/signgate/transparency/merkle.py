@@ -308,6 +308,27 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
 # -- helpers -------------------------------------------------------------------------------
 
 
+class StreamingRoot:
+    """The root hash (RFC 9162 MTH) of leaves given one by one, in O(log n) memory: for
+    checking a whole log against a checkpoint without storing its tree."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []  # complete subtrees, left to right
+        self.size = 0
+
+    def add(self, leaf: bytes) -> None:
+        """Add the next leaf's hash (``leaf_hash(data)``)."""
+        level, h = 0, leaf
+        while self._stack and self._stack[-1][0] == level:
+            h = node_hash(self._stack.pop()[1], h)
+            level += 1
+        self._stack.append((level, h))
+        self.size += 1
+
+    def root(self) -> bytes:
+        return _fold([h for _, h in self._stack])
+
+
 class MemoryHashStore:
     """The stored-hash sequence in a list: a HashReader for tests and for small tools, and
     the model of what a persistent store does (append the hashes of

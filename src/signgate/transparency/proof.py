@@ -64,12 +64,23 @@ def _malformed(why: str) -> InvalidInput:
 def format_proof(proof: TlogProof) -> bytes:
     """The text form of ``proof``."""
     split_note(proof.checkpoint)  # a well-formed note, or nothing is written
-    lines = [HEADER]
-    if proof.extra is not None:
-        lines.append("extra " + base64.b64encode(proof.extra).decode())
-    lines.append(f"index {proof.index}")
-    lines += [base64.b64encode(h).decode() for h in proof.hashes]
-    return ("".join(line + "\n" for line in lines) + "\n").encode() + proof.checkpoint
+    return format_proofs(proof.checkpoint, [proof])[0]
+
+
+def format_proofs(checkpoint: bytes, proofs: Sequence[TlogProof]) -> list[bytes]:
+    """The text forms of ``proofs``, all in the tree of the one signed note
+    ``checkpoint`` (checked by the caller, once: a batch of receipts shares it)."""
+    out = []
+    for proof in proofs:
+        if proof.checkpoint is not checkpoint and proof.checkpoint != checkpoint:
+            raise ValueError("the proofs are not all in the given checkpoint")
+        lines = [HEADER]
+        if proof.extra is not None:
+            lines.append("extra " + base64.b64encode(proof.extra).decode())
+        lines.append(f"index {proof.index}")
+        lines += [base64.b64encode(h).decode() for h in proof.hashes]
+        out.append(("".join(line + "\n" for line in lines) + "\n").encode() + checkpoint)
+    return out
 
 
 def parse_proof(data: bytes) -> TlogProof:

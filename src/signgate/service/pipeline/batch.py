@@ -12,7 +12,9 @@ thread decides, signs and records the whole queue in the next transaction:
 - identity, grant and key look-ups are made once and reused while the audit head says
   they cannot have changed (``lookups.py``); counters are kept in memory and written once;
 - no request learns its result before the commit has returned. If the commit fails, every
-  request of the batch fails and nothing of it was recorded or returned.
+  request of the batch fails and nothing of it was recorded or returned;
+- each signature's receipt carries its entry's inclusion proof in the tree the commit's
+  checkpoint signs, witnessed as ``log_witness_policy`` says (``receipts.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError
+from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError, Unavailable
 from signgate.service.context import ANONYMOUS, Context, refusal_record
 from signgate.service.pipeline.authorize import authorize
 from signgate.service.pipeline.committer import GroupCommitter
 from signgate.service.pipeline.lookups import Cache
 from signgate.service.pipeline.produce import produce
+from signgate.service.pipeline.receipts import deliver, prove
 from signgate.service.pipeline.record import record
 from signgate.service.pipeline.work import Work
 from signgate.service.sign_request import SignRequest
@@ -105,6 +108,7 @@ class Pipeline:
                         outcomes.append(self._refused(work, request, refused, first_failures))
                 work.flush()
                 head_after = writer.seq
+                proofs = prove(writer, outcomes)  # in the tree the commit's checkpoint signs
         except Exception as exc:  # the commit or the batch failed: nothing was recorded
             if not isinstance(exc, SigngateError):
                 log.exception("signing batch failed")
@@ -113,7 +117,13 @@ class Pipeline:
                 ctx.auth_failures.lost(request.caller, request.target(), failure)
             return [exc] * len(requests)
         self._cache.head_seq = head_after
-        return outcomes
+        try:
+            return deliver(ctx, requests, outcomes, proofs, writer.checkpoint)
+        except Exception:  # never hand out a signature whose receipt could not be made
+            log.exception("completing the receipts of a signing batch failed")
+            failed = Unavailable("signed and recorded, but its receipt (the log's inclusion "
+                                 "proof) could not be completed: the signature is withheld")
+            return [failed if isinstance(o, SignResult) else o for o in outcomes]
 
     @staticmethod
     def _refused(work: Work, request: SignRequest, refused: Refusal,

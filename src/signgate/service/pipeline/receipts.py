@@ -1,0 +1,116 @@
+"""The receipts' log proofs, and the witness policy, once a signing batch committed.
+
+Inside the batch's transaction (:func:`prove`), each signature's audit entry gets its
+inclusion proof in the tree of the batch's final size: the size of the checkpoint that
+``Context.transaction`` signs at the commit, so one checkpoint serves the whole batch.
+Proofs read O(log n) stored hashes, most from the shared ``HashCache``.
+
+After the commit (:func:`deliver`), the configured witnesses are asked to cosign that
+checkpoint (``log_witnesses``), and ``log_witness_policy`` decides when fewer than
+``log_witness_quorum`` of them did: 'refuse' withholds every signature of the batch (503
+``witness_unavailable``, one refusal entry each, in a transaction of its own: the
+signatures stay on the record as made but never delivered); 'catch-up' delivers them with
+the cosignatures gathered so far (``log_cosignatures``) and leaves the background
+catch-up asking for the newest checkpoint. Each result then carries its C2SP
+tlog-proof@v1 text, with the entry itself as the proof's ``extra`` so that it verifies
+offline, alone (``signgate log verify-receipt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from signgate.audit.log import AuditWriter
+from signgate.errors import ErrorCode, Unavailable
+from signgate.service.context import Context, refusal_record
+from signgate.service.sign_request import SignRequest
+from signgate.service.views import SignResult
+from signgate.transparency.note import split_note
+from signgate.transparency.proof import TlogProof, format_proofs
+
+log = logging.getLogger("signgate.sign")
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    """One entry's leaf data and inclusion proof, in the tree of ``size`` leaves."""
+
+    index: int
+    leaf: bytes
+    hashes: tuple[bytes, ...]
+    size: int
+
+
+def prove(writer: AuditWriter, outcomes: Sequence[SignResult | Exception],
+          ) -> dict[int, Inclusion]:
+    """The inclusion of each signature of ``outcomes`` (by position) in the writer's tree
+    as it is now: call it after the batch's last append, inside its transaction."""
+    size = writer.tree.size
+    proofs: dict[int, Inclusion] = {}
+    for at, outcome in enumerate(outcomes):
+        if isinstance(outcome, SignResult):
+            index = outcome.receipt.audit_seq - 1
+            proofs[at] = Inclusion(index, writer.leaves[outcome.receipt.audit_seq],
+                                   tuple(writer.tree.inclusion(index, size)), size)
+    return proofs
+
+
+def deliver(ctx: Context, requests: Sequence[SignRequest],
+            outcomes: list[SignResult | Exception], proofs: dict[int, Inclusion],
+            checkpoint: bytes | None) -> list[SignResult | Exception]:
+    """The batch's outcomes as the callers get them, with ``checkpoint`` (the note signed
+    at the commit; None before the log has a key) witnessed as the policy says."""
+    if checkpoint is None or not proofs:
+        return outcomes
+    witnessing = ctx.witnessing
+    cosignatures = 0
+    if witnessing.enabled:
+        size = next(iter(proofs.values())).size
+        cosigned = witnessing.cosign(size, checkpoint)
+        checkpoint, cosignatures = cosigned.note, len(cosigned.witnesses)
+        if cosignatures < witnessing.quorum:
+            why = "; ".join(cosigned.problems) or "no cosignature"
+            if witnessing.refuse:
+                return _withhold(ctx, requests, outcomes, cosignatures, witnessing.quorum, why)
+            log.warning("checkpoint %d cosigned by %d of %d witnesses required (%s): "
+                        "delivering and catching up", size, cosignatures, witnessing.quorum,
+                        why)
+            witnessing.catch_up()
+    split_note(checkpoint)  # well-formed, checked once for the batch's proofs
+    texts = format_proofs(checkpoint, [
+        TlogProof(i.index, i.hashes, checkpoint, extra=i.leaf) for i in proofs.values()])
+    delivered = list(outcomes)
+    for (at, inclusion), text in zip(proofs.items(), texts, strict=True):
+        result = outcomes[at]
+        assert isinstance(result, SignResult)
+        receipt = dataclasses.replace(result.receipt, log_index=inclusion.index,
+                                      log_size=inclusion.size, log_cosignatures=cosignatures)
+        delivered[at] = dataclasses.replace(result, receipt=receipt,
+                                            log_proof=text.decode("utf-8"))
+    return delivered
+
+
+def _withhold(ctx: Context, requests: Sequence[SignRequest],
+              outcomes: list[SignResult | Exception], cosignatures: int, quorum: int,
+              why: str) -> list[SignResult | Exception]:
+    """'refuse': every signature of the batch becomes a 503, each refusal recorded."""
+    error = Unavailable(
+        f"signed and recorded, but the log's checkpoint could not be witnessed "
+        f"({cosignatures} of {quorum} required cosignatures: {why}): the signature is "
+        "withheld", code=ErrorCode.WITNESS_UNAVAILABLE)
+    withheld = [(request, result) for request, result in zip(requests, outcomes, strict=True)
+                if isinstance(result, SignResult)]
+    try:
+        with ctx.transaction() as session:
+            for request, result in withheld:
+                entry = refusal_record(request.caller, request.target(),
+                                       result.receipt.identity, error)
+                entry.details["signature_id"] = result.receipt.signature_id
+                entry.details["withheld_seq"] = result.receipt.audit_seq
+                ctx.record(session, entry)
+    except Exception:  # the signatures are withheld all the same
+        log.exception("recording %d withheld signatures failed", len(withheld))
+    return [error if isinstance(result, SignResult) else result for result in outcomes]

@@ -1,0 +1,304 @@
+"""Signing receipts end to end: 'signgate sign' writes the log's inclusion proof beside the
+signature, 'signgate log verify-receipt' checks it offline (and fails, exit 8, for a
+tampered proof, another artifact, another signature or another log key), and the witness
+policy of signing with two real witness processes: 'refuse' withholds the signature when
+the quorum is not reached, 'catch-up' delivers it and gets the checkpoint cosigned once the
+witness is back."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from signgate.transparency.note import format_verifier_key, split_note
+from tests.conftest import unique
+from tests.e2e.test_audit import api, audit_json
+from tests.support.server import Server, start_server
+from tests.support.witness import Witness
+
+
+def signer(server: Server) -> tuple[str, str]:
+    """A key and a signer's token for it."""
+    project, ci = unique("rcpt"), unique("ci")
+    api(server, "POST", "/projects", json={"name": project})
+    api(server, "POST", f"/projects/{project}/keys", json={"name": "k"})
+    token: str = api(server, "POST", "/identities", json={"name": ci})["token"]
+    api(server, "POST", "/grants", json={"identity": ci, "role": "signer",
+                                         "scope": f"{project}/k"})
+    return f"{project}/k", token
+
+
+def log_key(server: Server) -> str:
+    key: str = server.cli("log", "public-key", "--json", token="").json()["verifier_key"]
+    return key
+
+
+def sign(server: Server, path: Path, ref: str, token: str, *args: str) -> Any:
+    return server.cli("sign", str(path), "--key", ref, "--no-timestamp", "--json", *args,
+                      token=token).json()
+
+
+def verify_receipt(server: Server, proof: Path, artifact: Path, vkey: str,
+                   *args: str) -> Any:
+    return server.cli("log", "verify-receipt", str(proof), "--artifact", str(artifact),
+                      "--log-key", vkey, *args, token="", check=False)
+
+
+def test_a_raw_receipt_verifies_offline_and_nothing_else_does(server: Server,
+                                                             tmp_path: Path) -> None:
+    ref, token = signer(server)
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"release 2.0")
+    receipt = sign(server, artifact, ref, token)
+    proof = Path(receipt["proof_file"])
+    assert proof == tmp_path / "app.bin.sig.proof"
+    assert receipt["log_index"] == receipt["audit_seq"] - 1
+    assert receipt["log_size"] > receipt["log_index"]
+    assert receipt["log_cosignatures"] == 0
+    vkey = log_key(server)
+
+    ok = verify_receipt(server, proof, artifact, vkey)
+    assert ok.returncode == 0, ok.stderr
+    assert f"in the log at index {receipt['log_index']}" in ok.stdout
+    assert f"signed by {ref} version 1" in ok.stdout
+    checked = verify_receipt(server, proof, artifact, vkey, "--json").json()
+    assert checked["bound_by"] == "signature and digest"
+    assert checked["signature_id"] == receipt["signature_id"]
+
+    def fails(result: Any, words: str) -> None:
+        assert result.returncode == 8, (result.stdout, result.stderr)
+        assert words in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+    # A proof hash changed: the entry is not in the signed tree.
+    lines = proof.read_text().split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("index ")) + 1
+    assert lines[at], "a proof of a tree of more than one entry has hashes"
+    raw = bytearray(base64.b64decode(lines[at]))
+    raw[0] ^= 1
+    lines[at] = base64.b64encode(bytes(raw)).decode()
+    tampered = tmp_path / "tampered.proof"
+    tampered.write_text("\n".join(lines))
+    fails(verify_receipt(server, tampered, artifact, vkey, "--signature",
+                         str(tmp_path / "app.bin.sig")), "")
+    # The entry carried in the proof edited (another digest): not in the tree either.
+    text = proof.read_text()
+    extra = next(line for line in text.split("\n") if line.startswith("extra "))
+    entry = base64.b64decode(extra[6:]).replace(b'"signature.create"', b'"signature.cancel"')
+    edited = tmp_path / "edited.proof"
+    edited.write_text(text.replace(extra, "extra " + base64.b64encode(entry).decode()))
+    fails(verify_receipt(server, edited, artifact, vkey, "--signature",
+                         str(tmp_path / "app.bin.sig")), "")
+    # Another artifact, the same signature file.
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"release 2.1")
+    fails(verify_receipt(server, proof, other, vkey, "--signature",
+                         str(tmp_path / "app.bin.sig")), "another artifact")
+    # Another signature of the same artifact (a second signing's), with the first receipt.
+    second = tmp_path / "second.sig"
+    sign(server, artifact, ref, token, "-o", str(second))
+    fails(verify_receipt(server, proof, artifact, vkey, "--signature", str(second)),
+          "another signature")
+    # Another log's key (same origin name, another key pair).
+    origin = vkey.split("+")[0]
+    stranger = format_verifier_key(origin, 1, Ed25519PrivateKey.generate().public_key()
+                                   .public_bytes_raw())
+    fails(verify_receipt(server, proof, artifact, stranger), "")
+
+    # 'signgate verify --proof': the signature, then the receipt.
+    pem = tmp_path / "key.pem"
+    pem.write_text(server.cli("key", "public", ref).stdout)
+    sig = str(tmp_path / "app.bin.sig")
+    both = server.cli("verify", str(artifact), "--signature", sig, "--public-key", str(pem),
+                      "--proof", str(proof), "--log-key", vkey, check=False)
+    assert both.returncode == 0, both.stderr
+    assert f"log: index {receipt['log_index']} of " in both.stdout
+    fails(server.cli("verify", str(artifact), "--signature", sig, "--public-key", str(pem),
+                     "--proof", str(proof), "--log-key", stranger, check=False), "")
+
+
+def test_a_cms_receipt_is_bound_by_the_digest(server: Server, tmp_path: Path) -> None:
+    ref, token = signer(server)
+    artifact = tmp_path / "lib.so"
+    artifact.write_bytes(b"\x7fELF pretend")
+    receipt = sign(server, artifact, ref, token, "--format", "cms")
+    proof = Path(receipt["proof_file"])
+    assert proof == tmp_path / "lib.so.p7s.proof"
+    vkey = log_key(server)
+    ok = verify_receipt(server, proof, artifact, vkey, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.json()["bound_by"] == "digest"
+    artifact.write_bytes(b"\x7fELF changed")
+    assert verify_receipt(server, proof, artifact, vkey).returncode == 8
+
+
+# --- the witness policy, with two real witness processes ---------------------------------
+
+
+@pytest.fixture
+def witnesses(tmp_path: Path) -> Iterator[list[Witness]]:
+    ws = [Witness(tmp_path / f"w{i}", f"w{i}.example") for i in (1, 2)]
+    for w in ws:
+        w.start()
+    yield ws
+    for w in ws:
+        w.stop()
+
+
+def witnessed_server(tmp_path: Path, witnesses: list[Witness], policy: str) -> Server:
+    """A SQLite server whose log the two witnesses know, with quorum 2 and ``policy``:
+    started once to learn its log key, then again with the witnesses configured."""
+    data = tmp_path / "data"
+    first = start_server(data, None)
+    try:
+        key = first.cli("log", "public-key", "--json", token="").json()
+    finally:
+        first.stop()
+    for w in witnesses:
+        added = w.cli("add-log", "--origin", key["origin"], "--key", key["verifier_key"])
+        assert added.returncode == 0, added.stderr
+    listed = ", ".join(f'"{w.url} {w.key.verifier_key}"' for w in witnesses)
+    return start_server(data, None, init=False, config=(
+        f"log_witnesses = [{listed}]\nlog_witness_quorum = 2\n"
+        f'log_witness_policy = "{policy}"\nlog_witness_timeout_seconds = 2'))
+
+
+def test_refuse_withholds_the_signature_when_a_witness_is_down(
+        tmp_path: Path, witnesses: list[Witness]) -> None:
+    server = witnessed_server(tmp_path, witnesses, "refuse")
+    try:
+        ref, token = signer(server)
+        artifact = tmp_path / "a.bin"
+        artifact.write_bytes(b"witnessed")
+        ok = sign(server, artifact, ref, token)
+        assert ok["log_cosignatures"] == 2
+        witnesses[1].stop()
+        refused = server.cli("sign", str(artifact), "--key", ref, "--no-timestamp",
+                             "-o", str(tmp_path / "b.sig"), token=token, check=False)
+        assert refused.returncode == 9, refused.stderr
+        assert "could not be witnessed" in refused.stderr
+        assert "1 of 2" in refused.stderr
+        assert not (tmp_path / "b.sig").exists()
+        entries = audit_json(server)
+        withheld = [e for e in entries if e["details"].get("code") == "witness_unavailable"]
+        assert len(withheld) == 1
+        assert withheld[0]["outcome"] == "refused"
+        assert withheld[0]["action"] == "signature.create"
+        signed = next(e for e in entries if e["seq"] == withheld[0]["details"]["withheld_seq"])
+        assert signed["details"]["signature_id"] == withheld[0]["details"]["signature_id"]
+    finally:
+        server.stop()
+
+
+def cosigners(server: Server) -> set[str]:
+    note = httpx.get(server.url + "/log/checkpoint", timeout=10).content
+    return {s.name for s in split_note(note)[1]}
+
+
+def test_catch_up_delivers_and_the_checkpoint_gets_cosigned_later(
+        tmp_path: Path, witnesses: list[Witness]) -> None:
+    server = witnessed_server(tmp_path, witnesses, "catch-up")
+    try:
+        ref, token = signer(server)
+        artifact = tmp_path / "a.bin"
+        artifact.write_bytes(b"caught up")
+        wkeys = [a for w in witnesses for a in ("--witness", w.key.verifier_key)]
+        vkey = log_key(server)
+        witnesses[1].stop()
+        under = sign(server, artifact, ref, token)
+        assert under["log_cosignatures"] == 1
+        proof = Path(under["proof_file"])
+        one = verify_receipt(server, proof, artifact, vkey, *wkeys, "--min-witnesses", "1")
+        assert one.returncode == 0, one.stderr
+        assert "cosigned by w1.example" in one.stdout
+        two = verify_receipt(server, proof, artifact, vkey, *wkeys, "--min-witnesses", "2")
+        assert two.returncode == 8
+        assert "1 trusted witness" in two.stderr
+
+        witnesses[1].start()  # back: the catch-up gets the newest checkpoint cosigned
+        deadline = time.monotonic() + 60
+        while cosigners(server) < {"w1.example", "w2.example"}:
+            assert time.monotonic() < deadline, "the checkpoint was never cosigned by both"
+            time.sleep(0.5)
+
+        full = sign(server, artifact, ref, token, "-o", str(tmp_path / "full.sig"))
+        assert full["log_cosignatures"] == 2
+        both = verify_receipt(server, Path(full["proof_file"]), artifact, vkey, *wkeys,
+                              "--min-witnesses", "2")
+        assert both.returncode == 0, both.stderr
+    finally:
+        server.stop()
+
+
+def test_embedded_and_openpgp_receipts_are_bound_to_their_files(server: Server,
+                                                               tmp_path: Path) -> None:
+    """authenticode and jar: by the signature value inside the signed file; openpgp: by
+    the digest of the file and the .asc's hashed part; an upload's receipt like any."""
+    import zipfile
+
+    from tests.support.pe import hello_exe
+
+    ref, token = signer(server)
+    vkey = log_key(server)
+
+    exe = hello_exe(tmp_path / "hello.exe")
+    unsigned_exe = (tmp_path / "unsigned.exe")
+    unsigned_exe.write_bytes(exe.read_bytes())
+    receipt = sign(server, exe, ref, token, "--format", "authenticode")
+    proof = Path(receipt["proof_file"])
+    assert proof == tmp_path / "hello.exe.proof"
+    ok = verify_receipt(server, proof, exe, vkey, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.json()["bound_by"] == "signature"
+    assert verify_receipt(server, proof, unsigned_exe, vkey).returncode == 8
+    sign(server, unsigned_exe, ref, token, "--format", "authenticode")  # another signing
+    resigned = verify_receipt(server, proof, unsigned_exe, vkey)
+    assert resigned.returncode == 8
+    assert "another signature" in resigned.stderr
+
+    jar = tmp_path / "app.jar"
+    with zipfile.ZipFile(jar, "w") as z:
+        z.writestr("com/example/App.class", b"\xca\xfe\xba\xbe not really")
+    signed_jar = tmp_path / "signed.jar"
+    receipt = sign(server, jar, ref, token, "--format", "jar", "-o", str(signed_jar))
+    assert Path(receipt["proof_file"]) == tmp_path / "signed.jar.proof"
+    ok = verify_receipt(server, Path(receipt["proof_file"]), signed_jar, vkey)
+    assert ok.returncode == 0, ok.stderr
+    assert verify_receipt(server, Path(receipt["proof_file"]), jar, vkey).returncode == 8
+
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"release notes\n")
+    receipt = sign(server, text, ref, token, "--format", "openpgp")
+    proof = Path(receipt["proof_file"])
+    assert proof == tmp_path / "notes.txt.asc.proof"
+    ok = verify_receipt(server, proof, text, vkey, "--json")  # --signature: notes.txt.asc
+    assert ok.returncode == 0, ok.stderr
+    assert ok.json()["bound_by"] == "digest"
+    text.write_bytes(b"release notes, edited\n")
+    assert verify_receipt(server, proof, text, vkey).returncode == 8
+
+
+def test_an_uploaded_and_scanned_signing_has_its_receipt(tmp_path: Path) -> None:
+    """The upload path (signgate scans and hashes the file itself) goes through the same
+    pipeline: its receipt verifies like any."""
+    from tests.e2e.test_scanning import yara_rules
+
+    server = start_server(tmp_path / "data", None,
+                          config=f'scan_yara_dir = "{yara_rules(tmp_path / "yara")}"')
+    try:
+        ref, token = signer(server)
+        artifact = tmp_path / "up.bin"
+        artifact.write_bytes(b"scanned and signed")
+        receipt = sign(server, artifact, ref, token, "--upload")
+        assert receipt["scan"]["verdict"] == "clean"
+        ok = verify_receipt(server, Path(receipt["proof_file"]), artifact, log_key(server))
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        server.stop()

@@ -1,0 +1,71 @@
+"""A witness process for tests: ``signgate witness serve`` on a free port, its CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from signgate.transparency.cosignature import CosignatureVerifier, parse_cosigner_key
+from tests.support.server import SIGNGATE, free_port
+
+
+@dataclass
+class Witness:
+    """A witness process: its data directory, URL and verifier."""
+
+    data_dir: Path
+    name: str
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    verifier: CosignatureVerifier | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def key(self) -> CosignatureVerifier:
+        assert self.verifier is not None
+        return self.verifier
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SIGNGATE, "witness", *args, "--data-dir", str(self.data_dir)],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    def start(self) -> None:
+        """Start serving (again on the same port after a stop: its URL stays valid)."""
+        self.port = self.port or free_port()
+        log = (self.data_dir.parent / f"{self.name}.log").open("ab")
+        self.process = subprocess.Popen(
+            [SIGNGATE, "witness", "serve", "--data-dir", str(self.data_dir), "--name",
+             self.name, "--listen", f"127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"witness exited: {self.log()}")
+            try:
+                httpx.get(f"{self.url}/{'0' * 64}/checkpoint", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError(f"witness did not start: {self.log()}")
+        self.verifier = parse_cosigner_key(self.cli("public-key").stdout.strip())
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        path = self.data_dir.parent / f"{self.name}.log"
+        return path.read_text() if path.exists() else ""
