@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from signgate.transparency.cosignature import CosignatureVerifier, parse_cosigner_key
-from tests.support.server import SIGNGATE, free_port
+from tests.support.server import SIGNGATE, free_port, stop_process
 
 
 @dataclass
@@ -58,13 +58,7 @@ class Witness:
         self.verifier = parse_cosigner_key(self.cli("public-key").stdout.strip())
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log(self) -> str:
         path = self.data_dir.parent / f"{self.name}.log"

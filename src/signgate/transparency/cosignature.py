@@ -24,7 +24,7 @@ from signgate.transparency.note import (
     Signature,
     format_verifier_key,
     key_id,
-    split_verifier_key,
+    typed_verifier_key,
     valid_name,
 )
 
@@ -106,8 +106,5 @@ class CosignatureVerifier:
 
 def parse_cosigner_key(vkey: str) -> CosignatureVerifier:
     """The cosignature verifier (type 0x04) of a witness's verifier key string."""
-    name, _, sig_type, public_key = split_verifier_key(vkey)
-    if sig_type != SIG_COSIGNATURE:
-        raise InvalidInput(f"verifier key {name} is of signature type {sig_type:#04x}, not "
-                           "an Ed25519 cosignature key (0x04)", code=ErrorCode.BAD_VERIFIER_KEY)
-    return CosignatureVerifier(name, public_key)
+    return CosignatureVerifier(*typed_verifier_key(vkey, SIG_COSIGNATURE,
+                                                   "an Ed25519 cosignature key"))

@@ -198,13 +198,35 @@ class Ed25519NoteSigner:
         return self._raw.sign(text)
 
 
+def typed_verifier_key(vkey: str, sig_type: int, kind: str) -> tuple[str, bytes]:
+    """The name and public key of a verifier key string of signature type ``sig_type``."""
+    name, _, found, public_key = split_verifier_key(vkey)
+    if found != sig_type:
+        raise InvalidInput(f"verifier key {name} is of signature type {found:#04x}, not "
+                           f"{kind} ({sig_type:#04x})", code=ErrorCode.BAD_VERIFIER_KEY)
+    return name, public_key
+
+
 def parse_verifier_key(vkey: str) -> Ed25519NoteVerifier:
     """The Ed25519 note verifier (type 0x01) of a verifier key string."""
-    name, _, sig_type, public_key = split_verifier_key(vkey)
-    if sig_type != SIG_ED25519:
-        raise InvalidInput(f"verifier key {name} is of signature type {sig_type:#04x}, not "
-                           "an Ed25519 note key (0x01)", code=ErrorCode.BAD_VERIFIER_KEY)
-    return Ed25519NoteVerifier(name, public_key)
+    return Ed25519NoteVerifier(*typed_verifier_key(vkey, SIG_ED25519, "an Ed25519 note key"))
+
+
+def split_header(data: bytes, limit: int, what: str) -> tuple[list[str], bytes]:
+    """The ASCII header lines before the first blank line, and the note after it: the
+    shape of a tlog-proof and of an add-checkpoint request (``what`` names it in errors)."""
+    def malformed(why: str) -> InvalidInput:
+        return InvalidInput(f"malformed {what}: {why}", code=ErrorCode.MALFORMED_NOTE)
+
+    if len(data) > limit:
+        raise malformed("too large")
+    head, sep, note = data.partition(b"\n\n")
+    if not sep:
+        raise malformed("no blank line before the checkpoint")
+    try:
+        return head.decode("ascii").split("\n"), note
+    except UnicodeDecodeError:
+        raise malformed("the header is not ASCII") from None
 
 
 def _malformed(why: str) -> InvalidInput:

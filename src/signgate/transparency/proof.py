@@ -30,6 +30,7 @@ from signgate.transparency.note import (
     MAX_NOTE_SIZE,
     NoteVerifier,
     open_note,
+    split_header,
     split_note,
 )
 
@@ -85,15 +86,7 @@ def format_proofs(checkpoint: bytes, proofs: Sequence[TlogProof]) -> list[bytes]
 
 def parse_proof(data: bytes) -> TlogProof:
     """Parse the text form (strict; the checkpoint is not verified here)."""
-    if len(data) > MAX_NOTE_SIZE + 16 * 1024:
-        raise _malformed("too large")
-    head, sep, checkpoint = data.partition(b"\n\n")
-    if not sep:
-        raise _malformed("no blank line before the checkpoint")
-    try:
-        lines = head.decode("ascii").split("\n")
-    except UnicodeDecodeError:
-        raise _malformed("the header is not ASCII") from None
+    lines, checkpoint = split_header(data, MAX_NOTE_SIZE + 16 * 1024, "tlog proof")
     if lines[0] != HEADER:
         raise _malformed(f"the first line is not {HEADER}")
     at, extra = 1, None

@@ -30,6 +30,7 @@ from signgate.transparency.note import (
     NoteVerifier,
     Signature,
     open_note,
+    split_header,
     split_note,
 )
 
@@ -67,15 +68,7 @@ def format_add_checkpoint(old_size: int, proof: Sequence[bytes], checkpoint: byt
 
 def parse_add_checkpoint(body: bytes) -> AddCheckpoint:
     """Parse a request body (strict); the checkpoint's signatures are not checked here."""
-    if len(body) > MAX_BODY:
-        raise _malformed("too large")
-    head, sep, checkpoint = body.partition(b"\n\n")
-    if not sep:
-        raise _malformed("no blank line before the checkpoint")
-    try:
-        lines = head.decode("ascii").split("\n")
-    except UnicodeDecodeError:
-        raise _malformed("the header is not ASCII") from None
+    lines, checkpoint = split_header(body, MAX_BODY, "add-checkpoint request")
     match = _OLD.fullmatch(lines[0])
     if match is None:
         raise _malformed("the first line is not 'old <size>'")
