@@ -1,11 +1,13 @@
 """Sigstore bundles: `sign --format sigstore` writes FILE.sigstore.json that the Sigstore
 reference verifier for JavaScript (@sigstore/verify, tests/interop/sigstore) accepts
-offline against `signgate ca trusted-root` (no transparency log, one RFC 3161 timestamp),
+offline against `signgate ca trusted-root` (no log entries in the bundle, one RFC 3161
+timestamp),
 and rejects for a changed file, another signgate's trust root, or a forged signature."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -63,7 +65,18 @@ def test_sigstore_bundles_verify_with_sigstore_js(sqlite_server: Server, tmp_pat
     document = trusted_root(server, root_path)
     assert document["mediaType"] == \
         "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
-    assert document["tlogs"] == []
+    # The log is listed (its key, the note key ID its checkpoints name); bundles carry no
+    # Rekor entries, and the verifier still accepts them (verify.mjs requires none).
+    [tlog] = document["tlogs"]
+    log_key = server.cli("log", "public-key", "--json", token="").json()
+    assert tlog["baseUrl"].endswith("/log")
+    assert tlog["publicKey"]["keyDetails"] == "PKIX_ED25519"
+    der = base64.b64decode(tlog["publicKey"]["rawBytes"])
+    pem_der = base64.b64decode("".join(log_key["public_key_pem"].strip().splitlines()[1:-1]))
+    assert der == pem_der
+    assert base64.b64decode(tlog["logId"]["keyId"]) == hashlib.sha256(der).digest()
+    note_key_id = log_key["verifier_key"].split("+")[1]
+    assert base64.b64decode(tlog["checkpointKeyId"]["keyId"]).hex() == note_key_id
     assert document["ctlogs"] == []
     [ca] = [c for c in document["certificateAuthorities"]
             if c["subject"]["commonName"] == f"signgate {project} issuing CA"]

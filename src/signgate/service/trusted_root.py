@@ -10,8 +10,12 @@ media type :data:`MEDIA_TYPE`) in its protobuf JSON form:
   certificate's notBefore; ``validFor.end`` is set only once the CA certificate is revoked,
   so bundles timestamped before the revocation still verify and later ones do not;
 - ``timestampAuthorities``: signgate's RFC 3161 TSA (its certificate, then the root);
-- ``tlogs`` and ``ctlogs``: empty, since signgate runs neither a transparency log nor
-  certificate transparency (verifiers must be told to require none).
+- ``tlogs``: signgate's transparency log (``baseUrl`` its ``/log`` routes, the log key as
+  an Ed25519 ``publicKey``, ``logId`` the SHA-256 of that key's DER, ``checkpointKeyId``
+  its C2SP signed-note key ID, which checkpoints name). signgate's bundles carry no Rekor
+  entries: verifiers must still be told to require none (the receipts are checked with
+  ``signgate log verify-receipt``);
+- ``ctlogs``: empty (no certificate transparency).
 
 Authenticated, like ``/ca/certificate``: the issuing CAs name the projects, and an identity
 learns only about projects it may see (as ``project list`` shows them).
@@ -20,21 +24,25 @@ learns only about projects it may see (as ``project list`` shows them).
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action
+from signgate.crypto.signatures import load_public_key
 from signgate.errors import NotFound
 from signgate.pki import certs
 from signgate.policy import decide
 from signgate.policy.model import Actor
+from signgate.service.checkpoints import note_signer
 from signgate.service.context import Caller, Context, Target
 from signgate.service.records.authorities import authority_certificate, root, tsa_authority
-from signgate.store.models import Authority, Certificate, Project
+from signgate.store.models import Authority, Certificate, LogKey, Project
 
 MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 
@@ -75,15 +83,50 @@ def authority_entry(entry: Entry, root_der: bytes) -> dict[str, Any]:
     }
 
 
-def document(root_der: bytes, issuing: list[Entry], tsa: Entry | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LogEntry:
+    """The transparency log as the trusted root lists it."""
+
+    base_url: str
+    public_key_der: bytes
+    note_key_id: int
+    since: datetime
+
+    def document(self) -> dict[str, Any]:
+        """A ``TransparencyLogInstance``."""
+        return {
+            "baseUrl": self.base_url,
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": base64.b64encode(self.public_key_der).decode("ascii"),
+                          "keyDetails": "PKIX_ED25519",
+                          "validFor": {"start": _time(self.since)}},
+            "logId": {"keyId": base64.b64encode(
+                hashlib.sha256(self.public_key_der).digest()).decode("ascii")},
+            "checkpointKeyId": {"keyId": base64.b64encode(
+                self.note_key_id.to_bytes(4, "big")).decode("ascii")},
+        }
+
+
+def document(root_der: bytes, issuing: list[Entry], tsa: Entry | None,
+             log: LogEntry | None = None) -> dict[str, Any]:
     """The ``TrustedRoot`` JSON (pure)."""
     return {
         "mediaType": MEDIA_TYPE,
-        "tlogs": [],
+        "tlogs": [log.document()] if log else [],
         "certificateAuthorities": [authority_entry(e, root_der) for e in issuing],
         "ctlogs": [],
         "timestampAuthorities": [authority_entry(tsa, root_der)] if tsa else [],
     }
+
+
+def _log_entry(ctx: Context, session: Session, base: str) -> LogEntry | None:
+    key = session.execute(select(LogKey).order_by(LogKey.id)).scalars().first()
+    if key is None:
+        return None
+    signer = note_signer(ctx.keystores, key)
+    der = load_public_key(key.public_key_pem).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return LogEntry(f"{base}/log", der, signer.key_id, key.created_at)
 
 
 def trusted_root(ctx: Context, caller: Caller) -> dict[str, Any]:
@@ -106,6 +149,6 @@ def trusted_root(ctx: Context, caller: Caller) -> dict[str, Any]:
         ]
         tsa = tsa_authority(session)
         stamp = Entry(authority_certificate(session, tsa), f"{base}/tsa") if tsa else None
-        return document(root_der, issuing, stamp)
+        return document(root_der, issuing, stamp, _log_entry(ctx, session, base))
 
     return ctx.read(caller, Target(Action.READ, "trusted root"), run)
