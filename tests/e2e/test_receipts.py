@@ -21,7 +21,7 @@ from signgate.transparency.note import format_verifier_key, split_note
 from tests.conftest import unique
 from tests.e2e.test_audit import api, audit_json
 from tests.support.server import Server, start_server
-from tests.support.witness import Witness
+from tests.support.witness import Witness, two_witnesses, witnessed_server
 
 
 def signer(server: Server) -> tuple[str, str]:
@@ -144,35 +144,14 @@ def test_a_cms_receipt_is_bound_by_the_digest(server: Server, tmp_path: Path) ->
 
 @pytest.fixture
 def witnesses(tmp_path: Path) -> Iterator[list[Witness]]:
-    ws = [Witness(tmp_path / f"w{i}", f"w{i}.example") for i in (1, 2)]
-    for w in ws:
-        w.start()
-    yield ws
-    for w in ws:
-        w.stop()
+    with two_witnesses(tmp_path) as ws:
+        yield ws
 
-
-def witnessed_server(tmp_path: Path, witnesses: list[Witness], policy: str) -> Server:
-    """A SQLite server whose log the two witnesses know, with quorum 2 and ``policy``:
-    started once to learn its log key, then again with the witnesses configured."""
-    data = tmp_path / "data"
-    first = start_server(data, None)
-    try:
-        key = first.cli("log", "public-key", "--json", token="").json()
-    finally:
-        first.stop()
-    for w in witnesses:
-        added = w.cli("add-log", "--origin", key["origin"], "--key", key["verifier_key"])
-        assert added.returncode == 0, added.stderr
-    listed = ", ".join(f'"{w.url} {w.key.verifier_key}"' for w in witnesses)
-    return start_server(data, None, init=False, config=(
-        f"log_witnesses = [{listed}]\nlog_witness_quorum = 2\n"
-        f'log_witness_policy = "{policy}"\nlog_witness_timeout_seconds = 2'))
 
 
 def test_refuse_withholds_the_signature_when_a_witness_is_down(
         tmp_path: Path, witnesses: list[Witness]) -> None:
-    server = witnessed_server(tmp_path, witnesses, "refuse")
+    server = witnessed_server(tmp_path / "data", witnesses, "refuse")
     try:
         ref, token = signer(server)
         artifact = tmp_path / "a.bin"
@@ -204,7 +183,7 @@ def cosigners(server: Server) -> set[str]:
 
 def test_catch_up_delivers_and_the_checkpoint_gets_cosigned_later(
         tmp_path: Path, witnesses: list[Witness]) -> None:
-    server = witnessed_server(tmp_path, witnesses, "catch-up")
+    server = witnessed_server(tmp_path / "data", witnesses, "catch-up")
     try:
         ref, token = signer(server)
         artifact = tmp_path / "a.bin"

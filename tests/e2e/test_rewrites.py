@@ -24,8 +24,8 @@ from tests.e2e.test_audit import Db, audit_json
 from tests.e2e.test_log import checkpoint, leaf_of, monitor, rewrite_from
 from tests.e2e.test_receipts import cosigners, log_key, sign, signer, verify_receipt
 from tests.support import postgres
-from tests.support.server import Server, start_server
-from tests.support.witness import Witness
+from tests.support.server import Server
+from tests.support.witness import two_witnesses, witnessed_server
 
 BOTH = {"w1.example", "w2.example"}
 # How long the witnesses' refusal is watched: the catch-up asks again after 1, 2, 4 s.
@@ -33,37 +33,14 @@ REFUSAL_WATCH_SECONDS = 5.0
 
 
 @pytest.fixture
-def witnesses(tmp_path: Path) -> Iterator[list[Witness]]:
-    ws = [Witness(tmp_path / f"w{i}", f"w{i}.example") for i in (1, 2)]
-    try:
-        for w in ws:
-            w.start()
-        yield ws
-    finally:
-        for w in ws:
-            w.stop()
-
-
-@pytest.fixture
-def witnessed(backend: str, tmp_path: Path, witnesses: list[Witness]) -> Iterator[Server]:
+def witnessed(backend: str, tmp_path: Path) -> Iterator[Server]:
     """A server of the test's own on ``backend`` whose log both witnesses know (quorum 2,
-    'catch-up'): started once to learn its log key, then again with the witnesses."""
-    data = tmp_path / "data"
+    'catch-up')."""
     with ExitStack() as stack:
         url = stack.enter_context(postgres.temporary_database()) \
             if backend == "postgres" else None
-        first = start_server(data, url)
-        try:
-            key = first.cli("log", "public-key", "--json", token="").json()
-        finally:
-            first.stop()
-        for w in witnesses:
-            added = w.cli("add-log", "--origin", key["origin"], "--key", key["verifier_key"])
-            assert added.returncode == 0, added.stderr
-        listed = ", ".join(f'"{w.url} {w.key.verifier_key}"' for w in witnesses)
-        server = start_server(data, url, init=False, config=(
-            f"log_witnesses = [{listed}]\nlog_witness_quorum = 2\n"
-            'log_witness_policy = "catch-up"\nlog_witness_timeout_seconds = 2'))
+        witnesses = stack.enter_context(two_witnesses(tmp_path))
+        server = witnessed_server(tmp_path / "data", witnesses, "catch-up", url)
         stack.callback(server.stop)
         yield server
 

@@ -23,17 +23,13 @@ from signgate.store.models import AuditHead, LogCheckpoint, LogHash
 from signgate.transparency.checkpoint import open_checkpoint
 from signgate.transparency.note import open_note, parse_verifier_key
 from tests.support.server import SIGNGATE
-from tests.support.witness import Witness
+from tests.support.witness import Witness, two_witnesses
 
 
 @pytest.fixture
 def witnesses(tmp_path: Path) -> Iterator[list[Witness]]:
-    ws = [Witness(tmp_path / f"w{i}", f"w{i}.example") for i in (1, 2)]
-    for w in ws:
-        w.start()
-    yield ws
-    for w in ws:
-        w.stop()
+    with two_witnesses(tmp_path) as ws:
+        yield ws
 
 
 @pytest.fixture

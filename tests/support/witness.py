@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from signgate.transparency.cosignature import CosignatureVerifier, parse_cosigner_key
-from tests.support.server import SIGNGATE, free_port, stop_process
+from tests.support.server import SIGNGATE, Server, free_port, start_server, stop_process
 
 
 @dataclass
@@ -63,3 +65,34 @@ class Witness:
     def log(self) -> str:
         path = self.data_dir.parent / f"{self.name}.log"
         return path.read_text() if path.exists() else ""
+
+
+@contextmanager
+def two_witnesses(directory: Path) -> Iterator[list[Witness]]:
+    """Witnesses w1.example and w2.example running, stopped afterwards."""
+    ws = [Witness(directory / f"w{i}", f"w{i}.example") for i in (1, 2)]
+    try:
+        for w in ws:
+            w.start()
+        yield ws
+    finally:
+        for w in ws:
+            w.stop()
+
+
+def witnessed_server(data: Path, witnesses: list[Witness], policy: str,
+                     database_url: str | None = None) -> Server:
+    """A server whose log the witnesses know (quorum: all of them; ``policy``): started
+    once to learn its log key, then again with the witnesses configured."""
+    first = start_server(data, database_url)
+    try:
+        key = first.cli("log", "public-key", "--json", token="").json()
+    finally:
+        first.stop()
+    for w in witnesses:
+        added = w.cli("add-log", "--origin", key["origin"], "--key", key["verifier_key"])
+        assert added.returncode == 0, added.stderr
+    listed = ", ".join(f'"{w.url} {w.key.verifier_key}"' for w in witnesses)
+    return start_server(data, database_url, init=False, config=(
+        f"log_witnesses = [{listed}]\nlog_witness_quorum = {len(witnesses)}\n"
+        f'log_witness_policy = "{policy}"\nlog_witness_timeout_seconds = 2'))

@@ -25,6 +25,18 @@ def client_options(fn: F) -> F:
     return fn
 
 
+def witness_options(fn: F) -> F:
+    """``--witness VKEY`` (repeatable) and ``--min-witnesses N``: which witnesses' cosignatures
+    count on a checkpoint, and how many of them are required."""
+    fn = click.option("--min-witnesses", type=click.IntRange(min=0), default=0,
+                      show_default=True,
+                      help="Fail unless this many of the --witness keys cosigned the "
+                           "checkpoint.")(fn)
+    fn = click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
+                      help="A witness's verifier key whose cosignature counts (repeat).")(fn)
+    return fn
+
+
 def read_token(token_file: Path | None) -> str:
     if token_file is not None:
         try:

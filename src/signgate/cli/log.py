@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from signgate.cli.common import check_url, injected_transport
+from signgate.cli.common import check_url, injected_transport, witness_options
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.client.client import SigngateClient
 
@@ -74,10 +74,7 @@ def checkpoint(url: str, as_json: bool) -> None:
               help="File with the last verified checkpoint (created on the first run, 0600).")
 @click.option("--log-key", metavar="VKEY",
               help="The log's verifier key: needed on the first run, then pinned in --state.")
-@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
-              help="A witness's verifier key whose cosignatures count (repeat).")
-@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Fail unless this many of the --witness keys cosigned the checkpoint.")
+@witness_options
 @URL
 @json_option
 @handles_errors
@@ -105,9 +102,7 @@ def monitor(state_path: Path, log_key: str | None, witnesses: tuple[str, ...],
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--log-key", required=True, metavar="VKEY",
               help="The log's verifier key, as you got it from a source you trust.")
-@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
-              help="A witness's verifier key whose cosignature counts (repeat).")
-@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True)
+@witness_options
 @json_option
 @handles_errors
 def check(file: Path, log_key: str, witnesses: tuple[str, ...], min_witnesses: int,
@@ -138,10 +133,7 @@ def check(file: Path, log_key: str, witnesses: tuple[str, ...], min_witnesses: i
 @click.option("--log-key", required=True, metavar="VKEY",
               help="The log's verifier key, as you got it from a source you trust "
                    "('signgate log public-key').")
-@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
-              help="A witness's verifier key whose cosignature counts (repeat).")
-@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Fail unless this many of the --witness keys cosigned the checkpoint.")
+@witness_options
 @json_option
 @handles_errors
 def verify_receipt(proof: Path, artifact: Path, signature: Path | None, log_key: str,

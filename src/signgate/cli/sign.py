@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from signgate.cli.common import client_options, injected_transport, make_client
+from signgate.cli.common import client_options, injected_transport, make_client, witness_options
 from signgate.cli.files import progress_bar
 from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.cli.usage import Choice
@@ -175,10 +175,7 @@ def _print_report(file: Path, report: Report) -> None:
               help="Also check this signing receipt (OUT.proof) offline against --log-key: "
                    "the signing is in the log (see 'signgate log verify-receipt').")
 @click.option("--log-key", metavar="VKEY", help="With --proof: the log's verifier key.")
-@click.option("--witness", "witnesses", multiple=True, metavar="VKEY",
-              help="With --proof: a witness's verifier key whose cosignature counts.")
-@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --proof: fail unless this many --witness keys cosigned.")
+@witness_options
 @client_options
 @json_option
 @handles_errors
