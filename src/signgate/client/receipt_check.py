@@ -30,6 +30,7 @@ from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
 from signgate.formats.files import hash_file, hash_path
+from signgate.formats.raw import read_signature
 from signgate.transparency.cosignature import parse_cosigner_key
 from signgate.transparency.merkle import leaf_hash
 from signgate.transparency.note import NoteVerifier, parse_verifier_key
@@ -125,7 +126,8 @@ def _bind(fmt: str, details: dict[str, Any], artifact: Path, signature: Path | N
         if signature is None:
             raise InvalidInput("a raw signature's receipt is checked with its signature "
                                "file: give --signature FILE.sig")
-        _same_signature(details, _read_small(signature), f"the signature file {signature}")
+        _same_signature(details, read_signature(signature, MAX_SIGNATURE_FILE),
+                        f"the signature file {signature}")
         bound.append("signature")
     if fmt in DIGEST_BOUND:
         algorithm = _algorithm(details)
@@ -163,15 +165,6 @@ def _same_signature(details: dict[str, Any], value: bytes, what: str) -> None:
         raise _failed(f"the logged signing made another signature than {what}")
 
 
-def _read_small(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_SIGNATURE_FILE:
-            raise InvalidInput(f"{path} is too large for a signature")
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
-
-
 def _openpgp_digest(artifact: Path, signature: Path | None) -> bytes:
     """The digest an OpenPGP signature over ``artifact`` signs: the file, then the hashed
     part of the signature packet and its trailer (RFC 4880 §5.2.4)."""
@@ -181,7 +174,8 @@ def _openpgp_digest(artifact: Path, signature: Path | None) -> bytes:
         raise InvalidInput("an openpgp signature's receipt is checked with its signature "
                            "file: give --signature FILE.asc")
     try:
-        sig = parse_signature(dearmor(_read_small(signature).decode("ascii"), "SIGNATURE"))
+        armored = read_signature(signature, MAX_SIGNATURE_FILE).decode("ascii")
+        sig = parse_signature(dearmor(armored, "SIGNATURE"))
     except (UnicodeDecodeError, SigngateError) as exc:
         raise _failed(f"{signature} is not an OpenPGP signature: {exc}") from None
     h = hash_file(artifact, sig.digest)
