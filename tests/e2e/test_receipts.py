@@ -8,8 +8,10 @@ witness is back."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from signgate.client.receipt_check import check_receipt
 from signgate.transparency.note import format_verifier_key, split_note
 from tests.conftest import unique
 from tests.e2e.test_audit import api, audit_json
@@ -172,6 +175,54 @@ def test_refuse_withholds_the_signature_when_a_witness_is_down(
         assert withheld[0]["action"] == "signature.create"
         signed = next(e for e in entries if e["seq"] == withheld[0]["details"]["withheld_seq"])
         assert signed["details"]["signature_id"] == withheld[0]["details"]["signature_id"]
+    finally:
+        server.stop()
+
+
+def test_refuse_with_two_workers_delivers_every_signature_witnessed(
+        tmp_path: Path, witnesses: list[Witness]) -> None:
+    """Two server processes commit batches side by side; a witness often cosigns one
+    process's later checkpoint before the other's earlier one, which it then cannot cosign.
+    No signature is withheld for that: the earlier batch is proven in the later checkpoint,
+    which both witnesses cosigned, and its receipts verify offline."""
+    server = witnessed_server(tmp_path / "data", witnesses, "refuse", workers=2)
+    try:
+        ref, token = signer(server)
+        project, key = ref.split("/")
+
+        def sign_many(worker: int) -> list[tuple[bytes, dict[str, Any]]]:
+            made = []
+            with server.http(token=token) as http:
+                for n in range(6):
+                    content = f"artifact {worker}.{n}".encode()
+                    r = http.post(f"/api/v1/projects/{project}/keys/{key}/sign", json={
+                        "digest": hashlib.sha256(content).hexdigest(),
+                        "artifact_name": f"a{worker}.{n}.bin"})
+                    assert r.status_code == 200, r.text
+                    made.append((content, r.json()))
+            return made
+
+        with ThreadPoolExecutor(8) as pool:
+            made = [m for ms in pool.map(sign_many, range(8)) for m in ms]
+        assert len(made) == 48
+        assert all(signed["receipt"]["log_cosignatures"] == 2 for _, signed in made)
+        assert len({made["receipt"]["log_size"] for _, made in made}) > 1
+        vkey = log_key(server)
+        for n, (content, signed) in enumerate(made):  # every receipt, in this process
+            artifact, sig = tmp_path / f"all-{n}.bin", tmp_path / f"all-{n}.sig"
+            artifact.write_bytes(content)
+            sig.write_bytes(base64.b64decode(signed["signature"]))
+            check_receipt(signed["log_proof"].encode(), artifact, vkey, sig,
+                          [w.key.verifier_key for w in witnesses], 2)
+        for n, (content, signed) in enumerate(made[::16]):  # some with the command line
+            artifact, proof = tmp_path / f"{n}.bin", tmp_path / f"{n}.proof"
+            artifact.write_bytes(content)
+            proof.write_text(signed["log_proof"])
+            (tmp_path / f"{n}.sig").write_bytes(base64.b64decode(signed["signature"]))
+            ok = verify_receipt(server, proof, artifact, vkey, "--min-witnesses", "2",
+                                "--signature", str(tmp_path / f"{n}.sig"),
+                                *(f"--witness={w.key.verifier_key}" for w in witnesses))
+            assert ok.returncode == 0, ok.stderr
     finally:
         server.stop()
 

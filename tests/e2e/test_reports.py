@@ -88,8 +88,11 @@ def test_filters_and_totals(server: Server, signed: dict[str, Any]) -> None:
     assert by_other["totals"]["signatures"] == 1
 
     rows = by_project["signatures"]
-    since = report(server, "--project", p, "--since", rows[1]["signed_at"])["signatures"]
+    later = report(server, "--project", p, "--since", rows[1]["signed_at"])
+    since = later["signatures"]
     assert [r["signature_id"] for r in since] == [r["signature_id"] for r in rows[1:]]
+    assert later["totals"]["signatures"] == 3
+    assert later["totals"]["by_key"][0]["first"] == rows[1]["signed_at"]
     until = report(server, "--project", p, "--until", rows[1]["signed_at"])["signatures"]
     assert [r["signature_id"] for r in until] == [rows[0]["signature_id"]]  # exclusive
 

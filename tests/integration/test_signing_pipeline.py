@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from signgate.audit.log import verify_chain
+from signgate.audit.verify import verify_chain
 from signgate.clock import FixedClock
 from signgate.config import Settings
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm

@@ -135,3 +135,27 @@ def test_signing_does_not_wait_for_a_witness_that_just_failed(
     assert w.cosign(int(grown.split(b"\n")[1]), grown).witnesses == ("w1.example",
                                                                      "w2.example")
     w.close()
+
+
+def test_a_checkpoint_overtaken_by_a_later_one_gets_the_later_ones_cosignatures(
+        ctx: Context) -> None:
+    """Two server processes: the second's batch commits after the first's, and its
+    checkpoint reaches the witnesses first. They cannot cosign the older one any more; the
+    first batch is answered with the newer checkpoint (which holds its entries), cosigned
+    by both, for its receipts to be proven in."""
+    first = Witnessing(ctx.settings, ctx.db, ctx.log_hashes)
+    second = Witnessing(ctx.settings, ctx.db, ctx.log_hashes)
+    projects.create(ctx, ctx.admin, "seven")  # type: ignore[attr-defined]
+    older = latest(ctx)
+    projects.create(ctx, ctx.admin, "eight")  # type: ignore[attr-defined]
+    newer = latest(ctx)
+    newer_size = int(newer.split(b"\n")[1])
+    assert second.cosign(newer_size, newer).witnesses == ("w1.example", "w2.example")
+    got = first.cosign(int(older.split(b"\n")[1]), older)
+    assert got.size == newer_size
+    assert got.witnesses == ("w1.example", "w2.example")
+    cp, _ = open_checkpoint(got.note, [parse_verifier_key(log_reads.public_key(ctx)
+                                                          .verifier_key)])
+    assert cp.size == newer_size
+    first.close()
+    second.close()

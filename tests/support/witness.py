@@ -81,7 +81,7 @@ def two_witnesses(directory: Path) -> Iterator[list[Witness]]:
 
 
 def witnessed_server(data: Path, witnesses: list[Witness], policy: str,
-                     database_url: str | None = None) -> Server:
+                     database_url: str | None = None, workers: int = 1) -> Server:
     """A server whose log the witnesses know (quorum: all of them; ``policy``): started
     once to learn its log key, then again with the witnesses configured."""
     first = start_server(data, database_url)
@@ -93,6 +93,6 @@ def witnessed_server(data: Path, witnesses: list[Witness], policy: str,
         added = w.cli("add-log", "--origin", key["origin"], "--key", key["verifier_key"])
         assert added.returncode == 0, added.stderr
     listed = ", ".join(f'"{w.url} {w.key.verifier_key}"' for w in witnesses)
-    return start_server(data, database_url, init=False, config=(
+    return start_server(data, database_url, init=False, workers=workers, config=(
         f"log_witnesses = [{listed}]\nlog_witness_quorum = {len(witnesses)}\n"
         f'log_witness_policy = "{policy}"\nlog_witness_timeout_seconds = 2'))

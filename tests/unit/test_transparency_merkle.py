@@ -285,3 +285,32 @@ def test_the_streaming_root_is_the_tree_hash_at_every_size() -> None:
         store.append(data)
         streaming.add(leaf_hash(data))
         assert streaming.root() == store.root(), n
+
+
+@pytest.mark.parametrize("length", [1, 4, 32])
+def test_streaming_roots_of_aligned_ranges_fold_into_the_whole(length: int) -> None:
+    """Ranges of a power-of-two length starting at its multiples (how audit verify splits
+    the log among worker processes): their subtrees extend one tree to the whole's root."""
+    from signgate.transparency.merkle import StreamingRoot
+
+    for size in (1, length, length + 1, 3 * length - 1, 100):
+        store, whole = MemoryHashStore(), StreamingRoot()
+        for start in range(0, size, length):
+            part = StreamingRoot()
+            for n in range(start, min(start + length, size)):
+                store.append(n.to_bytes(4, "big"))
+                part.add(leaf_hash(n.to_bytes(4, "big")))
+            whole.extend(part.subtrees())
+        assert whole.size == size
+        assert whole.root() == store.root(), (length, size)
+
+
+def test_a_subtree_where_it_cannot_start_is_refused() -> None:
+    from signgate.transparency.merkle import StreamingRoot
+
+    tree, part = StreamingRoot(), StreamingRoot()
+    tree.add(leaf_hash(b"a"))
+    part.add(leaf_hash(b"b"))
+    part.add(leaf_hash(b"c"))
+    with pytest.raises(ValueError, match="cannot start at leaf 1"):
+        tree.extend(part.subtrees())

@@ -1,4 +1,4 @@
-"""Append to the audit chain and verify it.
+"""Append to the audit chain (verifying it is audit/verify.py's job).
 
 Each entry stores the hash of the previous one and its own hash over a canonical
 encoding of all its fields (``audit.model.compute_hash``). Appends run inside the
@@ -10,19 +10,16 @@ writers, also across API nodes.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
 
-from sqlalchemy import DateTime, bindparam, insert, select, type_coerce, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from signgate.audit.model import GENESIS_HASH, Record, entry_bytes, time_text
+from signgate.audit.model import Record, entry_bytes, time_text
 from signgate.audit.tree import HashCache, LogTree
 from signgate.crypto.canonical import canonical_json
-from signgate.store.models import AuditEntry, AuditHead, LogCheckpoint, LogHash, table
-from signgate.transparency.merkle import StreamingRoot, leaf_hash, stored_hash_index
+from signgate.store.models import AuditEntry, AuditHead, LogHash, table
 
 _entry_table, _head, _hashes = table(AuditEntry), table(AuditHead), table(LogHash)
 LOCK_HEAD = select(_head.c.seq, _head.c.entry_hash, _head.c.tree_size).where(
@@ -111,122 +108,3 @@ class AuditWriter:
         """The transaction committed: what the tree wrote may now be cached for others."""
         self.tree.committed()
 
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    ok: bool
-    entries: int
-    head_seq: int
-    head_hash: str
-    first_bad_seq: int | None = None
-    problem: str | None = None
-
-
-# The time as the database driver gives it (naive UTC on SQLite), without the column
-# type's conversion to an aware datetime: time_text formats either the same.
-ENTRIES = select(_entry_table.c.seq, type_coerce(_entry_table.c.time, DateTime(timezone=True)),
-                 _entry_table.c.actor,
-                 _entry_table.c.action, _entry_table.c.outcome, _entry_table.c.subject,
-                 _entry_table.c.project, _entry_table.c.key_ref, _entry_table.c.details,
-                 _entry_table.c.prev_hash, _entry_table.c.entry_hash,
-                 ).order_by(_entry_table.c.seq)
-
-
-def verify_chain(session: Session) -> ChainReport:
-    """Recompute the chain; name the first entry that was edited, deleted, inserted or moved.
-
-    ``session`` must read one snapshot (``Database.read(snapshot=True)``): the head and the
-    entries are compared with each other, so they must be of the same instant. Rows are
-    read as plain tuples in batches and hashed from their stored text (``entry_bytes``):
-    a million entries in seconds.
-    """
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
-    checkpoint = session.execute(
-        select(LogCheckpoint.size, LogCheckpoint.root_hash)
-        .order_by(LogCheckpoint.size.desc()).limit(1)).first()
-    tree = StreamingRoot()
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    count = 0
-
-    def bad(seq: int, problem: str) -> ChainReport:
-        return ChainReport(False, count, head.seq, head.entry_hash, seq, problem)
-
-    rows = session.connection().execution_options(yield_per=5000).execute(ENTRIES)
-    for seq, time, actor, action, outcome, subject, project, key_ref, details, \
-            stored_prev, entry_hash in rows:
-        if seq != expected_seq:
-            if seq > expected_seq:
-                gap = (
-                    f"entry {expected_seq} is missing"
-                    if seq == expected_seq + 1
-                    else f"entries {expected_seq}-{seq - 1} are missing"
-                )
-                return bad(expected_seq, f"{gap} (deleted); the chain resumes at {seq}")
-            return bad(seq, f"entry {seq} is out of sequence")
-        data = entry_bytes(seq, time_text(time), actor, action, outcome, subject, project,
-                           key_ref, details, stored_prev)
-        recomputed = sha256(data).hexdigest()
-        if checkpoint is not None and seq <= checkpoint.size:
-            tree.add(leaf_hash(data))
-        if recomputed != entry_hash:
-            if not _is_json(details):
-                return bad(seq, f"entry {seq} was edited: its details are not valid JSON")
-            return bad(
-                seq,
-                f"entry {seq} does not match its hash: it was edited, or moved here "
-                "from another position",
-            )
-        if stored_prev != prev_hash:
-            return bad(
-                seq,
-                f"entry {seq} does not follow entry {seq - 1}: an entry was inserted, "
-                "replaced or reordered",
-            )
-        prev_hash = entry_hash
-        expected_seq += 1
-        count += 1
-    last = expected_seq - 1
-    if head.seq != last or head.entry_hash != prev_hash:
-        if head.seq > last:
-            return bad(last + 1, f"entries {last + 1}-{head.seq} are missing (deleted)")
-        return bad(
-            head.seq + 1 if head.seq < last else last,
-            f"the chain head (entry {head.seq}) does not match the last entry ({last}): "
-            "entries were added or edited outside signgate",
-        )
-    if checkpoint is not None and tree.root() != checkpoint.root_hash:
-        edited = _first_unlike_stored_leaf(session, checkpoint.size)
-        return bad(edited or 1, f"the entries do not hash to the log's signed checkpoint of "
-                   f"size {checkpoint.size}" + (f": entry {edited} differs from the leaf "
-                   "logged for it" if edited else "") + "; the chain was recomputed after "
-                   "an edit")
-    return ChainReport(True, count, head.seq, head.entry_hash)
-
-
-def _first_unlike_stored_leaf(session: Session, size: int) -> int | None:
-    """The first entry whose leaf is not the one the stored tree holds, if any (read in
-    chunks: the failure path of a million-entry check stays in bounded memory)."""
-    rows = session.connection().execution_options(yield_per=5000).execute(
-        ENTRIES.where(_entry_table.c.seq <= size))
-    for chunk in rows.partitions():
-        leaves = {}
-        for seq, time, actor, action, outcome, subject, project, key_ref, details, prev, _ \
-                in chunk:
-            leaves[stored_hash_index(0, seq - 1)] = (seq, leaf_hash(entry_bytes(
-                seq, time_text(time), actor, action, outcome, subject, project, key_ref,
-                details, prev)))
-        stored = dict(session.execute(
-            select(_hashes.c.id, _hashes.c.hash).where(_hashes.c.id.in_(list(leaves)))).all())
-        for index, (seq, leaf) in sorted(leaves.items()):
-            if stored.get(index) != leaf:
-                return int(seq)
-    return None

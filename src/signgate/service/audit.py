@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from signgate.audit.log import verify_chain
 from signgate.audit.model import Action
+from signgate.audit.verify import verify_chain
 from signgate.errors import InvalidInput
 from signgate.policy import decide
 from signgate.policy.model import Actor, Scope

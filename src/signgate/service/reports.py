@@ -9,6 +9,7 @@ signatures of that project or key, whatever the filters ask.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -48,20 +49,14 @@ def _in_scope(scope: Scope) -> ColumnElement[bool]:
 
 
 def _filtered(stmt: S, actor: Actor, q: SignatureQuery) -> S:
-    stmt = (stmt.join(KeyVersion, KeyVersion.id == SignatureRecord.key_version_id)
-            .join(Key, Key.id == KeyVersion.key_id)
-            .join(Project, Project.id == Key.project_id)
-            .join(Identity, Identity.id == SignatureRecord.identity_id))
-    scopes = decide.audit_scopes(actor)
-    if scopes is not None:
-        stmt = stmt.where(or_(false(), *(_in_scope(s) for s in scopes)))
-    if q.project:
-        stmt = stmt.where(Project.name == q.project)
-    if q.key:
-        project, name = split_ref(q.key)
-        stmt = stmt.where(Project.name == project, Key.name == name)
+    stmt = _versions(stmt.join(KeyVersion, KeyVersion.id == SignatureRecord.key_version_id),
+                     actor, q).join(Identity, Identity.id == SignatureRecord.identity_id)
     if q.identity:
         stmt = stmt.where(Identity.name == q.identity)
+    return _in_window(stmt, q)
+
+
+def _in_window(stmt: S, q: SignatureQuery) -> S:
     if q.since:
         stmt = stmt.where(SignatureRecord.signed_at >= q.since)
     if q.until:
@@ -122,21 +117,64 @@ def signatures(ctx: Context, caller: Caller, q: SignatureQuery) -> SignaturePage
 
 
 def totals(ctx: Context, caller: Caller, q: SignatureQuery) -> SignatureTotals:
-    """How many signatures each key and each identity made under the same filters."""
-    _check(q)
+    """How many signatures each key and each identity made under the same filters.
 
-    def grouped(session: Session, actor: Actor, *names: Any) -> list[SignatureTotal]:
-        stmt = _filtered(select(*names, func.count(), func.min(SignatureRecord.signed_at),
-                                func.max(SignatureRecord.signed_at)), actor, q)
-        rows = session.execute(stmt.group_by(*names)).all()
-        made = [SignatureTotal("/".join(r[:-3]), r[-3], r[-2], r[-1]) for r in rows]
-        return sorted(made, key=lambda t: (-t.signatures, t.name))
+    One pass over the signature rows, grouped by key version and identity (an index holds
+    exactly those columns and the time, so the pass reads no table rows); the names are
+    looked up afterwards for the few groups there are, and the groups summed per key and
+    per identity here. A million signatures total in well under a second.
+    """
+    _check(q)
 
     def run(session: Session, actor: Actor) -> SignatureTotals:
         _allowed(actor, q)
-        by_key = grouped(session, actor, Project.name, Key.name)
-        by_identity = grouped(session, actor, Identity.name)
+        sig = SignatureRecord
+        stmt = select(sig.key_version_id, sig.identity_id, func.count(),
+                      func.min(sig.signed_at), func.max(sig.signed_at))
+        scopes = decide.audit_scopes(actor)
+        if scopes is not None or q.project or q.key:
+            stmt = stmt.where(sig.key_version_id.in_(_versions(select(KeyVersion.id), actor,
+                                                                q)))
+        if q.identity:
+            stmt = stmt.where(sig.identity_id.in_(
+                select(Identity.id).where(Identity.name == q.identity)))
+        stmt = _in_window(stmt, q).group_by(sig.key_version_id, sig.identity_id)
+        groups = session.execute(stmt).all()
+        key_names = dict(session.execute(
+            select(KeyVersion.id, Project.name + "/" + Key.name)
+            .join(Key, Key.id == KeyVersion.key_id).join(Project, Project.id == Key.project_id)
+            .where(KeyVersion.id.in_({g[0] for g in groups}))).tuples().all())
+        identity_names = dict(session.execute(
+            select(Identity.id, Identity.name)
+            .where(Identity.id.in_({g[1] for g in groups}))).tuples().all())
+        by_key = _summed((key_names[g[0]], *g[2:]) for g in groups)
+        by_identity = _summed((identity_names[g[1]], *g[2:]) for g in groups)
         return SignatureTotals(sum(t.signatures for t in by_key), by_key, by_identity)
 
     return ctx.read(caller, Target(Action.AUDIT_READ, "signature report", q.project), run,
                     snapshot=True)
+
+
+def _versions(stmt: S, actor: Actor, q: SignatureQuery) -> S:
+    """The key versions within the actor's audit scopes and the query's project or key."""
+    stmt = (stmt.join(Key, Key.id == KeyVersion.key_id)
+            .join(Project, Project.id == Key.project_id))
+    scopes = decide.audit_scopes(actor)
+    if scopes is not None:
+        stmt = stmt.where(or_(false(), *(_in_scope(s) for s in scopes)))
+    if q.project:
+        stmt = stmt.where(Project.name == q.project)
+    if q.key:
+        project, name = split_ref(q.key)
+        stmt = stmt.where(Project.name == project, Key.name == name)
+    return stmt
+
+
+def _summed(groups: Iterable[tuple[str, int, datetime, datetime]]) -> list[SignatureTotal]:
+    """Groups with the same name folded into one total; most signatures first."""
+    totals: dict[str, SignatureTotal] = {}
+    for name, count, first, last in groups:
+        t = totals.get(name)
+        totals[name] = SignatureTotal(name, count, first, last) if t is None else \
+            SignatureTotal(name, t.signatures + count, min(t.first, first), max(t.last, last))
+    return sorted(totals.values(), key=lambda t: (-t.signatures, t.name))

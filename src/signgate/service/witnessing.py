@@ -135,19 +135,39 @@ class Witnessing:
             self._stop.wait(wait)
             wait = min(wait * 2, CATCH_UP_MAX_WAIT)
 
-    def cosign_latest(self) -> Cosigned:
+    def cosign_latest(self, skip_down: bool = False) -> Cosigned:
         """Cosign the newest checkpoint (and store the cosignatures with it)."""
         with self.db.read() as session:
             row = session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size.desc())
                                   .limit(1)).scalars().first()
         if row is None:
             return Cosigned(0, (), ("the log has no checkpoint yet",))
-        return self.cosign(row.size, row.note.encode(), skip_down=False)
+        return self._cosign(row.size, row.note.encode(), skip_down)
 
     def cosign(self, size: int, note: bytes, skip_down: bool = True) -> Cosigned:
         """Ask every witness to cosign ``note`` (the checkpoint of ``size``) and store the
         cosignatures. ``skip_down``: do not wait for a witness that did not answer in the
-        last ``DOWN_FOR`` seconds (a signing batch; the catch-up asks it anyway)."""
+        last ``DOWN_FOR`` seconds (a signing batch; the catch-up asks it anyway).
+
+        A witness that has already cosigned a later checkpoint (another process's batch
+        committed after this one and was witnessed first) cannot cosign this one; the
+        later checkpoint holds this one's entries, so then the newest checkpoint is
+        cosigned instead, and returned when more witnesses cosigned it: its ``size`` says
+        which tree the caller must prove its entries in."""
+        cosigned = self._cosign(size, note, skip_down)
+        for _ in range(3):  # a busy log may move on again while the witnesses are asked
+            with self._lock:
+                past = any(self._sizes.get(w.verifier.name, 0) > cosigned.size
+                           for w in self.witnesses)
+            if len(cosigned.witnesses) >= self.quorum or not past:
+                break
+            later = self.cosign_latest(skip_down)
+            if later.size <= cosigned.size or len(later.witnesses) < len(cosigned.witnesses):
+                break
+            cosigned = later
+        return cosigned
+
+    def _cosign(self, size: int, note: bytes, skip_down: bool) -> Cosigned:
         if not self.witnesses:
             return Cosigned(size, (), (), note)
         answers = list(self._pool.map(lambda w: self._ask(w, size, note, skip_down),
@@ -175,8 +195,12 @@ class Witnessing:
         if skip_down and down:
             return [], (f"witness {name} did not answer lately (signing waits for it again "
                         f"{DOWN_FOR:.0f} s after it last failed)")
-        for _ in range(2):  # once more after a 409 tells the witness's size
+        # Again after a 409 tells the witness's size (which other processes' batches may
+        # keep moving while this one asks).
+        for _ in range(5):
             if old > size:
+                with self._lock:
+                    self._sizes[name] = max(old, self._sizes.get(name, 0))
                 return [], f"witness {name} has cosigned size {old}, past {size}"
             try:
                 proof = self._consistency(old, size)

@@ -180,6 +180,7 @@ class SignatureRecord(Base):
         Index("ix_signatures_sig_hash", "signature_sha256"),
         Index("ix_signatures_identity", "identity_id", "signed_at"),
         Index("ix_signatures_audit_seq", "audit_seq", unique=True),
+        Index("ix_signatures_totals", "key_version_id", "identity_id", "signed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

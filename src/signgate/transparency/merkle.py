@@ -318,12 +318,29 @@ class StreamingRoot:
 
     def add(self, leaf: bytes) -> None:
         """Add the next leaf's hash (``leaf_hash(data)``)."""
-        level, h = 0, leaf
-        while self._stack and self._stack[-1][0] == level:
+        self._push(0, leaf)
+
+    def subtrees(self) -> list[tuple[int, bytes]]:
+        """The complete subtrees so far, left to right, as (height, hash): what
+        :meth:`extend` takes to add these leaves to another tree."""
+        return list(self._stack)
+
+    def extend(self, subtrees: Sequence[tuple[int, bytes]]) -> None:
+        """Add the leaves of another streaming root's ``subtrees()``. The tree must hold a
+        multiple of each subtree's size (its leaves start where a subtree of that size may
+        start), or the hashes would pair differently than RFC 9162 pairs them."""
+        for height, h in subtrees:
+            if self.size % (1 << height):
+                raise ValueError(f"a subtree of {1 << height} leaves cannot start at leaf "
+                                 f"{self.size}")
+            self._push(height, h)
+
+    def _push(self, height: int, h: bytes) -> None:
+        self.size += 1 << height
+        while self._stack and self._stack[-1][0] == height:
             h = node_hash(self._stack.pop()[1], h)
-            level += 1
-        self._stack.append((level, h))
-        self.size += 1
+            height += 1
+        self._stack.append((height, h))
 
     def root(self) -> bytes:
         return _fold([h for _, h in self._stack])

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from signgate.audit.log import AuditWriter
+from signgate.audit.tree import LogTree
 from signgate.errors import ErrorCode, Unavailable
 from signgate.service.context import Context, refusal_record
 from signgate.service.sign_request import SignRequest
@@ -58,6 +59,14 @@ def prove(writer: AuditWriter, outcomes: Sequence[SignResult | Exception],
     return proofs
 
 
+def reprove(ctx: Context, proofs: dict[int, Inclusion], size: int) -> dict[int, Inclusion]:
+    """The same entries' inclusion in the log's tree of ``size`` (a later checkpoint)."""
+    with ctx.db.read(snapshot=True) as session:
+        tree = LogTree(session.connection(), size, ctx.log_hashes)
+        return {at: Inclusion(i.index, i.leaf, tuple(tree.inclusion(i.index, size)), size)
+                for at, i in proofs.items()}
+
+
 def deliver(ctx: Context, requests: Sequence[SignRequest],
             outcomes: list[SignResult | Exception], proofs: dict[int, Inclusion],
             checkpoint: bytes | None) -> list[SignResult | Exception]:
@@ -71,6 +80,8 @@ def deliver(ctx: Context, requests: Sequence[SignRequest],
         size = next(iter(proofs.values())).size
         cosigned = witnessing.cosign(size, checkpoint)
         checkpoint, cosignatures = cosigned.note, len(cosigned.witnesses)
+        if cosigned.size != size:  # a later checkpoint was witnessed: prove in its tree
+            proofs = reprove(ctx, proofs, cosigned.size)
         if cosignatures < witnessing.quorum:
             why = "; ".join(cosigned.problems) or "no cosignature"
             if witnessing.refuse:
