@@ -7,7 +7,9 @@ transaction), and measures on that database:
 
 - `audit verify` (the service call the API makes), in entries/s, against a ceiling
   measured in the same run: the same rows read through the bare database driver and
-  one SHA-256 over each (no SQLAlchemy, no canonical encoding);
+  one SHA-256 over each (no SQLAlchemy, no canonical encoding), in one process;
+- `log monitor` (its client code over the service's checkpoint and proofs) from the
+  checkpoint before seeding to the one after: the entries it vouches for per second;
 - `report signatures` queries with filters (a key and a month; an identity; a project's
   totals), each against the 1 s target, with the database's query plan (EXPLAIN).
 
@@ -17,6 +19,7 @@ transaction), and measures on that database:
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import os
 import subprocess
@@ -37,8 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support import postgres
 
 from signgate.audit.model import Action, Outcome, Record
+from signgate.client.log_monitor import monitor
 from signgate.config import load_settings
 from signgate.service import audit, identities, keys, projects, reports
+from signgate.service import log as log_reads
 from signgate.service.caller import Caller
 from signgate.service.context import Context
 from signgate.service.factory import build_context
@@ -76,6 +81,23 @@ def installation(backend: str) -> Iterator[Context]:
 @contextmanager
 def _none() -> Iterator[None]:
     yield None
+
+
+class ServiceLog:
+    """What 'signgate log monitor' reads over HTTP, read from the service directly (the
+    bench measures the log, not the HTTP round trip)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.hashes = 0
+
+    def log_checkpoint(self) -> bytes:
+        return log_reads.checkpoint(self.ctx)
+
+    def log_consistency(self, old: int, new: int) -> list[bytes]:
+        proof = log_reads.consistency(self.ctx, old, new)
+        self.hashes = len(proof.hashes)
+        return [base64.b64decode(h) for h in proof.hashes]
 
 
 def seed(ctx: Context, entries: int) -> float:
@@ -162,6 +184,9 @@ def run(backend: str, entries: int) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     with installation(backend) as ctx:
         admin: Caller = ctx.admin  # type: ignore[attr-defined]
+        state = Path(tempfile.mkdtemp(prefix="signgate-monitor-")) / "state.json"
+        reader = ServiceLog(ctx)
+        first = monitor(reader, state, log_reads.public_key(ctx).verifier_key)
         seconds = seed(ctx, entries)
         out.append((backend, "seed (audit writer + signature rows)",
                     f"{entries / seconds:,.0f} entries/s"))
@@ -172,6 +197,12 @@ def run(backend: str, entries: int) -> list[tuple[str, str, str]]:
                     f"{rate:,.0f} entries/s ({took:.1f} s), {rate / top:.2f} of the "
                     f"driver+sha256 floor ({top:,.0f}/s); target 100,000/s: "
                     f"{'met' if rate >= 1e5 else 'NOT met'}"))
+        took, seen = timed(lambda: monitor(reader, state))
+        grown = seen.size - first.size
+        out.append((backend, f"log monitor ({first.size:,} -> {seen.size:,} entries)",
+                    f"{grown / took:,.0f} entries/s ({took * 1000:,.0f} ms: the checkpoint's "
+                    f"signature and a consistency proof of {reader.hashes} hashes); target "
+                    f"100,000/s: {'met' if grown / took >= 1e5 else 'NOT met'}"))
         month = reports.SignatureQuery(key="acme-app/release", since=START + timedelta(days=60),
                                        until=START + timedelta(days=90), limit=1000)
         queries = {
