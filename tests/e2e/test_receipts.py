@@ -74,12 +74,20 @@ def test_a_raw_receipt_verifies_offline_and_nothing_else_does(server: Server,
     checked = verify_receipt(server, proof, artifact, vkey, "--json").json()
     assert checked["bound_by"] == "signature and digest"
     assert checked["signature_id"] == receipt["signature_id"]
+    expected = verify_receipt(server, proof, artifact, vkey, "--key", ref, "--identity",
+                              checked["identity"])
+    assert expected.returncode == 0, expected.stderr
 
     def fails(result: Any, words: str) -> None:
         assert result.returncode == 8, (result.stdout, result.stderr)
         assert words in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
+    # Expected another key, or another identity.
+    fails(verify_receipt(server, proof, artifact, vkey, "--key", ref + "x"),
+          f"made with key {ref}, not {ref}x")
+    fails(verify_receipt(server, proof, artifact, vkey, "--identity", "someone-else"),
+          f"asked for by {checked['identity']}, not someone-else")
     # A proof hash changed: the entry is not in the signed tree.
     lines = proof.read_text().split("\n")
     at = next(i for i, line in enumerate(lines) if line.startswith("index ")) + 1
@@ -125,6 +133,9 @@ def test_a_raw_receipt_verifies_offline_and_nothing_else_does(server: Server,
     assert f"log: index {receipt['log_index']} of " in both.stdout
     fails(server.cli("verify", str(artifact), "--signature", sig, "--public-key", str(pem),
                      "--proof", str(proof), "--log-key", stranger, check=False), "")
+    fails(server.cli("verify", str(artifact), "--signature", sig, "--public-key", str(pem),
+                     "--proof", str(proof), "--log-key", vkey, "--identity", "someone-else",
+                     check=False), "not someone-else")
 
 
 def test_a_cms_receipt_is_bound_by_the_digest(server: Server, tmp_path: Path) -> None:

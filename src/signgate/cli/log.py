@@ -133,11 +133,16 @@ def check(file: Path, log_key: str, witnesses: tuple[str, ...], min_witnesses: i
 @click.option("--log-key", required=True, metavar="VKEY",
               help="The log's verifier key, as you got it from a source you trust "
                    "('signgate log public-key').")
+@click.option("--key", "ref", metavar="PROJECT/NAME",
+              help="Require the logged signing to have been made with this key.")
+@click.option("--identity", metavar="NAME",
+              help="Require the logged signing to have been asked for by this identity.")
 @witness_options
 @json_option
 @handles_errors
 def verify_receipt(proof: Path, artifact: Path, signature: Path | None, log_key: str,
-                   witnesses: tuple[str, ...], min_witnesses: int, as_json: bool) -> None:
+                   ref: str | None, identity: str | None, witnesses: tuple[str, ...],
+                   min_witnesses: int, as_json: bool) -> None:
     """Check a signing receipt (PROOF, the OUT.proof that 'signgate sign' writes) offline:
     its checkpoint is signed by the log key and cosigned by enough trusted witnesses, the
     audit entry it carries is in that tree at its index, and the entry is an allowed
@@ -147,7 +152,7 @@ def verify_receipt(proof: Path, artifact: Path, signature: Path | None, log_key:
 
     checked = check_receipt(proof.read_bytes(), artifact, log_key,
                             signature or signature_beside(proof, artifact), witnesses,
-                            min_witnesses)
+                            min_witnesses, ref, identity)
     if as_json:
         emit_json(checked.__dict__)
         return

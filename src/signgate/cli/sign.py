@@ -175,6 +175,9 @@ def _print_report(file: Path, report: Report) -> None:
               help="Also check this signing receipt (OUT.proof) offline against --log-key: "
                    "the signing is in the log (see 'signgate log verify-receipt').")
 @click.option("--log-key", metavar="VKEY", help="With --proof: the log's verifier key.")
+@click.option("--identity", metavar="NAME",
+              help="With --proof: require the logged signing to have been asked for by "
+                   "this identity (and, with --key, made with that key).")
 @witness_options
 @client_options
 @json_option
@@ -183,12 +186,15 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
            cert_files: tuple[Path, ...], crl_files: tuple[Path, ...],
            no_revocation_check: bool, allow_untimestamped: bool, ref: str | None,
            public_key: Path | None, digest_name: str, proof: Path | None,
-           log_key: str | None, witnesses: tuple[str, ...], min_witnesses: int, url: str,
+           log_key: str | None, identity: str | None, witnesses: tuple[str, ...],
+           min_witnesses: int, url: str,
            token_file: Path | None, as_json: bool) -> None:
     """Verify a signature of FILE in any format: the signature itself, its certificate chain
     to the trust anchor (codeSigning), its RFC 3161 timestamp and revocation (CRLs). Says
     which key version signed and when; with --proof, also that the signing is in the
     transparency log. Exit code 8 when it is not valid."""
+    if identity is not None and proof is None:
+        raise InvalidInput("--identity is checked in the signing receipt: give --proof too")
     if proof is not None and log_key is None:
         raise InvalidInput("--proof needs --log-key VKEY (the log's verifier key, from "
                            "'signgate log public-key')")
@@ -198,7 +204,7 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
             return None
         return check_receipt(proof.read_bytes(), file, log_key,
                              sig_path or signature_beside(proof, file), witnesses,
-                             min_witnesses)
+                             min_witnesses, ref, identity)
 
     if ref is not None or public_key is not None:
         _verify_raw(file, sig_path, ref, public_key, digest_name, url, token_file, as_json,

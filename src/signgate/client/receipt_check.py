@@ -72,10 +72,12 @@ def _failed(why: str) -> VerificationFailed:
 
 def check_receipt(proof_data: bytes, artifact: Path, log_key: str,
                   signature: Path | None = None, witnesses: Sequence[str] = (),
-                  min_witnesses: int = 0) -> CheckedReceipt:
+                  min_witnesses: int = 0, key: str | None = None,
+                  identity: str | None = None) -> CheckedReceipt:
     """Verify the receipt ``proof_data`` for ``artifact`` (and its detached ``signature``
     file, for raw and openpgp) with the log's verifier key ``log_key`` and the trusted
-    ``witnesses``' keys, ``min_witnesses`` of which must have cosigned."""
+    ``witnesses``' keys, ``min_witnesses`` of which must have cosigned; with ``key``
+    (PROJECT/NAME) and ``identity``, the logged signing must also name them."""
     try:
         proof = parse_proof(proof_data)
     except SigngateError as exc:
@@ -94,6 +96,10 @@ def check_receipt(proof_data: bytes, artifact: Path, log_key: str,
     if entry["seq"] != proof.index + 1:
         raise _failed(f"the entry says it is entry {entry['seq']}, the proof places it at "
                       f"index {proof.index}")
+    if key is not None and entry["key"] != key:
+        raise _failed(f"the logged signing was made with key {entry['key']}, not {key}")
+    if identity is not None and entry["actor"] != identity:
+        raise _failed(f"the logged signing was asked for by {entry['actor']}, not {identity}")
     fmt = str(details.get("format", ""))
     bound_by = _bind(fmt, details, artifact, signature)
     return CheckedReceipt(
