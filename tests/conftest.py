@@ -12,6 +12,7 @@ import pytest
 from tests.support import gpg, postgres
 from tests.support.clamd import clamd as clamd  # the session clamd fixture
 from tests.support.server import Server, start_server
+from tests.support.softhsm import softhsm as softhsm  # the session SoftHSM2 tokens
 
 BACKENDS = ["sqlite", "postgres"]
 
