@@ -32,7 +32,7 @@ MODULE_CANDIDATES = (
 SO_PIN = "87654321"
 USER_PIN = "12345678"
 PIN_ENV = "SIGNGATE_TEST_HSM_PIN"
-TOKENS = ("signgate", "second", "doomed")
+TOKENS = ("signgate", "second", "doomed", "wrongpin")
 
 
 def module_path() -> str:

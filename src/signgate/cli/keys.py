@@ -46,7 +46,7 @@ def _describe(k: dict[str, object]) -> None:
           ["version", "current", "store", "signatures", "created at", "retired at"])
     for v in versions:
         if v.get("attributes"):
-            shown = "  ".join(f"{name}={'yes' if value else 'no'}"
+            shown = "  ".join(f"{name}={ {True: 'yes', False: 'no'}.get(value, '?') }"
                               for name, value in v["attributes"].items())
             click.echo(f"version {v['version']} on the HSM: {shown}")
 

@@ -97,16 +97,17 @@ def _ckr(exc: PyKCS11.PyKCS11Error) -> str:
 
 @dataclass(frozen=True)
 class KeyAttributes:
-    """The security attributes of a private key on the token, for auditors."""
+    """The security attributes of a private key on the token, for auditors (None: the
+    token does not say, which never counts as the value a key must have)."""
 
-    sensitive: bool
-    extractable: bool
-    never_extractable: bool
-    always_sensitive: bool
-    local: bool
+    sensitive: bool | None
+    extractable: bool | None
+    never_extractable: bool | None
+    always_sensitive: bool | None
+    local: bool | None
 
-    def as_dict(self) -> dict[str, bool]:
-        return {name: bool(getattr(self, name)) for name, _ in _SECURITY}
+    def as_dict(self) -> dict[str, bool | None]:
+        return {name: getattr(self, name) for name, _ in _SECURITY}
 
 
 class _Session:
@@ -400,7 +401,7 @@ class Pkcs11KeyStore:
     @staticmethod
     def _security(session: Any, handle: Any) -> KeyAttributes:
         values = session.getAttributeValue(handle, [a for _, a in _SECURITY])
-        return KeyAttributes(*(bool(v) for v in values))
+        return KeyAttributes(*(None if v is None else bool(v) for v in values))
 
     @staticmethod
     def _public_pem(session: Any, handle: Any, algorithm: KeyAlgorithm) -> str:

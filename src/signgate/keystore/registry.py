@@ -113,7 +113,7 @@ class KeyStoreRegistry:
         with _contained(store, f"open key {ref.uri}"):
             store.probe(ref)
 
-    def attributes(self, ref: KeyRef) -> dict[str, bool] | None:
+    def attributes(self, ref: KeyRef) -> dict[str, bool | None] | None:
         """The security attributes of an HSM key (sensitive, extractable, ...) as its
         token reports them; None for a store that has none (the software vault)."""
         store = self.for_uri(ref.uri)
@@ -122,7 +122,7 @@ class KeyStoreRegistry:
             return None
         with _contained(store, f"read the attributes of key {ref.uri}"):
             values = read(ref).as_dict()
-        return {str(k): bool(v) for k, v in values.items()}
+        return {str(k): None if v is None else bool(v) for k, v in values.items()}
 
     def destroy(self, ref: KeyRef) -> None:
         store = self.for_uri(ref.uri)

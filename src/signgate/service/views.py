@@ -27,7 +27,7 @@ class KeyVersionView:
     # attributes as the token reports them (sensitive, extractable, never_extractable,
     # always_sensitive, local; None where the store has none or could not be asked).
     store: str = "soft"
-    attributes: dict[str, bool] | None = None
+    attributes: dict[str, bool | None] | None = None
 
 
 @dataclass(frozen=True)
