@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.server import Server, start_server
+
 MODULE_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -31,7 +33,7 @@ MODULE_CANDIDATES = (
 )
 SO_PIN = "87654321"
 USER_PIN = "12345678"
-PIN_ENV = "SIGNGATE_TEST_HSM_PIN"
+PIN_ENV = "SOFTHSM_TEST_PIN"  # not SIGNGATE_*: tests/support/server.py passes it on
 TOKENS = ("signgate", "second", "doomed", "wrongpin")
 
 
@@ -91,6 +93,18 @@ class SoftHsm:
         """A ``[stores.NAME]`` table of config.toml for token ``label``."""
         return (f'[stores.{name}]\ntype = "pkcs11"\nmodule = "{self.module}"\n'
                 f'token = "{label}"\npin_env = "{PIN_ENV}"\n')
+
+
+def start_hsm_server(data_dir: Path, database_url: str | None, hsm: SoftHsm, *,
+                     label: str = "signgate", store: str = "hsm", init_store: bool = True,
+                     config: str = "") -> Server:
+    """A real 'signgate serve' whose config.toml has ``[stores.STORE]`` on token
+    ``label`` of ``hsm``, initialised with ``init --store STORE`` (unless ``init_store``
+    is False: then the software vault stays the default store)."""
+    data_dir.mkdir(parents=True, mode=0o700)
+    (data_dir / "config.toml").write_text(hsm.store_table(store, label))
+    return start_server(data_dir, database_url, config=config,
+                        init_args=("--store", store) if init_store else (), env=hsm.env())
 
 
 def make_softhsm(root: Path, labels: Sequence[str] = TOKENS) -> SoftHsm:

@@ -95,6 +95,11 @@ def _ckr(exc: PyKCS11.PyKCS11Error) -> str:
     return name if isinstance(name, str) else f"0x{exc.value:08X}"
 
 
+class _NotConnected(KeyStoreUnavailable):
+    """The module, the token or the login failed (connecting): the caller says what it
+    was doing (a signing) or that the store cannot start (``check``)."""
+
+
 @dataclass(frozen=True)
 class KeyAttributes:
     """The security attributes of a private key on the token, for auditors (None: the
@@ -170,19 +175,19 @@ class Pkcs11KeyStore:
         self._disconnect()
         if self._lib is None:
             if not os.path.exists(self.module):
-                raise KeyStoreUnavailable(f"the PKCS#11 module {self.module} does not exist")
+                raise _NotConnected(f"the PKCS#11 module {self.module} does not exist")
             lib = PyKCS11.PyKCS11Lib()
             try:
                 lib.load(self.module)
             except PyKCS11.PyKCS11Error as exc:
-                raise KeyStoreUnavailable(
+                raise _NotConnected(
                     f"the PKCS#11 module {self.module} does not load ({_ckr(exc)})") from exc
             self._lib = lib
         try:
             slot = self._find_slot()
             anchor = self._lib.openSession(slot, PyKCS11.CKF_RW_SESSION)
         except PyKCS11.PyKCS11Error as exc:
-            raise KeyStoreUnavailable(
+            raise _NotConnected(
                 f"the token {self.token!r} cannot be opened ({_ckr(exc)})") from exc
         try:
             anchor.login(self._pin)
@@ -193,7 +198,7 @@ class Pkcs11KeyStore:
                 why = ("wrong PIN" if exc.value == PyKCS11.CKR_PIN_INCORRECT
                        else "the PIN is locked" if exc.value == PyKCS11.CKR_PIN_LOCKED
                        else _ckr(exc))
-                raise KeyStoreUnavailable(
+                raise _NotConnected(
                     f"cannot log in to the token {self.token!r}: {why}") from exc
         self._slot, self._anchor = slot, anchor
         self._generation += 1
@@ -216,7 +221,7 @@ class Pkcs11KeyStore:
                 continue  # a token that fails to answer (removed, broken) is not this one
             if str(info.label).rstrip(" \0") == self.token:
                 return int(slot)
-        raise KeyStoreUnavailable(f"no token labelled {self.token!r} in {self.module}")
+        raise _NotConnected(f"no token labelled {self.token!r} in {self.module}")
 
     def _disconnect(self) -> None:
         """Forget every session and handle (the module closes them for the slot)."""
@@ -272,6 +277,16 @@ class Pkcs11KeyStore:
     def _run(self, doing: str, op: Callable[[_Session], T]) -> T:
         """``op`` on a pooled session; on a lost session or login, reconnect and try
         once more. Module errors become :class:`KeyStoreUnavailable`."""
+        try:
+            return self._attempt(doing, op)
+        except _NotConnected as exc:
+            raise self._not_connected(doing, exc) from exc
+
+    def _not_connected(self, doing: str, exc: _NotConnected) -> KeyStoreUnavailable:
+        log.error("key store %r failed to %s: %s", self.name, doing, exc)
+        return KeyStoreUnavailable(f"the HSM key store {self.name!r} could not {doing}: {exc}")
+
+    def _attempt(self, doing: str, op: Callable[[_Session], T]) -> T:
         for attempt in (1, 2):
             generation = self._generation
             try:
@@ -302,7 +317,7 @@ class Pkcs11KeyStore:
                   doing, _ckr(exc))
         return KeyStoreUnavailable(
             f"the HSM key store {self.name!r} could not {doing}: the token {self.token!r} "
-            f"answered {_ckr(exc)}; nothing was signed")
+            f"answered {_ckr(exc)}")
 
     # -- generate ---------------------------------------------------------------------
 
@@ -318,11 +333,13 @@ class Pkcs11KeyStore:
             return self._run(f"generate a {algorithm.value} key",
                              lambda s: self._make(s, algorithm, object_id, label, uri, True))
         # A session object lives as long as its session: hold one for the key alone.
+        doing = f"generate a one-time {algorithm.value} key"
         try:
             s = self._take()
         except PyKCS11.PyKCS11Error as exc:
-            raise self._unavailable(f"generate a one-time {algorithm.value} key", exc) \
-                from exc
+            raise self._unavailable(doing, exc) from exc
+        except _NotConnected as exc:
+            raise self._not_connected(doing, exc) from exc
         try:
             generated = self._make(s, algorithm, object_id, label, uri, False)
         except PyKCS11.PyKCS11Error as exc:
@@ -529,6 +546,9 @@ class Pkcs11OneTimeStore:
 
     def probe(self, ref: KeyRef) -> None:
         self.store.probe(ref)
+
+    def attributes(self, ref: KeyRef) -> KeyAttributes:
+        return self.store.attributes(ref)
 
     def destroy(self, ref: KeyRef) -> None:
         self.store.destroy(ref)
