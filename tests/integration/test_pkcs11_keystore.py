@@ -259,3 +259,18 @@ def test_a_removed_token_fails_closed_and_the_rest_still_signs(store: Pkcs11KeyS
     with pytest.raises(ConfigError, match="key store 'doomed': "):
         doomed.check()
     store.sign(KeyRef(kept.uri, KeyAlgorithm.ECDSA_P256), DigestAlgorithm.SHA256, digest)
+
+
+def test_a_key_destroyed_elsewhere_is_found_missing_not_signed(store: Pkcs11KeyStore,
+                                                               softhsm: SoftHsm) -> None:
+    """Another store object (another server node) destroys the key: this one's cached
+    handle names nothing any more, and it says so instead of signing."""
+    generated = store.generate(KeyAlgorithm.ECDSA_P256)
+    ref = KeyRef(generated.uri, KeyAlgorithm.ECDSA_P256)
+    store.sign(ref, DigestAlgorithm.SHA256, bytes(32))  # the handle is cached now
+    assert ref.uri in store._handles
+    other = Pkcs11KeyStore("other", softhsm.module, "signgate", softhsm.pin)
+    other.destroy(ref)
+    with pytest.raises(KeyStoreUnavailable, match="is not on token 'signgate'"):
+        store.sign(ref, DigestAlgorithm.SHA256, bytes(32))
+    assert ref.uri not in store._handles

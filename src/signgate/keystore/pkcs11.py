@@ -67,9 +67,12 @@ _RECOVERABLE = frozenset({
     PyKCS11.CKR_USER_NOT_LOGGED_IN, PyKCS11.CKR_TOKEN_NOT_PRESENT,
     PyKCS11.CKR_DEVICE_REMOVED, PyKCS11.CKR_TOKEN_NOT_RECOGNIZED,
     PyKCS11.CKR_CRYPTOKI_NOT_INITIALIZED, PyKCS11.CKR_SESSION_COUNT,
-    PyKCS11.CKR_OBJECT_HANDLE_INVALID, PyKCS11.CKR_KEY_HANDLE_INVALID,
     PyKCS11.CKR_DEVICE_ERROR, PyKCS11.CKR_GENERAL_ERROR,
 })
+# A cached key handle that names no object any more (destroyed by another process, say):
+# find the key again, on the same session.
+_STALE_HANDLE = frozenset({PyKCS11.CKR_OBJECT_HANDLE_INVALID, PyKCS11.CKR_KEY_HANDLE_INVALID})
+_LOGGED_IN = frozenset({PyKCS11.CKS_RO_USER_FUNCTIONS, PyKCS11.CKS_RW_USER_FUNCTIONS})
 _MAX_IDLE_SESSIONS = 64
 _CURVES: dict[KeyAlgorithm, tuple[str, ec.EllipticCurve]] = {
     KeyAlgorithm.ECDSA_P256: ("secp256r1", ec.SECP256R1()),
@@ -287,30 +290,38 @@ class Pkcs11KeyStore:
         return KeyStoreUnavailable(f"the HSM key store {self.name!r} could not {doing}: {exc}")
 
     def _attempt(self, doing: str, op: Callable[[_Session], T]) -> T:
-        for attempt in (1, 2):
+        reconnected = refound = False
+        while True:
             generation = self._generation
             try:
                 s = self._take()
             except PyKCS11.PyKCS11Error as exc:
-                if attempt == 2 or exc.value not in _RECOVERABLE:
+                if reconnected or exc.value not in _RECOVERABLE:
                     raise self._unavailable(doing, exc) from exc
                 self._reconnect(generation)
+                reconnected = True
                 continue
             try:
                 result = op(s)
             except PyKCS11.PyKCS11Error as exc:
+                if not refound and exc.value in _STALE_HANDLE:
+                    with self._lock:
+                        self._handles.clear()
+                    self._give_back(s)
+                    refound = True
+                    continue
                 with contextlib.suppress(PyKCS11.PyKCS11Error):
                     s.session.closeSession()
-                if attempt == 2 or exc.value not in _RECOVERABLE:
+                if reconnected or exc.value not in _RECOVERABLE:
                     raise self._unavailable(doing, exc) from exc
                 self._reconnect(s.generation)
+                reconnected = True
                 continue
             except BaseException:
                 self._give_back(s)
                 raise
             self._give_back(s)
             return result
-        raise AssertionError("unreachable")
 
     def _unavailable(self, doing: str, exc: PyKCS11.PyKCS11Error) -> KeyStoreUnavailable:
         log.error("key store %r (token %r) failed to %s: %s", self.name, self.token,
@@ -458,6 +469,10 @@ class Pkcs11KeyStore:
         if parsed.object is not None:
             template.append((PyKCS11.CKA_LABEL, parsed.object))
         found = s.session.findObjects(template)
+        if not found and s.session.getSessionInfo().state not in _LOGGED_IN:
+            # Private objects are invisible to a session that is not logged in: the login
+            # is gone (logged out elsewhere), not the key.
+            raise PyKCS11.PyKCS11Error(PyKCS11.CKR_USER_NOT_LOGGED_IN)
         if len(found) != 1:
             raise KeyStoreUnavailable(
                 f"the HSM key store {self.name!r} could not sign: key {ref.uri} is "
