@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import unique
@@ -219,5 +220,32 @@ def test_a_removed_token_is_503_keystore_unavailable_recorded(
         assert [e["outcome"] for e in entries] == ["allowed", "refused", "refused"]
         assert {e["details"]["code"] for e in entries[1:]} == {"keystore_unavailable"}
         server.cli("audit", "verify")
+        health = httpx.get(server.url + "/healthz", timeout=30)
+        assert health.status_code == 503
+        assert health.json()["detail"].startswith("key store 'hsm' cannot use this database's")
+    finally:
+        server.stop()
+
+
+def test_with_the_log_key_on_a_failing_token_nothing_is_signed_or_recorded(
+        tmp_path: Path) -> None:
+    hsm = make_softhsm(tmp_path / "softhsm", ["all"])
+    server = start_hsm_server(tmp_path / "data", None, hsm, label="all")
+    try:
+        project = unique("all")
+        server.cli("project", "create", project)
+        token = _signer(server, project)
+        ref = f"{project}/release"
+        server.cli("key", "create", ref)
+        before = server.cli("audit", "log", "--json").json()
+        shutil.rmtree(hsm.token_dir("all"))
+        artifact = tmp_path / "a.bin"
+        artifact.write_bytes(b"not to be signed")
+        refused = server.cli("sign", str(artifact), "--key", ref, "--format", "raw",
+                             token=token, check=False)
+        assert refused.returncode == 9, refused
+        assert refused.stderr.startswith("signgate: the HSM key store 'hsm' could not ")
+        assert not Path(f"{artifact}.sig").exists()
+        assert server.cli("audit", "log", "--json").json() == before
     finally:
         server.stop()
