@@ -159,3 +159,12 @@ def test_stores_sharing_a_scheme_are_routed_by_owner_and_named() -> None:
     with pytest.raises(KeyStoreError, match="the key store 'token a' failed to generate"):
         registry.generate(KeyAlgorithm.ED25519, store="hsm-a")
     assert registry.attributes(KeyRef("soft:x", KeyAlgorithm.ED25519)) is None
+
+
+def test_a_key_of_a_token_no_longer_configured_names_its_scheme() -> None:
+    soft = SoftwareKeyStore(MASTER, InMemoryBlobs())
+    a = TokenDouble("a")
+    registry = KeyStoreRegistry(a, soft, one_time=a, names={"soft": soft, "hsm": a})
+    assert registry.store_name("pkcs11:token=a;id=%01") == "hsm"
+    assert registry.store_name("pkcs11:token=gone;id=%01") == "pkcs11"
+    assert registry.store_name("soft:x") == "soft"

@@ -195,6 +195,8 @@ class Pkcs11KeyStore:
         try:
             anchor.login(self._pin)
         except PyKCS11.PyKCS11Error as exc:
+            # Already logged in: the login belongs to the application (this process),
+            # and another session of it logged in (a second store object of the token).
             if exc.value != PyKCS11.CKR_USER_ALREADY_LOGGED_IN:
                 with contextlib.suppress(PyKCS11.PyKCS11Error):
                     anchor.closeSession()

@@ -71,14 +71,14 @@ class KeyStoreRegistry:
 
     def store_name(self, uri: str) -> str:
         """The configured name of the store that holds ``uri`` (one-time keys: the
-        default store's name); the scheme if none is configured for it."""
+        default store's name); the scheme if no configured store holds it."""
+        scheme = uri.split(":", 1)[0]
         for name, store in self.named.items():
-            if store.scheme == uri.split(":", 1)[0] and (
-                    not isinstance(store, SharesScheme) or store.owns(uri)):
+            if _holds(store, scheme, uri):
                 return name
-        if uri.startswith(f"{self.one_time.scheme}:"):
+        if _holds(self.one_time, scheme, uri):
             return self.store_name_of(self.default)
-        return uri.split(":", 1)[0]
+        return scheme
 
     def store_name_of(self, store: KeyStore) -> str:
         for name, known in self.named.items():
@@ -137,6 +137,10 @@ class KeyStoreRegistry:
                 if close is not None:
                     with contextlib.suppress(Exception):
                         close()
+
+
+def _holds(store: KeyStore, scheme: str, uri: str) -> bool:
+    return store.scheme == scheme and (not isinstance(store, SharesScheme) or store.owns(uri))
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm
-from signgate.errors import Denied, ErrorCode, InvalidInput, KeyStoreError, NotFound
+from signgate.errors import Denied, ErrorCode, InvalidInput, NotFound, SigngateError
 from signgate.keystore.base import KeyRef
 from signgate.policy import decide
 from signgate.policy.model import Actor, check_name
@@ -75,7 +75,7 @@ def key_view(session: Session, key: Key, ctx: Context | None = None,
         if ctx is not None and attributes and not key.one_time:
             try:
                 found = ctx.keystores.attributes(KeyRef(v.uri, algorithm))
-            except KeyStoreError as exc:
+            except SigngateError as exc:  # the token is down, or no longer configured
                 log.warning("cannot read the attributes of %s version %s: %s",
                             key.name, v.version, exc)
         return KeyVersionView(v.version, v.created_at, v.retired_at, v.signature_count,
