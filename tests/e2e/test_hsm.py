@@ -249,3 +249,15 @@ def test_with_the_log_key_on_a_failing_token_nothing_is_signed_or_recorded(
         assert server.cli("audit", "log", "--json").json() == before
     finally:
         server.stop()
+
+
+def test_init_store_needs_its_table(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    done = subprocess.run([SIGNGATE, "init", "--data-dir", str(data_dir), "--store", "hsm"],
+                          capture_output=True, text=True, timeout=60, env=base_env(None),
+                          check=False)
+    config = data_dir.resolve() / "config.toml"
+    assert (done.returncode, done.stderr) == (
+        10, f"signgate: --store hsm: {config} has no [stores.hsm] table (write it before "
+            "'signgate init': see README, 'Keys in an HSM')\n")
+    assert not (data_dir / "admin.token").exists()

@@ -274,3 +274,33 @@ def test_a_key_destroyed_elsewhere_is_found_missing_not_signed(store: Pkcs11KeyS
     with pytest.raises(KeyStoreUnavailable, match="is not on token 'signgate'"):
         store.sign(ref, DigestAlgorithm.SHA256, bytes(32))
     assert ref.uri not in store._handles
+
+
+class CarelessToken(Pkcs11KeyStore):
+    """Stands for a token that does not honour the template: it asks for an extractable,
+    not sensitive key, which SoftHSM makes as asked."""
+
+    @staticmethod
+    def private_key_policy() -> list[tuple[int, bool]]:
+        return [(PyKCS11.CKA_PRIVATE, True), (PyKCS11.CKA_SENSITIVE, False),
+                (PyKCS11.CKA_EXTRACTABLE, True), (PyKCS11.CKA_SIGN, True)]
+
+
+def _objects(store: Pkcs11KeyStore) -> int:
+    return store._run("count objects", lambda s: len(s.session.findObjects([])))
+
+
+def test_a_key_the_token_let_out_is_refused_and_destroyed(softhsm: SoftHsm) -> None:
+    careless = CarelessToken("careless", softhsm.module, "second", softhsm.pin)
+    try:
+        before = _objects(careless)
+        for algorithm in (KeyAlgorithm.ECDSA_P256, KeyAlgorithm.ED25519):
+            with pytest.raises(KeyStoreError) as info:
+                careless.generate(algorithm)
+            assert str(info.value) == (
+                "the token 'second' did not keep the new key inside it (sensitive=False, "
+                "extractable=True, never_extractable=False, always_sensitive=False): refused "
+                "and destroyed")
+        assert _objects(careless) == before  # neither the private nor the public key left
+    finally:
+        careless.close()

@@ -373,8 +373,7 @@ class Pkcs11KeyStore:
         public = [*common, (PyKCS11.CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY),
                   (PyKCS11.CKA_VERIFY, True), (PyKCS11.CKA_PRIVATE, False)]
         private = [*common, (PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY),
-                   (PyKCS11.CKA_PRIVATE, True), (PyKCS11.CKA_SENSITIVE, True),
-                   (PyKCS11.CKA_EXTRACTABLE, False), (PyKCS11.CKA_SIGN, True)]
+                   *self.private_key_policy()]
         if algorithm in _CURVES:
             params = keys.ECDomainParameters(name="named", value=_CURVES[algorithm][0]).dump()
             public += [(PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_EC), (PyKCS11.CKA_EC_PARAMS, params)]
@@ -421,6 +420,13 @@ class Pkcs11KeyStore:
             with self._lock:
                 self._once[uri] = (s, priv)
         return GeneratedKey(uri=uri, public_key_pem=pem)
+
+    @staticmethod
+    def private_key_policy() -> list[tuple[int, bool]]:
+        """What a new private key's template asks of the token: private, sensitive, never
+        extractable, for signing. (What the token did is read back and checked.)"""
+        return [(PyKCS11.CKA_PRIVATE, True), (PyKCS11.CKA_SENSITIVE, True),
+                (PyKCS11.CKA_EXTRACTABLE, False), (PyKCS11.CKA_SIGN, True)]
 
     def _require(self, mechanism: int, algorithm: KeyAlgorithm) -> None:
         if mechanism not in self._mechanisms:
