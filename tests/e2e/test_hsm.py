@@ -15,7 +15,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -59,60 +58,53 @@ def hsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
     return make_softhsm(tmp_path_factory.mktemp("e2e-softhsm"), ["signgate", "doomed"])
 
 
-@pytest.fixture(scope="module")
-def hsm_server(hsm: SoftHsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_hsm_server(tmp_path_factory.mktemp("hsm") / "data", None, hsm)
-    yield server
-    server.stop()
-
-
 def test_init_store_puts_the_authorities_and_the_log_key_into_the_token(
-        hsm_server: Server, tmp_path: Path) -> None:
-    config = (hsm_server.data_dir / "config.toml").read_text()
+        hsm_sqlite_server: Server, tmp_path: Path) -> None:
+    config = (hsm_sqlite_server.data_dir / "config.toml").read_text()
     assert config.startswith('default_store = "hsm"')
-    assert hsm_server.env[PIN_ENV] not in config  # the PIN is never in config.toml
+    assert hsm_sqlite_server.env[PIN_ENV] not in config  # the PIN is never in config.toml
     project = unique("hsm")
-    hsm_server.cli("project", "create", project)
-    authorities = _uris(hsm_server, "SELECT key_uri FROM authorities")
-    log_keys = _uris(hsm_server, "SELECT key_uri FROM log_keys")
+    hsm_sqlite_server.cli("project", "create", project)
+    authorities = _uris(hsm_sqlite_server, "SELECT key_uri FROM authorities")
+    log_keys = _uris(hsm_sqlite_server, "SELECT key_uri FROM log_keys")
     # the root CA, the TSA, the project's issuing CA; the log key
     assert len(authorities) >= 3
     assert len(log_keys) == 1
     assert all(u.startswith("pkcs11:token=signgate;id=%") for u in authorities + log_keys)
-    assert _uris(hsm_server, "SELECT uri FROM vault_entries") == []  # no sealed blob at all
+    assert _uris(hsm_sqlite_server, "SELECT uri FROM vault_entries") == []  # no sealed blob at all
 
     # New keys go into the token; key show reports where and the token's attributes.
-    token = _signer(hsm_server, project)
+    token = _signer(hsm_sqlite_server, project)
     for algorithm, padding in (("ecdsa-p256", None), ("rsa-3072", "pss"),
                                ("rsa-3072", "pkcs1v15")):
         ref = f"{project}/{algorithm}-{padding or 'ec'}"
         args = ("--rsa-padding", padding) if padding else ()
-        hsm_server.cli("key", "create", ref, "--algorithm", algorithm, *args)
-        shown = hsm_server.cli("key", "show", ref, "--json").json()
+        hsm_sqlite_server.cli("key", "create", ref, "--algorithm", algorithm, *args)
+        shown = hsm_sqlite_server.cli("key", "show", ref, "--json").json()
         [version] = shown["versions"]
         assert (version["store"], version["attributes"]) == ("hsm", SECURE)
         artifact = tmp_path / f"{algorithm}-{padding}.bin"
         artifact.write_bytes(b"release bits " * 1000)
-        hsm_server.cli("sign", str(artifact), "--key", ref, "--format", "raw", token=token)
-        _verify_raw(hsm_server, ref, artifact, Path(f"{artifact}.sig"), tmp_path,
+        hsm_sqlite_server.cli("sign", str(artifact), "--key", ref, "--format", "raw", token=token)
+        _verify_raw(hsm_sqlite_server, ref, artifact, Path(f"{artifact}.sig"), tmp_path,
                     pss=padding == "pss")
-    text = hsm_server.cli("key", "show", f"{project}/ecdsa-p256-ec").stdout
+    text = hsm_sqlite_server.cli("key", "show", f"{project}/ecdsa-p256-ec").stdout
     assert ("version 1 on the HSM: sensitive=yes  extractable=no  never_extractable=yes  "
             "always_sensitive=yes  local=yes") in text
-    listed = hsm_server.cli("key", "list", project).stdout.splitlines()
+    listed = hsm_sqlite_server.cli("key", "list", project).stdout.splitlines()
     assert listed[0].split()[-1] == "STORE"
     assert all(line.split()[-1] == "hsm" for line in listed[1:])
     # A one-time key: a session object on the token, destroyed after its one signing.
     once = f"{project}/once"
-    hsm_server.cli("key", "create", once, "--one-time")
+    hsm_sqlite_server.cli("key", "create", once, "--one-time")
     artifact = tmp_path / "once.bin"
     artifact.write_bytes(b"once")
-    hsm_server.cli("sign", str(artifact), "--key", once, "--format", "raw", token=token)
-    [version] = hsm_server.cli("key", "show", once, "--json").json()["versions"]
+    hsm_sqlite_server.cli("sign", str(artifact), "--key", once, "--format", "raw", token=token)
+    [version] = hsm_sqlite_server.cli("key", "show", once, "--json").json()["versions"]
     assert version["store"] == "hsm"
-    _verify_raw(hsm_server, once, artifact, Path(f"{artifact}.sig"), tmp_path, version=1)
+    _verify_raw(hsm_sqlite_server, once, artifact, Path(f"{artifact}.sig"), tmp_path, version=1)
     # Nothing of the keys is in the database but URIs and public keys.
-    uris = _uris(hsm_server, "SELECT uri FROM key_versions")
+    uris = _uris(hsm_sqlite_server, "SELECT uri FROM key_versions")
     assert all(u.startswith("pkcs11:token=signgate;") for u in uris)
 
 
