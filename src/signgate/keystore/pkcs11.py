@@ -19,7 +19,12 @@ Library: PyKCS11 (1.5). Signing from 8 threads at once, each on its own session
 PyKCS11 1.5.20 made every signature; python-pkcs11 0.10.1 failed in each of three runs:
 ``GeneralError`` in every thread, or the process died (segmentation fault, "double free
 or corruption") - it initialises the module without OS locking, so the module's state is
-not protected against concurrent calls.
+not protected against concurrent calls. The price of PyKCS11: its SWIG wrapper keeps the
+GIL during every module call (``_LowLevel.so`` never calls ``PyEval_SaveThread``), so one
+process makes one PKCS#11 call at a time (SoftHSM P-256: ~6,000 signatures/s from one
+thread, fewer from two), and a slow HSM stalls the process's other threads for the length
+of each call. signgate signs each batch on one writer thread per process anyway; run more
+``serve`` workers to use a network HSM's parallelism.
 
 Sessions: the user logs in once per token, on an anchor session that stays open (the
 login state belongs to the application and ends when its last session closes). Signing
