@@ -67,12 +67,14 @@ log = logging.getLogger("signgate.keystore.pkcs11")
 T = TypeVar("T")
 
 # What the module says when a session or the login is gone: re-open and try once more.
+# (Not CKR_SESSION_COUNT: closing every session because there are too many would only
+# fail the signings in flight.)
 _RECOVERABLE = frozenset({
     PyKCS11.CKR_SESSION_HANDLE_INVALID, PyKCS11.CKR_SESSION_CLOSED,
     PyKCS11.CKR_USER_NOT_LOGGED_IN, PyKCS11.CKR_TOKEN_NOT_PRESENT,
     PyKCS11.CKR_DEVICE_REMOVED, PyKCS11.CKR_TOKEN_NOT_RECOGNIZED,
-    PyKCS11.CKR_CRYPTOKI_NOT_INITIALIZED, PyKCS11.CKR_SESSION_COUNT,
-    PyKCS11.CKR_DEVICE_ERROR, PyKCS11.CKR_GENERAL_ERROR,
+    PyKCS11.CKR_CRYPTOKI_NOT_INITIALIZED, PyKCS11.CKR_DEVICE_ERROR,
+    PyKCS11.CKR_GENERAL_ERROR,
 })
 # A cached key handle that names no object any more (destroyed by another process, say):
 # find the key again, on the same session.
