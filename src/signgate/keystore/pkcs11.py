@@ -455,9 +455,17 @@ class Pkcs11KeyStore:
             public = rsa.RSAPublicNumbers(int.from_bytes(bytes(e), "big"),
                                           int.from_bytes(bytes(n), "big")).public_key()
         else:
-            [raw] = session.getAttributeValue(handle, [PyKCS11.CKA_EC_POINT],
-                                              allAsBinary=True)
-            point = _unwrap_point(bytes(raw))
+            params, raw = session.getAttributeValue(
+                handle, [PyKCS11.CKA_EC_PARAMS, PyKCS11.CKA_EC_POINT], allAsBinary=True)
+            curve = _curve_name(bytes(params))
+            wanted = ("1.3.101.112", "edwards25519") if algorithm is KeyAlgorithm.ED25519 \
+                else (_CURVES[algorithm][0],)
+            if curve not in wanted:
+                raise KeyStoreError(f"the token made a {algorithm.value} key on curve "
+                                    f"{curve!r}: refused and destroyed")
+            size = 32 if algorithm is KeyAlgorithm.ED25519 else \
+                1 + 2 * ((_CURVES[algorithm][1].key_size + 7) // 8)
+            point = _unwrap_point(bytes(raw), size)
             if algorithm is KeyAlgorithm.ED25519:
                 public = ed25519.Ed25519PublicKey.from_public_bytes(point)
             else:
@@ -606,12 +614,32 @@ def _sign(session: Any, handle: Any, ref: KeyRef, digest_algorithm: DigestAlgori
     return bytes(session.sign(handle, digest, pss))
 
 
-def _unwrap_point(value: bytes) -> bytes:
-    """CKA_EC_POINT is a DER OCTET STRING holding the point (PKCS#11 2.40 §2.3.3); some
-    tokens give the bare point."""
+def _curve_name(params: bytes) -> str:
+    """The curve CKA_EC_PARAMS names: a named curve's OID (asn1crypto's name for it, e.g.
+    ``secp256r1``; Ed25519's ``1.3.101.112``, RFC 8410) or, for Edwards curves, the
+    PrintableString name PKCS#11 3.0 also allows (``edwards25519``)."""
     try:
-        parsed = core.OctetString.load(value)
-        inner = bytes(parsed.native)
+        parsed = keys.ECDomainParameters.load(params)
+        if parsed.name == "named":
+            return str(parsed.chosen.native)
     except (ValueError, TypeError):
+        pass
+    try:
+        return str(core.PrintableString.load(params).native)
+    except (ValueError, TypeError):
+        return params.hex()
+
+
+def _unwrap_point(value: bytes, size: int) -> bytes:
+    """The ``size``-byte point of CKA_EC_POINT: a DER OCTET STRING holding it (PKCS#11
+    2.40 §2.3.3), or the bare point some tokens give."""
+    if len(value) == size:
         return value
-    return inner if len(inner) + 2 <= len(value) and inner else value
+    try:
+        inner = bytes(core.OctetString.load(value, strict=True).native)
+    except (ValueError, TypeError):
+        inner = b""
+    if len(inner) != size:
+        raise KeyStoreError(f"the token gave a public key point of {len(value)} bytes, "
+                            f"not a {size}-byte point")
+    return inner
