@@ -88,6 +88,26 @@ def test_init_store_puts_the_authorities_and_the_log_key_into_the_token(
         hsm_sqlite_server.cli("sign", str(artifact), "--key", ref, "--format", "raw", token=token)
         _verify_raw(hsm_sqlite_server, ref, artifact, Path(f"{artifact}.sig"), tmp_path,
                     pss=padding == "pss")
+    # The PKI on the token: a CMS signature by an HSM key, its certificate issued by the
+    # project's CA (on the token) under the root (on the token), timestamped by the TSA
+    # (on the token), verified by openssl against the root.
+    root = tmp_path / "root.pem"
+    root.write_text(hsm_sqlite_server.cli("ca", "cert").stdout)
+    artifact = tmp_path / "release.tar.gz"
+    artifact.write_bytes(b"release" * 5000)
+    for ref in (f"{project}/ecdsa-p256-ec", f"{project}/rsa-3072-pkcs1v15"):
+        receipt = hsm_sqlite_server.cli("sign", str(artifact), "--key", ref, "--format",
+                                        "cms", "--json", token=token).json()
+        done = subprocess.run(
+            [openssl(), "cms", "-verify", "-binary", "-inform", "DER", "-in",
+             receipt["signature_file"], "-content", str(artifact), "-CAfile", str(root),
+             "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True,
+            timeout=60, check=False)
+        assert "CMS Verification successful" in done.stderr, (ref, done)
+        printed = subprocess.run([openssl(), "cms", "-cmsout", "-print", "-inform", "DER",
+                                  "-in", receipt["signature_file"]], capture_output=True,
+                                 text=True, timeout=60, check=False).stdout
+        assert "id-smime-aa-timeStampToken" in printed
     text = hsm_sqlite_server.cli("key", "show", f"{project}/ecdsa-p256-ec").stdout
     assert ("version 1 on the HSM: sensitive=yes  extractable=no  never_extractable=yes  "
             "always_sensitive=yes  local=yes") in text
