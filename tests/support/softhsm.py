@@ -85,7 +85,8 @@ class SoftHsm:
         """The directory SoftHSM keeps token ``label`` in (to remove it in a test)."""
         for d in self.tokendir.iterdir():
             info = d / "token.object"
-            if info.exists() and label.encode() in info.read_bytes():
+            # The label as PKCS#11 keeps it: 32 bytes, padded with blanks.
+            if info.exists() and label.encode().ljust(32) in info.read_bytes():
                 return d
         raise AssertionError(f"no directory for token {label!r} in {self.tokendir}")
 
