@@ -175,9 +175,11 @@ def test_serve_refuses_a_wrong_pin_and_a_missing_module(hsm: SoftHsm, tmp_path: 
     server.stop()
 
     def serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in base_env(None).items()  # not the softhsm fixture's PIN
+                 if k not in (PIN_ENV, "SOFTHSM2_CONF")}
         return subprocess.run([SIGNGATE, "serve", "--data-dir", str(server.data_dir),
                                "--port", "0"], capture_output=True, text=True, timeout=60,
-                              env={**base_env(None), **env}, check=False)
+                              env={**clean, **env}, check=False)
 
     wrong = serve({**hsm.env(), PIN_ENV: "00000000"})
     assert (wrong.returncode, wrong.stderr) == (
