@@ -73,6 +73,7 @@ class Context:
         self.signing.close()
         self.witnessing.close()
         self.auth_failures.close()
+        self.keystores.close()  # an HSM's sessions and login
         self.db.dispose()
 
     @contextlib.contextmanager
