@@ -6,8 +6,9 @@ its own token directory), signatures checked by the real 'openssl'.
 - ``key rotate --store hsm`` moves a software key onto the token, its old version still
   verifying;
 - ``serve`` refuses a wrong PIN with one sentence;
-- with the token gone, signing answers 503 ``keystore_unavailable``, recorded as a refusal,
-  and nothing is signed.
+- with the token gone, signing answers 503 ``keystore_unavailable`` and nothing is signed;
+  the refusal is recorded, also when the log key is on that token (then unsigned until
+  the next checkpoint).
 """
 
 from __future__ import annotations
@@ -241,8 +242,10 @@ def test_a_removed_token_is_503_keystore_unavailable_recorded(
         server.stop()
 
 
-def test_with_the_log_key_on_a_failing_token_nothing_is_signed_or_recorded(
+def test_with_the_log_key_on_a_failing_token_nothing_is_signed_and_the_refusal_is_recorded(
         tmp_path: Path) -> None:
+    """The log key cannot sign a checkpoint either: the refusal is committed all the same
+    (a transaction of refusals only may), covered by the next checkpoint the key signs."""
     hsm = make_softhsm(tmp_path / "softhsm", ["all"])
     server = start_hsm_server(tmp_path / "data", None, hsm, label="all")
     try:
@@ -260,7 +263,14 @@ def test_with_the_log_key_on_a_failing_token_nothing_is_signed_or_recorded(
         assert refused.returncode == 9, refused
         assert refused.stderr.startswith("signgate: the HSM key store 'hsm' could not ")
         assert not Path(f"{artifact}.sig").exists()
-        assert server.cli("audit", "log", "--json").json() == before
+        after = server.cli("audit", "log", "--json").json()
+        assert after[:len(before)] == before
+        [refusal] = after[len(before):]
+        assert (refusal["action"], refusal["outcome"]) == ("signature.create", "refused")
+        assert refusal["details"]["code"] == "keystore_unavailable"
+        checkpoint = httpx.get(server.url + "/log/checkpoint", timeout=30).text
+        assert int(checkpoint.split("\n")[1]) == len(before)  # signed before, not since
+        assert "intact" in server.cli("audit", "verify").stdout
     finally:
         server.stop()
 
