@@ -357,7 +357,8 @@ def asn1crypto_token(request: rfc3161.TimeStampRequest, tsa: rfc3161.Authority,
     from signgate.pki import cms as pki_cms
 
     info: dict[str, object] = {
-        "version": "v1", "policy": tsa.policy, "message_imprint": request.message_imprint,
+        "version": "v1", "policy": tsa.policy,
+        "message_imprint": tsp.MessageImprint.load(request.message_imprint),
         "serial_number": serial, "gen_time": gen_time,
         "accuracy": {"seconds": tsa.accuracy_seconds}, "ordering": False,
         "tsa": asn1_x509.GeneralName(name="directory_name", value=tsa.certificate.subject)}
@@ -394,3 +395,13 @@ def test_the_assembled_token_is_asn1cryptos_encoding(
         issued = rfc3161.grant(request, tsa, now, serial)
         assert issued.der == asn1crypto_token(request, tsa, issued.gen_time, serial)
         assert tsp.TimeStampResp.load(issued.der).dump(force=True) == issued.der
+
+
+@pytest.mark.parametrize("algorithm", list(DigestAlgorithm))
+def test_signgates_own_request_has_asn1cryptos_imprint(algorithm: DigestAlgorithm) -> None:
+    digest = hashlib.new(algorithm.value, DATA).digest()
+    own = rfc3161.own_request(algorithm, digest)
+    assert own.message_imprint == tsp.MessageImprint(
+        {"hash_algorithm": {"algorithm": algorithm.value}, "hashed_message": digest}).dump()
+    assert own.message_imprint == rfc3161.parse_request(
+        query(algorithm.value, digest, cert_req=True)).message_imprint

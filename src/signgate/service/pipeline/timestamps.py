@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from asn1crypto import tsp
-
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, KeyStoreError
 from signgate.pki import certs
@@ -39,9 +37,5 @@ def stamp(work: Work, signature: bytes, now: datetime) -> rfc3161.Issued:
         work.tsa = rfc3161.Authority(
             authority_signer(work.ctx, authority),
             certificate, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
-    imprint = hashlib.sha256(signature).digest()
-    request = rfc3161.TimeStampRequest(
-        DigestAlgorithm.SHA256, imprint, None, True, None,
-        tsp.MessageImprint({"hash_algorithm": {"algorithm": "sha256"},
-                            "hashed_message": imprint}))
+    request = rfc3161.own_request(DigestAlgorithm.SHA256, hashlib.sha256(signature).digest())
     return rfc3161.grant(request, work.tsa, now)
