@@ -87,6 +87,8 @@ def failure_reason(exc: AuthenticationFailed) -> tuple[str, ErrorCode]:
     """The (reason, code) the audit entry gives: the truth, which the answer does not."""
     if exc.identity is not None:
         return f"identity {exc.identity} is disabled", ErrorCode.IDENTITY_DISABLED
+    if exc.code is not AuthenticationFailed.code:  # e.g. an OIDC exchange's token expired
+        return str(exc), exc.code
     return REASON, AuthenticationFailed.code
 
 
