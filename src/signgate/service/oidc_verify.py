@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from jwt.exceptions import InvalidTokenError, PyJWKError
+from jwt.exceptions import InvalidTokenError, PyJWTError
 
 from signgate.errors import AuthenticationFailed, ErrorCode
 from signgate.service.jwks import JwksCache
@@ -76,7 +76,7 @@ def verify(token: str, issuer: IssuerConfig, keys: JwksCache, now: datetime) -> 
                       f"key {str(kid)[:80]!r} is not in the JWKS of issuer {issuer.name}")
     try:
         key = jwt.PyJWK(jwk, algorithm=alg)
-    except (PyJWKError, InvalidTokenError, ValueError, TypeError) as exc:
+    except (PyJWTError, ValueError, TypeError, KeyError) as exc:  # a JWK that is no key
         raise refused(ErrorCode.OIDC_SIGNATURE,
                       f"key {str(kid)[:80]!r} of issuer {issuer.name} does not fit "
                       f"algorithm {alg}: {exc}") from None
@@ -89,7 +89,7 @@ def verify(token: str, issuer: IssuerConfig, keys: JwksCache, now: datetime) -> 
     except jwt.InvalidSignatureError:
         raise refused(ErrorCode.OIDC_SIGNATURE, "the signature does not verify with key "
                       f"{str(kid)[:80]!r} of issuer {issuer.name}") from None
-    except InvalidTokenError as exc:
+    except (PyJWTError, ValueError, TypeError) as exc:
         raise refused(ErrorCode.OIDC_MALFORMED, f"not a valid JWT: {exc}") from None
     _check_claims(claims, issuer, now)
     return claims
