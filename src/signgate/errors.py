@@ -115,6 +115,7 @@ class ErrorCode(StrEnum):
     NOTE_NOT_VERIFIED = "note_not_verified"
     OIDC_ALGORITHM = "oidc_algorithm"
     OIDC_AUDIENCE = "oidc_audience"
+    OIDC_DISCOVERY_FAILED = "oidc_discovery_failed"
     OIDC_EXPIRED = "oidc_expired"
     OIDC_ISSUER_UNAVAILABLE = "oidc_issuer_unavailable"
     OIDC_MALFORMED = "oidc_malformed"
@@ -361,6 +362,8 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
                              "not allowed (none, HMAC, ...)"),
     _C.OIDC_AUDIENCE: Entry(AuthenticationFailed,
                             "a CI token without the issuer's configured audience"),
+    _C.OIDC_DISCOVERY_FAILED: Entry(InvalidInput, "adding an OIDC issuer: its discovery "
+                                    "document cannot be fetched or names no JWKS"),
     _C.OIDC_EXPIRED: Entry(AuthenticationFailed, "a CI token past its exp"),
     _C.OIDC_ISSUER_UNAVAILABLE: Entry(Unavailable, "the OIDC issuer's discovery document or "
                                       "JWKS cannot be fetched: nothing accepted"),

@@ -86,8 +86,7 @@ def add_issuer(ctx: Context, caller: Caller, name: str, issuer: str, audience: s
 
     # Admins only, before anything is fetched on their behalf.
     ctx.read(caller, target, authorize)
-    url = jwks_url if jwks_url is not None else discover_jwks_url(issuer,
-                                                                   ctx.jwks.transport)
+    url = jwks_url if jwks_url is not None else _discover(ctx, issuer)
 
     def run(session: Session, actor: Actor) -> OidcIssuerView:
         authorize(session, actor)
@@ -107,6 +106,16 @@ def add_issuer(ctx: Context, caller: Caller, name: str, issuer: str, audience: s
         return _view(session, row)
 
     return ctx.write(caller, target, run)
+
+
+def _discover(ctx: Context, issuer: str) -> str:
+    """The issuer's JWKS URL from its discovery document. Failing here is the admin's to
+    fix (a wrong URL, an issuer that is not OIDC, no route to it): 400, not an outage."""
+    try:
+        return discover_jwks_url(issuer, ctx.jwks.transport)
+    except Unavailable as exc:
+        raise InvalidInput(f"cannot add OIDC issuer {issuer}: {exc} (check the URL, or give "
+                           "--jwks-url)", code=ErrorCode.OIDC_DISCOVERY_FAILED) from exc
 
 
 def _issuer_identity(session: Session, name: str, now: datetime) -> Identity:
