@@ -8,6 +8,7 @@ answers 503."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -109,6 +110,15 @@ def test_a_github_job_signs_with_its_oidc_token(server: Server, github: tuple[st
     # server accepts each CI token once).
     who = ci(server, "whoami", "--json", cache=cache, oidc_token=token).json()
     assert who["name"] == f"oidc-{name}"
+    assert who["grants"] == [f"signer:{ref}"]
+    # Neither the CI token nor the signgate token is in the server's log or the audit log.
+    cached = next((cache / "signgate" / "oidc").glob("*.json")).read_text()
+    assert token not in cached
+    secret = json.loads(cached)["token"]
+    audit_text = server.cli("audit", "log", "--json").stdout
+    for value in (token, secret, token.split(".")[2]):
+        assert value not in server.server_log()
+        assert value not in audit_text
 
     pub = tmp_path / "release.pem"
     pub.write_text(server.cli("key", "public", ref).stdout)

@@ -132,3 +132,15 @@ def test_removing_the_issuer_ends_its_tokens_at_once(world: tuple[Env, Issuer]) 
     assert again.identity == "oidc-github"
     exc = refused(env, iss.mint(iss.github(NOW)))
     assert exc.code is ErrorCode.OIDC_NO_GRANT  # its grants went with it
+
+
+def test_disabling_the_issuers_identity_stops_its_jobs(world: tuple[Env, Issuer]) -> None:
+    env, iss = world
+    ci = Caller(oidc.exchange(env.ctx, iss.mint(iss.github(NOW)), None).token, None)
+    assert identities.whoami(env.ctx, ci).grants == ["signer:acme/release"]
+    identities.set_enabled(env.ctx, env.admin, "oidc-github", False)
+    with pytest.raises(AuthenticationFailed):
+        identities.whoami(env.ctx, ci)
+    exc = refused(env, iss.mint(iss.github(NOW)))
+    assert exc.code is ErrorCode.OIDC_NO_GRANT
+    assert "identity oidc-github is disabled" in str(exc)

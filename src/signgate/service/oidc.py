@@ -218,6 +218,9 @@ def _exchange(ctx: Context, token: str, address: str | None,
                                        code=ErrorCode.OIDC_NO_GRANT)
         ident = session.get(Identity, row.identity_id)
         assert ident is not None
+        if not ident.enabled:  # an admin stopped the issuer's jobs ('identity disable')
+            raise AuthenticationFailed(f"OIDC token refused: identity {ident.name} is "
+                                       "disabled", code=ErrorCode.OIDC_NO_GRANT)
         secret = new_token()
         ends = now + timedelta(minutes=ctx.settings.oidc_token_minutes)
         grants = [[g.role.value, str(g.scope)] for g in m.grants]
