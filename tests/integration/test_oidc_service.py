@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from signgate.errors import AuthenticationFailed, ErrorCode
+from signgate.errors import AuthenticationFailed, AuthenticationThrottled, ErrorCode
 from signgate.service import grants, identities, keys, oidc, projects
 from signgate.service.context import Caller
 from signgate.store.models import AuditEntry, OidcJti, OidcSession, SignatureRecord
@@ -144,3 +144,27 @@ def test_disabling_the_issuers_identity_stops_its_jobs(world: tuple[Env, Issuer]
     exc = refused(env, iss.mint(iss.github(NOW)))
     assert exc.code is ErrorCode.OIDC_NO_GRANT
     assert "identity oidc-github is disabled" in str(exc)
+
+
+def test_refused_exchanges_past_the_limit_get_429_and_a_summary(
+        world: tuple[Env, Issuer]) -> None:
+    """Each refused exchange is an entry of its own, up to auth_failure_limit per address
+    and window (100 by default); past it, 429 and one summary entry with their count."""
+    env, iss = world
+    limit = env.ctx.settings.auth_failure_limit
+    entries = len(env.entries())
+    for _ in range(limit):
+        exc = refused(env, iss.mint(iss.github(NOW, aud="https://elsewhere.test")))
+        assert exc.code is ErrorCode.OIDC_AUDIENCE
+    assert len(env.entries()) == entries + limit
+    with pytest.raises(AuthenticationThrottled):
+        oidc.exchange(env.ctx, iss.mint(iss.github(NOW, aud="x")), "10.1.2.3")
+    assert len(env.entries()) == entries + limit
+    # A good token from the same address is still exchanged.
+    oidc.exchange(env.ctx, iss.mint(iss.github(NOW)), "10.1.2.3")
+    env.ctx.auth_failures.flush(everything=True)
+    summary = json.loads(env.entries()[-1].details)
+    assert summary["summary"] is True
+    assert summary["attempts"] == 1
+    assert summary["attempted"] == {"oidc.exchange": 1}
+    env.chain_ok()

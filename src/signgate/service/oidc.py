@@ -182,7 +182,13 @@ def exchange(ctx: Context, token: str, address: str | None) -> OidcTokenView:
     seen: dict[str, Any] = {}  # what the audit entry of a refusal can say
     try:
         return _exchange(ctx, token, address, seen)
-    except (AuthenticationFailed, Unavailable, InvalidInput) as exc:
+    except (AuthenticationFailed, Unavailable) as exc:
+        # Counted with the failed authentications of the address: past their limit, 429
+        # and a place in the window's summary entry instead of an entry of its own.
+        throttled = ctx.auth_failures.refused_elsewhere(
+            Caller(None, address), Target(Action.OIDC_EXCHANGE, seen.get("issuer", "")))
+        if throttled is not None:
+            raise throttled from None
         _record_refusal(ctx, exc, address, seen)
         raise
 
