@@ -281,6 +281,9 @@ def test_issuers_are_managed_by_admins_only(server: Server, tmp_path: Path) -> N
                          token=dev, check=False)
     assert refused.returncode == 4, refused
     assert "no admin grant" in refused.stderr
+    denied = server.cli("audit", "log", "--action", "oidc.issuer-add", "--json").json()[-1]
+    assert denied["outcome"] == "refused"
+    assert denied["actor"] == user
     bad = server.cli("oidc", "issuer", "add", "plain", "--issuer", "http://example.com",
                      "--audience", "x", check=False)
     assert bad.returncode == 7
@@ -298,6 +301,12 @@ def test_issuers_are_managed_by_admins_only(server: Server, tmp_path: Path) -> N
         assert f"from oidc:{name} [project_id=1 ref=main]" in out
         assert server.cli("oidc", "issuer", "remove", name).returncode == 0
         assert name not in server.cli("oidc", "issuer", "list").stdout
-    actions = [e["action"] for e in server.cli("audit", "log", "--json").json()]
+    entries = server.cli("audit", "log", "--json").json()
+    actions = [e["action"] for e in entries]
     assert "oidc.issuer-add" in actions
     assert "oidc.issuer-remove" in actions
+    granted = [e for e in entries if e["action"] in ("grant.add", "grant.remove")
+               and e["details"].get("oidc_issuer") == name]
+    assert [(e["action"], e["details"]["claims"]) for e in granted] == [
+        ("grant.add", {"project_id": ["1"], "ref": ["main"]}),
+        ("grant.remove", {"project_id": ["1"], "ref": ["main"]})]

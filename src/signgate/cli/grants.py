@@ -13,6 +13,7 @@ from signgate.cli.usage import Choice
 from signgate.errors import InvalidInput
 
 ROLES = Choice(["admin", "signer", "approver", "auditor"])
+ROLE_ARGUMENT = click.Argument(["role"], type=ROLES)
 
 _OIDC_OPTIONS = (
     click.option("--oidc", "issuer", metavar="ISSUER",
@@ -44,7 +45,8 @@ def _parse(args: tuple[str, ...], issuer: str | None,
         if claims:
             raise InvalidInput("--claim binds OIDC grants only: add --oidc ISSUER")
         identity, role, scope = args
-    ROLES.convert(role, None, click.get_current_context())
+    # Checked as the ROLE argument would be, with the same message.
+    ROLE_ARGUMENT.type.convert(role, ROLE_ARGUMENT, click.get_current_context())
     return identity, role, scope
 
 
