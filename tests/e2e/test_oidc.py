@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -310,3 +311,40 @@ def test_issuers_are_managed_by_admins_only(server: Server, tmp_path: Path) -> N
     assert [(e["action"], e["details"]["claims"]) for e in granted] == [
         ("grant.add", {"project_id": ["1"], "ref": ["main"]}),
         ("grant.remove", {"project_id": ["1"], "ref": ["main"]})]
+
+
+def test_an_exchanged_token_and_a_used_jti_hold_on_every_node(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two 'signgate serve' nodes on one PostgreSQL database: a token exchanged on one
+    signs on the other, and a CI token exchanged on one is a replay on the other."""
+    from tests.support import postgres
+    from tests.support.server import start_server
+
+    if not postgres.available():
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (scripts/test.sh starts it)")
+    base = tmp_path_factory.mktemp("nodes")
+    with postgres.temporary_database() as url, issuer() as iss:
+        a = start_server(base / "a", url)
+        try:
+            shutil.copytree(base / "a", base / "b")  # the same config and master key
+            b = start_server(base / "b", url, init=False)
+            try:
+                a.cli("oidc", "issuer", "add", "github", "--issuer", iss.url,
+                      "--audience", AUDIENCE)
+                a.cli("project", "create", "acme")
+                a.cli("key", "create", "acme/release")
+                a.cli("grant", "add", "--oidc", "github", *BINDING, "signer", "acme/release")
+                token = iss.mint(iss.github())
+                answer = exchange(a, token)
+                assert answer.status_code == 200, answer.text
+                digest = hashlib.sha256(b"two nodes").hexdigest()
+                with b.http(answer.json()["token"]) as http:
+                    signed = http.post("/api/v1/projects/acme/keys/release/sign",
+                                       json={"digest": digest, "artifact_name": "app.bin"})
+                assert signed.status_code == 200, signed.text
+                assert signed.json()["receipt"]["identity"] == "oidc-github"
+                assert_refused(b, token, "oidc_replayed", "was exchanged before")
+            finally:
+                b.stop()
+        finally:
+            a.stop()
