@@ -103,13 +103,17 @@ class JwksCache:
         self.cooldown = cooldown_seconds
         self.transport = transport
         self._sets: dict[str, _Set] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _locks
+        # One lock per URL: a slow issuer holds up its own tokens only.
+        self._locks: dict[str, threading.Lock] = {}
         self.fetches = 0  # how many fetches this process made (tests, diagnostics)
 
     def key(self, url: str, kid: str | None) -> dict[str, Any] | None:
         """The JWK named ``kid`` (or the only key, for a token without a kid); None when
         the set lacks it even after a permitted re-fetch."""
         with self._lock:
+            lock = self._locks.setdefault(url, threading.Lock())
+        with lock:
             now = time.monotonic()
             found = self._sets.get(url)
             if found is None or now - found.fetched >= MAX_AGE:
