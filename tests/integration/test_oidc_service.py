@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from signgate.errors import AuthenticationFailed, AuthenticationThrottled, ErrorCode
+from signgate.errors import (
+    AuthenticationFailed,
+    AuthenticationThrottled,
+    ErrorCode,
+    InvalidInput,
+)
 from signgate.service import grants, identities, keys, oidc, projects
 from signgate.service.context import Caller
 from signgate.store.models import AuditEntry, OidcJti, OidcSession, SignatureRecord
@@ -168,3 +173,13 @@ def test_refused_exchanges_past_the_limit_get_429_and_a_summary(
     assert summary["attempts"] == 1
     assert summary["attempted"] == {"oidc.exchange": 1}
     env.chain_ok()
+
+
+def test_discovery_must_name_the_very_issuer(world: tuple[Env, Issuer]) -> None:
+    """OpenID Connect Discovery §4.3: the document's issuer is the URL asked for, exactly
+    (here the configured URL has a trailing slash the tokens' iss does not)."""
+    env, iss = world
+    with pytest.raises(InvalidInput) as info:
+        oidc.add_issuer(env.ctx, env.admin, "slash", iss.url + "/", AUDIENCE)
+    assert info.value.code is ErrorCode.OIDC_DISCOVERY_FAILED
+    assert f"names issuer {iss.url!r}" in str(info.value)
