@@ -217,6 +217,14 @@ class Settings(BaseModel):
                     "with their count.")
     auth_failure_window_seconds: int = Field(
         60, ge=1, le=3600, description="That window (aligned to the clock), in seconds.")
+    oidc_token_minutes: int = Field(
+        10, ge=1, le=1440,
+        description="The lifetime of the signgate token a CI job gets for its OIDC token "
+                    "(POST /api/v1/oidc/token), in minutes.")
+    oidc_jwks_cooldown_seconds: int = Field(
+        60, ge=0, le=3600,
+        description="An OIDC issuer's JWKS is fetched again for a token signed by an unknown "
+                    "key (kid), at most once per this many seconds.")
     jar_max_entries: int = Field(
         _JAR_MAX_ENTRIES, ge=1, le=_JAR_MAX_ENTRIES,
         description="The most entries one uploaded JAR may have (more: 413).")

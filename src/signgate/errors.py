@@ -78,8 +78,10 @@ class ErrorCode(StrEnum):
     ARTIFACT_CHANGED = "artifact_changed"
     ARTIFACT_TOO_LARGE = "artifact_too_large"
     BAD_CERTIFICATE = "bad_certificate"
+    BAD_CLAIM = "bad_claim"
     BAD_DIGEST = "bad_digest"
     BAD_DIGEST_LENGTH = "bad_digest_length"
+    BAD_ISSUER_URL = "bad_issuer_url"
     BAD_JAR = "bad_jar"
     BAD_KEY_REF = "bad_key_ref"
     BAD_KIND = "bad_kind"
@@ -113,6 +115,19 @@ class ErrorCode(StrEnum):
     MANIFEST_TOO_LARGE = "manifest_too_large"
     NESTED_SIGNATURE = "nested_signature"
     NOTE_NOT_VERIFIED = "note_not_verified"
+    OIDC_ALGORITHM = "oidc_algorithm"
+    OIDC_AUDIENCE = "oidc_audience"
+    OIDC_DISCOVERY_FAILED = "oidc_discovery_failed"
+    OIDC_EXPIRED = "oidc_expired"
+    OIDC_ISSUER_UNAVAILABLE = "oidc_issuer_unavailable"
+    OIDC_MALFORMED = "oidc_malformed"
+    OIDC_NOT_YET_VALID = "oidc_not_yet_valid"
+    OIDC_NO_GRANT = "oidc_no_grant"
+    OIDC_REPLAYED = "oidc_replayed"
+    OIDC_SESSION_EXPIRED = "oidc_session_expired"
+    OIDC_SIGNATURE = "oidc_signature"
+    OIDC_UNKNOWN_ISSUER = "oidc_unknown_issuer"
+    OIDC_UNKNOWN_KEY = "oidc_unknown_key"
     SCAN_FINDINGS = "scan_findings"
     SCAN_REQUIRED = "scan_required"
     SCAN_SIZE_LIMIT = "scan_size_limit"
@@ -186,8 +201,8 @@ class AuthenticationFailed(SigngateError):
     code = ErrorCode.AUTHENTICATION_FAILED
 
     def __init__(self, message: str = "authentication failed: missing or invalid token",
-                 *, identity: str | None = None) -> None:
-        super().__init__(message)
+                 *, identity: str | None = None, code: ErrorCode | None = None) -> None:
+        super().__init__(message, code=code)
         self.identity = identity
 
 
@@ -305,8 +320,11 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.ARTIFACT_CHANGED: Entry(InvalidInput, "the PE file changed while it was signed"),
     _C.ARTIFACT_TOO_LARGE: Entry(PayloadTooLarge, "an upload over scan_max_bytes"),
     _C.BAD_CERTIFICATE: Entry(InvalidInput, "not a (PEM or DER) certificate or chain"),
+    _C.BAD_CLAIM: Entry(InvalidInput, "an OIDC claim binding that is not NAME=VALUE[,VALUE]"),
     _C.BAD_DIGEST: Entry(InvalidInput, "a digest that is not hexadecimal"),
     _C.BAD_DIGEST_LENGTH: Entry(InvalidInput, "a digest of the wrong length"),
+    _C.BAD_ISSUER_URL: Entry(InvalidInput, "an OIDC issuer or JWKS URL that is not https "
+                             "(http only to 127.0.0.1 or localhost)"),
     _C.BAD_JAR: Entry(InvalidInput, "not a JAR signgate can sign"),
     _C.BAD_KEY_REF: Entry(InvalidInput, "a key not named PROJECT/NAME"),
     _C.BAD_KIND: Entry(InvalidInput, "an identity kind other than user or service"),
@@ -352,6 +370,30 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
                                "verifying: a nested Authenticode signature"),
     _C.NOTE_NOT_VERIFIED: Entry(VerificationFailed,
                                 "no trusted key's signature verifies on the signed note"),
+    _C.OIDC_ALGORITHM: Entry(AuthenticationFailed, "a CI token signed with an algorithm "
+                             "not allowed (none, HMAC, ...)"),
+    _C.OIDC_AUDIENCE: Entry(AuthenticationFailed,
+                            "a CI token without the issuer's configured audience"),
+    _C.OIDC_DISCOVERY_FAILED: Entry(InvalidInput, "adding an OIDC issuer: its discovery "
+                                    "document cannot be fetched or names no JWKS"),
+    _C.OIDC_EXPIRED: Entry(AuthenticationFailed, "a CI token past its exp"),
+    _C.OIDC_ISSUER_UNAVAILABLE: Entry(Unavailable, "the OIDC issuer's discovery document or "
+                                      "JWKS cannot be fetched: nothing accepted"),
+    _C.OIDC_MALFORMED: Entry(AuthenticationFailed,
+                             "not a JWT, or a required claim (iss, aud, exp, iat, jti) missing"),
+    _C.OIDC_NOT_YET_VALID: Entry(AuthenticationFailed,
+                                 "a CI token whose nbf or iat is in the future"),
+    _C.OIDC_NO_GRANT: Entry(AuthenticationFailed,
+                            "a valid CI token whose claims match no OIDC grant"),
+    _C.OIDC_REPLAYED: Entry(AuthenticationFailed, "a CI token (its jti) exchanged before"),
+    _C.OIDC_SESSION_EXPIRED: Entry(AuthenticationFailed,
+                                   "the short-lived token from an OIDC exchange expired"),
+    _C.OIDC_SIGNATURE: Entry(AuthenticationFailed,
+                             "a CI token whose signature does not verify"),
+    _C.OIDC_UNKNOWN_ISSUER: Entry(AuthenticationFailed,
+                                  "a CI token from an issuer signgate is not configured for"),
+    _C.OIDC_UNKNOWN_KEY: Entry(AuthenticationFailed,
+                               "a CI token signed by a key (kid) not in the issuer's JWKS"),
     _C.SCAN_FINDINGS: Entry(Denied, "a scanner found something: not signed"),
     _C.SCAN_REQUIRED: Entry(Denied, "the key signs only uploaded, scanned artifacts"),
     _C.SCAN_SIZE_LIMIT: Entry(PayloadTooLarge, "over the scanner's size limit"),

@@ -69,7 +69,8 @@ def server_error(code: ErrorCode, message: str) -> errors.SigngateError:
         return errors.AuthenticationThrottled(7)
     if cls is errors.ScannerUnavailable:
         return errors.ScannerUnavailable("clamav", message)
-    if cls is errors.AuthenticationFailed:
+    if cls is errors.AuthenticationFailed and code in (ErrorCode.AUTHENTICATION_FAILED,
+                                                       ErrorCode.IDENTITY_DISABLED):
         return errors.AuthenticationFailed(identity="ci-build")
     return cls(message, code=code)
 

@@ -84,9 +84,12 @@ def install(app: FastAPI) -> None:
             # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3, in seconds).
             return problem(status, exc.code, "AuthenticationThrottled", str(exc),
                            {"Retry-After": str(exc.retry_after)})
-        if isinstance(exc, errors.AuthenticationFailed):
+        if isinstance(exc, errors.AuthenticationFailed) and (
+                exc.code is ErrorCode.AUTHENTICATION_FAILED or exc.identity is not None):
             # One answer whatever the cause (no token, unknown token, disabled identity):
             # built from the class alone, so nothing about the cause can leak into it.
+            # (A refused OIDC exchange or an expired exchanged token says why: their
+            # holders are CI jobs that must be told what to fix, service/oidc.py.)
             plain = errors.AuthenticationFailed()
             return problem(status, plain.code, "AuthenticationFailed", str(plain))
         return problem(status, exc.code, type(exc).__name__, str(exc))

@@ -15,11 +15,14 @@ from signgate.api.schemas import (
     KeyCreate,
     KeyRevoke,
     KeyRotate,
+    OidcExchange,
+    OidcIssuerCreate,
     ProjectCreate,
     ScanPolicyBody,
     SignRequest,
     VerifyRequest,
 )
+from signgate.errors import InvalidInput
 from signgate.policy.model import check_name
 from signgate.service import (
     audit,
@@ -28,6 +31,7 @@ from signgate.service import (
     grants,
     identities,
     keys,
+    oidc,
     openpgp,
     projects,
     reports,
@@ -44,6 +48,8 @@ from signgate.service.views import (
     IdentityView,
     IdentityWithToken,
     KeyView,
+    OidcIssuerView,
+    OidcTokenView,
     ProjectView,
     PublicKeyView,
     SignaturePage,
@@ -245,17 +251,70 @@ def rotate_token(name: str, ctx: Ctx, caller: Who) -> IdentityWithToken:
 
 @router.post("/grants", status_code=201, tags=["grants"])
 def add_grant(body: GrantBody, ctx: Ctx, caller: Who) -> GrantView:
-    return grants.add(ctx, caller, body.identity, body.role, body.scope)
+    """To an identity, or (``oidc`` and ``claims``) to an OIDC issuer's tokens whose claims
+    match."""
+    if body.oidc is not None:
+        _only_one(body.identity)
+        return grants.add_oidc(ctx, caller, body.oidc, body.claims, body.role, body.scope)
+    return grants.add(ctx, caller, _identity(body.identity, body.claims), body.role,
+                      body.scope)
 
 
 @router.delete("/grants", tags=["grants"])
 def remove_grant(
     ctx: Ctx, caller: Who,
-    identity: Annotated[str, Query(max_length=63)],
     role: Annotated[str, Query(max_length=16)],
     scope: Annotated[str, Query(max_length=127)],
+    identity: Annotated[str | None, Query(max_length=63)] = None,
+    oidc: Annotated[str | None, Query(max_length=63)] = None,
+    claim: Annotated[list[str] | None, Query(max_length=600)] = None,
 ) -> GrantView:
-    return grants.remove(ctx, caller, identity, role, scope)
+    """An identity's grant, or an OIDC grant named by the same issuer, claims (repeat
+    ``claim``), role and scope it was added with."""
+    if oidc is not None:
+        _only_one(identity)
+        return grants.remove_oidc(ctx, caller, oidc, claim or [], role, scope)
+    return grants.remove(ctx, caller, _identity(identity, claim or []), role, scope)
+
+
+def _only_one(identity: str | None) -> None:
+    if identity is not None:
+        raise InvalidInput("a grant goes to an identity or to an OIDC issuer's tokens, "
+                           "not both")
+
+
+def _identity(identity: str | None, claims: list[str]) -> str:
+    if identity is None:
+        raise InvalidInput("a grant needs an identity, or an OIDC issuer (oidc) and claims")
+    if claims:
+        raise InvalidInput("claims bind OIDC grants only: name the issuer (oidc)")
+    return identity
+
+
+@router.post("/oidc/issuers", status_code=201, tags=["oidc"])
+def add_oidc_issuer(body: OidcIssuerCreate, ctx: Ctx, caller: Who) -> OidcIssuerView:
+    """Trust an OIDC issuer's tokens (global admins); its JWKS URL defaults to the
+    ``jwks_uri`` of its discovery document."""
+    return oidc.add_issuer(ctx, caller, body.name, body.issuer, body.audience, body.jwks_url)
+
+
+@router.get("/oidc/issuers", tags=["oidc"])
+def list_oidc_issuers(ctx: Ctx, caller: Who) -> list[OidcIssuerView]:
+    return oidc.list_issuers(ctx, caller)
+
+
+@router.delete("/oidc/issuers/{name}", tags=["oidc"])
+def remove_oidc_issuer(name: str, ctx: Ctx, caller: Who) -> OidcIssuerView:
+    """Stop trusting the issuer: its grants and unexpired tokens go at once."""
+    return oidc.remove_issuer(ctx, caller, name)
+
+
+@router.post("/oidc/token", tags=["oidc"])
+def exchange_oidc_token(body: OidcExchange, ctx: Ctx, caller: Who) -> OidcTokenView:
+    """A short-lived signgate token for a CI job's OIDC token (no signgate token needed:
+    the CI token is the credential). Every refusal is recorded and answers 401 with its
+    reason, or 503 when the issuer's keys cannot be fetched."""
+    return oidc.exchange(ctx, body.token, caller.address)
 
 
 @router.get("/grants", tags=["grants"])

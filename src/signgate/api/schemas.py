@@ -61,9 +61,29 @@ class IdentityCreate(Strict):
 
 
 class GrantBody(Strict):
-    identity: str = Field(max_length=63)
+    identity: str | None = Field(None, max_length=63,
+                                 description="the identity (not with oidc)")
     role: str = Field(max_length=16, description="admin, signer, approver or auditor")
     scope: str = Field(max_length=127, description="'*', PROJECT or PROJECT/KEY")
+    oidc: str | None = Field(None, max_length=63, description="an OIDC issuer's name: the "
+                             "grant goes to its tokens whose claims match 'claims'")
+    claims: list[str] = Field(default_factory=list, max_length=16,
+                              description="with oidc: NAME=VALUE or NAME=V1,V2 (any of); "
+                                          "all must match",
+                              examples=[["repository_id=123456", "ref=refs/heads/main"]])
+
+
+class OidcIssuerCreate(Strict):
+    name: str = Field(max_length=63, examples=["github"])
+    issuer: str = Field(max_length=512, examples=["https://token.actions.githubusercontent.com"])
+    audience: str = Field(max_length=512, examples=["https://signgate.example.com"])
+    jwks_url: str | None = Field(None, max_length=1024,
+                                 description="default: the jwks_uri of the issuer's "
+                                             "/.well-known/openid-configuration")
+
+
+class OidcExchange(Strict):
+    token: str = Field(max_length=16384, description="the CI job's OIDC token (a JWT)")
 
 
 class SignRequest(Strict):

@@ -46,6 +46,9 @@ class Action(enum.StrEnum):
     DENY_ADD = "denylist.add"
     DENY_REMOVE = "denylist.remove"
     LOG_CREATE = "log.create"
+    OIDC_ISSUER_ADD = "oidc.issuer-add"
+    OIDC_ISSUER_REMOVE = "oidc.issuer-remove"
+    OIDC_EXCHANGE = "oidc.exchange"
 
 
 class Outcome(enum.StrEnum):

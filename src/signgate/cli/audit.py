@@ -73,6 +73,14 @@ def _summary(e: dict[str, Any]) -> str:
         return str(d.get("reason", ""))
     if "key_version" in d:
         digest = str(d.get("digest", ""))[:16]
+        via = d.get("oidc")
+        if isinstance(via, dict):  # a CI job's exchanged OIDC token: which run signed
+            claims = via.get("claims", {})
+            run = " ".join(f"{k}={claims[k]}" for k in ("repository", "project_path",
+                                                        "workflow", "run_id", "pipeline_id")
+                           if k in claims)
+            return (f"v{d['key_version']} {d.get('digest_algorithm', '')}:{digest} "
+                    f"via {via.get('issuer')} {run}").rstrip()
         return f"v{d['key_version']} {d.get('digest_algorithm', '')}:{digest}"
     return ", ".join(f"{k}={v}" for k, v in sorted(d.items()) if v is not None)[:80]
 

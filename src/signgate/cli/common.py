@@ -12,12 +12,27 @@ import click
 import httpx
 
 from signgate.client.client import DEFAULT_URL, SigngateClient
+from signgate.client.oidc_exchange import signgate_token
 from signgate.errors import AuthenticationFailed, ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_OIDC_FILE = "signgate.oidc_token_file"
+
+
+def _remember_oidc_file(ctx: click.Context, _param: click.Parameter,
+                        value: Path | None) -> None:
+    if value is not None:
+        ctx.meta[_OIDC_FILE] = value
+
+
 def client_options(fn: F) -> F:
+    # Not an argument of every command: make_client reads it from the click context.
+    fn = click.option("--oidc-token-file", type=click.Path(dir_okay=False, path_type=Path),
+                      expose_value=False, callback=_remember_oidc_file,
+                      help="File holding a CI job's OIDC token, exchanged for a short-lived "
+                           "signgate token (default: $SIGNGATE_OIDC_TOKEN).")(fn)
     fn = click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
                       help="File holding the API token (default: $SIGNGATE_TOKEN).")(fn)
     fn = click.option("--url", envvar="SIGNGATE_URL", default=DEFAULT_URL, show_default=True,
@@ -74,6 +89,32 @@ def injected_transport() -> httpx.BaseTransport | None:
     return ctx.find_object(httpx.BaseTransport) if ctx is not None else None
 
 
+def oidc_token() -> str | None:
+    """The CI job's OIDC token to exchange: from --oidc-token-file, else
+    $SIGNGATE_OIDC_TOKEN; None when neither is given."""
+    ctx = click.get_current_context(silent=True)
+    path = ctx.meta.get(_OIDC_FILE) if ctx is not None else None
+    if isinstance(path, Path):
+        try:
+            token = path.read_text("utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read OIDC token file {path}: {exc.strerror}") from exc
+        if not token:
+            raise AuthenticationFailed(f"OIDC token file {path} is empty")
+        return token
+    return os.environ.get("SIGNGATE_OIDC_TOKEN", "").strip() or None
+
+
 def make_client(url: str, token_file: Path | None) -> SigngateClient:
-    return SigngateClient(check_url(url), read_token(token_file),
-                          transport=injected_transport())
+    """A client with the API token of --token-file; else a CI job's OIDC token
+    (--oidc-token-file, $SIGNGATE_OIDC_TOKEN) exchanged for a short-lived signgate token;
+    else $SIGNGATE_TOKEN."""
+    url = check_url(url)
+    ci_token = None if token_file is not None else oidc_token()
+    if ci_token is not None:
+        if not (ci_token.isascii() and ci_token.isprintable()):
+            raise AuthenticationFailed("the OIDC token is not a JWT")
+        token = signgate_token(url, ci_token, injected_transport())
+    else:
+        token = read_token(token_file)
+    return SigngateClient(url, token, transport=injected_transport())

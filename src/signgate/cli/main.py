@@ -25,6 +25,7 @@ COMMANDS = {
     "identity": "signgate.cli.identities:identity",
     "whoami": "signgate.cli.identities:whoami",
     "grant": "signgate.cli.grants:grant",
+    "oidc": "signgate.cli.oidc:oidc",
     "sign": "signgate.cli.sign:sign",
     "verify": "signgate.cli.sign:verify",
     "scan": "signgate.cli.scan:scan",

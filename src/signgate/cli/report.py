@@ -18,7 +18,7 @@ from signgate.clock import parse_time
 
 FIELDS = ["signed_at", "key", "key_version", "identity", "artifact_name", "digest_algorithm",
           "digest", "format", "timestamp_time", "scan", "log_index", "audit_seq",
-          "signature_id"]
+          "signature_id", "oidc"]
 
 
 @click.group("report")
@@ -81,10 +81,11 @@ def signatures(project: str | None, key_ref: str | None, identity: str | None,
         else:
             rows = [(r["signed_at"], f"{r['key']} v{r['key_version']}", r["identity"],
                      r["artifact_name"], f"{r['digest_algorithm']}:{r['digest'][:16]}",
-                     r["format"], r["timestamp_time"] or "", r["scan"] or "", r["log_index"])
+                     r["format"], r["timestamp_time"] or "", r["scan"] or "", r["log_index"],
+                     r.get("oidc") or "")
                     for r in _pages(c, params)]
             table(rows, ["signed at", "key", "identity", "artifact", "digest", "format",
-                         "timestamp", "scan", "log index"])
+                         "timestamp", "scan", "log index", "oidc (CI job)"])
             _totals(totals)
 
 

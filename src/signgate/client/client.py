@@ -259,6 +259,34 @@ class SigngateClient:
     def identity_action(self, name: str, action: str) -> Any:
         return self.request("POST", f"/api/v1/identities/{quote(name, safe='')}/{action}")
 
+    def add_oidc_grant(self, issuer: str, claims: list[str], role: str, scope: str) -> Any:
+        return self.request("POST", "/api/v1/grants",
+                            json={"oidc": issuer, "claims": claims, "role": role,
+                                  "scope": scope})
+
+    def remove_oidc_grant(self, issuer: str, claims: list[str], role: str, scope: str) -> Any:
+        return self.request("DELETE", "/api/v1/grants",
+                            params={"oidc": issuer, "claim": claims, "role": role,
+                                    "scope": scope})
+
+    # -- OIDC issuers and the exchange ------------------------------------------------------
+    def add_oidc_issuer(self, name: str, issuer: str, audience: str,
+                        jwks_url: str | None = None) -> Any:
+        return self.request("POST", "/api/v1/oidc/issuers",
+                            json={"name": name, "issuer": issuer, "audience": audience,
+                                  "jwks_url": jwks_url})
+
+    def list_oidc_issuers(self) -> Any:
+        return self.request("GET", "/api/v1/oidc/issuers")
+
+    def remove_oidc_issuer(self, name: str) -> Any:
+        return self.request("DELETE", f"/api/v1/oidc/issuers/{quote(name, safe='')}")
+
+    def exchange_oidc_token(self, token: str) -> Any:
+        """A short-lived signgate token for a CI job's OIDC token (needs no signgate token):
+        ``{"token", "expires_at", "identity", "issuer", "grants", "claims"}``."""
+        return self.request("POST", "/api/v1/oidc/token", json={"token": token})
+
     def add_grant(self, identity: str, role: str, scope: str) -> Any:
         return self.request("POST", "/api/v1/grants",
                             json={"identity": identity, "role": role, "scope": scope})

@@ -120,12 +120,32 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class Federation:
+    """How a caller authenticated through an OIDC exchange: the issuer's name, the claims
+    its token was bound to (see policy/claims.py), and when the short-lived token ends."""
+
+    issuer: str
+    claims: tuple[tuple[str, str], ...]
+    expires_at: datetime
+
+    def record(self) -> dict[str, object]:
+        """What the audit entries of this caller's actions say about it."""
+        return {"issuer": self.issuer, "claims": dict(self.claims)}
+
+
+@dataclass(frozen=True)
 class Actor:
     """The authenticated identity, as the policy sees it."""
 
     name: str
     enabled: bool
     grants: tuple[Grant, ...]
+    # Set for a short-lived token from an OIDC exchange: its grants are the claim
+    # bindings its CI token matched, not the identity's own grants.
+    federation: Federation | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.federation is not None and now >= self.federation.expires_at
 
     def has(self, role: Role, project: str | None = None, key: str | None = None) -> bool:
         for g in self.grants:

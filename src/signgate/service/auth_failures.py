@@ -87,6 +87,8 @@ def failure_reason(exc: AuthenticationFailed) -> tuple[str, ErrorCode]:
     """The (reason, code) the audit entry gives: the truth, which the answer does not."""
     if exc.identity is not None:
         return f"identity {exc.identity} is disabled", ErrorCode.IDENTITY_DISABLED
+    if exc.code is not AuthenticationFailed.code:  # e.g. an OIDC exchange's token expired
+        return str(exc), exc.code
     return REASON, AuthenticationFailed.code
 
 
@@ -150,6 +152,36 @@ class AuthFailures:
             retry = max(1, math.ceil(window_end - now.timestamp()))
             return Verdict(record, AuthenticationThrottled(retry))
         return Verdict(record, exc)
+
+    def refused_elsewhere(self, caller: Caller, target: Target) -> AuthenticationThrottled | None:
+        """Count a refusal that its caller records as an entry of its own, with its own
+        reason (a refused OIDC exchange, service/oidc.py), toward the same per-address limit.
+        Past the limit, returns the 429 to answer instead, and the refusal is left to the
+        window's summary entry: a flood of bad CI tokens grows the log no more than a flood
+        of bad API tokens."""
+        now = self.ctx.clock.now()
+        address = caller.address or UNKNOWN_ADDRESS
+        with self._lock:
+            self._roll(now)
+            tally = self._tallies.get(address)
+            if tally is None:
+                if len(self._tallies) >= MAX_ADDRESSES:
+                    address = OTHER_ADDRESSES
+                    tally = self._tallies.setdefault(address, _Tally())
+                else:
+                    tally = self._tallies[address] = _Tally()
+            tally.attempts += 1
+            throttled = tally.attempts > self.limit
+            if throttled:
+                tally.attempted[target.action.value] += 1
+                tally.throttled += 1
+            else:
+                tally.recorded += 1
+            window_end = self._start + self.window
+        if not throttled:
+            return None
+        self._start_thread()
+        return AuthenticationThrottled(max(1, math.ceil(window_end - now.timestamp())))
 
     def lost(self, caller: Caller, target: Target, exc: AuthenticationFailed) -> None:
         """An immediate entry that was not committed after all: count it in the summary."""

@@ -24,7 +24,14 @@ from signgate.audit.tree import HashCache
 from signgate.clock import Clock
 from signgate.config import Settings
 from signgate.crypto.tokens import token_hash
-from signgate.errors import AuthenticationFailed, Denied, KeyStoreError, SigngateError, Unavailable
+from signgate.errors import (
+    AuthenticationFailed,
+    Denied,
+    ErrorCode,
+    KeyStoreError,
+    SigngateError,
+    Unavailable,
+)
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.policy.model import Actor
 from signgate.scan.scanners import Scanners
@@ -34,6 +41,7 @@ from signgate.service.auth_failures import AuthFailures
 from signgate.service.caller import Caller as Caller
 from signgate.service.caller import Target as Target
 from signgate.service.checkpoints import Checkpointer
+from signgate.service.jwks import JwksCache
 from signgate.service.lifecycle import Stopping
 from signgate.service.sign_request import SigningPipeline
 from signgate.service.witnessing import Witnessing
@@ -65,6 +73,8 @@ class Context:
         self.scanners = scanners
         self.stopping = Stopping()
         self.auth_failures = AuthFailures(self)
+        # OIDC issuers' key sets, cached per process (service/jwks.py).
+        self.jwks = JwksCache(settings.oidc_jwks_cooldown_seconds)
         # Built on this context (it opens transactions and records through it).
         self.signing: SigningPipeline = signing(self)
 
@@ -119,7 +129,7 @@ class Context:
         actor_name = ANONYMOUS
         try:
             with self.transaction() as session:
-                _, actor = authenticate(session, caller)
+                _, actor = authenticate(session, caller, self.clock)
                 actor_name = actor.name
                 return use_case(session, actor)
         except Unavailable:
@@ -142,7 +152,7 @@ class Context:
         actor_name = ANONYMOUS
         try:
             with self.db.read(snapshot) as session:
-                _, actor = authenticate(session, caller)
+                _, actor = authenticate(session, caller, self.clock)
                 actor_name = actor.name
                 return use_case(session, actor)
         except AuthenticationFailed as exc:
@@ -193,7 +203,7 @@ def _storable(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\\x00")
 
 
-def authenticate(session: Session, caller: Caller) -> tuple[int, Actor]:
+def authenticate(session: Session, caller: Caller, clock: Clock) -> tuple[int, Actor]:
     """The enabled identity holding ``caller.token`` (its id and its actor). No token, an
     unknown one and a disabled identity's fail alike: a disabled token's holder must not
     learn that it is valid or whose it is (the error carries the name for the audit record
@@ -205,7 +215,19 @@ def authenticate(session: Session, caller: Caller) -> tuple[int, Actor]:
         raise AuthenticationFailed()
     if not found[1].enabled:
         raise AuthenticationFailed(identity=found[1].name)
+    check_expiry(found[1], clock.now())
     return found
+
+
+def check_expiry(actor: Actor, now: datetime) -> None:
+    """Refuse the short-lived token of an OIDC exchange once it has expired (other tokens
+    do not expire). Saying so is no leak: only a job that exchanged a CI token holds one."""
+    if actor.expired(now):
+        assert actor.federation is not None
+        raise AuthenticationFailed(
+            "authentication failed: the token from the OIDC exchange expired at "
+            f"{actor.federation.expires_at.isoformat()}; exchange a new CI token",
+            code=ErrorCode.OIDC_SESSION_EXPIRED)
 
 
 def require(decision_allowed: bool, reason: str) -> None:

@@ -62,6 +62,9 @@ def list_identities(ctx: Context, caller: Caller) -> list[IdentityView]:
 def whoami(ctx: Context, caller: Caller) -> WhoAmI:
     def run(session: Session, actor: Actor) -> WhoAmI:
         row = get_identity(session, actor.name)
+        if actor.federation is not None:  # an exchanged OIDC token: the grants it earned
+            return WhoAmI(row.name, row.kind,
+                          [f"{g.role.value}:{g.scope}" for g in actor.grants])
         return WhoAmI(row.name, row.kind, _grants(session, row))
 
     return ctx.read(caller, Target(Action.READ, "whoami"), run)

@@ -88,6 +88,23 @@ def _scan_summary(scan_json: str | None) -> str | None:
     return f"{verdict} ({engines})" if engines else verdict
 
 
+# The claims a report line shows first, when present (the rest follow by name).
+_FIRST = ("repository", "project_path", "ref", "workflow", "job_workflow_ref", "run_id",
+          "run_attempt", "pipeline_id", "job_id", "event_name", "environment")
+
+
+def oidc_summary(oidc_json: str | None) -> str | None:
+    """"github: repository=acme/app ref=refs/heads/main ... run_id=42" for a signature a
+    CI job made with an exchanged OIDC token; None for others."""
+    if not oidc_json:
+        return None
+    oidc = json.loads(oidc_json)
+    claims: dict[str, str] = oidc.get("claims", {})
+    names = [n for n in _FIRST if n in claims] + sorted(
+        n for n in claims if n not in _FIRST and n != "jti")
+    return f"{oidc.get('issuer')}: " + " ".join(f"{n}={claims[n]}" for n in names)
+
+
 def signatures(ctx: Context, caller: Caller, q: SignatureQuery) -> SignaturePage:
     """One page of signatures, oldest first (by their audit entry)."""
     _check(q)
@@ -107,7 +124,7 @@ def signatures(ctx: Context, caller: Caller, q: SignatureQuery) -> SignaturePage
                 digest_algorithm=s.digest_algorithm, digest=s.digest, format=s.format,
                 timestamp_time=response_time(s.timestamp_token),
                 scan=_scan_summary(s.scan_json), audit_seq=s.audit_seq,
-                log_index=s.audit_seq - 1)
+                log_index=s.audit_seq - 1, oidc=oidc_summary(s.oidc_json))
             for s, version, key, project, identity in rows[: q.limit]
         ]
         return SignaturePage(out, out[-1].audit_seq if more else None)

@@ -83,6 +83,33 @@ class GrantView:
     role: str
     scope: str
     created_at: datetime
+    # An OIDC grant: the issuer whose tokens earn it, and the claims they must have (any
+    # of each list); ``identity`` is then the issuer's identity (oidc-NAME).
+    oidc_issuer: str | None = None
+    claims: dict[str, list[str]] | None = None
+
+
+@dataclass(frozen=True)
+class OidcIssuerView:
+    name: str
+    issuer: str
+    audience: str
+    jwks_url: str
+    identity: str
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class OidcTokenView:
+    """A short-lived signgate token for a CI job's OIDC token (shown once)."""
+
+    token: str
+    expires_at: datetime
+    identity: str
+    issuer: str
+    grants: list[str]
+    claims: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -223,6 +250,9 @@ class SignatureRow:
     scan: str | None  # "clean" with the engines that passed it, or None if not scanned
     audit_seq: int
     log_index: int  # the audit entry's leaf in the log: audit_seq - 1
+    # For a CI job's exchanged OIDC token: the issuer and the claims (repository, ref,
+    # workflow, run id ...) as one line, e.g. "github: repository=acme/app run_id=42".
+    oidc: str | None = None
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,66 @@ class SignatureRecord(Base):
     timestamp_token: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # The scan verdicts that allowed this signature (JSON), for scan-required keys.
     scan_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The OIDC issuer and claims of the CI job that asked (JSON), for exchanged tokens.
+    oidc_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class OidcIssuer(Base):
+    """An OIDC issuer whose tokens CI jobs exchange for short-lived signgate tokens. Its
+    exchanged tokens act as ``identity`` (made with the issuer, ``oidc-NAME``)."""
+
+    __tablename__ = "oidc_issuers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    issuer: Mapped[str] = mapped_column(String(512), unique=True)
+    audience: Mapped[str] = mapped_column(String(512))
+    jwks_url: Mapped[str] = mapped_column(String(1024))
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(63))
+
+
+class OidcGrant(Base):
+    """A grant earned by the issuer's tokens whose claims match ``claims_json``
+    (policy/claims.py's canonical form)."""
+
+    __tablename__ = "oidc_grants"
+    __table_args__ = (UniqueConstraint("issuer_id", "role", "scope", "claims_json"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer_id: Mapped[int] = mapped_column(ForeignKey("oidc_issuers.id"))
+    role: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(127))
+    claims_json: Mapped[str] = mapped_column(String(4096))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OidcSession(Base):
+    """A short-lived token from an exchange: only its hash, the grants and claims it is
+    bound to, and when it ends. In the database, so that every node accepts it."""
+
+    __tablename__ = "oidc_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer_id: Mapped[int] = mapped_column(ForeignKey("oidc_issuers.id"))
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
+    grants_json: Mapped[str] = mapped_column(Text)
+    claims_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OidcJti(Base):
+    """Each CI token is exchanged once: its ``jti``, kept until the token has expired."""
+
+    __tablename__ = "oidc_jtis"
+    __table_args__ = (UniqueConstraint("issuer_id", "jti"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer_id: Mapped[int] = mapped_column(ForeignKey("oidc_issuers.id"))
+    jti: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class DenyListEntry(Base):

@@ -51,7 +51,7 @@ class Refusal(Exception):
 def sign_one(work: Work, request: SignRequest) -> SignResult:
     """authorize → produce → record, with every failure turned into a :class:`Refusal`."""
     try:
-        identity_id, actor = work.lookups.actor(request.caller)
+        identity_id, actor = work.lookups.actor(request.caller, work.ctx.clock.now())
     except SigngateError as exc:
         raise Refusal(ANONYMOUS, exc) from exc
     try:

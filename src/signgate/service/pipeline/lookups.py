@@ -22,6 +22,7 @@ from signgate.pki import certs
 from signgate.policy.model import Actor, KeySnapshot, KeyState, ScanPolicy
 from signgate.service.actors import load_actor
 from signgate.service.caller import Caller
+from signgate.service.context import check_expiry
 from signgate.service.records.authorities import authority_certificate, root, version_chain
 from signgate.store.models import Key, KeyVersion, Project, table
 
@@ -126,7 +127,7 @@ class Lookups:
         self.cache = cache
         self.pending = pending  # signatures per key version made in this batch, unwritten
 
-    def actor(self, caller: Caller) -> tuple[int, Actor]:
+    def actor(self, caller: Caller, now: datetime) -> tuple[int, Actor]:
         """The enabled identity holding the caller's token, answered like ``authenticate``
         (service/context.py): no token, an unknown one and a disabled one fail alike."""
         if not caller.token:
@@ -140,6 +141,7 @@ class Lookups:
             self.cache.actors[h] = found
         if not found[1].enabled:
             raise AuthenticationFailed(identity=found[1].name)
+        check_expiry(found[1], now)
         return found
 
     def key(self, project: str, name: str) -> CurrentKey:

@@ -47,6 +47,10 @@ def record(work: Work, request: SignRequest, authorized: Authorized,
     scan_details = request.scan.details() if request.scan is not None else None
     if scan_details is not None:
         details["scan"] = scan_details
+    federation = authorized.actor.federation
+    oidc = federation.record() if federation is not None else None
+    if oidc is not None:  # which CI job (issuer, repository, ref, workflow, run) asked
+        details["oidc"] = oidc
     actor = authorized.actor.name
     seq = work.ctx.record(work.session, Record(actor, Action.SIGN, Outcome.ALLOWED,
                                                request.artifact_name, request.project,
@@ -60,6 +64,7 @@ def record(work: Work, request: SignRequest, authorized: Authorized,
         "metadata_json": canonical_json(meta).decode(), "audit_seq": seq,
         "timestamp_token": stamp.der if stamp else None,
         "scan_json": canonical_json(scan_details).decode() if scan_details else None,
+        "oidc_json": canonical_json(oidc).decode() if oidc else None,
     })
     receipt = Receipt(
         signature_id=signature_id, key=key.ref, key_version=key.version,
