@@ -9,7 +9,7 @@ test_keys_and_signing.py, whose helpers these tests reuse): four HSM keys made o
 ECDSA P-256 for every format, RSA-3072 with PSS where the format takes it (raw, CMS,
 DSSE) and PKCS#1 v1.5 where it does not (Authenticode, JAR, OpenPGP, Sigstore), Ed25519
 where the format has it (raw, OpenPGP, DSSE). The timestamps inside CMS, Authenticode,
-JAR and Sigstore come from the TSA key on the token; a raw signature's token is verified
+JAR and Sigstore come from the TSA key on the token; a raw or DSSE signature's token is verified
 on its own by ``openssl ts -verify``; a one-time key (a session object) makes a Sigstore
 bundle; tampered files fail for raw, Authenticode and JAR.
 """
@@ -232,7 +232,10 @@ def test_dsse_verifies_with_openssl(world: World) -> None:
                                   dsse.pae(envelope["payloadType"], forged), sig, world.dir)
         assert not dsse.verified(bad), (name, bad)
         # The sidecar token (from the TSA key on the token) covers the signature value.
-        assert Path(receipt["timestamp_file"]).exists()
+        value = world.dir / f"dsse-{name}.sigvalue"
+        value.write_bytes(sig)
+        stamped = ts_verify(value, Path(receipt["timestamp_file"]), world.root)
+        assert stamped.stdout.strip().endswith("Verification: OK"), (name, stamped)
 
 
 def test_sigstore_verifies_with_sigstore_js(world: World, node_verifier: Path) -> None:
