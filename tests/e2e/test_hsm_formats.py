@@ -9,9 +9,9 @@ test_keys_and_signing.py, whose helpers these tests reuse): four HSM keys made o
 ECDSA P-256 for every format, RSA-3072 with PSS where the format takes it (raw, CMS,
 DSSE) and PKCS#1 v1.5 where it does not (Authenticode, JAR, OpenPGP, Sigstore), Ed25519
 where the format has it (raw, OpenPGP, DSSE). The timestamps inside CMS, Authenticode,
-JAR and Sigstore come from the TSA key on the token; a raw or DSSE signature's token is verified
-on its own by ``openssl ts -verify``; a one-time key (a session object) makes a Sigstore
-bundle; tampered files fail for raw, Authenticode and JAR.
+JAR and Sigstore come from the TSA key on the token; a raw or DSSE signature's token is
+verified on its own by ``openssl ts -verify``; a one-time key (a session object) makes a
+Sigstore bundle; tampered files fail every verifier (the PE and the JAR tampered inside).
 """
 
 from __future__ import annotations
