@@ -108,9 +108,10 @@ def start_hsm_server(data_dir: Path, database_url: str | None, hsm: SoftHsm, *,
                         init_args=("--store", store) if init_store else (), env=hsm.env())
 
 
-def make_softhsm(root: Path, labels: Sequence[str] = TOKENS) -> SoftHsm:
-    """A fresh SoftHSM2 configuration under ``root`` with a token for each label."""
-    hsm = SoftHsm(root, module_path())
+def make_softhsm(root: Path, labels: Sequence[str] = TOKENS, pin: str = USER_PIN) -> SoftHsm:
+    """A fresh SoftHSM2 configuration under ``root`` with a token for each label, their
+    user PIN ``pin``."""
+    hsm = SoftHsm(root, module_path(), pin)
     hsm.tokendir.mkdir(parents=True)
     hsm.conf.write_text(f"directories.tokendir = {hsm.tokendir}\n"
                         "objectstore.backend = file\nlog.level = ERROR\n")
