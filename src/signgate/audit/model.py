@@ -46,6 +46,10 @@ class Action(enum.StrEnum):
     DENY_ADD = "denylist.add"
     DENY_REMOVE = "denylist.remove"
     LOG_CREATE = "log.create"
+    KEY_POLICY = "key.policy"
+    REQUEST_CREATE = "request.create"
+    REQUEST_APPROVE = "request.approve"
+    REQUEST_DENY = "request.deny"
 
 
 class Outcome(enum.StrEnum):

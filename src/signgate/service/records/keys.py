@@ -77,6 +77,8 @@ def key_view(session: Session, key: Key) -> KeyView:
         created_at=key.created_at,
         compromised_at=key.compromised_at,
         revoke_reason=key.revoke_reason,
+        approvals=key.approvals or 0,
+        approver_scope=key.approver_scope,
         versions=[
             KeyVersionView(v.version, v.created_at, v.retired_at, v.signature_count,
                            v.version == key.current_version)
