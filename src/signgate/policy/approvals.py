@@ -122,12 +122,14 @@ def after_approval(request: RequestSnapshot, approver: str) -> RequestState:
 
 
 def may_see_request(actor: Actor, request: RequestSnapshot, project: str, key: str) -> bool:
-    """The requester, approvers of its scope, and admins or auditors over the key."""
+    """The requester, approvers of its scope, and approvers, admins or auditors over the
+    key."""
     if not actor.enabled:
         return False
     if actor.name == request.requester or _has_approver(actor, request.approver_scope):
         return True
-    return any(actor.has(role, project, key) for role in (Role.ADMIN, Role.AUDITOR))
+    return any(actor.has(role, project, key)
+               for role in (Role.APPROVER, Role.ADMIN, Role.AUDITOR))
 
 
 def _has_approver(actor: Actor, scope: Scope) -> bool:

@@ -21,7 +21,7 @@ from signgate.errors import NotFound
 from signgate.policy.approvals import RequestSnapshot, RequestState, effective_state
 from signgate.policy.model import Scope
 from signgate.service.context import Context
-from signgate.service.records.log import latest_checkpoint
+from signgate.service.records.log import log_tree
 from signgate.service.views import ApprovalView, Receipt, RequestView, SignResult
 from signgate.store.models import (
     Approval,
@@ -29,6 +29,7 @@ from signgate.store.models import (
     AuditEntry,
     Identity,
     Key,
+    LogCheckpoint,
     Project,
 )
 from signgate.transparency.proof import TlogProof, format_proofs
@@ -212,15 +213,14 @@ def result_of(ctx: Context, session: Session, row: ApprovalRequest) -> SignResul
     result = SignResult(body["signature"], Receipt(**receipt), body.get("timestamp"),
                         body.get("certificate"))
     seq = result.receipt.audit_seq
-    checkpoint = latest_checkpoint(session)
-    if checkpoint.size < seq:  # not yet covered (cannot happen after its commit)
+    checkpoint = session.execute(select(LogCheckpoint).order_by(LogCheckpoint.size.desc())
+                                 .limit(1)).scalars().first()
+    if checkpoint is None or checkpoint.size < seq:  # no log key yet, as a direct signing
         return result
     entry = session.execute(select(AuditEntry).where(AuditEntry.seq == seq)).scalar_one()
     leaf = entry_bytes(entry.seq, time_text(entry.time), entry.actor, entry.action,
                        entry.outcome, entry.subject, entry.project, entry.key_ref,
                        entry.details, entry.prev_hash)
-    from signgate.service.records.log import log_tree
-
     tree = log_tree(ctx, session)
     note = checkpoint.note.encode("utf-8")
     proof = TlogProof(seq - 1, tuple(tree.inclusion(seq - 1, checkpoint.size)), note,
