@@ -177,10 +177,12 @@ class Settings(BaseModel):
     shutdown_grace_seconds: int = Field(
         5, ge=1, le=3600,
         description="How long 'serve' lets requests in flight finish once told to stop.")
-    approval_ttl_minutes: int = Field(
-        1440, ge=1, le=525600,
+    approval_ttl_minutes: float = Field(
+        1440, gt=0, le=525600,
         description="How long a signing request waits for its approvals (keys with "
-                    "'key policy --approvals M') before it expires, in minutes.")
+                    "'key policy --approvals M') before it expires, in minutes (fractions "
+                    "allowed).",
+        json_schema_extra=_rule("must be a number of minutes above 0"))
     approval_webhook_url: str | None = Field(
         None,
         description="Approvers are told of each new pending signing request: a JSON POST "

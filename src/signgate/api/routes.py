@@ -196,7 +196,8 @@ def key_blast_radius(project: str, key: str, since: datetime, ctx: Ctx,
                                      parse_time(since.isoformat()))
 
 
-@router.post(KEY + "/sign", tags=["signing"], responses=PENDING)
+@router.post(KEY + "/sign", tags=["signing"], response_model=SignResult,
+             responses=PENDING)
 async def sign(project: str, key: str, body: SignRequest, ctx: Ctx,
                caller: Who) -> SignResult | JSONResponse:
     """Sign a digest. Returns once the signature's audit entry is committed; for a key with

@@ -54,7 +54,8 @@ def _declared(request: Request) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-@router.post(SIGN_UPLOAD, tags=["signing", "scanning"], responses=PENDING)
+@router.post(SIGN_UPLOAD, tags=["signing", "scanning"], response_model=SignResult,
+             responses=PENDING)
 async def sign_upload(project: str, key: str, request: Request, ctx: Ctx, caller: Who,
                       signgate_sign: Annotated[str, Header(max_length=32768)],
                       ) -> SignResult | JSONResponse:
