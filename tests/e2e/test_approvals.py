@@ -45,7 +45,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.attempts += 1
                 if receiver.attempts <= receiver.fail_first:
@@ -248,7 +248,8 @@ def test_concurrent_mth_approvals_make_exactly_one_signature(server: Server) -> 
                              json={}).status_code == 200
         barrier = threading.Barrier(2)
 
-        def approve(who: str, request_id: str = request_id) -> httpx.Response:
+        def approve(who: str, request_id: str = request_id,
+                    barrier: threading.Barrier = barrier) -> httpx.Response:
             with server.http(t.approvers[who]) as http:
                 barrier.wait()
                 return http.post(f"/api/v1/requests/{request_id}/approve", json={})
