@@ -241,3 +241,25 @@ def test_keys_without_approvals_sign_at_once(env: Env) -> None:
     out = signing.sign(env.ctx, sign_request(ci, ref, "sha256", DIGEST, "app.bin"))
     assert isinstance(out, SignResult)
     assert out.receipt.approval is None
+
+
+def test_a_held_upload_is_signed_with_the_scan_it_passed(env: Env) -> None:
+    from dataclasses import replace
+
+    from signgate.scan.base import Verdict
+    from signgate.scan.outcome import ScanOutcome
+
+    ref, ci, (a, _, _) = setup(env, approvals=1)
+    keys.set_scan_policy(env.ctx, env.admin, ref, "required")
+    scan = ScanOutcome(DIGEST, len(DATA), (Verdict.of("yara", [], engine_version="4.5",
+                                                      ruleset_version="r7", seconds=0.2),))
+    asked = replace(sign_request(ci, ref, "sha256", DIGEST, "up.bin"), scan=scan)
+    held = signing.sign(env.ctx, asked)
+    assert isinstance(held, RequestView)
+    done = requests.approve(env.ctx, a, held.request_id)
+    assert done.result is not None
+    assert done.result.receipt.scan == scan.details()
+    # Without a scan, the same key refuses before anything is held.
+    with pytest.raises(Denied) as refused:
+        signing.sign(env.ctx, sign_request(ci, ref, "sha256", DIGEST, "other.bin"))
+    assert refused.value.code is ErrorCode.SCAN_REQUIRED

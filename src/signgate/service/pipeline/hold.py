@@ -54,7 +54,6 @@ def hold(work: Work, request: SignRequest, authorized: Authorized) -> tuple[Requ
         scan=request.scan.details() if request.scan is not None else None,
         client_address=request.caller.address, required=key.approvals,
         approver_scope=policy.scope_for(key.project, key.name))
-    work.ledger.flush_counts(work)
     row = records.find_same(work.session, new, now)
     created = row is None
     if row is None:
