@@ -263,3 +263,21 @@ def test_a_held_upload_is_signed_with_the_scan_it_passed(env: Env) -> None:
     with pytest.raises(Denied) as refused:
         signing.sign(env.ctx, sign_request(ci, ref, "sha256", DIGEST, "other.bin"))
     assert refused.value.code is ErrorCode.SCAN_REQUIRED
+
+
+def test_an_approved_request_not_signed_yet_is_signed_on_the_next_look(env: Env) -> None:
+    ref, ci, (a, _, _) = setup(env, approvals=1)
+    pending = ask(env, ci, ref)
+    identities.set_enabled(env.ctx, env.admin, "ci", False)
+    with pytest.raises(Denied) as refused:
+        requests.approve(env.ctx, a, pending.request_id)
+    assert "disabled" in str(refused.value)
+    # The approval stands; nothing was signed, and the request waits, approved.
+    assert requests.list_requests(env.ctx, a)[0].state == "approved"
+    with env.ctx.db.read() as s:
+        assert s.execute(select(func.count()).select_from(SignatureRecord)).scalar() == 0
+    identities.set_enabled(env.ctx, env.admin, "ci", True)
+    shown = requests.show(env.ctx, ci, pending.request_id)
+    assert shown.state == "signed"
+    assert shown.result is not None
+    assert shown.result.receipt.identity == "ci"

@@ -17,7 +17,7 @@ import json
 
 from sqlalchemy import update
 
-from signgate.errors import AuthenticationFailed, Conflict, ErrorCode
+from signgate.errors import Conflict, Denied, ErrorCode
 from signgate.policy.approvals import ApprovalPolicy, RequestState
 from signgate.policy.model import Actor, Scope
 from signgate.scan.base import Verdict
@@ -71,7 +71,9 @@ def as_requester(work: Work, request: SignRequest) -> tuple[SignRequest, int, Ac
         return None
     actor = load_actor_by_id(work.conn, row.requester_id)
     if actor is None or not actor.enabled:
-        raise AuthenticationFailed(identity=actor.name if actor else None)
+        # Refused as a grant would be: the caller (an approver) did authenticate.
+        raise Denied(f"request {row.id} was asked for by an identity that is now disabled; "
+                     "nothing was signed")
     project, key = records.key_of(work.session, row)
     scan = _scan(row.scan_json) if row.scan_json else None
     asked = dataclasses.replace(
