@@ -284,3 +284,32 @@ def test_an_expired_request_cannot_be_approved(backend: str,
         fresh = srv.cli("sign", str(artifact), "--key", t.ref, token=t.ci, check=False)
         assert fresh.returncode == 11
         assert fresh.stdout.strip() != request_id
+
+
+def test_a_held_cms_signing_waits_and_verifies_with_openssl(server: Server,
+                                                           tmp_path: Path) -> None:
+    t = team(server, approvals=1)
+    root = tmp_path / "root.pem"
+    root.write_text(server.cli("ca", "cert").stdout)
+    artifact = tmp_path / "release.tar.gz"
+    artifact.write_bytes(b"release" * 3000)
+    waiting = sign_cli(server, t, artifact, "--format", "cms", "--wait", "--json")
+    deadline = time.monotonic() + 30
+    pending: list[Any] = []
+    while not pending and time.monotonic() < deadline:
+        pending = [r for r in server.cli("request", "list", "--pending", "--json",
+                                         token=t.approvers["carol"]).json()
+                   if r["key"] == t.ref]
+        time.sleep(0.3)
+    assert pending, "the held signing never showed up"
+    assert pending[0]["format"] == "cms"
+    server.cli("approve", pending[0]["request_id"], token=t.approvers["carol"])
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    receipt = json.loads(out)
+    assert receipt["format"] == "cms"
+    ok = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                         receipt["signature_file"], "-content", str(artifact), "-CAfile",
+                         str(root), "-purpose", "any", "-out", "/dev/null"],
+                        capture_output=True, text=True)
+    assert "CMS Verification successful" in ok.stderr, ok.stderr
