@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import gpg, postgres
+from tests.support import softhsm as softhsm_support
 from tests.support.clamd import clamd as clamd  # the session clamd fixture
 from tests.support.server import Server, start_server
+from tests.support.softhsm import softhsm as softhsm  # the session SoftHSM2 tokens
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -60,6 +62,20 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A SQLite server shared by one module, for format interop tests: what they prove
     does not depend on the database (the signing path itself runs on both backends)."""
     yield from _server("sqlite", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def hsm_sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A SQLite server shared by one module whose keys all live in a SoftHSM2 token of its
+    own (``init --store hsm``: the CAs, the TSA, the log key and every new key): format
+    and PKI tests run on it as on ``sqlite_server`` to prove HSM keys work everywhere."""
+    hsm = softhsm_support.make_softhsm(tmp_path_factory.mktemp("softhsm"), ["signgate"])
+    srv = softhsm_support.start_hsm_server(tmp_path_factory.mktemp("signgate") / "data",
+                                           None, hsm)
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture

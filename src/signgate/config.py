@@ -58,10 +58,82 @@ _OID = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]*))+")
 _DATABASES = ("sqlite", "postgresql")
 
 
+# The keys of a [stores.NAME] table (one kind of store so far: a PKCS#11 token).
+_STORE_KEYS = ("type", "module", "token", "pin_env", "pin_file")
+_STORE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+SOFT_STORE = "soft"
+
+
 def _rule(must: str, *, env: str | None = None) -> dict[str, Any]:
     """A field's extra metadata: the rule its value breaks (``{value!r}`` is replaced by
     the value given) and the environment variable that replaces it."""
     return {"must": must, **({"env": env} if env else {})}
+
+
+class StoreSettings(BaseModel):
+    """One ``[stores.NAME]`` table: a PKCS#11 module and the label of its token; the PIN
+    comes from an environment variable (``pin_env``) or a file only its owner may read
+    (``pin_file``), exactly one of them: never from config.toml itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    type: str
+    module: str
+    token: str
+    pin_env: str | None = None
+    pin_file: str | None = None
+
+    def pin(self, name: str) -> str:
+        """The PIN, read now; ConfigError (one sentence, never the PIN) if unreadable."""
+        if self.pin_env is not None:
+            pin = os.environ.get(self.pin_env)
+            if not pin:
+                raise ConfigError(f"key store {name!r}: the environment variable "
+                                  f"{self.pin_env} (pin_env) is not set")
+            return pin
+        path = Path(str(self.pin_file))
+        try:
+            mode = path.stat().st_mode & 0o777
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"key store {name!r}: cannot read the PIN file {path}: "
+                              f"{exc.strerror}") from exc
+        if mode & 0o077:
+            raise ConfigError(f"key store {name!r}: the PIN file {path} is readable by others "
+                              f"(mode {mode:o}); run chmod 600")
+        pin = text.rstrip("\r\n")
+        if not pin:
+            raise ConfigError(f"key store {name!r}: the PIN file {path} is empty")
+        return pin
+
+
+def _check_store(name: object, table: object) -> None:
+    """A ``[stores.NAME]`` table as signgate needs it, or a ValueError saying what is not."""
+    if not isinstance(name, str) or not _STORE_NAME.fullmatch(name) or name == SOFT_STORE:
+        raise ValueError(f"[stores.{name}]: a store name is [a-z0-9][a-z0-9_-]* and not "
+                         f"{SOFT_STORE!r} (the software vault)")
+    if not isinstance(table, dict):
+        raise ValueError(f"stores.{name} must be a [stores.{name}] table")
+    for key in table:
+        if key not in _STORE_KEYS:
+            close = difflib.get_close_matches(str(key), _STORE_KEYS, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"[stores.{name}]: unknown key {key!r}{hint}")
+    if table.get("type") != "pkcs11":
+        raise ValueError(f"[stores.{name}]: type must be \"pkcs11\"")
+    for key in ("module", "token"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise ValueError(f"[stores.{name}]: {key} must be set (a non-empty string)")
+    if not str(table["module"]).startswith("/"):
+        raise ValueError(f"[stores.{name}]: module must be an absolute path")
+    if ("pin_env" in table) == ("pin_file" in table):
+        raise ValueError(f"[stores.{name}]: set exactly one of pin_env and pin_file (the PIN "
+                         "itself never goes into config.toml)")
+    for key in ("pin_env", "pin_file"):
+        if key in table and (not isinstance(table[key], str) or not table[key]):
+            raise ValueError(f"[stores.{name}]: {key} must be a non-empty string")
+    if "pin_file" in table and not str(table["pin_file"]).startswith("/"):
+        raise ValueError(f"[stores.{name}]: pin_file must be an absolute path")
 
 
 class Settings(BaseModel):
@@ -195,6 +267,18 @@ class Settings(BaseModel):
                     "with approval_webhook_url.",
         examples=["/etc/signgate/webhook.secret"],
         json_schema_extra=_rule("must be an absolute path"))
+    default_store: str = Field(
+        SOFT_STORE,
+        description="Where new keys go (and the keys of 'signgate init'): 'soft', the "
+                    "software vault, or the name of a [stores.NAME] table below (see README, "
+                    "'Keys in an HSM'). A rotation keeps a key in its store unless "
+                    "'key rotate --store' names another.",
+        json_schema_extra=_rule("must be 'soft' or the name of a [stores.NAME] table"))
+    # Last: TOML tables end the top-level keys, so the template shows them at its end.
+    stores: dict[str, StoreSettings] = Field(
+        default_factory=dict,
+        description="Key stores on PKCS#11 tokens (HSMs), one [stores.NAME] table each.",
+        json_schema_extra=_rule("must be [stores.NAME] tables"))
 
     def __init__(self, data_dir: Path, database_url: str, **values: Any) -> None:
         super().__init__(data_dir=data_dir, database_url=database_url, **values)
@@ -252,6 +336,26 @@ class Settings(BaseModel):
         if policy not in ("refuse", "catch-up"):
             raise ValueError("unknown policy")
         return policy
+
+    @field_validator("stores", mode="before")
+    @classmethod
+    def _stores(cls, stores: object) -> object:
+        if not isinstance(stores, dict):
+            raise ValueError("stores must be [stores.NAME] tables")
+        for name, table in stores.items():
+            _check_store(name, table)
+        tokens = [(t["module"], t["token"]) for t in stores.values()]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("two [stores.NAME] tables name the same token of the same module")
+        return stores
+
+    @model_validator(mode="after")
+    def _default_store(self) -> Settings:
+        if self.default_store != SOFT_STORE and self.default_store not in self.stores:
+            raise ValueError(f"default_store {self.default_store!r} names no store: it must "
+                             f"be 'soft' or the name of a [stores.NAME] table "
+                             f"({', '.join(sorted(self.stores)) or 'there is none'})")
+        return self
 
     @model_validator(mode="after")
     def _quorum(self) -> Settings:
@@ -422,6 +526,8 @@ def _config_error(exc: ValidationError, values: dict[str, object],
     if not errors[0]["loc"]:  # a rule across settings (a model validator)
         return ConfigError(f"{cfg}: {str(errors[0]['msg']).removeprefix('Value error, ')}")
     name = str(errors[0]["loc"][0])
+    if name == "stores" and errors[0]["type"] == "value_error":
+        return ConfigError(f"{cfg}: {str(errors[0]['msg']).removeprefix('Value error, ')}")
     return ConfigError(f"{sources.get(name, cfg)}: {name} {_must(name, values.get(name))}")
 
 
@@ -444,6 +550,13 @@ def default_config_text(public_url: str = DEFAULT_PUBLIC_URL) -> str:
                                subsequent_indent="# ")
         if name == "public_url":
             lines.append(f"public_url = {_toml(public_url)}")
+            continue
+        if name == "stores":
+            # An example table, indented inside its comment: it is not a setting's line.
+            lines += ["#   [stores.hsm]", '#   type = "pkcs11"',
+                      '#   module = "/usr/lib/softhsm/libsofthsm2.so"',
+                      '#   token = "signgate"            # the token\'s label',
+                      '#   pin_env = "SIGNGATE_HSM_PIN"  # or pin_file = "/run/secrets/hsm-pin"']
             continue
         shown = field.examples[0] if field.examples else field.default
         lines.append(f"# {name} = {_toml(shown)}")

@@ -18,7 +18,8 @@ codes.
     ├── Denied                the identity may not do this, and why         (403)
     ├── NotFound              no such project, key, identity, version       (404)
     ├── Conflict              duplicate name, state that forbids the action (409)
-    ├── KeyStoreError         the key store could not generate or sign      (500/503)
+    ├── KeyStoreError         the key store could not generate or sign      (500)
+    │   └── KeyStoreUnavailable  the HSM (module, token, login) failed: fail closed (503)
     ├── VerificationFailed    a signature or the audit chain did not verify
     ├── ConfigError           data directory, master key, database URL
     └── Unavailable           the server or database cannot be reached      (503)
@@ -61,6 +62,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     KEYSTORE_ERROR = "keystore_error"
+    KEYSTORE_UNAVAILABLE = "keystore_unavailable"
     VERIFICATION_FAILED = "verification_failed"
     CONFIG_ERROR = "config_error"
     UNAVAILABLE = "unavailable"
@@ -223,6 +225,13 @@ class KeyStoreError(SigngateError):
     code = ErrorCode.KEYSTORE_ERROR
 
 
+class KeyStoreUnavailable(KeyStoreError):
+    """The key store cannot be used now (a PKCS#11 module or token failed, the login is
+    gone and could not be renewed): nothing was signed; retry later."""
+
+    code = ErrorCode.KEYSTORE_UNAVAILABLE
+
+
 class VerificationFailed(SigngateError):
     code = ErrorCode.VERIFICATION_FAILED
 
@@ -283,6 +292,9 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.NOT_FOUND: Entry(NotFound, "no such project, key, version, identity or route"),
     _C.CONFLICT: Entry(Conflict, "a duplicate, or a state that forbids the action"),
     _C.KEYSTORE_ERROR: Entry(KeyStoreError, "the key store could not generate or sign"),
+    _C.KEYSTORE_UNAVAILABLE: Entry(KeyStoreUnavailable,
+                                   "the HSM (module, token or login) failed: nothing signed, "
+                                   "retry"),
     _C.VERIFICATION_FAILED: Entry(VerificationFailed,
                                   "a signature or the audit chain did not verify"),
     _C.CONFIG_ERROR: Entry(ConfigError, "the data directory or a setting is unusable"),

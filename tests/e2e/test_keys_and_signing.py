@@ -283,9 +283,9 @@ def test_key_list_show_public(server: Server, tmp_path: Path) -> None:
                                                          "rotate_every_days": 30})
 
     listed = server.cli("key", "list", proj).stdout.splitlines()
-    assert listed[0].split() == ["KEY", "ALGORITHM", "STATE", "VERSION"]
+    assert listed[0].split() == ["KEY", "ALGORITHM", "STATE", "VERSION", "STORE"]
     assert [line.split() for line in listed[1:]] == [
-        [a, "ecdsa-p384", "active", "1"], [b, "ed25519", "active", "1"]]
+        [a, "ecdsa-p384", "active", "1", "soft"], [b, "ed25519", "active", "1", "soft"]]
     as_json = server.cli("key", "list", proj, "--json").json()
     assert [(k["ref"], k["algorithm"], k["state"], k["current_version"]) for k in as_json] == [
         (a, "ecdsa-p384", "active", 1), (b, "ed25519", "active", 1)]
@@ -301,9 +301,9 @@ def test_key_list_show_public(server: Server, tmp_path: Path) -> None:
     assert shown[3].split() == ["version", "1"]
     assert "rotate     every 30 days" in shown
     assert "limit      10 signatures per version" in shown
-    assert shown[-2].split() == ["VERSION", "CURRENT", "SIGNATURES", "CREATED", "AT",
+    assert shown[-2].split() == ["VERSION", "CURRENT", "STORE", "SIGNATURES", "CREATED", "AT",
                                  "RETIRED", "AT"]
-    assert shown[-1].split()[:3] == ["1", "yes", "0"]
+    assert shown[-1].split()[:4] == ["1", "yes", "soft", "0"]
     detail = server.cli("key", "show", b, "--json").json()
     assert detail["ref"] == b
     assert detail["project"] == proj
@@ -311,8 +311,8 @@ def test_key_list_show_public(server: Server, tmp_path: Path) -> None:
     assert detail["max_signatures"] == 10
     assert detail["rotate_every_days"] == 30
     assert detail["compromised_at"] is None
-    assert [(v["version"], v["current"], v["signatures"], v["retired_at"])
-            for v in detail["versions"]] == [(1, True, 0, None)]
+    assert [(v["version"], v["current"], v["signatures"], v["retired_at"], v["store"],
+             v["attributes"]) for v in detail["versions"]] == [(1, True, 0, None, "soft", None)]
 
     pem = server.cli("key", "public", a).stdout
     assert pem.startswith("-----BEGIN PUBLIC KEY-----\n")

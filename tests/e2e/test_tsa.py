@@ -277,7 +277,7 @@ def test_tsa_certificate(server: Server, pems: Pems) -> None:
     assert list(eku.value) == [x509.ExtendedKeyUsageOID.TIME_STAMPING]
     assert tsa.not_valid_after_utc <= root.not_valid_after_utc
     text = ok(openssl(), "x509", "-in", str(pems.tsa), "-noout", "-text")
-    assert "NIST CURVE: P-384" in text
+    assert "NIST CURVE: P-256" in text
     assert ok(openssl(), "verify", "-CAfile", str(pems.root), "-purpose", "timestampsign",
               str(pems.tsa)).strip().endswith("OK")
 

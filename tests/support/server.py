@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,25 +97,29 @@ def base_env(database_url: str | None) -> dict[str, str]:
     return env
 
 
-def init_data_dir(data_dir: Path, database_url: str | None) -> str:
-    env = base_env(database_url)
-    proc = subprocess.run([SIGNGATE, "init", "--data-dir", str(data_dir), "--json"],
-                          capture_output=True, text=True, env=env, timeout=60)
+def init_data_dir(data_dir: Path, database_url: str | None, *, args: Sequence[str] = (),
+                  env: Mapping[str, str] | None = None) -> str:
+    """'signgate init' (with ``args``, in ``env`` added to the clean environment)."""
+    full_env = {**base_env(database_url), **(env or {})}
+    proc = subprocess.run([SIGNGATE, "init", "--data-dir", str(data_dir), "--json", *args],
+                          capture_output=True, text=True, env=full_env, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"signgate init failed: {proc.stderr}")
     return (data_dir / "admin.token").read_text().strip()
 
 
 def start_server(data_dir: Path, database_url: str | None, *, workers: int = 1,
-                 init: bool = True, config: str = "") -> Server:
-    """Init (unless ``init`` is False) and serve ``data_dir``; ``config`` is appended to
-    its config.toml first."""
-    token = init_data_dir(data_dir, database_url) if init else \
+                 init: bool = True, config: str = "", init_args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> Server:
+    """Init (unless ``init`` is False; with ``init_args``) and serve ``data_dir``;
+    ``config`` is appended to its config.toml first. ``env`` is added to the clean
+    environment of init, serve and the CLI (an HSM's SOFTHSM2_CONF and PIN, say)."""
+    token = init_data_dir(data_dir, database_url, args=init_args, env=env) if init else \
         (data_dir / "admin.token").read_text().strip()
     if config:
         with (data_dir / "config.toml").open("a", encoding="utf-8") as f:
             f.write("\n" + config + "\n")
-    env = base_env(database_url)
+    env = {**base_env(database_url), **(env or {})}
     port = free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     log = log_path.open("wb")

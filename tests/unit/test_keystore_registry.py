@@ -9,7 +9,7 @@ import pytest
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm
 from signgate.crypto.signatures import load_public_key, verify_digest
-from signgate.errors import ConfigError, KeyStoreError
+from signgate.errors import ConfigError, InvalidInput, KeyStoreError
 from signgate.keystore.base import GeneratedKey, KeyRef, KeyStore
 from signgate.keystore.blobs import InMemoryBlobs
 from signgate.keystore.registry import KeyStoreRegistry
@@ -125,3 +125,46 @@ def test_signgate_errors_pass_through_unchanged(caplog: pytest.LogCaptureFixture
         registry.sign(HSM_KEY, DigestAlgorithm.SHA256, DIGEST)
     assert info.value is own
     assert not caplog.records
+
+
+class TokenDouble(BrokenHsm):
+    """A PKCS#11-like store of one token: shares the scheme, owns its token's URIs."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(RuntimeError("unused"))
+        self.token = token
+        self.name = f"token {token}"
+
+    def owns(self, uri: str) -> bool:
+        return uri.startswith(f"pkcs11:token={self.token};")
+
+
+def test_stores_sharing_a_scheme_are_routed_by_owner_and_named() -> None:
+    soft = SoftwareKeyStore(MASTER, InMemoryBlobs())
+    a, b = TokenDouble("a"), TokenDouble("b")
+    registry = KeyStoreRegistry(soft, a, b, one_time=one_time_store(MASTER),
+                                names={"soft": soft, "hsm-a": a, "hsm-b": b})
+    assert registry.for_uri("pkcs11:token=a;id=%01") is a
+    assert registry.for_uri("pkcs11:token=b;id=%01") is b
+    with pytest.raises(ConfigError, match="no configured key store holds pkcs11:token=c;"):
+        registry.for_uri("pkcs11:token=c;id=%01")
+    assert registry.store_name("pkcs11:token=b;id=%01") == "hsm-b"
+    assert registry.store_name("soft:x") == "soft"
+    assert registry.store_name("soft-once:x") == "soft"  # one-time keys: the default's
+    assert registry.store("hsm-a") is a
+    with pytest.raises(InvalidInput, match=r"^no key store named 'hsm'; configured: hsm-a, "
+                                           r"hsm-b, soft$"):
+        registry.generate(KeyAlgorithm.ED25519, store="hsm")
+    assert registry.generate(KeyAlgorithm.ED25519, store="soft").uri.startswith("soft:")
+    with pytest.raises(KeyStoreError, match="the key store 'token a' failed to generate"):
+        registry.generate(KeyAlgorithm.ED25519, store="hsm-a")
+    assert registry.attributes(KeyRef("soft:x", KeyAlgorithm.ED25519)) is None
+
+
+def test_a_key_of_a_token_no_longer_configured_names_its_scheme() -> None:
+    soft = SoftwareKeyStore(MASTER, InMemoryBlobs())
+    a = TokenDouble("a")
+    registry = KeyStoreRegistry(a, soft, one_time=a, names={"soft": soft, "hsm": a})
+    assert registry.store_name("pkcs11:token=a;id=%01") == "hsm"
+    assert registry.store_name("pkcs11:token=gone;id=%01") == "pkcs11"
+    assert registry.store_name("soft:x") == "soft"

@@ -331,3 +331,66 @@ def test_tsa_settings(tmp_path: Path) -> None:
         (tmp_path / "config.toml").write_text(text + "\n")
         with pytest.raises(ConfigError):
             load_settings(tmp_path)
+
+
+# -- the DER assembly against asn1crypto's own encoding ----------------------------------
+
+
+class FixedSigner:
+    """A signer whose signature is a function of the digest: two assemblies of one token
+    must then be equal byte for byte."""
+
+    def __init__(self, inner: Signer) -> None:
+        self.inner = inner
+        self.algorithm = inner.algorithm
+
+    def sign_digest(self, digest_algorithm: DigestAlgorithm, digest: bytes) -> bytes:
+        return hashlib.sha512(digest).digest()[:71]
+
+
+def asn1crypto_token(request: rfc3161.TimeStampRequest, tsa: rfc3161.Authority,
+                     gen_time: datetime, serial: int) -> bytes:
+    """The same token built from asn1crypto objects (how signgate built them before the
+    DER assembly): the oracle the assembly is compared with."""
+    from asn1crypto import algos, core
+
+    from signgate.pki import cms as pki_cms
+
+    info: dict[str, object] = {
+        "version": "v1", "policy": tsa.policy, "message_imprint": request.message_imprint,
+        "serial_number": serial, "gen_time": gen_time,
+        "accuracy": {"seconds": tsa.accuracy_seconds}, "ordering": False,
+        "tsa": asn1_x509.GeneralName(name="directory_name", value=tsa.certificate.subject)}
+    if request.nonce is not None:
+        info["nonce"] = request.nonce
+    content = tsp.TSTInfo(info).dump()
+    sig_name, digest_alg = certs.signature_algorithm(tsa.signer.algorithm)
+    attributes = pki_cms.signed_attributes(
+        "tst_info", hashlib.new(digest_alg.value, content).digest(), gen_time,
+        [cms.CMSAttribute({"type": "signing_certificate_v2", "values": [
+            rfc3161.signing_certificate_v2(tsa.certificate)]})])
+    signature = pki_cms.sign_attributes(tsa.signer, digest_alg, attributes)
+    signer_info = pki_cms.signer_info(
+        tsa.certificate.issuer, tsa.certificate.serial_number, digest_alg, attributes,
+        algos.SignedDigestAlgorithm({"algorithm": sig_name}), signature)
+    token = pki_cms.signed_data(
+        [signer_info], digest_alg, [tsa.certificate.dump()] if request.cert_req else [],
+        cms.EncapsulatedContentInfo({"content_type": "tst_info",
+                                     "content": core.ParsableOctetString(content)}))
+    return bytes(tsp.TimeStampResp({"status": {"status": "granted"},
+                                    "time_stamp_token": token}).dump())
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("nonce", [None, 1, 128, -129, 2**200 + 1])
+@pytest.mark.parametrize("cert_req", [True, False])
+def test_the_assembled_token_is_asn1cryptos_encoding(
+        authority: rfc3161.Authority, algorithm: str, nonce: int | None,
+        cert_req: bool) -> None:
+    tsa = rfc3161.Authority(FixedSigner(authority.signer),  # type: ignore[arg-type]
+                            authority.certificate, POLICY, accuracy_seconds=3)
+    request = rfc3161.parse_request(query(algorithm, nonce=nonce, cert_req=cert_req))
+    for now, serial in ((NOW, 1), (datetime(2051, 2, 3, 4, 5, 6, tzinfo=UTC), 2**126 + 5)):
+        issued = rfc3161.grant(request, tsa, now, serial)
+        assert issued.der == asn1crypto_token(request, tsa, issued.gen_time, serial)
+        assert tsp.TimeStampResp.load(issued.der).dump(force=True) == issued.der

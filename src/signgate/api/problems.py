@@ -33,6 +33,7 @@ STATUS: list[tuple[type[errors.SigngateError], int]] = [
     (errors.StorageFull, 507),
     (errors.LimitExceeded, 429),
     (errors.Unavailable, 503),
+    (errors.KeyStoreUnavailable, 503),
     (errors.KeyStoreError, 500),
     (errors.ConfigError, 500),
 ]

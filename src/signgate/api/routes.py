@@ -16,6 +16,7 @@ from signgate.api.schemas import (
     IdentityCreate,
     KeyCreate,
     KeyRevoke,
+    KeyRotate,
     ProjectCreate,
     ScanPolicyBody,
     SignRequest,
@@ -84,7 +85,7 @@ def show_project(project: str, ctx: Ctx, caller: Who) -> ProjectView:
 def create_key(project: str, body: KeyCreate, ctx: Ctx, caller: Who) -> KeyView:
     return keys.create(ctx, caller, f"{project}/{body.name}", body.algorithm, body.rsa_padding,
                        body.rotate_every_days, body.max_signatures, body.cert_validity_days,
-                       body.require_timestamp, body.one_time, body.scan)
+                       body.require_timestamp, body.one_time, body.scan, body.store)
 
 
 @router.get(KEY + "/certificate", tags=["keys", "pki"])
@@ -156,8 +157,9 @@ def public_key(
 
 
 @router.post(KEY + "/rotate", tags=["keys"])
-def rotate_key(project: str, key: str, ctx: Ctx, caller: Who) -> KeyView:
-    return keys.rotate(ctx, caller, f"{project}/{key}")
+def rotate_key(project: str, key: str, ctx: Ctx, caller: Who,
+               body: KeyRotate | None = None) -> KeyView:
+    return keys.rotate(ctx, caller, f"{project}/{key}", body.store if body else None)
 
 
 @router.post(KEY + "/scan-policy", tags=["keys", "scanning"])

@@ -35,6 +35,15 @@ class KeyCreate(Strict):
     scan: str | None = Field(None, max_length=16, description="required: sign only artifacts "
                              "signgate scanned clean itself; off. Default: required once a "
                              "scanner is configured")
+    store: str | None = Field(None, max_length=63, description="the key store (config.toml) "
+                              "the key pair is made in: 'soft' or a [stores.NAME] table's "
+                              "name. Default: default_store")
+
+
+class KeyRotate(Strict):
+    store: str | None = Field(None, max_length=63, description="the key store the new "
+                              "version is made in (moving a key, e.g. onto an HSM). Default: "
+                              "the store of the current version")
 
 
 class ScanPolicyBody(Strict):

@@ -16,7 +16,7 @@ from hashlib import sha256
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from signgate.audit.model import Record, entry_bytes, time_text
+from signgate.audit.model import Outcome, Record, entry_bytes, time_text
 from signgate.audit.tree import HashCache, LogTree
 from signgate.crypto.canonical import canonical_json
 from signgate.store.models import AuditEntry, AuditHead, LogHash, table
@@ -49,6 +49,9 @@ class AuditWriter:
         self.leaves: dict[int, bytes] = {}
         # The checkpoint note signed for this transaction, set by its owner on commit.
         self.checkpoint: bytes | None = None
+        # Whether every entry of this transaction records a refusal: such a transaction
+        # may commit when the log key cannot sign its checkpoint (see Context.transaction).
+        self.only_refusals = True
         self.tree = LogTree(self._conn, head.tree_size, cache or HashCache())
         self._tree_at_start = head.tree_size
         if head.tree_size != head.seq:  # a database from before the log: build it now
@@ -57,6 +60,8 @@ class AuditWriter:
     def append(self, record: Record, now: datetime) -> int:
         """Hash ``record`` onto the chain; returns its sequence number."""
         seq = self.seq + 1
+        if record.outcome is not Outcome.REFUSED:
+            self.only_refusals = False
         # details hold JSON values only, so hashing their canonical text equals hashing
         # what verify_chain reads back from the stored text.
         details = canonical_json(record.details).decode("utf-8")

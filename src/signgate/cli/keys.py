@@ -44,9 +44,14 @@ def _describe(k: dict[str, object]) -> None:
         click.echo(f"compromised {k['compromised_at']}  ({k['revoke_reason'] or 'no reason'})")
     versions = k["versions"]
     assert isinstance(versions, list)
-    table([(v["version"], "yes" if v["current"] else "", v["signatures"], v["created_at"],
-            v["retired_at"]) for v in versions],
-          ["version", "current", "signatures", "created at", "retired at"])
+    table([(v["version"], "yes" if v["current"] else "", v["store"], v["signatures"],
+            v["created_at"], v["retired_at"]) for v in versions],
+          ["version", "current", "store", "signatures", "created at", "retired at"])
+    for v in versions:
+        if v.get("attributes"):
+            shown = "  ".join(f"{name}={ {True: 'yes', False: 'no'}.get(value, '?') }"
+                              for name, value in v["attributes"].items())
+            click.echo(f"version {v['version']} on the HSM: {shown}")
 
 
 @key.command("create")
@@ -70,24 +75,28 @@ def _describe(k: dict[str, object]) -> None:
 @click.option("--scan", type=Choice(["required", "off"]),
               help="required: sign only artifacts signgate scanned clean itself (the client "
                    "uploads them). Default: required once the server has a scanner.")
+@click.option("--store", metavar="NAME",
+              help="The key store to make the key pair in: 'soft' (the software vault) or "
+                   "a [stores.NAME] of the server's config.toml. Default: its default_store.")
 @client_options
 @json_option
 @handles_errors
 def create(ref: str, algorithm: str, rsa_padding: str, rotate_every: int | None,
            max_signatures: int | None, cert_validity: int, require_timestamp: bool,
-           one_time: bool, scan: str | None, url: str, token_file: Path | None,
-           as_json: bool) -> None:
+           one_time: bool, scan: str | None, store: str | None, url: str,
+           token_file: Path | None, as_json: bool) -> None:
     """Generate a key inside signgate (and a certificate from the project's CA)."""
     with make_client(url, token_file) as c:
         k = c.create_key(ref, algorithm, rsa_padding, rotate_every, max_signatures,
-                         cert_validity, require_timestamp, one_time, scan)
+                         cert_validity, require_timestamp, one_time, scan, store)
     if as_json:
         emit_json(k)
     elif k["one_time"]:
         click.echo(f"created one-time key {k['ref']} ({k['algorithm']}: a new key pair for "
                    "every signing)")
     else:
-        click.echo(f"created key {k['ref']} ({k['algorithm']}, version 1)")
+        where = f", key store {_store(k)}" if store is not None else ""
+        click.echo(f"created key {k['ref']} ({k['algorithm']}, version 1{where})")
 
 
 @key.command("scan-policy")
@@ -144,8 +153,16 @@ def list_(project: str | None, url: str, token_file: Path | None, as_json: bool)
     if as_json:
         emit_json(items)
     else:
-        table([(k["ref"], k["algorithm"], k["state"], k["current_version"]) for k in items],
-              ["key", "algorithm", "state", "version"])
+        table([(k["ref"], k["algorithm"], k["state"], k["current_version"], _store(k))
+               for k in items], ["key", "algorithm", "state", "version", "store"])
+
+
+def _store(k: dict[str, object]) -> str:
+    """The store of the current version (one-time keys: where their last pair was)."""
+    versions = k["versions"]
+    assert isinstance(versions, list)
+    current = [v["store"] for v in versions if v["current"]]
+    return str(current[0]) if current else (str(versions[-1]["store"]) if versions else "")
 
 
 @key.command("show")
@@ -254,15 +271,31 @@ def _state_command(name: str, help_text: str) -> click.Command:
             k = c.key_action(ref, name)
         if as_json:
             emit_json(k)
-        elif name == "rotate":
-            click.echo(f"rotated {k['ref']}: version {k['current_version']} is now current")
         else:
             click.echo(f"{k['ref']} is now {k['state']}")
 
     return click.command(name, help=help_text)(command)
 
 
-key.add_command(_state_command("rotate", "Make a new current version; older ones only verify."))
+@key.command("rotate")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--store", metavar="NAME",
+              help="Make the new version in this key store ('soft' or a [stores.NAME] of the "
+                   "server's config.toml): how a key moves onto an HSM. Default: the store "
+                   "of the current version.")
+@client_options
+@json_option
+@handles_errors
+def rotate(ref: str, store: str | None, url: str, token_file: Path | None,
+           as_json: bool) -> None:
+    """Make a new current version; older ones only verify."""
+    with make_client(url, token_file) as c:
+        k = c.rotate_key(ref, store)
+    if as_json:
+        emit_json(k)
+    else:
+        where = f" (key store {_store(k)})" if store is not None else ""
+        click.echo(f"rotated {k['ref']}: version {k['current_version']} is now current{where}")
 key.add_command(_state_command("disable", "Stop a key from signing until it is enabled."))
 key.add_command(_state_command("enable", "Let a disabled key sign again."))
 

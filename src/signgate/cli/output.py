@@ -26,6 +26,7 @@ EXIT_CODES: list[tuple[type[errors.SigngateError], int]] = [
     (errors.InvalidInput, 7),
     (errors.VerificationFailed, 8),
     (errors.Unavailable, 9),
+    (errors.KeyStoreUnavailable, 9),
     (errors.ConfigError, 10),
 ]
 

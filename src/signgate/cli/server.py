@@ -17,6 +17,7 @@ from signgate.config import (
     DEFAULT_DATA_DIR,
     DEFAULT_PUBLIC_URL,
     MASTER_KEY_FILE,
+    SOFT_STORE,
     check_public_url,
     default_config_text,
     load_settings,
@@ -60,9 +61,14 @@ def _write_secret(path: Path, text: str) -> None:
 @_public_url_option("Where clients and verifiers reach the server, named in the CRL URLs "
                     "of its certificates; written to config.toml [env: SIGNGATE_PUBLIC_URL; "
                     "default: the configured one, else http://127.0.0.1:8080].")
+@click.option("--store", metavar="NAME",
+              help="Make the root CA, the issuing CAs, the TSA and the log key (and new keys) "
+                   "in this key store: a [stores.NAME] table of DATA_DIR/config.toml, written "
+                   "before init; sets default_store there.")
 @json_option
 @handles_errors
-def init(data_dir: Path, admin_name: str, public_url: str | None, as_json: bool) -> None:
+def init(data_dir: Path, admin_name: str, public_url: str | None, store: str | None,
+         as_json: bool) -> None:
     """Create the data directory: config, database, master key (0600) and the bootstrap
     admin, whose token goes to DATA_DIR/admin.token (0600)."""
     from signgate.service.bootstrap import bootstrap_admin, ensure_all
@@ -83,6 +89,8 @@ def init(data_dir: Path, admin_name: str, public_url: str | None, as_json: bool)
         config.write_text(default_config_text(public_url or DEFAULT_PUBLIC_URL), "utf-8")
     elif public_url is not None:
         _set_public_url(data_dir, public_url)
+    if store is not None:
+        _set_default_store(data_dir, store)
     if not os.environ.get("SIGNGATE_MASTER_KEY") and not (data_dir / MASTER_KEY_FILE).exists():
         _write_secret(data_dir / MASTER_KEY_FILE, encode_master_key(new_master_key()) + "\n")
     settings = load_settings(data_dir)
@@ -168,6 +176,27 @@ def _set_public_url(data_dir: Path, public_url: str) -> None:
     if read_config(data_dir).get("public_url") != public_url:  # e.g. after a [table]
         config.write_text(text, "utf-8")
         raise ConfigError(f"cannot add public_url to {config}: set it there by hand")
+
+
+def _set_default_store(data_dir: Path, store: str) -> None:
+    """Make ``store`` the default store of config.toml (which must define it), unless the
+    file names it already; another default_store there is a conflict to settle by hand."""
+    config = data_dir / CONFIG_FILE
+    values = read_config(data_dir)
+    stores = values.get("stores")
+    if store != SOFT_STORE and (not isinstance(stores, dict) or store not in stores):
+        raise ConfigError(f"--store {store}: {config} has no [stores.{store}] table (write it "
+                          "before 'signgate init': see README, 'Keys in an HSM')")
+    current = values.get("default_store")
+    if current == store:
+        return
+    if current is not None:
+        raise ConfigError(f"{config} sets default_store = {current!r}; edit it there or "
+                          f"leave out --store")
+    # A top-level key goes before the first [table]: at the top of the file.
+    text = config.read_text("utf-8")
+    config.write_text(f"default_store = \"{store}\"  # signgate init --store\n" + text,
+                      "utf-8")
 
 
 def _check_scanners(ctx: Context) -> None:

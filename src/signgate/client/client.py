@@ -161,13 +161,14 @@ class SigngateClient:
                    max_signatures: int | None = None,
                    cert_validity_days: int = 365,
                    require_timestamp: bool = False, one_time: bool = False,
-                   scan: str | None = None) -> Any:
+                   scan: str | None = None, store: str | None = None) -> Any:
         project, _, name = ref.partition("/")
         _key_path(ref)
         body = {"name": name, "algorithm": algorithm, "rsa_padding": rsa_padding,
                 "rotate_every_days": rotate_every_days, "max_signatures": max_signatures,
                 "cert_validity_days": cert_validity_days,
-                "require_timestamp": require_timestamp, "one_time": one_time, "scan": scan}
+                "require_timestamp": require_timestamp, "one_time": one_time, "scan": scan,
+                "store": store}
         return self.request("POST", f"/api/v1/projects/{quote(project, safe='')}/keys",
                             json=body)
 
@@ -218,6 +219,11 @@ class SigngateClient:
 
     def key_action(self, ref: str, action: str) -> Any:
         return self.request("POST", f"{_key_path(ref)}/{action}")
+
+    def rotate_key(self, ref: str, store: str | None = None) -> Any:
+        """A new current version (in key store ``store``, if given)."""
+        body = {"store": store} if store is not None else None
+        return self.request("POST", f"{_key_path(ref)}/rotate", json=body)
 
     def revoke_key(self, ref: str, compromised_at: str, reason: str | None) -> Any:
         return self.request("POST", _key_path(ref) + "/revoke",

@@ -111,6 +111,10 @@ class Authority:
     def signing_certificate_der(self) -> bytes:
         return bytes(signing_certificate_v2(self.certificate).dump())
 
+    @cached_property
+    def template(self) -> _Template:
+        return _Template.of(self)
+
 
 @dataclass(frozen=True)
 class Issued:
@@ -212,43 +216,102 @@ def signing_certificate_v2(certificate: x509.Certificate) -> tsp.SigningCertific
 
 def grant(request: TimeStampRequest, tsa: Authority, now: datetime,
           serial: int | None = None) -> Issued:
-    """A granted ``TimeStampResp`` for ``request``, time-stamped at ``now``."""
+    """A granted ``TimeStampResp`` for ``request``, time-stamped at ``now``.
+
+    The token is assembled from DER: every part that is the same in every token of this
+    TSA (its name, policy, accuracy, certificate, the signer's identifier and algorithms,
+    the constant attributes) was encoded once by asn1crypto (:class:`_Template`); per token
+    only the imprint, serial, time, nonce, the message digest and the signature are encoded
+    and the parts wrapped in their tags and lengths (X.690 §8.1). Building the structure
+    with asn1crypto objects instead costs over a millisecond per token, 50 times the ECDSA
+    signature in it; a test compares the bytes with asn1crypto's own encoding of the same
+    token, field by field.
+    """
     check_policy(request, tsa.policy)
     serial = certs.new_serial() if serial is None else serial
     gen_time = _gen_time(now)
-    info: dict[str, object] = {
-        "version": "v1",
-        "policy": tsa.policy,
-        "message_imprint": request.message_imprint,
-        "serial_number": serial,
-        "gen_time": gen_time,
-        "accuracy": {"seconds": tsa.accuracy_seconds},
-        "ordering": False,
-        "tsa": x509.GeneralName(name="directory_name", value=x509.Name.load(tsa.subject_der)),
-    }
-    if request.nonce is not None:
-        info["nonce"] = request.nonce
-    tst_info = tsp.TSTInfo(info)
-    content = tst_info.dump()
+    t = tsa.template
+    tst_info = _tlv(0x30, b"".join((
+        t.version_and_policy, request.message_imprint.dump(), core.Integer(serial).dump(),
+        core.GeneralizedTime(gen_time).dump(), t.accuracy,
+        b"" if request.nonce is None else core.Integer(request.nonce).dump(), t.tsa_name)))
+    digest = hashlib.new(t.digest.value, tst_info).digest()
+    attributes = b"".join((
+        t.content_type_attribute,
+        _tlv(0x30, t.signing_time_type + _tlv(0x31, pki_cms.cms_time(gen_time).dump())),
+        _tlv(0x30, t.message_digest_type + _tlv(0x31, core.OctetString(digest).dump())),
+        t.signing_certificate_attribute))
+    # RFC 5652 §5.4: the signature is over the DER of the attributes as a SET OF (0x31);
+    # the SignerInfo carries the same content as [0] IMPLICIT (0xA0).
+    signed_attrs_digest = hashlib.new(t.digest.value, _tlv(0x31, attributes)).digest()
+    signature = tsa.signer.sign_digest(t.digest, signed_attrs_digest)
+    signer_info = _tlv(0x30, b"".join((
+        t.signer_info_head, _tlv(0xA0, attributes), t.signature_algorithm,
+        core.OctetString(signature).dump())))
+    signed_data = _tlv(0x30, b"".join((
+        t.signed_data_head,
+        _tlv(0x30, t.tst_info_type + _tlv(0xA0, core.OctetString(tst_info).dump())),
+        t.certificates if request.cert_req else b"",
+        _tlv(0x31, signer_info))))
+    token = _tlv(0x30, t.signed_data_type + _tlv(0xA0, signed_data))
+    return Issued(_tlv(0x30, t.granted + token), serial, gen_time)
 
-    # The SignedData comes from the one CMS assembler. Its signatureAlgorithm is the X.509
-    # one (sha256WithRSAEncryption, ecdsa-with-SHA384), as the TSA always wrote it.
-    sig_name, digest_alg = certs.signature_algorithm(tsa.signer.algorithm)
-    attributes = pki_cms.signed_attributes(
-        "tst_info", hashlib.new(digest_alg.value, content).digest(), gen_time,
-        [cms.CMSAttribute({"type": "signing_certificate_v2", "values": [
-            tsp.SigningCertificateV2.load(tsa.signing_certificate_der)]})])
-    signature = pki_cms.sign_attributes(tsa.signer, digest_alg, attributes)
-    signer_info = pki_cms.signer_info(
-        x509.Name.load(tsa.issuer_der), tsa.certificate.serial_number, digest_alg,
-        attributes, algos.SignedDigestAlgorithm({"algorithm": sig_name}), signature)
-    token = pki_cms.signed_data(
-        [signer_info], digest_alg,
-        [tsa.certificate_der] if request.cert_req else [],
-        # RFC 5652 §5.1: version 3 because eContentType is not id-data.
-        cms.EncapsulatedContentInfo({"content_type": "tst_info",
-                                     "content": core.ParsableOctetString(content)}))
-    response = tsp.TimeStampResp({"status": {"status": "granted"},
-                                  "time_stamp_token": token})
-    return Issued(response.dump(), serial, gen_time)
 
+def _tlv(tag: int, content: bytes) -> bytes:
+    """One DER element: identifier octet, definite length (X.690 §8.1.3), content."""
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    size = (n.bit_length() + 7) // 8
+    return bytes((tag, 0x80 | size)) + n.to_bytes(size, "big") + content
+
+
+@dataclass(frozen=True)
+class _Template:
+    """The DER parts every token of one TSA repeats, each encoded by asn1crypto once."""
+
+    digest: DigestAlgorithm
+    version_and_policy: bytes
+    accuracy: bytes
+    tsa_name: bytes
+    content_type_attribute: bytes
+    signing_time_type: bytes
+    message_digest_type: bytes
+    signing_certificate_attribute: bytes
+    signer_info_head: bytes  # version, sid, digestAlgorithm
+    signature_algorithm: bytes
+    signed_data_head: bytes  # version, digestAlgorithms
+    tst_info_type: bytes
+    certificates: bytes  # [0] IMPLICIT SET OF Certificate: the TSA's own
+    signed_data_type: bytes
+    granted: bytes  # the PKIStatusInfo
+
+    @classmethod
+    def of(cls, tsa: Authority) -> _Template:
+        sig_name, digest = certs.signature_algorithm(tsa.signer.algorithm)
+        digest_algorithm = algos.DigestAlgorithm({"algorithm": digest.value}).dump()
+        signing_certificate = cms.CMSAttribute({"type": "signing_certificate_v2", "values": [
+            tsp.SigningCertificateV2.load(tsa.signing_certificate_der)]})
+        sid = cms.SignerIdentifier(name="issuer_and_serial_number", value={
+            "issuer": x509.Name.load(tsa.issuer_der),
+            "serial_number": tsa.certificate.serial_number})
+        return cls(
+            digest=digest,
+            version_and_policy=(core.Integer(1).dump()
+                                + core.ObjectIdentifier(tsa.policy).dump()),
+            accuracy=tsp.Accuracy({"seconds": tsa.accuracy_seconds}).dump(),
+            tsa_name=_tlv(0xA0, x509.GeneralName(
+                name="directory_name", value=x509.Name.load(tsa.subject_der)).dump()),
+            content_type_attribute=cms.CMSAttribute(
+                {"type": "content_type", "values": ["tst_info"]}).dump(),
+            signing_time_type=cms.CMSAttributeType("signing_time").dump(),
+            message_digest_type=cms.CMSAttributeType("message_digest").dump(),
+            signing_certificate_attribute=signing_certificate.dump(),
+            signer_info_head=core.Integer(1).dump() + sid.dump() + digest_algorithm,
+            signature_algorithm=algos.SignedDigestAlgorithm({"algorithm": sig_name}).dump(),
+            signed_data_head=core.Integer(3).dump() + _tlv(0x31, digest_algorithm),
+            tst_info_type=cms.ContentType("tst_info").dump(),
+            certificates=_tlv(0xA0, tsa.certificate_der),
+            signed_data_type=cms.ContentType("signed_data").dump(),
+            granted=tsp.PKIStatusInfo({"status": "granted"}).dump(),
+        )

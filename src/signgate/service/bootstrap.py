@@ -14,6 +14,7 @@ from signgate.crypto.algorithms import KeyAlgorithm
 from signgate.crypto.tokens import new_token, token_hash
 from signgate.errors import ConfigError, Conflict, ErrorCode, KeyStoreError
 from signgate.keystore.base import KeyRef
+from signgate.keystore.registry import SOFT
 from signgate.policy.model import GLOBAL_SCOPE, IdentityKind, KeyState, Role, check_name
 from signgate.service.context import Context
 from signgate.service.records.authorities import (
@@ -61,29 +62,37 @@ def bootstrap_admin(ctx: Context, name: str = "admin") -> str:
 
 
 def check_vault(ctx: Context) -> None:
-    """Raise :class:`ConfigError` (code ``vault_sealed``) unless the key store opens a key
-    of this database: the root CA's (the oldest authority), else the oldest key version's
-    that is not a one-time key's (those are destroyed after their one signing). A wrong
-    master key would otherwise pass unnoticed until the first signing, CRL or CA
-    creation. Does nothing for a database with no keys yet."""
+    """Raise :class:`ConfigError` unless every key store that holds keys of this database
+    can use one of them now: the software vault opens the oldest (code ``vault_sealed``:
+    a wrong master key would otherwise pass unnoticed until the first signing, CRL or CA
+    creation), an HSM store finds its oldest on its token. The keys tried are the
+    authorities' (root CA first), then the key versions that are not one-time keys' (those
+    are destroyed after their one signing). Does nothing for a database with no keys yet."""
     with ctx.db.read() as session:
-        probe = session.execute(
-            select(Authority.key_uri, Authority.algorithm).order_by(Authority.id)
-        ).first() or session.execute(
-            select(KeyVersion.uri, Key.algorithm)
-            .join(Key, Key.id == KeyVersion.key_id)
-            .where(Key.one_time.is_(False)).order_by(KeyVersion.id)
-        ).first()
-    if probe is None:
-        return
-    uri, algorithm = probe.tuple()
-    try:
-        ctx.keystores.probe(KeyRef(uri, KeyAlgorithm(algorithm)))
-    except KeyStoreError as exc:
-        raise ConfigError(
-            f"the master key ({ctx.settings.master_key_source}) does not open this "
-            f"database's vault: it is not the key this database was initialised with, or "
-            f"the sealed keys were altered ({exc})", code=ErrorCode.VAULT_SEALED) from exc
+        candidates = [*session.execute(
+            select(Authority.key_uri, Authority.algorithm).order_by(Authority.id)),
+            *session.execute(
+                select(KeyVersion.uri, Key.algorithm)
+                .join(Key, Key.id == KeyVersion.key_id)
+                .where(Key.one_time.is_(False)).order_by(KeyVersion.id).limit(1000))]
+    probes: dict[str, KeyRef] = {}
+    for uri, algorithm in (c.tuple() for c in candidates):
+        try:
+            store = ctx.keystores.store_name(uri)
+        except ConfigError:
+            continue
+        probes.setdefault(store, KeyRef(uri, KeyAlgorithm(algorithm)))
+    for store, ref in probes.items():
+        try:
+            ctx.keystores.probe(ref)
+        except KeyStoreError as exc:
+            if store != SOFT:
+                raise ConfigError(f"key store {store!r} cannot use this database's key "
+                                  f"{ref.uri}: {exc}") from exc
+            raise ConfigError(
+                f"the master key ({ctx.settings.master_key_source}) does not open this "
+                f"database's vault: it is not the key this database was initialised with, or "
+                f"the sealed keys were altered ({exc})", code=ErrorCode.VAULT_SEALED) from exc
 
 
 def ensure_all(ctx: Context) -> int:

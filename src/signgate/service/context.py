@@ -11,6 +11,7 @@ transaction of its own, committed, and only then raised to the caller.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
@@ -23,7 +24,7 @@ from signgate.audit.tree import HashCache
 from signgate.clock import Clock
 from signgate.config import Settings
 from signgate.crypto.tokens import token_hash
-from signgate.errors import AuthenticationFailed, Denied, SigngateError, Unavailable
+from signgate.errors import AuthenticationFailed, Denied, KeyStoreError, SigngateError, Unavailable
 from signgate.keystore.registry import KeyStoreRegistry
 from signgate.policy.model import Actor
 from signgate.scan.scanners import Scanners
@@ -41,6 +42,7 @@ from signgate.store.db import Database
 T = TypeVar("T")
 
 _WRITER = "signgate.audit_writer"
+log = logging.getLogger("signgate.service")
 
 
 class Context:
@@ -73,6 +75,7 @@ class Context:
         self.signing.close()
         self.witnessing.close()
         self.auth_failures.close()
+        self.keystores.close()  # an HSM's sessions and login
         self.db.dispose()
 
     @contextlib.contextmanager
@@ -85,7 +88,18 @@ class Context:
             yield session
             writer.flush()
             if writer.grew:
-                writer.checkpoint = self.checkpoints.sign(session, writer.tree)
+                try:
+                    writer.checkpoint = self.checkpoints.sign(session, writer.tree)
+                except KeyStoreError:
+                    # The log key's store failed (an HSM gone). A transaction that only
+                    # records refusals (that store's failure among them) commits all the
+                    # same: a refusal must be on the record, and the next checkpoint the
+                    # key signs covers these entries. Anything else is not committed.
+                    if not writer.only_refusals:
+                        raise
+                    log.error("the log key could not sign the checkpoint of size %d; its "
+                              "refusal entries are committed unsigned until the next "
+                              "checkpoint", writer.tree.size)
         writer.committed()
 
     @staticmethod

@@ -8,11 +8,13 @@ string-keyed registry of parts and no configuration error waiting for the first 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from signgate.clock import Clock, SystemClock
 from signgate.config import Settings
-from signgate.keystore.registry import KeyStoreRegistry
+from signgate.keystore.base import KeyStore
+from signgate.keystore.pkcs11 import Pkcs11KeyStore
+from signgate.keystore.registry import SOFT, KeyStoreRegistry
 from signgate.keystore.soft import SoftwareKeyStore, one_time_store
 from signgate.scan.scanners import Scanners
 from signgate.service.context import Context
@@ -29,24 +31,40 @@ KeyStores = Callable[[Database], KeyStoreRegistry]
 def build_context(settings: Settings, clock: Clock | None = None,
                   keystores: KeyStores | None = None) -> Context:
     """The context for ``settings``; ``clock`` and ``keystores`` replace the system clock
-    and the key stores of ``settings.master_key()`` (tests; later an HSM's store)."""
+    and the key stores of ``settings`` (the software vault of ``settings.master_key()``
+    and the ``[stores.NAME]`` tokens, each checked now: module, token and PIN)."""
     scanners = build_scanners(settings)
     if keystores is None:
         master_key = settings.master_key()  # unreadable or malformed: ConfigError now
+        hsms = hsm_stores(settings)  # a PIN that cannot be read: ConfigError now
+        for hsm in hsms:
+            hsm.check()  # no module, no such token, a wrong PIN: ConfigError now
 
         def keystores(db: Database) -> KeyStoreRegistry:
-            return key_stores(master_key, db)
+            return key_stores(master_key, db, hsms, settings.default_store)
 
     db = Database(settings.database_url)
     return Context(settings, db, keystores(db), clock or SystemClock(), scanners=scanners,
                    signing=Pipeline, witnessing=Witnessing)
 
 
-def key_stores(master_key: bytes, db: Database) -> KeyStoreRegistry:
-    """The software vault over the database's sealed blobs, and the in-memory vault that
-    one-time keys are made, used and destroyed in (same master key)."""
-    return KeyStoreRegistry(SoftwareKeyStore(master_key, DatabaseBlobs(db)),
-                            one_time=one_time_store(master_key))
+def hsm_stores(settings: Settings) -> list[Pkcs11KeyStore]:
+    """The PKCS#11 stores of ``config.toml``, their PINs read (not yet connected)."""
+    return [Pkcs11KeyStore(name, table.module, table.token, table.pin(name))
+            for name, table in settings.stores.items()]
+
+
+def key_stores(master_key: bytes, db: Database, hsms: Sequence[Pkcs11KeyStore] = (),
+               default_store: str = SOFT) -> KeyStoreRegistry:
+    """The software vault over the database's sealed blobs, the HSM stores, and where
+    one-time keys are made, used and destroyed: the in-memory vault (same master key), or
+    session objects on the token when the default store is an HSM."""
+    soft = SoftwareKeyStore(master_key, DatabaseBlobs(db))
+    names: dict[str, KeyStore] = {SOFT: soft, **{h.name: h for h in hsms}}
+    default = names[default_store]
+    one_time: KeyStore = (default.one_time_store() if isinstance(default, Pkcs11KeyStore)
+                          else one_time_store(master_key))
+    return KeyStoreRegistry(default, *names.values(), one_time=one_time, names=names)
 
 
 def build_scanners(settings: Settings) -> Scanners:

@@ -45,6 +45,7 @@ def create(
     require_timestamp: bool = False,
     one_time: bool = False,
     scan: str | None = None,
+    store: str | None = None,
 ) -> KeyView:
     project_name, name = split_ref(ref)
     # Once a scanner is configured, new keys sign only what signgate scanned clean itself.
@@ -63,6 +64,11 @@ def create(
         if one_time and (rotate_every_days or max_signatures):
             raise InvalidInput("a one-time key has a new key pair for every signing: "
                                "--rotate-every and --max-signatures do not apply")
+        if store is not None:
+            ctx.keystores.store(store)  # InvalidInput for a store config.toml does not name
+            if one_time:
+                raise InvalidInput("a one-time key's key pairs are made where one-time keys "
+                                   "go (the default store's): --store does not apply")
         d = decide.may_manage(actor, project_name)
         require(d.allowed, d.reason)
         project = get_project(session, project_name)
@@ -90,13 +96,14 @@ def create(
             "require_timestamp": key.require_timestamp, "one_time": one_time,
             "scan": scan_policy.value}
         if not one_time:
-            version = new_version(ctx, session, key, 1, now)
+            version = new_version(ctx, session, key, 1, now, store)
             session.flush()
             details |= {"version": 1, "key_uri": version.uri,
+                        "store": ctx.keystores.store_name(version.uri),
                         "public_key_sha256": fingerprint(version.public_key_pem)}
         ctx.record(session, Record(actor.name, Action.KEY_CREATE, Outcome.ALLOWED, ref,
                                    project_name, ref, details), now)
-        return key_view(session, key)
+        return key_view(session, key, ctx)
 
     return ctx.write(caller, Target(Action.KEY_CREATE, ref, project_name, ref), run)
 
@@ -111,7 +118,7 @@ def list_keys(ctx: Context, caller: Caller, project: str | None = None) -> list[
             get_project(session, project)
             stmt = stmt.where(Project.name == project)
         keys = session.execute(stmt.order_by(Project.name, Key.name)).scalars().all()
-        return [key_view(session, k) for k in keys
+        return [key_view(session, k, ctx) for k in keys
                 if decide.may_see(actor, k.project.name, k.name)]
 
     return ctx.read(caller, Target(Action.READ, project or "keys", project), run)
@@ -121,7 +128,8 @@ def show(ctx: Context, caller: Caller, ref: str) -> KeyView:
     project, name = split_ref(ref)
 
     def run(session: Session, actor: Actor) -> KeyView:
-        return key_view(session, visible_key(session, actor, project, name))
+        return key_view(session, visible_key(session, actor, project, name), ctx,
+                        attributes=True)
 
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 
@@ -135,7 +143,9 @@ def public(ctx: Context, caller: Caller, ref: str, version: int | None = None) -
     return ctx.read(caller, Target(Action.READ, ref, project, ref), run)
 
 
-def rotate(ctx: Context, caller: Caller, ref: str) -> KeyView:
+def rotate(ctx: Context, caller: Caller, ref: str, store: str | None = None) -> KeyView:
+    """A new current version; its key pair in key store ``store`` (the way a key moves
+    from the software vault onto an HSM), else in the store of the current version."""
     project, name = split_ref(ref)
 
     def run(session: Session, actor: Actor) -> KeyView:
@@ -146,8 +156,10 @@ def rotate(ctx: Context, caller: Caller, ref: str) -> KeyView:
             raise Conflict(f"key {ref} is {key.state} and cannot be rotated")
         if key.one_time:
             raise Conflict(f"key {ref} is one-time: every signing already has a new key")
-        rotate_version(ctx, session, key, actor.name, "requested", ctx.clock.now())
-        return key_view(session, key)
+        if store is not None:
+            ctx.keystores.store(store)  # InvalidInput for a store config.toml does not name
+        rotate_version(ctx, session, key, actor.name, "requested", ctx.clock.now(), store)
+        return key_view(session, key, ctx)
 
     return ctx.write(caller, Target(Action.KEY_ROTATE, ref, project, ref), run)
 
@@ -167,7 +179,7 @@ def _set_state(
         key.state = new.value
         ctx.record(session, Record(actor.name, action, Outcome.ALLOWED, ref, project, ref,
                                    {"from_state": old, "to_state": new.value}))
-        return key_view(session, key)
+        return key_view(session, key, ctx)
 
     return ctx.write(caller, Target(action, ref, project, ref), run)
 
@@ -185,7 +197,7 @@ def set_scan_policy(ctx: Context, caller: Caller, ref: str, scan: str) -> KeyVie
         key.scan = policy.value
         ctx.record(session, Record(actor.name, Action.KEY_SCAN_POLICY, Outcome.ALLOWED, ref,
                                    project, ref, {"from": old, "to": policy.value}))
-        return key_view(session, key)
+        return key_view(session, key, ctx)
 
     return ctx.write(caller, Target(Action.KEY_SCAN_POLICY, ref, project, ref), run)
 
@@ -255,6 +267,6 @@ def revoke(
             now,
         )
         revoke_key_certificates(ctx, session, key, compromised_at, actor.name)
-        return key_view(session, key)
+        return key_view(session, key, ctx)
 
     return ctx.write(caller, Target(Action.KEY_REVOKE, ref, project, ref), run)

@@ -22,6 +22,12 @@ class KeyVersionView:
     retired_at: datetime | None
     signatures: int
     current: bool
+    # The configured key store the version's private key lives in ("soft", or a
+    # [stores.NAME] table's name), and for an HSM key on `key show` its security
+    # attributes as the token reports them (sensitive, extractable, never_extractable,
+    # always_sensitive, local; None where the store has none or could not be asked).
+    store: str = "soft"
+    attributes: dict[str, bool | None] | None = None
 
 
 @dataclass(frozen=True)

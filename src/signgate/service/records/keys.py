@@ -5,6 +5,7 @@ project's CA), rotate. Session helpers only; the key use cases are in service/ke
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import datetime
 from typing import NoReturn
 
@@ -14,13 +15,16 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm
-from signgate.errors import Denied, ErrorCode, InvalidInput, NotFound
+from signgate.errors import Denied, ErrorCode, InvalidInput, NotFound, SigngateError
+from signgate.keystore.base import KeyRef
 from signgate.policy import decide
 from signgate.policy.model import Actor, check_name
 from signgate.service.context import Context
 from signgate.service.records.authorities import issue_version_certificate
 from signgate.service.views import KeyVersionView, KeyView, PublicKeyView
 from signgate.store.models import Key, KeyVersion, Project
+
+log = logging.getLogger("signgate.keys")
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -55,11 +59,28 @@ def get_version(session: Session, key: Key, version: int | None = None) -> KeyVe
     return row
 
 
-def key_view(session: Session, key: Key) -> KeyView:
+def key_view(session: Session, key: Key, ctx: Context | None = None,
+             attributes: bool = False) -> KeyView:
+    """The key and its versions; with ``ctx``, each version names its key store, and with
+    ``attributes`` too the HSM keys' security attributes are read from their tokens (the
+    versions that can still sign: a destroyed one-time key has none)."""
     versions = session.execute(
         select(KeyVersion).where(KeyVersion.key_id == key.id).order_by(KeyVersion.version)
     ).scalars()
     algorithm = KeyAlgorithm(key.algorithm)
+
+    def version_view(v: KeyVersion) -> KeyVersionView:
+        store = ctx.keystores.store_name(v.uri) if ctx is not None else "soft"
+        found = None
+        if ctx is not None and attributes and not key.one_time:
+            try:
+                found = ctx.keystores.attributes(KeyRef(v.uri, algorithm))
+            except SigngateError as exc:  # the token is down, or no longer configured
+                log.warning("cannot read the attributes of %s version %s: %s",
+                            key.name, v.version, exc)
+        return KeyVersionView(v.version, v.created_at, v.retired_at, v.signature_count,
+                              v.version == key.current_version, store, found)
+
     return KeyView(
         project=key.project.name,
         name=key.name,
@@ -79,18 +100,17 @@ def key_view(session: Session, key: Key) -> KeyView:
         revoke_reason=key.revoke_reason,
         approvals=key.approvals or 0,
         approver_scope=key.approver_scope,
-        versions=[
-            KeyVersionView(v.version, v.created_at, v.retired_at, v.signature_count,
-                           v.version == key.current_version)
-            for v in versions
-        ],
+        versions=[version_view(v) for v in versions],
     )
 
 
-def new_version(ctx: Context, session: Session, key: Key, number: int, now: datetime) -> KeyVersion:
+def new_version(ctx: Context, session: Session, key: Key, number: int, now: datetime,
+                store: str | None = None) -> KeyVersion:
+    """The next version, its key pair made in key store ``store`` (default: the default
+    store of config.toml)."""
     # The key store joins this session's transaction: the version row and the key's
     # storage (the software vault's sealed blob) commit or roll back together.
-    generated = ctx.keystores.generate(KeyAlgorithm(key.algorithm))
+    generated = ctx.keystores.generate(KeyAlgorithm(key.algorithm), store=store)
     version = KeyVersion(
         key_id=key.id, version=number, uri=generated.uri,
         public_key_pem=generated.public_key_pem, created_at=now, signature_count=0,
@@ -102,12 +122,18 @@ def new_version(ctx: Context, session: Session, key: Key, number: int, now: date
 
 
 def rotate_version(
-    ctx: Context, session: Session, key: Key, actor: str, reason: str, now: datetime
+    ctx: Context, session: Session, key: Key, actor: str, reason: str, now: datetime,
+    store: str | None = None,
 ) -> KeyVersion:
-    """Retire the current version and make the next one current."""
+    """Retire the current version and make the next one current: in key store ``store``,
+    else the store the current version is in (a scheduled rotation keeps a key where it
+    is; moving to another store is asked for by name)."""
     old = get_version(session, key)
     old.retired_at = now
-    version = new_version(ctx, session, key, old.version + 1, now)
+    target: str | None = store if store is not None else ctx.keystores.store_name(old.uri)
+    if target not in ctx.keystores.named:
+        target = None  # a store no longer configured: the default store
+    version = new_version(ctx, session, key, old.version + 1, now, target)
     key.current_version = version.version
     session.flush()
     ref = f"{key.project.name}/{key.name}"
@@ -115,7 +141,8 @@ def rotate_version(
         session,
         Record(actor, Action.KEY_ROTATE, Outcome.ALLOWED, ref, key.project.name, ref,
                {"from_version": old.version, "to_version": version.version, "reason": reason,
-                "public_key_sha256": fingerprint(version.public_key_pem)}),
+                "public_key_sha256": fingerprint(version.public_key_pem),
+                "store": ctx.keystores.store_name(version.uri), "key_uri": version.uri}),
         now,
     )
     return version
