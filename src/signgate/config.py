@@ -257,6 +257,24 @@ class Settings(BaseModel):
     shutdown_grace_seconds: int = Field(
         5, ge=1, le=3600,
         description="How long 'serve' lets requests in flight finish once told to stop.")
+    approval_ttl_minutes: float = Field(
+        1440, gt=0, le=525600,
+        description="How long a signing request waits for its approvals (keys with "
+                    "'key policy --approvals M') before it expires, in minutes (fractions "
+                    "allowed).",
+        json_schema_extra=_rule("must be a number of minutes above 0"))
+    approval_webhook_url: str | None = Field(
+        None,
+        description="Approvers are told of each new pending signing request: a JSON POST "
+                    "here, signed with HMAC-SHA256 (X-Signgate-Signature), retried.",
+        examples=["https://chat.example.com/hooks/signgate"],
+        json_schema_extra=_rule("must be an http(s) URL"))
+    approval_webhook_secret_file: str | None = Field(
+        None,
+        description="The file holding the webhook's HMAC secret (never logged); required "
+                    "with approval_webhook_url.",
+        examples=["/etc/signgate/webhook.secret"],
+        json_schema_extra=_rule("must be an absolute path"))
     default_store: str = Field(
         SOFT_STORE,
         description="Where new keys go (and the keys of 'signgate init'): 'soft', the "
@@ -354,7 +372,21 @@ class Settings(BaseModel):
                              f"{len(self.log_witnesses)} log_witnesses configured")
         return self
 
-    @field_validator("scan_clamd_socket", "scan_yara_dir")
+    @field_validator("approval_webhook_url")
+    @classmethod
+    def _webhook_url(cls, url: str | None) -> str | None:
+        if url is not None and not _is_http_url(url):
+            raise ValueError("not an http(s) URL")
+        return url
+
+    @model_validator(mode="after")
+    def _webhook_secret(self) -> Settings:
+        if self.approval_webhook_url and not self.approval_webhook_secret_file:
+            raise ValueError("approval_webhook_url needs approval_webhook_secret_file (the "
+                             "HMAC secret the receiver checks)")
+        return self
+
+    @field_validator("scan_clamd_socket", "scan_yara_dir", "approval_webhook_secret_file")
     @classmethod
     def _absolute(cls, path: str | None) -> str | None:
         if path is not None and not path.startswith("/"):

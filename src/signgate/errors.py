@@ -155,6 +155,13 @@ class ErrorCode(StrEnum):
     WITNESS_SIZE_MISMATCH = "witness_size_mismatch"
     WITNESS_UNAVAILABLE = "witness_unavailable"
     ZIP_BOMB = "zip_bomb"
+    # Quorum approvals (policy/approvals.py).
+    ALREADY_APPROVED = "already_approved"
+    BAD_APPROVAL_POLICY = "bad_approval_policy"
+    REQUEST_CLOSED = "request_closed"
+    REQUEST_DENIED = "request_denied"
+    REQUEST_EXPIRED = "request_expired"
+    SELF_APPROVAL = "self_approval"
 
 
 class SigngateError(Exception):
@@ -425,6 +432,12 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.WITNESS_UNAVAILABLE: Entry(Unavailable, "signed and recorded, but too few witnesses "
                                   "cosigned the log's checkpoint: the signature is withheld"),
     _C.ZIP_BOMB: Entry(InvalidInput, "a JAR that inflates beyond its limit"),
+    _C.ALREADY_APPROVED: Entry(Conflict, "this identity already approved the request"),
+    _C.BAD_APPROVAL_POLICY: Entry(InvalidInput, "an approval policy out of range"),
+    _C.REQUEST_CLOSED: Entry(Conflict, "the request is already approved, signed or denied"),
+    _C.REQUEST_DENIED: Entry(Denied, "an approver denied the signing request"),
+    _C.REQUEST_EXPIRED: Entry(Conflict, "the request expired before its approvals"),
+    _C.SELF_APPROVAL: Entry(Denied, "the requester may not approve its own request"),
 }
 
 

@@ -7,6 +7,7 @@ answers 503."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shutil
@@ -153,6 +154,64 @@ def test_a_github_job_signs_with_its_oidc_token(server: Server, github: tuple[st
     who = ci(server, "whoami", "--json", "--oidc-token-file", str(token_file),
              cache=tmp_path / "cache2").json()
     assert who["name"] == f"oidc-{name}"
+
+
+def test_a_github_job_on_a_key_that_needs_two_approvals(
+        server: Server, github: tuple[str, Issuer, str], tmp_path: Path) -> None:
+    """The OIDC job's signing is held; at the second approval it is signed with the grants
+    the job's claims earn then, and its entry names the workflow run like a direct one.
+    Once the binding is gone, a request it left is refused at its last approval."""
+    name, iss, release = github
+    project = release.split("/")[0]
+    ref = f"{project}/held"
+    server.cli("key", "create", ref)
+    server.cli("key", "policy", ref, "--approvals", "2")
+    server.cli("grant", "add", "--oidc", name, *BINDING, "signer", ref)
+    approvers = []
+    for who in ("alice", "bob"):
+        person = unique(who)
+        approvers.append(server.new_identity(person, "user"))
+        server.cli("grant", "add", person, "approver", ref)
+
+    def job_signs(artifact: Path, run_id: str) -> str:
+        artifact.write_bytes(b"held release of acme/app " + run_id.encode())
+        held = ci(server, "sign", str(artifact), "--key", ref, "--format", "raw",
+                  cache=tmp_path / run_id, oidc_token=iss.mint(iss.github(run_id=run_id)),
+                  check=False)
+        assert held.returncode == 11, held
+        return held.stdout.strip()
+
+    artifact = tmp_path / "app-2.0.tar.gz"
+    request_id = job_signs(artifact, "7100000042")
+    server.cli("approve", request_id, token=approvers[0])
+    assert "signed app-2.0.tar.gz" in server.cli("approve", request_id,
+                                                 token=approvers[1]).stdout
+    shown = server.cli("request", "show", request_id, "--json").json()
+    signature = base64.b64decode(shown["result"]["signature"])
+    (tmp_path / "app.sig").write_bytes(signature)
+    pub = tmp_path / "held.pem"
+    pub.write_text(server.cli("key", "public", ref).stdout)
+    proc = subprocess.run([openssl(), "dgst", "-sha256", "-verify", str(pub), "-signature",
+                           str(tmp_path / "app.sig"), str(artifact)],
+                          capture_output=True, text=True, check=False)
+    assert proc.stdout.strip() == "Verified OK", proc
+    entry = server.cli("audit", "log", "--key", ref, "--action", "signature.create",
+                       "--json").json()[-1]
+    assert entry["actor"] == f"oidc-{name}"
+    assert entry["details"]["oidc"]["claims"]["run_id"] == "7100000042"
+    assert len(entry["details"]["approval"]["approvals"]) == 2
+
+    # The binding removed while a request waits: its last approval signs nothing.
+    waiting = job_signs(tmp_path / "app-2.1.tar.gz", "7100000043")
+    server.cli("approve", waiting, token=approvers[0])
+    server.cli("grant", "remove", "--oidc", name, *BINDING, "signer", ref)
+    refused = server.cli("approve", waiting, token=approvers[1], check=False)
+    assert refused.returncode == 4, refused
+    assert f"oidc-{name} may not sign with {ref}: no signer grant" in refused.stderr
+    signed = [e for e in server.cli("audit", "log", "--key", ref, "--action",
+                                    "signature.create", "--json").json()
+              if e["outcome"] == "allowed"]
+    assert [e["seq"] for e in signed] == [entry["seq"]]
 
 
 def test_a_gitlab_job_with_an_es256_token(server: Server, tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from starlette.responses import JSONResponse
 
 from signgate.api.deps import Ctx, Who
+from signgate.api.requests import PENDING, outcome
 from signgate.api.schemas import (
     CertificateImport,
     GrantBody,
@@ -202,12 +204,15 @@ def key_blast_radius(project: str, key: str, since: datetime, ctx: Ctx,
                                      parse_time(since.isoformat()))
 
 
-@router.post(KEY + "/sign", tags=["signing"])
-async def sign(project: str, key: str, body: SignRequest, ctx: Ctx, caller: Who) -> SignResult:
-    """Sign a digest. Returns once the signature's audit entry is committed."""
-    return await signing.sign_async(ctx, sign_request.SignRequest(
+@router.post(KEY + "/sign", tags=["signing"], response_model=SignResult,
+             responses=PENDING)
+async def sign(project: str, key: str, body: SignRequest, ctx: Ctx,
+               caller: Who) -> SignResult | JSONResponse:
+    """Sign a digest. Returns once the signature's audit entry is committed; for a key with
+    quorum approvals, 202 and the request that waits for them."""
+    return outcome(await signing.sign_async(ctx, sign_request.SignRequest(
         caller, project, key, body.digest_algorithm, body.digest, body.artifact_name,
-        body.metadata, body.timestamp, body.format, body.params))
+        body.metadata, body.timestamp, body.format, body.params)))
 
 
 @router.get(KEY + "/sign-policy", tags=["signing"])

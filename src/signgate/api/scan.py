@@ -13,8 +13,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field, StrictBool, ValidationError
+from starlette.responses import JSONResponse
 
 from signgate.api.deps import Ctx, Who
+from signgate.api.requests import PENDING, outcome
 from signgate.api.schemas import Strict
 from signgate.errors import InvalidInput
 from signgate.service import denylist, scanning
@@ -52,9 +54,11 @@ def _declared(request: Request) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-@router.post(SIGN_UPLOAD, tags=["signing", "scanning"])
+@router.post(SIGN_UPLOAD, tags=["signing", "scanning"], response_model=SignResult,
+             responses=PENDING)
 async def sign_upload(project: str, key: str, request: Request, ctx: Ctx, caller: Who,
-                      signgate_sign: Annotated[str, Header(max_length=32768)]) -> SignResult:
+                      signgate_sign: Annotated[str, Header(max_length=32768)],
+                      ) -> SignResult | JSONResponse:
     """Upload the artifact itself (the raw body) to have signgate scan it, compute what
     its format signs from it and sign that: required for keys with ``scan required``."""
     try:
@@ -63,11 +67,11 @@ async def sign_upload(project: str, key: str, request: Request, ctx: Ctx, caller
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'header'}: {e['msg']}"
                              for e in exc.errors())
         raise InvalidInput(f"bad Signgate-Sign header: {problems}") from None
-    return await scanning.sign_upload(
+    return outcome(await scanning.sign_upload(
         ctx, caller, f"{project}/{key}",
         scanning.UploadSign(body.artifact_name, body.format, body.digest_algorithm,
                             body.digest, body.metadata, body.params, body.timestamp),
-        request.stream(), _declared(request))
+        request.stream(), _declared(request)))
 
 
 @router.post("/scan", tags=["scanning"])

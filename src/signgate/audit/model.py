@@ -49,6 +49,10 @@ class Action(enum.StrEnum):
     OIDC_ISSUER_ADD = "oidc.issuer-add"
     OIDC_ISSUER_REMOVE = "oidc.issuer-remove"
     OIDC_EXCHANGE = "oidc.exchange"
+    KEY_POLICY = "key.policy"
+    REQUEST_CREATE = "request.create"
+    REQUEST_APPROVE = "request.approve"
+    REQUEST_DENY = "request.deny"
 
 
 class Outcome(enum.StrEnum):

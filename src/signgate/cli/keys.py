@@ -1,4 +1,4 @@
-"""signgate key create | list | show | public | rotate | disable | enable | revoke"""
+"""signgate key create | list | show | public | rotate | disable | enable | revoke | policy"""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def _describe(k: dict[str, object]) -> None:
         click.echo("one-time   a fresh key pair and certificate for every signing")
     if k["scan"] == "required":
         click.echo("scan       required: signs only what signgate scanned clean")
+    if k.get("approvals"):
+        click.echo(f"approvals  {k['approvals']} approvers (approver role on "
+                   f"{k.get('approver_scope') or k['ref']}) before each signing")
     if k["compromised_at"]:
         click.echo(f"compromised {k['compromised_at']}  ({k['revoke_reason'] or 'no reason'})")
     versions = k["versions"]
@@ -111,6 +114,31 @@ def scan_policy(ref: str, policy: str, url: str, token_file: Path | None,
         emit_json(k)
     else:
         click.echo(f"{k['ref']}: scan {k['scan']}")
+
+
+@key.command("policy")
+@click.argument("ref", metavar="PROJECT/NAME")
+@click.option("--approvals", type=click.IntRange(0, 16), required=True, metavar="M",
+              help="Each signing waits for M approvals from distinct approvers, never the "
+                   "requester; 0 turns approvals off.")
+@click.option("--approver-scope", metavar="SCOPE",
+              help="Whose approver grants count: PROJECT, PROJECT/KEY or '*' (default: "
+                   "the key's).")
+@client_options
+@json_option
+@handles_errors
+def policy(ref: str, approvals: int, approver_scope: str | None, url: str,
+           token_file: Path | None, as_json: bool) -> None:
+    """Quorum approvals for PROJECT/NAME (admins; recorded)."""
+    with make_client(url, token_file) as c:
+        k = c.set_approval_policy(ref, approvals, approver_scope)
+    if as_json:
+        emit_json(k)
+    elif k["approvals"]:
+        click.echo(f"{k['ref']}: each signing needs {k['approvals']} approvals (approver "
+                   f"role on {k['approver_scope'] or k['ref']})")
+    else:
+        click.echo(f"{k['ref']}: signs without approvals")
 
 
 @key.command("list")

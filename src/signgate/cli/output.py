@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 1 other error, 2 usage, 3 authentication failed, 4 denied, 5 not found,
 6 conflict, 7 invalid input, 8 verification failed, 9 server or database unavailable,
-10 configuration error.
+10 configuration error, 11 pending: a signing waits for approvals (``sign`` without
+``--wait``, or its ``--timeout`` ran out).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ EXIT_CODES: list[tuple[type[errors.SigngateError], int]] = [
     (errors.KeyStoreUnavailable, 9),
     (errors.ConfigError, 10),
 ]
+
+EXIT_PENDING = 11  # not an error: the signing request waits for its approvals
 
 F = TypeVar("F", bound=Callable[..., Any])
 

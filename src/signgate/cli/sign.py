@@ -15,10 +15,11 @@ import click
 
 from signgate.cli.common import client_options, injected_transport, make_client, witness_options
 from signgate.cli.files import progress_bar
-from signgate.cli.output import emit_json, handles_errors, json_option
+from signgate.cli.output import EXIT_PENDING, emit_json, handles_errors, json_option
 from signgate.cli.usage import Choice
 from signgate.client.offline_verify import Report
 from signgate.client.receipt_check import CheckedReceipt, check_receipt, signature_beside
+from signgate.client.sign_file import SigningPending
 from signgate.client.verify_file import http_getter, verify_raw_file, verify_signed_file
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import InvalidInput, SigngateError, VerificationFailed
@@ -70,6 +71,13 @@ def _engines(scan: Mapping[str, Any]) -> str:
 @click.option("--upload", is_flag=True,
               help="Upload FILE for signgate to scan and hash itself, even if the key does "
                    "not require it (keys with scan required always do).")
+@click.option("--wait", is_flag=True,
+              help="For a key that needs approvals: wait until the request is approved and "
+                   "signed, then write the result as usual (progress on stderr). Without "
+                   "it such a signing prints the request id and exits 11 (pending).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=3600, show_default=True,
+              metavar="SECONDS", help="With --wait: give up (exit 11) after this long; a "
+                                      "re-run picks up the same request.")
 @click.option("--timestamp/--no-timestamp", default=True, show_default=True,
               help="Add an RFC 3161 timestamp over the signature: inside the result for cms, "
                    "authenticode, jar and sigstore, else beside it as OUT.tsr. Keys with a "
@@ -79,11 +87,13 @@ def _engines(scan: Mapping[str, Any]) -> str:
 @handles_errors
 def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
          meta: tuple[str, ...], artifact_name: str | None, no_progress: bool, upload: bool,
-         timestamp: bool, url: str, token_file: Path | None, as_json: bool) -> None:
+         wait: bool, timeout: float, timestamp: bool, url: str, token_file: Path | None,
+         as_json: bool) -> None:
     """Sign FILE with a key held by signgate. FILE is read here and only a digest is sent
     (for authenticode and jar, the digest of what those formats sign), unless the key
     requires a scan: then FILE is uploaded, scanned and hashed by signgate. The private key
-    never leaves the server. --json prints the receipt."""
+    never leaves the server. --json prints the receipt. A key that needs approvals holds
+    the signing as a request: exit 11 with its id, or --wait for the signature."""
     metadata = _metadata(meta)
     show = not no_progress and not as_json
 
@@ -92,12 +102,33 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
             click.echo(f"scanned {file.name}: {scan.get('verdict', '?')} "
                        f"({_engines(scan)})", err=True)
 
-    with make_client(url, token_file) as c:
-        signed = c.sign_file(file, ref, fmt, digest=DigestAlgorithm(digest_name),
-                             output=output, metadata=metadata, artifact_name=artifact_name,
-                             upload=upload, timestamp=timestamp,
-                             progress=lambda stage, path: progress_bar(path, stage, show),
-                             on_scan=scanned)
+    seen: set[tuple[str, int]] = set()
+
+    def pending(request: Mapping[str, Any]) -> None:
+        have = sum(1 for a in request.get("approvals", []) if a.get("decision") == "approve")
+        if (request["request_id"], have) not in seen:  # once per change, not per poll
+            seen.add((request["request_id"], have))
+            click.echo(f"waiting for approvals of request {request['request_id']}: {have} of "
+                       f"{request['required']} (expires {request['expires_at']})", err=True)
+
+    try:
+        with make_client(url, token_file) as c:
+            signed = c.sign_file(file, ref, fmt, digest=DigestAlgorithm(digest_name),
+                                 output=output, metadata=metadata,
+                                 artifact_name=artifact_name, upload=upload,
+                                 timestamp=timestamp,
+                                 progress=lambda stage, path: progress_bar(path, stage, show),
+                                 on_scan=scanned, wait=timeout if wait else None,
+                                 on_pending=pending if wait else None)
+    except SigningPending as held:
+        if as_json:
+            emit_json(held.request)
+        else:
+            click.echo(held.request["request_id"])
+            how = ("still waiting after --timeout" if held.timed_out else
+                   "ask approvers to run 'signgate approve ID', then re-run with --wait")
+            click.echo(f"signgate: {held}: {how}", err=True)
+        raise SystemExit(EXIT_PENDING) from None
     receipt = signed.receipt
     if as_json:
         emit_json(signed.summary())

@@ -240,6 +240,27 @@ class SigngateClient:
                 "timestamp": timestamp, "format": format, "params": params or {}}
         return self.request("POST", _key_path(ref) + "/sign", json=body)
 
+    # -- quorum approvals ---------------------------------------------------------------
+    def set_approval_policy(self, ref: str, approvals: int,
+                            approver_scope: str | None = None) -> Any:
+        return self.request("POST", _key_path(ref) + "/policy",
+                            json={"approvals": approvals, "approver_scope": approver_scope})
+
+    def list_requests(self, pending: bool = False) -> Any:
+        return self.request("GET", "/api/v1/requests",
+                            params={"pending": "true"} if pending else None)
+
+    def get_request(self, request_id: str) -> Any:
+        return self.request("GET", f"/api/v1/requests/{quote(request_id, safe='')}")
+
+    def approve(self, request_id: str, comment: str | None = None) -> Any:
+        return self.request("POST", f"/api/v1/requests/{quote(request_id, safe='')}/approve",
+                            json={"comment": comment})
+
+    def deny(self, request_id: str, reason: str) -> Any:
+        return self.request("POST", f"/api/v1/requests/{quote(request_id, safe='')}/deny",
+                            json={"reason": reason})
+
     def verify_digest(self, ref: str, digest_algorithm: str, digest_hex: str,
                       signature_b64: str) -> Any:
         body = {"digest_algorithm": digest_algorithm, "digest": digest_hex,
@@ -362,7 +383,10 @@ class SigngateClient:
                   metadata: Mapping[str, str] | None = None,
                   artifact_name: str | None = None, upload: bool = False,
                   timestamp: bool = True, progress: ProgressFactory | None = None,
-                  on_scan: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
+                  on_scan: Callable[[Mapping[str, Any]], None] | None = None,
+                  wait: float | None = None,
+                  on_pending: Callable[[Mapping[str, Any]], None] | None = None,
+                  ) -> SignedFile:
         """Sign the file ``path`` with ``key`` (PROJECT/NAME) in ``format`` (``digest``:
         SHA-256 unless given); the receipt and the paths written. See
         :func:`signgate.client.sign_file.sign_file`."""
@@ -373,7 +397,8 @@ class SigngateClient:
 
         return sign_file(self, path, key, format, digest=digest or DigestAlgorithm.SHA256,
                          output=output, metadata=metadata, artifact_name=artifact_name,
-                         upload=upload, timestamp=timestamp, progress=progress, on_scan=on_scan)
+                         upload=upload, timestamp=timestamp, progress=progress, on_scan=on_scan,
+                         wait=wait, on_pending=on_pending)
 
     def verify_file(self, path: Path, signature: Path | None = None,
                     format: str | None = None, *, ca_files: Sequence[Path] = (),

@@ -19,6 +19,7 @@ bars and a library user stays quiet.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
-from signgate.errors import ErrorCode, InvalidInput
+from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput
 from signgate.formats import registry as formats
 from signgate.formats.base import Progress, PublicKeyInfo
 from signgate.formats.files import write_atomic
@@ -47,6 +48,61 @@ class SigningApi(Protocol):
 
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
                     progress: Callable[[int], None] | None = None) -> Any: ...
+
+    def get_request(self, request_id: str) -> Any: ...
+
+class SigningPending(Exception):
+    """The key needs approvals and the signing request is still waiting for them (not
+    waited for, or not within the time given): ``request`` is the server's view of it."""
+
+    def __init__(self, request: Mapping[str, Any], timed_out: bool = False) -> None:
+        self.request = request
+        self.timed_out = timed_out
+        have = sum(1 for a in request.get("approvals", []) if a.get("decision") == "approve")
+        super().__init__(f"signing request {request['request_id']} awaits approvals "
+                         f"({have} of {request['required']}; expires "
+                         f"{request['expires_at']})")
+
+
+def is_request(answer: Mapping[str, Any]) -> bool:
+    """Is a signing's answer the request that waits for approvals (HTTP 202)?"""
+    return "request_id" in answer and "state" in answer and "signature" not in answer
+
+
+POLL_FIRST = 0.5  # seconds between looks at a waiting request, growing to POLL_MAX
+POLL_MAX = 5.0
+
+
+def await_result(client: SigningApi, request: Mapping[str, Any], wait: float | None,
+                 on_pending: Callable[[Mapping[str, Any]], None] | None = None,
+                 ) -> Mapping[str, Any]:
+    """The result of the held signing ``request`` once approved and signed (``wait``: at
+    most so many seconds; None: not at all). Denied or expired: the server's error."""
+    deadline = time.monotonic() + (wait or 0.0)
+    delay = POLL_FIRST
+    while True:
+        state = request["state"]
+        if state == "signed":
+            if not request.get("result"):
+                request = client.get_request(str(request["request_id"]))
+            return dict(request["result"])
+        if state == "denied":
+            raise Denied(f"signing request {request['request_id']} was denied: "
+                         f"{request.get('reason') or 'no reason given'}",
+                         code=ErrorCode.REQUEST_DENIED)
+        if state == "expired":
+            raise Conflict(f"signing request {request['request_id']} expired at "
+                           f"{request['expires_at']} without its approvals: sign again",
+                           code=ErrorCode.REQUEST_EXPIRED)
+        if on_pending is not None:
+            on_pending(request)
+        left = deadline - time.monotonic()
+        if wait is None or left <= 0:
+            raise SigningPending(request, timed_out=wait is not None)
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, POLL_MAX)
+        request = client.get_request(str(request["request_id"]))
+
 
 # Given the stage ("hashing" or "uploading") and the file, a context around that stage's
 # read of the file that yields the callback for the bytes read (or None for no progress).
@@ -103,14 +159,21 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
               metadata: Mapping[str, str] | None = None, artifact_name: str | None = None,
               upload: bool = False, timestamp: bool = True,
               progress: ProgressFactory | None = None,
-              on_scan: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
+              on_scan: Callable[[Mapping[str, Any]], None] | None = None,
+              wait: float | None = None,
+              on_pending: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
     """Sign ``path`` with the key ``ref`` (PROJECT/NAME) in format ``fmt``.
 
     ``output`` defaults to ``path`` for formats that sign the file in place (authenticode,
     jar), else ``path`` plus the format's suffix. ``upload`` sends the whole file to be
     scanned and hashed by signgate even if the key does not require it. ``on_scan`` is
     called with the scan result of an upload, before the result is written. Refusals raise
-    the :class:`~signgate.errors.SigngateError` the server raised."""
+    the :class:`~signgate.errors.SigngateError` the server raised.
+
+    A key with quorum approvals answers with the request that waits for them: with
+    ``wait`` (seconds) this polls it (``on_pending`` is told each time) and writes the
+    result once signed, exactly as a direct signing; otherwise, or when the time is up,
+    :class:`SigningPending` is raised. Asking again joins the same request."""
     side = formats.client(fmt)
     progress = progress or no_progress
     name = artifact_name or path.name
@@ -129,13 +192,16 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     if upload:
         with progress("uploading", path) as bar:
             result = client.sign_upload(ref, path, request, bar)
-        scan = result["receipt"].get("scan") or {}
-        if on_scan is not None:
-            on_scan(scan)
     else:
         result = client.sign_digest(ref, prepared.digest_algorithm.value,
                                     prepared.digest.hex(), name, dict(metadata or {}),
                                     timestamp, fmt, prepared.params)
+    if is_request(result):
+        result = await_result(client, result, wait, on_pending)
+    if upload:
+        scan = result["receipt"].get("scan") or {}
+        if on_scan is not None:
+            on_scan(scan)
     out = output or (path if side.embedded else path.with_name(path.name + side.suffix))
     side.finish(path, prepared, base64.b64decode(result["signature"]), out)
     pem_path = tsr_path = None

@@ -54,3 +54,18 @@ def _load_session(conn: Connection, token_hash: str) -> tuple[int, Actor] | None
     claims = tuple(sorted((str(k), str(v)) for k, v in json.loads(row.claims_json).items()))
     return row.id, Actor(row.name, bool(row.enabled), grants,
                          Federation(row.issuer, claims, row.expires_at))
+
+
+IDENTITY_BY_ID = select(_ident.c.id, _ident.c.name, _ident.c.enabled).where(
+    _ident.c.id == bindparam("identity_id"))
+
+
+def load_actor_by_id(conn: Connection, identity_id: int) -> Actor | None:
+    """The identity ``identity_id`` as the policy sees it (for a signing made on its behalf
+    once its request was approved: its grants as they are then)."""
+    row = conn.execute(IDENTITY_BY_ID, {"identity_id": identity_id}).first()
+    if row is None:
+        return None
+    grants = conn.execute(GRANTS_OF, {"identity_id": row.id}).all()
+    return Actor(row.name, bool(row.enabled),
+                 tuple(Grant(Role(role), Scope.parse(scope)) for role, scope in grants))

@@ -11,6 +11,7 @@ from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
 from signgate.errors import Conflict, InvalidInput, NotFound
 from signgate.policy import decide
+from signgate.policy.approvals import ApprovalPolicy
 from signgate.policy.model import Actor, KeyState, ScanPolicy, check_name
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.records.authorities import revoke_key_certificates
@@ -199,6 +200,29 @@ def set_scan_policy(ctx: Context, caller: Caller, ref: str, scan: str) -> KeyVie
         return key_view(session, key, ctx)
 
     return ctx.write(caller, Target(Action.KEY_SCAN_POLICY, ref, project, ref), run)
+
+
+def set_approval_policy(ctx: Context, caller: Caller, ref: str, approvals: int,
+                        approver_scope: str | None = None) -> KeyView:
+    """Quorum approvals: each signing with the key waits for ``approvals`` distinct
+    approvers (never the requester) with the approver role on ``approver_scope`` (default:
+    the key); 0 turns it off."""
+    project, name = split_ref(ref)
+
+    def run(session: Session, actor: Actor) -> KeyView:
+        policy = ApprovalPolicy.parse(approvals, approver_scope)
+        d = decide.may_manage(actor, project, name)
+        require(d.allowed, d.reason)
+        key = get_key(session, project, name)
+        old = {"approvals": key.approvals or 0, "approver_scope": key.approver_scope}
+        key.approvals = policy.approvals
+        key.approver_scope = str(policy.approver_scope) if policy.approver_scope else None
+        new = {"approvals": key.approvals, "approver_scope": key.approver_scope}
+        ctx.record(session, Record(actor.name, Action.KEY_POLICY, Outcome.ALLOWED, ref,
+                                   project, ref, {"from": old, "to": new}))
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(Action.KEY_POLICY, ref, project, ref), run)
 
 
 def disable(ctx: Context, caller: Caller, ref: str) -> KeyView:

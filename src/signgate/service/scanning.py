@@ -49,9 +49,9 @@ from signgate.service import spool
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.records.denylist import denied as denied_hashes
 from signgate.service.records.keys import public_key_view, refuse_signer, split_ref
-from signgate.service.sign_request import SignRequest
+from signgate.service.sign_request import SignOutcome, SignRequest
 from signgate.service.uploads import Spooled, receive, spool_dir, too_large
-from signgate.service.views import PublicKeyView, SignResult
+from signgate.service.views import PublicKeyView
 
 
 def authorize(ctx: Context, caller: Caller, target: Target,
@@ -155,7 +155,7 @@ class UploadSign:
 
 
 async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSign,
-                      stream: AsyncIterator[bytes], declared: int | None) -> SignResult:
+                      stream: AsyncIterator[bytes], declared: int | None) -> SignOutcome:
     """Receive, scan, hash and sign (or refuse) an uploaded artifact."""
     project, name = split_ref(ref)
     target = Target(Action.SIGN, request.artifact_name or ref, project, ref)

@@ -17,7 +17,7 @@ from typing import Protocol
 from signgate.audit.model import Action
 from signgate.scan.outcome import ScanOutcome
 from signgate.service.caller import Caller, Target
-from signgate.service.views import SignResult
+from signgate.service.views import RequestView, SignResult
 
 MAX_ARTIFACT_NAME = 1024
 _NOTHING: Mapping[str, str] = MappingProxyType({})
@@ -45,6 +45,9 @@ class SignRequest:
     # Set when signgate received and scanned the artifact itself (service/scanning.py):
     # then ``digest`` is signgate's own, computed from the scanned bytes.
     scan: ScanOutcome | None = None
+    # Set only by service/requests.py: sign this approved request (its id) on behalf of its
+    # requester; the caller is then whoever's approval or look-up completes it.
+    approval_request: str | None = None
 
     @property
     def ref(self) -> str:
@@ -56,16 +59,21 @@ class SignRequest:
         return Target(Action.SIGN, subject, self.project, self.ref)
 
 
+# A signing's outcome: the result, or for a key with quorum approvals the request that
+# waits for them (answered 202).
+SignOutcome = SignResult | RequestView
+
+
 class SigningPipeline(Protocol):
     """What the use cases see of the signing pipeline (``service/pipeline/``), which the
     composition root (``factory.py``) gives the context: a protocol here, so that the
     context names it without importing the pipeline that is built on the context."""
 
-    def submit(self, request: SignRequest) -> SignResult:
+    def submit(self, request: SignRequest) -> SignOutcome:
         """``request``'s result once its audit entry is committed (a refusal: raised)."""
         ...
 
-    async def submit_async(self, request: SignRequest) -> SignResult:
+    async def submit_async(self, request: SignRequest) -> SignOutcome:
         """The same for an event loop: waits without holding a thread."""
         ...
 

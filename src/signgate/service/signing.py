@@ -19,20 +19,21 @@ from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy
 from signgate.service.context import Caller, Context, Target
 from signgate.service.records.keys import get_key, refuse_signer, split_ref, visible_key
-from signgate.service.sign_request import SignRequest
-from signgate.service.views import SignPolicyView, SignResult, VerifyResult
+from signgate.service.sign_request import SignOutcome, SignRequest
+from signgate.service.views import SignPolicyView, VerifyResult
 from signgate.store.models import Identity, KeyVersion, SignatureRecord
 
 
-def sign(ctx: Context, request: SignRequest) -> SignResult:
+def sign(ctx: Context, request: SignRequest) -> SignOutcome:
     """Sign ``request`` with the current version of its key; returns only after the audit
     entry is committed (group commit: see service/pipeline/batch.py). A malformed
-    project or key name is refused here, before the request is queued or recorded."""
+    project or key name is refused here, before the request is queued or recorded. A key
+    with quorum approvals answers with the request that waits for them instead."""
     split_ref(request.ref)
     return ctx.signing.submit(request)
 
 
-async def sign_async(ctx: Context, request: SignRequest) -> SignResult:
+async def sign_async(ctx: Context, request: SignRequest) -> SignOutcome:
     """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
     split_ref(request.ref)
     return await ctx.signing.submit_async(request)

@@ -49,6 +49,10 @@ class KeyView:
     compromised_at: datetime | None
     revoke_reason: str | None
     versions: list[KeyVersionView] = field(default_factory=list)
+    # Quorum approvals: signings wait for this many approvers (0: none), with the approver
+    # role on approver_scope (None: on the key).
+    approvals: int = 0
+    approver_scope: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class Receipt:
     log_index: int | None = None
     log_size: int | None = None
     log_cosignatures: int = 0
+    # A key with quorum approvals: the request this signing answered and its approvals
+    # (identity, time, audit_seq, comment), as its audit entry lists them.
+    approval: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,41 @@ class SignResult:
     # C2SP tlog-proof@v1 text: the entry (as 'extra'), its inclusion proof and the signed
     # checkpoint, verifiable offline ('signgate log verify-receipt').
     log_proof: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """One approver's decision on a request."""
+
+    identity: str
+    decision: str  # approve or deny
+    at: datetime
+    audit_seq: int
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A signing request waiting for (or done with) its approvals. Signing answers it with
+    202; once signed, ``result`` is the very body a direct signing returns."""
+
+    request_id: str
+    key: str
+    artifact_name: str
+    digest_algorithm: str
+    digest: str
+    format: str
+    requester: str
+    state: str  # pending, approved, signed, denied, expired
+    required: int
+    approver_scope: str
+    created_at: datetime
+    expires_at: datetime
+    audit_seq: int
+    approvals: list[ApprovalView] = field(default_factory=list)
+    reason: str | None = None  # a denial's
+    signature_id: str | None = None
+    result: SignResult | None = None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,10 @@ class Key(Base):
     one_time: Mapped[bool] = mapped_column(Boolean, default=False)
     # "required": only an artifact signgate scanned clean itself may be signed; "off".
     scan: Mapped[str] = mapped_column(String(16), default="off")
+    # Quorum approvals: a signing waits for this many approvers (0: signs at once), who
+    # need the approver role on ``approver_scope`` (None: the key's own scope).
+    approvals: Mapped[int] = mapped_column(Integer, default=0)
+    approver_scope: Mapped[str | None] = mapped_column(String(127), nullable=True)
 
     project: Mapped[Project] = relationship(back_populates="keys")
     versions: Mapped[list[KeyVersion]] = relationship(
@@ -259,6 +263,60 @@ class OidcJti(Base):
     issuer_id: Mapped[int] = mapped_column(ForeignKey("oidc_issuers.id"))
     jti: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ApprovalRequest(Base):
+    """A signing that waits for approvals: everything needed to sign it later, its state
+    (pending, approved, signed, denied, expired) and, once signed, the result."""
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        Index("ix_approval_requests_state", "state", "expires_at"),
+        Index("ix_approval_requests_same", "requester_id", "key_id", "digest"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("keys.id"), index=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
+    artifact_name: Mapped[str] = mapped_column(Text)
+    digest_algorithm: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(128))
+    format: Mapped[str] = mapped_column(String(16))
+    params_json: Mapped[str] = mapped_column(Text)
+    metadata_json: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The clean scan of an uploaded artifact (ScanOutcome.details()), signed with it later.
+    scan_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A requester that was an OIDC job: its issuer and the claims its token was bound to
+    # (the job's grants are re-matched from them when the request is signed).
+    federation_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    required: Mapped[int] = mapped_column(Integer)
+    approver_scope: Mapped[str] = mapped_column(String(127))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # a denial's
+    signature_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The signing's result (SignResult without its log proof, which is made when read).
+    result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Approval(Base):
+    """One approval or denial of a request by one identity (one each, at most)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "identity_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("approval_requests.id"), index=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
+    decision: Mapped[str] = mapped_column(String(16))  # "approve" or "deny"
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
 
 
 class DenyListEntry(Base):

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError, Unavailable
 from signgate.service.context import ANONYMOUS, Context, refusal_record
+from signgate.service.pipeline import hold
 from signgate.service.pipeline.authorize import authorize
 from signgate.service.pipeline.committer import GroupCommitter
 from signgate.service.pipeline.lookups import Cache
@@ -31,8 +33,9 @@ from signgate.service.pipeline.produce import produce
 from signgate.service.pipeline.receipts import deliver, prove
 from signgate.service.pipeline.record import record
 from signgate.service.pipeline.work import Work
-from signgate.service.sign_request import SignRequest
-from signgate.service.views import SignResult
+from signgate.service.sign_request import SignOutcome, SignRequest
+from signgate.service.views import RequestView, SignResult
+from signgate.service.webhook import ApprovalWebhook
 
 log = logging.getLogger("signgate.sign")
 
@@ -48,25 +51,50 @@ class Refusal(Exception):
         self.error = error
 
 
-def sign_one(work: Work, request: SignRequest) -> SignResult:
-    """authorize → produce → record, with every failure turned into a :class:`Refusal`."""
+def sign_one(work: Work, request: SignRequest) -> SignOutcome:
+    """authorize → (hold for approvals) → produce → record, with every failure turned into
+    a :class:`Refusal`."""
     try:
         identity_id, actor = work.lookups.actor(request.caller, work.ctx.clock.now())
     except SigngateError as exc:
         raise Refusal(ANONYMOUS, exc) from exc
+    approval: dict[str, Any] | None = None
     try:
+        if request.approval_request is not None:
+            # An approved request: signed as its requester asked, with their grants now.
+            found = hold.as_requester(work, request)
+            if found is None:
+                return hold.answered(work, request.approval_request)
+            request, identity_id, actor = found
         authorized = authorize(work.lookups, request, identity_id, actor)
+        if request.approval_request is None and hold.held(authorized):
+            view, created = hold.hold(work, request, authorized)
+            if created:
+                work.held.append(view)
+            return view
+        if request.approval_request is not None:
+            approval = hold.claim(work, request.approval_request)
         produced = produce(work, request, authorized)
     except SigngateError as exc:
+        _unclaim(work, request, approval)
         raise Refusal(actor.name, exc) from exc
     except Exception as exc:
+        _unclaim(work, request, approval)
         # A defect in one request (say, a format builder meeting input it did not expect)
         # refuses that request, recorded like any refusal; the rest of the batch goes on.
         log.exception("signing %s with %s failed", request.artifact_name, request.ref)
         raise Refusal(actor.name, SigngateError(
             "internal error while signing; nothing was signed", code=ErrorCode.INTERNAL_ERROR,
         )) from exc
-    return record(work, request, authorized, produced)
+    result = record(work, request, authorized, produced, approval)
+    if request.approval_request is not None:
+        hold.store_result(work, request.approval_request, result)
+    return result
+
+
+def _unclaim(work: Work, request: SignRequest, approval: dict[str, Any] | None) -> None:
+    if approval is not None and request.approval_request is not None:
+        hold.unclaim(work, request.approval_request)
 
 
 class Pipeline:
@@ -76,23 +104,28 @@ class Pipeline:
     def __init__(self, ctx: Context, max_batch: int = MAX_BATCH) -> None:
         self.ctx = ctx
         self._cache = Cache()
-        self._committer: GroupCommitter[SignRequest, SignResult] = GroupCommitter(
+        self._committer: GroupCommitter[SignRequest, SignOutcome] = GroupCommitter(
             self.process, max_batch, name="signgate-signer")
+        # Approvers are told of each new pending request (approval_webhook_url).
+        self.webhook = ApprovalWebhook.from_settings(ctx.settings)
 
-    def submit(self, request: SignRequest) -> SignResult:
+    def submit(self, request: SignRequest) -> SignOutcome:
         return self._committer.submit(request)
 
-    async def submit_async(self, request: SignRequest) -> SignResult:
+    async def submit_async(self, request: SignRequest) -> SignOutcome:
         """The same for an event loop: waits without holding a thread."""
         return await self._committer.submit_async(request)
 
     def close(self) -> None:
         self._committer.close()
+        if self.webhook is not None:
+            self.webhook.close()
 
-    def process(self, requests: Sequence[SignRequest]) -> list[SignResult | Exception]:
+    def process(self, requests: Sequence[SignRequest]) -> list[SignOutcome | Exception]:
         """One transaction for ``requests``: an outcome for each, in order."""
         ctx = self.ctx
-        outcomes: list[SignResult | Exception] = []
+        outcomes: list[SignOutcome | Exception] = []
+        held: list[RequestView] = []
         # Failed authentications recorded in this batch's transaction: if it does not
         # commit, they are counted in their window's summary instead.
         first_failures: list[tuple[SignRequest, AuthenticationFailed]] = []
@@ -107,6 +140,7 @@ class Pipeline:
                     except Refusal as refused:
                         outcomes.append(self._refused(work, request, refused, first_failures))
                 work.flush()
+                held = work.held
                 head_after = writer.seq
                 proofs = prove(writer, outcomes)  # in the tree the commit's checkpoint signs
         except Exception as exc:  # the commit or the batch failed: nothing was recorded
@@ -117,6 +151,9 @@ class Pipeline:
                 ctx.auth_failures.lost(request.caller, request.target(), failure)
             return [exc] * len(requests)
         self._cache.head_seq = head_after
+        if self.webhook is not None:
+            for view in held:  # after the commit: never for a request that was not made
+                self.webhook.notify(view)
         try:
             return deliver(ctx, requests, outcomes, proofs, writer.checkpoint)
         except Exception:  # never hand out a signature whose receipt could not be made

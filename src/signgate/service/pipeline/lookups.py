@@ -31,6 +31,7 @@ CURRENT_KEY = (
     select(_keys.c.id, _keys.c.algorithm, _keys.c.rsa_padding, _keys.c.state,
            _keys.c.rotate_every_days, _keys.c.max_signatures, _keys.c.require_timestamp,
            _keys.c.one_time, _keys.c.scan, _keys.c.created_at.label("key_created"),
+           _keys.c.approvals, _keys.c.approver_scope,
            _versions.c.id.label("vid"),
            _versions.c.version, _versions.c.uri, _versions.c.created_at,
            _versions.c.signature_count, _versions.c.public_key_pem)
@@ -65,6 +66,8 @@ class CurrentKey:
     created_at: datetime
     signatures: int  # committed count plus this batch's signings
     public_key_pem: str
+    approvals: int = 0  # quorum approvals required before it signs (0: none)
+    approver_scope: str | None = None
 
     @property
     def ref(self) -> str:
@@ -159,7 +162,7 @@ class Lookups:
                 row.scan == ScanPolicy.REQUIRED.value, vid, row.version or 0, row.uri or "",
                 row.created_at or row.key_created,
                 (row.signature_count or 0) + self.pending.get(vid, 0),
-                row.public_key_pem or "",
+                row.public_key_pem or "", row.approvals or 0, row.approver_scope,
             )
             self.cache.keys[ref] = state
         return state

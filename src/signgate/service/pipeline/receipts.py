@@ -27,7 +27,7 @@ from signgate.audit.log import AuditWriter
 from signgate.audit.tree import LogTree
 from signgate.errors import ErrorCode, Unavailable
 from signgate.service.context import Context, refusal_record
-from signgate.service.sign_request import SignRequest
+from signgate.service.sign_request import SignOutcome, SignRequest
 from signgate.service.views import SignResult
 from signgate.transparency.note import split_note
 from signgate.transparency.proof import TlogProof, format_proofs
@@ -45,7 +45,7 @@ class Inclusion:
     size: int
 
 
-def prove(writer: AuditWriter, outcomes: Sequence[SignResult | Exception],
+def prove(writer: AuditWriter, outcomes: Sequence[SignOutcome | Exception],
           ) -> dict[int, Inclusion]:
     """The inclusion of each signature of ``outcomes`` (by position) in the writer's tree
     as it is now: call it after the batch's last append, inside its transaction."""
@@ -68,8 +68,8 @@ def reprove(ctx: Context, proofs: dict[int, Inclusion], size: int) -> dict[int, 
 
 
 def deliver(ctx: Context, requests: Sequence[SignRequest],
-            outcomes: list[SignResult | Exception], proofs: dict[int, Inclusion],
-            checkpoint: bytes | None) -> list[SignResult | Exception]:
+            outcomes: list[SignOutcome | Exception], proofs: dict[int, Inclusion],
+            checkpoint: bytes | None) -> list[SignOutcome | Exception]:
     """The batch's outcomes as the callers get them, with ``checkpoint`` (the note signed
     at the commit; None before the log has a key) witnessed as the policy says."""
     if checkpoint is None or not proofs:
@@ -105,8 +105,8 @@ def deliver(ctx: Context, requests: Sequence[SignRequest],
 
 
 def _withhold(ctx: Context, requests: Sequence[SignRequest],
-              outcomes: list[SignResult | Exception], cosignatures: int, quorum: int,
-              why: str) -> list[SignResult | Exception]:
+              outcomes: list[SignOutcome | Exception], cosignatures: int, quorum: int,
+              why: str) -> list[SignOutcome | Exception]:
     """'refuse': every signature of the batch becomes a 503, each refusal recorded."""
     error = Unavailable(
         f"signed and recorded, but the log's checkpoint could not be witnessed "

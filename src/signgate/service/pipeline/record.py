@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from typing import Any
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.canonical import canonical_json
@@ -22,7 +23,9 @@ from signgate.service.views import Receipt, SignResult
 
 
 def record(work: Work, request: SignRequest, authorized: Authorized,
-           produced: Produced) -> SignResult:
+           produced: Produced, approval: dict[str, Any] | None = None) -> SignResult:
+    """The signature's audit entry and row; ``approval``: the request and approvals it
+    answers (quorum keys), listed in the entry and the receipt."""
     key, stamp, now = produced.key, produced.stamp, produced.signed_at
     digest = authorized.digest.hex()
     alg = authorized.digest_algorithm.value
@@ -51,6 +54,8 @@ def record(work: Work, request: SignRequest, authorized: Authorized,
     oidc = federation.record() if federation is not None else None
     if oidc is not None:  # which CI job (issuer, repository, ref, workflow, run) asked
         details["oidc"] = oidc
+    if approval is not None:
+        details["approval"] = approval
     actor = authorized.actor.name
     seq = work.ctx.record(work.session, Record(actor, Action.SIGN, Outcome.ALLOWED,
                                                request.artifact_name, request.project,
@@ -74,6 +79,7 @@ def record(work: Work, request: SignRequest, authorized: Authorized,
         format=produced.format, identity=actor, signed_at=now, audit_seq=seq,
         timestamp_serial=format(stamp.serial, "x") if stamp else None,
         timestamp_time=stamp.gen_time if stamp else None, scan=scan_details,
+        approval=approval,
     )
     return SignResult(base64.b64encode(produced.signature).decode("ascii"), receipt,
                       base64.b64encode(stamp.der).decode("ascii") if stamp else None,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from signgate.pki import tsa as rfc3161
 from signgate.service.context import Context
 from signgate.service.pipeline.lookups import Cache, Lookups
+from signgate.service.views import RequestView
 from signgate.store.models import KeyVersion, SignatureRecord, table
 
 _versions = table(KeyVersion)
@@ -58,6 +59,7 @@ class Work:
         self.ledger = Ledger()
         self.lookups = Lookups(session, self.conn, cache, self.ledger.counts)
         self.tsa: rfc3161.Authority | None = None  # signgate's own TSA, loaded once per batch
+        self.held: list[RequestView] = []  # requests made in this batch (approvers are told)
 
     def flush(self) -> None:
         """Write what the batch has only counted so far (before its commit)."""

@@ -98,6 +98,8 @@ def key_view(session: Session, key: Key, ctx: Context | None = None,
         created_at=key.created_at,
         compromised_at=key.compromised_at,
         revoke_reason=key.revoke_reason,
+        approvals=key.approvals or 0,
+        approver_scope=key.approver_scope,
         versions=[version_view(v) for v in versions],
     )
 
