@@ -162,6 +162,11 @@ class ErrorCode(StrEnum):
     REQUEST_DENIED = "request_denied"
     REQUEST_EXPIRED = "request_expired"
     SELF_APPROVAL = "self_approval"
+    # Independent-build agreement (policy/builders.py).
+    BAD_BUILDER_POLICY = "bad_builder_policy"
+    BUILDER_MISMATCH = "builder_mismatch"
+    RELEASE_REQUIRED = "release_required"
+    RELEASE_STOPPED = "release_stopped"
 
 
 class SigngateError(Exception):
@@ -438,6 +443,12 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.REQUEST_DENIED: Entry(Denied, "an approver denied the signing request"),
     _C.REQUEST_EXPIRED: Entry(Conflict, "the request expired before its approvals"),
     _C.SELF_APPROVAL: Entry(Denied, "the requester may not approve its own request"),
+    _C.BAD_BUILDER_POLICY: Entry(InvalidInput, "a builder policy out of range"),
+    _C.BUILDER_MISMATCH: Entry(Conflict, "a builder submitted a different digest for the "
+                               "release: it is stopped"),
+    _C.RELEASE_REQUIRED: Entry(InvalidInput, "the key needs independent builders: the "
+                               "signing must name its release label"),
+    _C.RELEASE_STOPPED: Entry(Conflict, "the release was stopped by a builder mismatch"),
 }
 
 

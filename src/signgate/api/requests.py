@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 
 from signgate.api.deps import Ctx, Who
 from signgate.api.schemas import Strict
+from signgate.errors import InvalidInput
 from signgate.service import keys, requests
 from signgate.service.sign_request import SignOutcome
 from signgate.service.views import KeyView, RequestView, SignResult
@@ -34,10 +35,14 @@ def outcome(result: SignOutcome) -> SignResult | JSONResponse:
 
 
 class ApprovalPolicyBody(Strict):
-    approvals: int = Field(ge=0, le=16, description="approvers needed; 0: none")
+    approvals: int | None = Field(None, ge=0, le=16,
+                                  description="approvers needed; 0: none; absent: unchanged")
     approver_scope: str | None = Field(
         None, max_length=127, description="whose approver grants count: PROJECT, "
         "PROJECT/KEY or '*' (default: the key)")
+    require_builders: int | None = Field(
+        None, ge=0, le=16, description="independent builders that must submit the same "
+        "digest for an artifact and release label; 0: none; absent: unchanged")
 
 
 class ApproveBody(Strict):
@@ -51,9 +56,18 @@ class DenyBody(Strict):
 @router.post("/projects/{project}/keys/{key}/policy", tags=["keys", "approvals"])
 def set_policy(project: str, key: str, body: ApprovalPolicyBody, ctx: Ctx,
                caller: Who) -> KeyView:
-    """Quorum approvals for the key: each signing waits for M distinct approvers."""
-    return keys.set_approval_policy(ctx, caller, f"{project}/{key}", body.approvals,
-                                    body.approver_scope)
+    """Quorum approvals for the key: each signing waits for M distinct approvers; and
+    independent-build agreement: N distinct builders submit the same digest first."""
+    ref = f"{project}/{key}"
+    if body.approvals is None and body.require_builders is None:
+        raise InvalidInput("a key policy needs approvals or require_builders")
+    view = None
+    if body.approvals is not None:
+        view = keys.set_approval_policy(ctx, caller, ref, body.approvals, body.approver_scope)
+    if body.require_builders is not None:
+        view = keys.set_builder_policy(ctx, caller, ref, body.require_builders)
+    assert view is not None
+    return view
 
 
 @router.get("/requests", tags=["approvals"])

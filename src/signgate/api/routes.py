@@ -212,7 +212,7 @@ async def sign(project: str, key: str, body: SignRequest, ctx: Ctx,
     quorum approvals, 202 and the request that waits for them."""
     return outcome(await signing.sign_async(ctx, sign_request.SignRequest(
         caller, project, key, body.digest_algorithm, body.digest, body.artifact_name,
-        body.metadata, body.timestamp, body.format, body.params)))
+        body.metadata, body.timestamp, body.format, body.params, release=body.release)))
 
 
 @router.get(KEY + "/sign-policy", tags=["signing"])

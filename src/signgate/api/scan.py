@@ -47,6 +47,7 @@ class UploadSignRequest(Strict):
     metadata: dict[str, str] = Field(default_factory=dict)
     params: dict[str, str] = Field(default_factory=dict)
     timestamp: StrictBool = False
+    release: str | None = Field(None, max_length=128)
 
 
 def _declared(request: Request) -> int | None:
@@ -70,7 +71,8 @@ async def sign_upload(project: str, key: str, request: Request, ctx: Ctx, caller
     return outcome(await scanning.sign_upload(
         ctx, caller, f"{project}/{key}",
         scanning.UploadSign(body.artifact_name, body.format, body.digest_algorithm,
-                            body.digest, body.metadata, body.params, body.timestamp),
+                            body.digest, body.metadata, body.params, body.timestamp,
+                            body.release),
         request.stream(), _declared(request)))
 
 

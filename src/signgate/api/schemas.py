@@ -97,6 +97,8 @@ class SignRequest(Strict):
                         "openpgp, dsse or sigstore (see the README for what each signs)")
     params: dict[str, str] = Field(default_factory=dict, description="the format's own "
                                    "parameters (e.g. OpenPGP's hashed signature area)")
+    release: str | None = Field(None, max_length=128, description="the release label: "
+                                "required by a key that needs independent builders")
 
 
 class VerifyRequest(Strict):

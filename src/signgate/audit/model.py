@@ -53,6 +53,8 @@ class Action(enum.StrEnum):
     REQUEST_CREATE = "request.create"
     REQUEST_APPROVE = "request.approve"
     REQUEST_DENY = "request.deny"
+    REQUEST_BUILD = "request.build"
+    REQUEST_MISMATCH = "request.mismatch"
 
 
 class Outcome(enum.StrEnum):

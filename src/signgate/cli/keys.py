@@ -40,6 +40,9 @@ def _describe(k: dict[str, object]) -> None:
     if k.get("approvals"):
         click.echo(f"approvals  {k['approvals']} approvers (approver role on "
                    f"{k.get('approver_scope') or k['ref']}) before each signing")
+    if k.get("require_builders"):
+        click.echo(f"builders   {k['require_builders']} independent builders must submit the "
+                   "same digest per artifact and release label")
     if k["compromised_at"]:
         click.echo(f"compromised {k['compromised_at']}  ({k['revoke_reason'] or 'no reason'})")
     versions = k["versions"]
@@ -118,27 +121,44 @@ def scan_policy(ref: str, policy: str, url: str, token_file: Path | None,
 
 @key.command("policy")
 @click.argument("ref", metavar="PROJECT/NAME")
-@click.option("--approvals", type=click.IntRange(0, 16), required=True, metavar="M",
+@click.option("--approvals", type=click.IntRange(0, 16), metavar="M",
               help="Each signing waits for M approvals from distinct approvers, never the "
                    "requester; 0 turns approvals off.")
 @click.option("--approver-scope", metavar="SCOPE",
               help="Whose approver grants count: PROJECT, PROJECT/KEY or '*' (default: "
                    "the key's).")
+@click.option("--require-builders", type=click.IntRange(0, 16), metavar="N",
+              help="Sign an artifact only once N distinct builders submitted the same "
+                   "digest for it and its release label (signgate sign --release); a "
+                   "different digest stops the release. 0 turns it off.")
 @client_options
 @json_option
 @handles_errors
-def policy(ref: str, approvals: int, approver_scope: str | None, url: str,
-           token_file: Path | None, as_json: bool) -> None:
-    """Quorum approvals for PROJECT/NAME (admins; recorded)."""
+def policy(ref: str, approvals: int | None, approver_scope: str | None,
+           require_builders: int | None, url: str, token_file: Path | None,
+           as_json: bool) -> None:
+    """Quorum approvals and independent-build agreement for PROJECT/NAME (admins;
+    recorded)."""
+    if approvals is None and require_builders is None:
+        raise click.UsageError("give --approvals M, --require-builders N or both")
     with make_client(url, token_file) as c:
-        k = c.set_approval_policy(ref, approvals, approver_scope)
+        if approvals is not None:
+            k = c.set_approval_policy(ref, approvals, approver_scope)
+        if require_builders is not None:
+            k = c.set_builder_policy(ref, require_builders)
     if as_json:
         emit_json(k)
-    elif k["approvals"]:
+        return
+    if approvals is not None and k["approvals"]:
         click.echo(f"{k['ref']}: each signing needs {k['approvals']} approvals (approver "
                    f"role on {k['approver_scope'] or k['ref']})")
-    else:
+    elif approvals is not None:
         click.echo(f"{k['ref']}: signs without approvals")
+    if require_builders is not None and k.get("require_builders"):
+        click.echo(f"{k['ref']}: signs only what {k['require_builders']} independent "
+                   "builders agree on (per artifact and release label)")
+    elif require_builders is not None:
+        click.echo(f"{k['ref']}: signs without independent builders")
 
 
 @key.command("list")

@@ -78,6 +78,10 @@ def _engines(scan: Mapping[str, Any]) -> str:
 @click.option("--timeout", type=click.FloatRange(min=0), default=3600, show_default=True,
               metavar="SECONDS", help="With --wait: give up (exit 11) after this long; a "
                                       "re-run picks up the same request.")
+@click.option("--release", metavar="LABEL",
+              help="The release this build belongs to: required by a key that needs "
+                   "independent builders (it signs once N builders submit the same digest "
+                   "for the artifact name and LABEL).")
 @click.option("--timestamp/--no-timestamp", default=True, show_default=True,
               help="Add an RFC 3161 timestamp over the signature: inside the result for cms, "
                    "authenticode, jar and sigstore, else beside it as OUT.tsr. Keys with a "
@@ -87,8 +91,8 @@ def _engines(scan: Mapping[str, Any]) -> str:
 @handles_errors
 def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
          meta: tuple[str, ...], artifact_name: str | None, no_progress: bool, upload: bool,
-         wait: bool, timeout: float, timestamp: bool, url: str, token_file: Path | None,
-         as_json: bool) -> None:
+         wait: bool, timeout: float, release: str | None, timestamp: bool, url: str,
+         token_file: Path | None, as_json: bool) -> None:
     """Sign FILE with a key held by signgate. FILE is read here and only a digest is sent
     (for authenticode and jar, the digest of what those formats sign), unless the key
     requires a scan: then FILE is uploaded, scanned and hashed by signgate. The private key
@@ -105,6 +109,13 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
     seen: set[tuple[str, int]] = set()
 
     def pending(request: Mapping[str, Any]) -> None:
+        if request.get("state") == "awaiting_builders":
+            agree = len(request.get("builders", []))
+            if (request["request_id"], -agree - 1) not in seen:
+                seen.add((request["request_id"], -agree - 1))
+                click.echo(f"waiting for builders of request {request['request_id']}: "
+                           f"{agree} of {request.get('builders_required')} agree", err=True)
+            return
         have = sum(1 for a in request.get("approvals", []) if a.get("decision") == "approve")
         if (request["request_id"], have) not in seen:  # once per change, not per poll
             seen.add((request["request_id"], have))
@@ -119,13 +130,15 @@ def sign(file: Path, ref: str, fmt: str, digest_name: str, output: Path | None,
                                  timestamp=timestamp,
                                  progress=lambda stage, path: progress_bar(path, stage, show),
                                  on_scan=scanned, wait=timeout if wait else None,
-                                 on_pending=pending if wait else None)
+                                 on_pending=pending if wait else None, release=release)
     except SigningPending as held:
         if as_json:
             emit_json(held.request)
         else:
             click.echo(held.request["request_id"])
             how = ("still waiting after --timeout" if held.timed_out else
+                   "the other builders submit the same build with --release"
+                   if held.request.get("state") == "awaiting_builders" else
                    "ask approvers to run 'signgate approve ID', then re-run with --wait")
             click.echo(f"signgate: {held}: {how}", err=True)
         raise SystemExit(EXIT_PENDING) from None

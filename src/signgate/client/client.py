@@ -234,10 +234,14 @@ class SigngateClient:
 
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
                     metadata: dict[str, str] | None = None, timestamp: bool = False,
-                    format: str = "raw", params: dict[str, str] | None = None) -> Any:
-        body = {"digest_algorithm": digest_algorithm, "digest": digest_hex,
-                "artifact_name": artifact_name, "metadata": metadata or {},
-                "timestamp": timestamp, "format": format, "params": params or {}}
+                    format: str = "raw", params: dict[str, str] | None = None,
+                    release: str | None = None) -> Any:
+        body: dict[str, Any] = {
+            "digest_algorithm": digest_algorithm, "digest": digest_hex,
+            "artifact_name": artifact_name, "metadata": metadata or {},
+            "timestamp": timestamp, "format": format, "params": params or {}}
+        if release is not None:
+            body["release"] = release
         return self.request("POST", _key_path(ref) + "/sign", json=body)
 
     # -- quorum approvals ---------------------------------------------------------------
@@ -245,6 +249,10 @@ class SigngateClient:
                             approver_scope: str | None = None) -> Any:
         return self.request("POST", _key_path(ref) + "/policy",
                             json={"approvals": approvals, "approver_scope": approver_scope})
+
+    def set_builder_policy(self, ref: str, builders: int) -> Any:
+        return self.request("POST", _key_path(ref) + "/policy",
+                            json={"require_builders": builders})
 
     def list_requests(self, pending: bool = False) -> Any:
         return self.request("GET", "/api/v1/requests",
@@ -386,7 +394,7 @@ class SigngateClient:
                   on_scan: Callable[[Mapping[str, Any]], None] | None = None,
                   wait: float | None = None,
                   on_pending: Callable[[Mapping[str, Any]], None] | None = None,
-                  ) -> SignedFile:
+                  release: str | None = None) -> SignedFile:
         """Sign the file ``path`` with ``key`` (PROJECT/NAME) in ``format`` (``digest``:
         SHA-256 unless given); the receipt and the paths written. See
         :func:`signgate.client.sign_file.sign_file`."""
@@ -398,7 +406,7 @@ class SigngateClient:
         return sign_file(self, path, key, format, digest=digest or DigestAlgorithm.SHA256,
                          output=output, metadata=metadata, artifact_name=artifact_name,
                          upload=upload, timestamp=timestamp, progress=progress, on_scan=on_scan,
-                         wait=wait, on_pending=on_pending)
+                         wait=wait, on_pending=on_pending, release=release)
 
     def verify_file(self, path: Path, signature: Path | None = None,
                     format: str | None = None, *, ca_files: Sequence[Path] = (),

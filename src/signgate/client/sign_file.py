@@ -44,7 +44,8 @@ class SigningApi(Protocol):
 
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
                     metadata: dict[str, str] | None = None, timestamp: bool = False,
-                    format: str = "raw", params: dict[str, str] | None = None) -> Any: ...
+                    format: str = "raw", params: dict[str, str] | None = None,
+                    release: str | None = None) -> Any: ...
 
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
                     progress: Callable[[int], None] | None = None) -> Any: ...
@@ -58,6 +59,11 @@ class SigningPending(Exception):
     def __init__(self, request: Mapping[str, Any], timed_out: bool = False) -> None:
         self.request = request
         self.timed_out = timed_out
+        if request.get("state") == "awaiting_builders":
+            super().__init__(f"signing request {request['request_id']} awaits independent "
+                             f"builders ({len(request.get('builders', []))} of "
+                             f"{request.get('builders_required')} agree so far)")
+            return
         have = sum(1 for a in request.get("approvals", []) if a.get("decision") == "approve")
         super().__init__(f"signing request {request['request_id']} awaits approvals "
                          f"({have} of {request['required']}; expires "
@@ -90,6 +96,10 @@ def await_result(client: SigningApi, request: Mapping[str, Any], wait: float | N
             raise Denied(f"signing request {request['request_id']} was denied: "
                          f"{request.get('reason') or 'no reason given'}",
                          code=ErrorCode.REQUEST_DENIED)
+        if state == "mismatch":
+            raise Conflict(f"signing request {request['request_id']} was stopped: "
+                           f"{request.get('reason') or 'builders disagree'}",
+                           code=ErrorCode.BUILDER_MISMATCH)
         if state == "expired":
             raise Conflict(f"signing request {request['request_id']} expired at "
                            f"{request['expires_at']} without its approvals: sign again",
@@ -161,7 +171,8 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
               progress: ProgressFactory | None = None,
               on_scan: Callable[[Mapping[str, Any]], None] | None = None,
               wait: float | None = None,
-              on_pending: Callable[[Mapping[str, Any]], None] | None = None) -> SignedFile:
+              on_pending: Callable[[Mapping[str, Any]], None] | None = None,
+              release: str | None = None) -> SignedFile:
     """Sign ``path`` with the key ``ref`` (PROJECT/NAME) in format ``fmt``.
 
     ``output`` defaults to ``path`` for formats that sign the file in place (authenticode,
@@ -188,6 +199,8 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
                                "digest": prepared.digest.hex(),
                                "metadata": dict(metadata or {}),
                                "params": prepared.params, "timestamp": timestamp}
+    if release is not None:
+        request["release"] = release
     scan: Mapping[str, Any] | None = None
     if upload:
         with progress("uploading", path) as bar:
@@ -195,7 +208,7 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     else:
         result = client.sign_digest(ref, prepared.digest_algorithm.value,
                                     prepared.digest.hex(), name, dict(metadata or {}),
-                                    timestamp, fmt, prepared.params)
+                                    timestamp, fmt, prepared.params, release)
     if is_request(result):
         result = await_result(client, result, wait, on_pending)
     if upload:

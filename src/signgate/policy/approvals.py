@@ -24,16 +24,19 @@ MAX_COMMENT = 1000
 
 
 class RequestState(enum.StrEnum):
+    AWAITING_BUILDERS = "awaiting_builders"  # independent builders have yet to agree
     PENDING = "pending"
     APPROVED = "approved"  # quorum reached, the signature is being made
     SIGNED = "signed"
     DENIED = "denied"
     EXPIRED = "expired"
+    MISMATCH = "mismatch"  # builders submitted different digests: never signed
 
     @property
     def open(self) -> bool:
         """Still heading for a signature (an identical signing joins it)."""
-        return self in (RequestState.PENDING, RequestState.APPROVED)
+        return self in (RequestState.AWAITING_BUILDERS, RequestState.PENDING,
+                        RequestState.APPROVED)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,12 @@ def may_decide(actor: Actor, request: RequestSnapshot, now: datetime,
                              f"{request.expires_at.isoformat()} without "
                              f"{request.required} approvals: ask for the signing again",
                              ErrorCode.REQUEST_EXPIRED)
+    if state is RequestState.AWAITING_BUILDERS:
+        return Decision.deny(f"request {request.id} still waits for its builders to agree: "
+                             "it can be approved once they have", ErrorCode.REQUEST_CLOSED)
+    if state is RequestState.MISMATCH:
+        return Decision.deny(f"request {request.id} was stopped by a builder mismatch and is "
+                             "never signed", ErrorCode.RELEASE_STOPPED)
     if state is not RequestState.PENDING:
         how = f" by {request.denied_by}" if request.denied_by else ""
         return Decision.deny(f"request {request.id} is already {state.value}{how}",

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
 from signgate.errors import Conflict, InvalidInput, NotFound
+from signgate.policy import builders as builder_policy
 from signgate.policy import decide
 from signgate.policy.approvals import ApprovalPolicy
 from signgate.policy.model import Actor, KeyState, ScanPolicy, check_name
@@ -220,6 +221,27 @@ def set_approval_policy(ctx: Context, caller: Caller, ref: str, approvals: int,
         new = {"approvals": key.approvals, "approver_scope": key.approver_scope}
         ctx.record(session, Record(actor.name, Action.KEY_POLICY, Outcome.ALLOWED, ref,
                                    project, ref, {"from": old, "to": new}))
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(Action.KEY_POLICY, ref, project, ref), run)
+
+
+def set_builder_policy(ctx: Context, caller: Caller, ref: str, builders: int) -> KeyView:
+    """Independent-build agreement: the key signs an artifact only once ``builders``
+    distinct identities submitted the same digest for it and its release label; 0 turns
+    it off (requests already waiting for builders keep the number they were made with)."""
+    project, name = split_ref(ref)
+
+    def run(session: Session, actor: Actor) -> KeyView:
+        required = builder_policy.check_policy(builders)
+        d = decide.may_manage(actor, project, name)
+        require(d.allowed, d.reason)
+        key = get_key(session, project, name)
+        old = {"require_builders": key.require_builders or 0}
+        key.require_builders = required
+        ctx.record(session, Record(actor.name, Action.KEY_POLICY, Outcome.ALLOWED, ref,
+                                   project, ref, {"from": old,
+                                                  "to": {"require_builders": required}}))
         return key_view(session, key)
 
     return ctx.write(caller, Target(Action.KEY_POLICY, ref, project, ref), run)

@@ -152,6 +152,7 @@ class UploadSign:
     metadata: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     timestamp: bool = False
+    release: str | None = None  # for a key that needs independent builders
 
 
 async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSign,
@@ -183,7 +184,7 @@ async def sign_upload(ctx: Context, caller: Caller, ref: str, request: UploadSig
         return await ctx.signing.submit_async(SignRequest(
             caller, project, name, algorithm.value, digest.hex() if digest is not None else "",
             request.artifact_name, request.metadata, request.timestamp, request.format,
-            request.params, scan=outcome))
+            request.params, scan=outcome, release=request.release))
     finally:
         spooled.remove()
 

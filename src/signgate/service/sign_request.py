@@ -48,6 +48,9 @@ class SignRequest:
     # Set only by service/requests.py: sign this approved request (its id) on behalf of its
     # requester; the caller is then whoever's approval or look-up completes it.
     approval_request: str | None = None
+    # The release label: required by a key that needs independent builders to agree
+    # (pipeline/builds.py); ignored by other keys.
+    release: str | None = None
 
     @property
     def ref(self) -> str:

@@ -53,6 +53,9 @@ class KeyView:
     # role on approver_scope (None: on the key).
     approvals: int = 0
     approver_scope: str | None = None
+    # Independent-build agreement: distinct builders that must submit the same digest for
+    # an artifact and release label before it signs (0: off).
+    require_builders: int = 0
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,15 @@ class ApprovalView:
 
 
 @dataclass(frozen=True)
+class BuilderView:
+    """One builder's submission of a release's digest."""
+
+    identity: str
+    at: datetime
+    audit_seq: int
+
+
+@dataclass(frozen=True)
 class RequestView:
     """A signing request waiting for (or done with) its approvals. Signing answers it with
     202; once signed, ``result`` is the very body a direct signing returns."""
@@ -191,16 +203,21 @@ class RequestView:
     digest: str
     format: str
     requester: str
-    state: str  # pending, approved, signed, denied, expired
+    state: str  # awaiting_builders, pending, approved, signed, denied, expired, mismatch
     required: int
     approver_scope: str
     created_at: datetime
     expires_at: datetime
     audit_seq: int
     approvals: list[ApprovalView] = field(default_factory=list)
-    reason: str | None = None  # a denial's
+    reason: str | None = None  # a denial's, or a builder mismatch's
     signature_id: str | None = None
     result: SignResult | None = None
+    # Independent-build agreement: the release label, the builders needed and those that
+    # agreed so far (identity, at, audit_seq).
+    release: str | None = None
+    builders_required: int = 0
+    builders: list[BuilderView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

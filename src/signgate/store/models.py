@@ -64,6 +64,9 @@ class Key(Base):
     # need the approver role on ``approver_scope`` (None: the key's own scope).
     approvals: Mapped[int] = mapped_column(Integer, default=0)
     approver_scope: Mapped[str | None] = mapped_column(String(127), nullable=True)
+    # Independent-build agreement: a signing waits until this many distinct builders
+    # submitted the same digest for the artifact and release label (0: off).
+    require_builders: Mapped[int] = mapped_column(Integer, default=0)
 
     project: Mapped[Project] = relationship(back_populates="keys")
     versions: Mapped[list[KeyVersion]] = relationship(
@@ -273,6 +276,7 @@ class ApprovalRequest(Base):
     __table_args__ = (
         Index("ix_approval_requests_state", "state", "expires_at"),
         Index("ix_approval_requests_same", "requester_id", "key_id", "digest"),
+        UniqueConstraint("key_id", "release_id", name="uq_approval_requests_release"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -293,7 +297,7 @@ class ApprovalRequest(Base):
     federation_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     required: Mapped[int] = mapped_column(Integer)
     approver_scope: Mapped[str] = mapped_column(String(127))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     audit_seq: Mapped[int] = mapped_column(BigInteger)
@@ -302,6 +306,25 @@ class ApprovalRequest(Base):
     signature_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # The signing's result (SignResult without its log proof, which is made when read).
     result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Independent-build agreement: the release label, SHA-256 of (artifact name, label)
+    # (one request per release), and how many distinct builders must agree (0: none).
+    release: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    release_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    builders_required: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BuilderSubmission(Base):
+    """One builder's digest for a release (one each, at most)."""
+
+    __tablename__ = "builder_submissions"
+    __table_args__ = (UniqueConstraint("request_id", "identity_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("approval_requests.id"), index=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
+    digest: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
 
 
 class Approval(Base):

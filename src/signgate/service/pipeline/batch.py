@@ -19,13 +19,14 @@ thread decides, signs and records the whole queue in the next transaction:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError, Unavailable
 from signgate.service.context import ANONYMOUS, Context, refusal_record
-from signgate.service.pipeline import hold
+from signgate.service.pipeline import builds, hold
 from signgate.service.pipeline.authorize import authorize
 from signgate.service.pipeline.committer import GroupCommitter
 from signgate.service.pipeline.lookups import Cache
@@ -67,7 +68,18 @@ def sign_one(work: Work, request: SignRequest) -> SignOutcome:
                 return hold.answered(work, request.approval_request)
             request, identity_id, actor = found
         authorized = authorize(work.lookups, request, identity_id, actor)
-        if request.approval_request is None and hold.held(authorized):
+        if request.approval_request is None and builds.needed(authorized):
+            view, agreed = builds.submit(work, request, authorized)
+            if not agreed:
+                return view
+            # The N-th builder agreed and no approvals are needed: signed now, once.
+            request = dataclasses.replace(request, approval_request=view.request_id)
+            found = hold.as_requester(work, request)
+            if found is None:
+                return hold.answered(work, view.request_id)
+            request, identity_id, actor = found
+            authorized = authorize(work.lookups, request, identity_id, actor)
+        elif request.approval_request is None and hold.held(authorized):
             view, created = hold.hold(work, request, authorized)
             if created:
                 work.held.append(view)

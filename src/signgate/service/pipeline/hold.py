@@ -123,7 +123,8 @@ def claim(work: Work, request_id: str) -> dict[str, object]:
                        code=ErrorCode.REQUEST_CLOSED)
     row = records.get_request(work.session, request_id)
     work.session.refresh(row)
-    return records.approval_details(row, records.decisions(work.session, row))
+    agreed = [b for b, digest in records.builders(work.session, row) if digest == row.digest]
+    return records.approval_details(row, records.decisions(work.session, row), agreed)
 
 
 def unclaim(work: Work, request_id: str) -> None:

@@ -100,6 +100,7 @@ def key_view(session: Session, key: Key, ctx: Context | None = None,
         revoke_reason=key.revoke_reason,
         approvals=key.approvals or 0,
         approver_scope=key.approver_scope,
+        require_builders=key.require_builders or 0,
         versions=[version_view(v) for v in versions],
     )
 

@@ -22,11 +22,18 @@ from signgate.policy.approvals import RequestSnapshot, RequestState, effective_s
 from signgate.policy.model import Federation, Scope
 from signgate.service.context import Context
 from signgate.service.records.log import log_tree
-from signgate.service.views import ApprovalView, Receipt, RequestView, SignResult
+from signgate.service.views import (
+    ApprovalView,
+    BuilderView,
+    Receipt,
+    RequestView,
+    SignResult,
+)
 from signgate.store.models import (
     Approval,
     ApprovalRequest,
     AuditEntry,
+    BuilderSubmission,
     Identity,
     Key,
     LogCheckpoint,
@@ -59,6 +66,11 @@ class NewRequest:
     required: int
     approver_scope: Scope
     federation: Federation | None = None
+    # Independent-build agreement: the release label and how many builders must agree
+    # (the request then starts ``awaiting_builders``).
+    release: str | None = None
+    release_id: str | None = None
+    builders_required: int = 0
 
 
 def find_same(session: Session, new: NewRequest, now: datetime) -> ApprovalRequest | None:
@@ -91,6 +103,9 @@ def create(ctx: Context, session: Session, new: NewRequest, now: datetime) -> Ap
         details["client"] = new.client_address
     if new.metadata:
         details["metadata"] = dict(new.metadata)
+    if new.builders_required:
+        details["release"] = new.release
+        details["builders_required"] = new.builders_required
     seq = ctx.record(session, Record(new.requester, Action.REQUEST_CREATE, Outcome.ALLOWED,
                                      new.artifact_name, new.project, new.key_ref, details),
                      now)
@@ -104,8 +119,11 @@ def create(ctx: Context, session: Session, new: NewRequest, now: datetime) -> Ap
         client_address=new.client_address, required=new.required,
         federation_json=(canonical_json(new.federation.record()).decode()
                          if new.federation is not None else None),
-        approver_scope=str(new.approver_scope), state=RequestState.PENDING.value,
-        created_at=now, expires_at=expires, audit_seq=seq)
+        approver_scope=str(new.approver_scope),
+        state=(RequestState.AWAITING_BUILDERS if new.builders_required else
+               RequestState.PENDING).value,
+        created_at=now, expires_at=expires, audit_seq=seq, release=new.release,
+        release_id=new.release_id, builders_required=new.builders_required)
     session.add(row)
     session.flush()
     return row
@@ -151,6 +169,16 @@ def decisions(session: Session, row: ApprovalRequest) -> list[ApprovalView]:
             for a, name in found]
 
 
+def builders(session: Session, row: ApprovalRequest) -> list[tuple[BuilderView, str]]:
+    """The release's builder submissions, oldest first, each with the digest it named."""
+    found = session.execute(
+        select(BuilderSubmission, Identity.name)
+        .join(Identity, Identity.id == BuilderSubmission.identity_id)
+        .where(BuilderSubmission.request_id == row.id)
+        .order_by(BuilderSubmission.audit_seq)).all()
+    return [(BuilderView(name, b.created_at, b.audit_seq), b.digest) for b, name in found]
+
+
 def snapshot(session: Session, row: ApprovalRequest,
              views: list[ApprovalView] | None = None) -> RequestSnapshot:
     project, key = key_of(session, row)
@@ -178,12 +206,21 @@ def view(ctx: Context, session: Session, row: ApprovalRequest, now: datetime,
         requester=snap.requester, state=state.value, required=row.required,
         approver_scope=row.approver_scope, created_at=row.created_at,
         expires_at=row.expires_at, audit_seq=row.audit_seq, approvals=views,
-        reason=row.reason, signature_id=row.signature_id, result=result)
+        reason=row.reason, signature_id=row.signature_id, result=result,
+        release=row.release, builders_required=row.builders_required or 0,
+        builders=[b for b, d in builders(session, row) if d == row.digest])
 
 
-def approval_details(row: ApprovalRequest, views: list[ApprovalView]) -> dict[str, Any]:
-    """What the signature's audit entry and receipt say of its approvals."""
-    return {"request_id": row.id, "request_seq": row.audit_seq, "required": row.required,
+def approval_details(row: ApprovalRequest, views: list[ApprovalView],
+                     agreed: list[BuilderView] | None = None) -> dict[str, Any]:
+    """What the signature's audit entry and receipt say of its approvals (and, for a key
+    that needs independent builders, of the builders that agreed)."""
+    extra: dict[str, Any] = {}
+    if row.builders_required:
+        extra = {"release": row.release, "builders_required": row.builders_required,
+                 "builders": [{"identity": b.identity, "at": b.at.isoformat(),
+                               "audit_seq": b.audit_seq} for b in agreed or []]}
+    return {**extra, "request_id": row.id, "request_seq": row.audit_seq, "required": row.required,
             "approvals": [{"identity": v.identity, "at": v.at.isoformat(),
                            "audit_seq": v.audit_seq,
                            **({"comment": v.comment} if v.comment else {})}
