@@ -27,10 +27,17 @@ def _describe(r: Mapping[str, Any]) -> None:
     click.echo(f"requester  {r['requester']}")
     click.echo(f"approvals  {_approved(r)} of {r['required']} (approver role on "
                f"{r['approver_scope']})")
+    if r.get("builders_required"):
+        click.echo(f"release    {r['release']}")
+        click.echo(f"builders   {len(r.get('builders', []))} of {r['builders_required']} "
+                   "agree")
     click.echo(f"created    {r['created_at']}")
     click.echo(f"expires    {r['expires_at']}")
     if r.get("signature_id"):
         click.echo(f"signature  {r['signature_id']}")
+    if r.get("builders"):
+        table([(b["identity"], b["at"], b["audit_seq"]) for b in r["builders"]],
+              ["builder", "at", "audit seq"])
     if r.get("approvals"):
         table([(a["identity"], a["decision"], a["at"], a["audit_seq"], a.get("comment") or "")
                for a in r["approvals"]], ["identity", "decision", "at", "audit seq", "comment"])
