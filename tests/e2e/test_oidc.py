@@ -214,6 +214,60 @@ def test_a_github_job_on_a_key_that_needs_two_approvals(
     assert [e["seq"] for e in signed] == [entry["seq"]]
 
 
+def test_a_github_job_and_a_second_builder_agree_then_two_approvals_sign(
+        server: Server, github: tuple[str, Issuer, str], tmp_path: Path) -> None:
+    """Issue 13's whole chain: a GitHub-shaped OIDC job builds release v3.0, a second,
+    independent builder (its own API token) submits the same digest, two people approve,
+    and the signature verifies with openssl; its entry names the workflow run, the
+    builders and the approvals."""
+    name, iss, release = github
+    project = release.split("/")[0]
+    ref = f"{project}/repro"
+    server.cli("key", "create", ref)
+    server.cli("key", "policy", ref, "--approvals", "2", "--require-builders", "2")
+    server.cli("grant", "add", "--oidc", name, *BINDING, "signer", ref)
+    second = unique("selfhosted")
+    second_token = server.new_identity(second)
+    server.cli("grant", "add", second, "signer", ref)
+    approvers = []
+    for who in ("alice", "bob"):
+        person = unique(who)
+        approvers.append(server.new_identity(person, "user"))
+        server.cli("grant", "add", person, "approver", ref)
+    artifact = tmp_path / "app-3.0.tar.gz"
+    artifact.write_bytes(b"reproducible release 3.0 of acme/app\n" * 50)
+    held = ci(server, "sign", str(artifact), "--key", ref, "--release", "v3.0",
+              cache=tmp_path / "job", oidc_token=iss.mint(iss.github(run_id="7100000077")),
+              check=False)
+    assert held.returncode == 11, held
+    request_id = held.stdout.strip()
+    assert "1 of 2 agree" in held.stderr
+    agreed = server.cli("sign", str(artifact), "--key", ref, "--release", "v3.0", "--json",
+                        token=second_token, check=False)
+    assert agreed.returncode == 11, agreed
+    assert agreed.json()["state"] == "pending"  # builders agree, then humans approve
+    server.cli("approve", request_id, token=approvers[0])
+    assert "signed app-3.0.tar.gz" in server.cli("approve", request_id,
+                                                 token=approvers[1]).stdout
+    shown = server.cli("request", "show", request_id, "--json").json()
+    (tmp_path / "app.sig").write_bytes(base64.b64decode(shown["result"]["signature"]))
+    pub = tmp_path / "repro.pem"
+    pub.write_text(server.cli("key", "public", ref).stdout)
+    proc = subprocess.run([openssl(), "dgst", "-sha256", "-verify", str(pub), "-signature",
+                           str(tmp_path / "app.sig"), str(artifact)],
+                          capture_output=True, text=True, check=False)
+    assert proc.stdout.strip() == "Verified OK", proc
+    entry = server.cli("audit", "log", "--key", ref, "--action", "signature.create",
+                       "--json").json()[-1]
+    assert entry["actor"] == f"oidc-{name}"
+    assert entry["details"]["oidc"]["claims"]["run_id"] == "7100000077"
+    approval = entry["details"]["approval"]
+    assert [b["identity"] for b in approval["builders"]] == [f"oidc-{name}", second]
+    assert approval["release"] == "v3.0"
+    assert len(approval["approvals"]) == 2
+    assert shown["result"]["receipt"]["approval"] == approval
+
+
 def test_a_gitlab_job_with_an_es256_token(server: Server, tmp_path: Path) -> None:
     with issuer("ES256") as iss:
         name = unique("gitlab")
