@@ -6,6 +6,7 @@ mismatch recorded and the release stopped; concurrent N-th builders sign exactly
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import unique
-from tests.support.server import Server, openssl
+from tests.support import postgres
+from tests.support.server import Server, openssl, start_server
 
 
 @dataclass
@@ -206,3 +209,49 @@ def test_concurrent_nth_builders_make_exactly_one_signature(server: Server) -> N
     with server.http() as http:
         report = http.get("/api/v1/reports/signatures", params={"key": b.ref}).json()
     assert len(report["signatures"]) == 3  # one per release, never two
+
+
+def test_two_nodes_on_postgresql_sign_a_release_once(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two 'signgate serve' nodes on one PostgreSQL database: first builders and N-th
+    builders of each release sent to both nodes at once make one request and one signature
+    per release (the audit head's lock orders the nodes' transactions, the conditional
+    update moves each release once)."""
+    if not postgres.available():
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (scripts/test.sh starts it)")
+    base = tmp_path_factory.mktemp("nodes")
+    with postgres.temporary_database() as url:
+        a = start_server(base / "a", url)
+        try:
+            shutil.copytree(base / "a", base / "b")  # the same config and master key
+            node_b = start_server(base / "b", url, init=False)
+            try:
+                b = builders(a, n=2, count=4)
+                nodes = [a, node_b]
+                for round_ in range(4):
+                    body = {"digest": hashlib.sha256(f"nodes {round_}".encode()).hexdigest(),
+                            "artifact_name": f"n-{round_}.bin", "release": "v1"}
+                    barrier = threading.Barrier(4)
+
+                    def submit(i: int, body: dict[str, str] = body,
+                               barrier: threading.Barrier = barrier) -> httpx.Response:
+                        with nodes[i % 2].http(b.tokens[b.names[i]]) as http:
+                            barrier.wait()
+                            return http.post(b.sign_path(), json=body)
+
+                    with ThreadPoolExecutor(4) as pool:
+                        answers = list(pool.map(submit, range(4)))
+                    assert all(x.status_code in (200, 202) for x in answers), \
+                        [x.text for x in answers]
+                    assert len({x.json().get("request_id") for x in answers
+                                if x.status_code == 202}) <= 1
+                    assert sum(x.status_code == 200 for x in answers) == 1
+                with a.http() as http:
+                    report = http.get("/api/v1/reports/signatures",
+                                      params={"key": b.ref}).json()
+                assert len(report["signatures"]) == 4
+                assert len(a.cli("request", "list", "--json").json()) == 4
+            finally:
+                node_b.stop()
+        finally:
+            a.stop()
