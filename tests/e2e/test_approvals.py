@@ -313,3 +313,32 @@ def test_a_held_cms_signing_waits_and_verifies_with_openssl(server: Server,
                          str(root), "-purpose", "any", "-out", "/dev/null"],
                         capture_output=True, text=True)
     assert "CMS Verification successful" in ok.stderr, ok.stderr
+
+
+def test_approvers_are_told_once_the_builders_agree(server: Server,
+                                                    receiver: Receiver) -> None:
+    """A key that needs builders and approvals: no webhook while the release waits for its
+    builders (nothing to approve yet), one as soon as they agree."""
+    t = team(server, approvals=1)
+    server.cli("key", "policy", t.ref, "--require-builders", "2")
+    second = unique("builder")
+    second_token = server.new_identity(second)
+    server.cli("grant", "add", second, "signer", t.ref)
+    body = {"digest": hashlib.sha256(b"built twice").hexdigest(),
+            "artifact_name": "lib.so", "release": "2.0"}
+    path = f"/api/v1/projects/{t.ref.replace('/', '/keys/')}/sign"
+    with server.http(t.ci) as http:
+        first = http.post(path, json=body)
+    assert first.status_code == 202
+    assert first.json()["state"] == "awaiting_builders"
+    request_id = first.json()["request_id"]
+    with pytest.raises(AssertionError, match="no webhook"):
+        receiver.wait_for(request_id, timeout=2)
+    with server.http(second_token) as http:
+        agreed = http.post(path, json=body)
+    assert agreed.json()["state"] == "pending"
+    hook = receiver.wait_for(request_id)
+    assert hook["event"] == "request.pending"
+    assert hook["request"]["state"] == "pending"
+    assert [b["identity"] for b in hook["request"]["builders"]] == [
+        server.cli("whoami", "--json", token=t.ci).json()["name"], second]
