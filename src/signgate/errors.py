@@ -162,6 +162,11 @@ class ErrorCode(StrEnum):
     REQUEST_DENIED = "request_denied"
     REQUEST_EXPIRED = "request_expired"
     SELF_APPROVAL = "self_approval"
+    # Release windows and quotas (policy/windows.py).
+    BAD_RELEASE_POLICY = "bad_release_policy"
+    NO_RELEASE_WINDOW = "no_release_window"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    WINDOW_CLOSED = "window_closed"
 
 
 class SigngateError(Exception):
@@ -438,6 +443,13 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.REQUEST_DENIED: Entry(Denied, "an approver denied the signing request"),
     _C.REQUEST_EXPIRED: Entry(Conflict, "the request expired before its approvals"),
     _C.SELF_APPROVAL: Entry(Denied, "the requester may not approve its own request"),
+    _C.BAD_RELEASE_POLICY: Entry(InvalidInput,
+                                 "a release window or quota out of range"),
+    _C.NO_RELEASE_WINDOW: Entry(Denied, "an offline key signs only inside an open release "
+                                "window for the caller (the sentence says how to open one)"),
+    _C.QUOTA_EXCEEDED: Entry(LimitExceeded,
+                             "the identity's signatures per UTC day with this key are used up"),
+    _C.WINDOW_CLOSED: Entry(Conflict, "the release window is already closed or over"),
 }
 
 

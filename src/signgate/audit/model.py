@@ -53,6 +53,8 @@ class Action(enum.StrEnum):
     REQUEST_CREATE = "request.create"
     REQUEST_APPROVE = "request.approve"
     REQUEST_DENY = "request.deny"
+    WINDOW_OPEN = "release.open"
+    WINDOW_CLOSE = "release.close"
 
 
 class Outcome(enum.StrEnum):

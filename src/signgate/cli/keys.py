@@ -37,6 +37,8 @@ def _describe(k: dict[str, object]) -> None:
         click.echo("one-time   a fresh key pair and certificate for every signing")
     if k["scan"] == "required":
         click.echo("scan       required: signs only what signgate scanned clean")
+    if k.get("offline") or k.get("max_per_identity_per_day"):
+        click.echo(f"release    {_release_policy(k)}")
     if k.get("approvals"):
         click.echo(f"approvals  {k['approvals']} approvers (approver role on "
                    f"{k.get('approver_scope') or k['ref']}) before each signing")
@@ -118,27 +120,56 @@ def scan_policy(ref: str, policy: str, url: str, token_file: Path | None,
 
 @key.command("policy")
 @click.argument("ref", metavar="PROJECT/NAME")
-@click.option("--approvals", type=click.IntRange(0, 16), required=True, metavar="M",
+@click.option("--approvals", type=click.IntRange(0, 16), metavar="M",
               help="Each signing waits for M approvals from distinct approvers, never the "
                    "requester; 0 turns approvals off.")
 @click.option("--approver-scope", metavar="SCOPE",
               help="Whose approver grants count: PROJECT, PROJECT/KEY or '*' (default: "
                    "the key's).")
+@click.option("--offline/--online", default=None,
+              help="Offline: the key signs only inside an open release window "
+                   "(signgate release open).")
+@click.option("--max-per-identity-per-day", type=click.IntRange(0, 2**31 - 1), metavar="N",
+              help="At most N signatures per identity per UTC day with this key; 0: no "
+                   "quota.")
 @client_options
 @json_option
 @handles_errors
-def policy(ref: str, approvals: int, approver_scope: str | None, url: str,
+def policy(ref: str, approvals: int | None, approver_scope: str | None,
+           offline: bool | None, max_per_identity_per_day: int | None, url: str,
            token_file: Path | None, as_json: bool) -> None:
-    """Quorum approvals for PROJECT/NAME (admins; recorded)."""
+    """Quorum approvals, release windows and quotas for PROJECT/NAME (admins;
+    recorded)."""
+    release = offline is not None or max_per_identity_per_day is not None
+    if approvals is None and not release:
+        raise click.UsageError("say --approvals M, --offline/--online or "
+                               "--max-per-identity-per-day N")
+    if approver_scope is not None and approvals is None:
+        raise click.UsageError("--approver-scope goes with --approvals M")
     with make_client(url, token_file) as c:
-        k = c.set_approval_policy(ref, approvals, approver_scope)
+        if approvals is not None:
+            k = c.set_approval_policy(ref, approvals, approver_scope)
+        if release:
+            k = c.set_release_policy(ref, offline, max_per_identity_per_day)
     if as_json:
         emit_json(k)
-    elif k["approvals"]:
-        click.echo(f"{k['ref']}: each signing needs {k['approvals']} approvals (approver "
-                   f"role on {k['approver_scope'] or k['ref']})")
-    else:
-        click.echo(f"{k['ref']}: signs without approvals")
+        return
+    if approvals is not None:
+        if k["approvals"]:
+            click.echo(f"{k['ref']}: each signing needs {k['approvals']} approvals "
+                       f"(approver role on {k['approver_scope'] or k['ref']})")
+        else:
+            click.echo(f"{k['ref']}: signs without approvals")
+    if release:
+        click.echo(f"{k['ref']}: " + _release_policy(k))
+
+
+def _release_policy(k: dict[str, object]) -> str:
+    where = ("offline: signs only inside an open release window" if k.get("offline")
+             else "online")
+    quota = k.get("max_per_identity_per_day")
+    return where + (f"; at most {quota} signatures per identity per UTC day" if quota
+                    else "; no daily quota")
 
 
 @key.command("list")

@@ -53,6 +53,29 @@ class KeyView:
     # role on approver_scope (None: on the key).
     approvals: int = 0
     approver_scope: str | None = None
+    # Release windows and quotas: an offline key signs only inside an open release window;
+    # at most max_per_identity_per_day signatures per identity per UTC day (0: no quota).
+    offline: bool = False
+    max_per_identity_per_day: int = 0
+
+
+@dataclass(frozen=True)
+class ReleaseWindowView:
+    """A release window of an offline key: until when, for how many signatures (None: no
+    limit) and for whom (None: any signer), how many it made, and its state now."""
+
+    id: str
+    key: str
+    label: str | None
+    state: str  # open, expired, closed, exhausted
+    opened_by: str
+    opened_at: datetime
+    until: datetime
+    max_signatures: int | None
+    signers: list[str] | None
+    signatures: int
+    closed_at: datetime | None
+    closed_by: str | None
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ def key_view(session: Session, key: Key, ctx: Context | None = None,
         revoke_reason=key.revoke_reason,
         approvals=key.approvals or 0,
         approver_scope=key.approver_scope,
+        offline=bool(key.offline),
+        max_per_identity_per_day=key.max_per_identity_per_day or 0,
         versions=[version_view(v) for v in versions],
     )
 
