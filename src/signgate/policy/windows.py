@@ -46,6 +46,7 @@ class Window:
     signatures: int
     closed_at: datetime | None = None
     label: str | None = None
+    opened_at: datetime | None = None
 
     def state(self, now: datetime) -> WindowState:
         if self.closed_at is not None:
@@ -126,8 +127,8 @@ def choose_window(identity: str, key_ref: str, windows: Iterable[Window],
                f"({', '.join(_name(w) for w in open_)}) "
                f"{'do' if len(open_) > 1 else 'does'} not list {identity} as a signer")
     elif windows:
-        last = max(windows, key=lambda w: (w.closed_at or w.until, w.id))
-        why = f"its last release window {_name(last)} {_over(last, now)}"
+        last = max(windows, key=lambda w: (w.opened_at or w.until, w.id))
+        why = f"its latest release window {_name(last)} {_over(last, now)}"
     else:
         why = "it has no release window open"
     return Decision.deny(f"key {key_ref} is offline and signs only inside an open release "

@@ -142,7 +142,7 @@ def _window(row: ReleaseWindow) -> policy.Window:
     signers = json.loads(row.signers_json) if row.signers_json else None
     return policy.Window(row.id, row.until, row.max_signatures,
                          frozenset(signers) if signers is not None else None,
-                         row.signatures or 0, row.closed_at, row.label)
+                         row.signatures or 0, row.closed_at, row.label, row.opened_at)
 
 
 def _view(row: ReleaseWindow, ref: str, now: datetime) -> ReleaseWindowView:

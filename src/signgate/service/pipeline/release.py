@@ -27,7 +27,7 @@ _windows, _versions, _signatures = table(ReleaseWindow), table(KeyVersion), \
     table(SignatureRecord)
 _COLUMNS = (_windows.c.id, _windows.c.until, _windows.c.max_signatures,
             _windows.c.signers_json, _windows.c.signatures, _windows.c.closed_at,
-            _windows.c.label)
+            _windows.c.label, _windows.c.opened_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +76,14 @@ def count(work: Work, admission: Admission) -> None:
 
 
 def _windows_of(work: Work, key_id: int, now: datetime) -> list[policy.Window]:
-    """The key's open windows, and the one that ended last (its refusal names it)."""
+    """The key's open windows, and the latest one that is over (a refusal names it)."""
     rows = list(work.conn.execute(
         select(*_COLUMNS).where(_windows.c.key_id == key_id,
                                 _windows.c.closed_at.is_(None), _windows.c.until > now)))
     rows += work.conn.execute(
         select(*_COLUMNS).where(_windows.c.key_id == key_id)
         .where((_windows.c.closed_at.is_not(None)) | (_windows.c.until <= now))
-        .order_by(func.coalesce(_windows.c.closed_at, _windows.c.until).desc())
-        .limit(1)).all()
+        .order_by(_windows.c.opened_at.desc(), _windows.c.id.desc()).limit(1)).all()
     return [window(r) for r in rows]
 
 
@@ -93,7 +92,7 @@ def window(r: Any) -> policy.Window:
     signers = json.loads(r.signers_json) if r.signers_json else None
     return policy.Window(r.id, r.until, r.max_signatures,
                          frozenset(signers) if signers is not None else None,
-                         r.signatures or 0, r.closed_at, r.label)
+                         r.signatures or 0, r.closed_at, r.label, r.opened_at)
 
 
 def _signed_since(work: Work, key_id: int, identity_id: int, since: datetime) -> int:

@@ -1,0 +1,153 @@
+"""Release windows and quotas end to end: a real server (SQLite and PostgreSQL), the real
+CLI, concurrent signings over HTTP, and the signature made in a window checked by
+'openssl dgst -verify'."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import unique
+from tests.support.server import Server, openssl
+
+
+def key_path(ref: str) -> str:
+    project, name = ref.split("/")
+    return f"/api/v1/projects/{project}/keys/{name}"
+
+
+def offline_key(server: Server) -> tuple[str, str, str]:
+    """An offline key, a CI identity that may sign with it: (ref, ci name, ci token)."""
+    project = unique("rel")
+    ref = f"{project}/release"
+    server.cli("project", "create", project)
+    server.cli("key", "create", ref)
+    out = server.cli("key", "policy", ref, "--offline")
+    assert "offline: signs only inside an open release window" in out.stdout
+    ci = unique("ci")
+    token = server.new_identity(ci)
+    server.cli("grant", "add", ci, "signer", ref)
+    return ref, ci, token
+
+
+def test_window_open_sign_exhausted_refused_with_the_next_step(
+        server: Server, tmp_path: Path) -> None:
+    ref, ci, token = offline_key(server)
+    assert "release    offline" in server.cli("key", "show", ref).stdout
+    artifact = tmp_path / "app-2.0.tar.gz"
+    artifact.write_bytes(b"release 2.0\n" * 100)
+
+    # No window: refused, and told what to do next.
+    before = server.cli("sign", str(artifact), "--key", ref, token=token, check=False)
+    assert before.returncode == 4, before.stderr
+    assert f"ask an admin of {ref}: signgate release open {ref} --until" in before.stderr
+    assert not (tmp_path / "app-2.0.tar.gz.sig").exists()
+    # A signer may not open one itself.
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    own = server.cli("release", "open", ref, "--until", until, token=token, check=False)
+    assert own.returncode == 4, own.stderr
+
+    opened = server.cli("release", "open", ref, "--until", until, "--max-signatures", "1",
+                        "--signer", ci, "--label", "v2.0", "--json").json()
+    assert (opened["state"], opened["signers"], opened["label"]) == ("open", [ci], "v2.0")
+    signed = server.cli("sign", str(artifact), "--key", ref, token=token, check=False)
+    assert signed.returncode == 0, signed.stderr
+    pem = tmp_path / "key.pem"
+    pem.write_text(server.cli("key", "public", ref).stdout)
+    check = subprocess.run([openssl(), "dgst", "-sha256", "-verify", str(pem), "-signature",
+                            str(tmp_path / "app-2.0.tar.gz.sig"), str(artifact)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "Verified OK" in check.stdout
+
+    # The window allowed one signature: the next is refused, with the next step.
+    again = server.cli("sign", str(artifact), "--key", ref, token=token, check=False)
+    assert again.returncode == 4, again.stderr
+    assert "has made all its 1 signatures" in again.stderr
+    assert f"signgate release open {ref} --until" in again.stderr
+    with server.http(token) as http:
+        answer = http.post(key_path(ref) + "/sign", json={
+            "digest": hashlib.sha256(b"x").hexdigest(), "artifact_name": "x"})
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["code"] == "no_release_window"
+
+    listed = server.cli("release", "list", ref, "--json").json()
+    assert [(w["id"], w["state"], w["signatures"]) for w in listed] == [
+        (opened["id"], "exhausted", 1)]
+    assert "exhausted" in server.cli("release", "list", ref).stdout
+    # On the record: the opening, the signature naming its window, and the refusals.
+    entries = server.cli("audit", "log", "--key", ref, "--json").json()
+    [made] = [e for e in entries if e["action"] == "signature.create"
+              and e["outcome"] == "allowed"]
+    assert made["details"]["release_window"]["id"] == opened["id"]
+    assert made["details"]["release_window"]["label"] == "v2.0"
+    refused = [e for e in entries if e["outcome"] == "refused"
+               and e["details"].get("code") == "no_release_window"]
+    assert len(refused) == 3
+    assert any(e["action"] == "release.open" for e in entries)
+
+    # Closing: a second window, closed by the admin, refuses again.
+    second = server.cli("release", "open", ref, "--until", until, "--json").json()
+    closed = server.cli("release", "close", second["id"])
+    assert f"closed release window {second['id']}" in closed.stdout
+    after = server.cli("sign", str(artifact), "--key", ref, token=token, check=False)
+    assert after.returncode == 4
+    assert "was closed at" in after.stderr
+    twice = server.cli("release", "close", second["id"], check=False)
+    assert twice.returncode != 0
+    assert "already closed" in twice.stderr
+
+
+def test_concurrent_signings_at_a_quota_stop_exactly_at_the_quota(server: Server) -> None:
+    project = unique("quota")
+    ref = f"{project}/release"
+    server.cli("project", "create", project)
+    server.cli("key", "create", ref)
+    out = server.cli("key", "policy", ref, "--max-per-identity-per-day", "5")
+    assert "at most 5 signatures per identity per UTC day" in out.stdout
+    ci = unique("ci")
+    token = server.new_identity(ci)
+    server.cli("grant", "add", ci, "signer", ref)
+
+    start = threading.Barrier(20)
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        with server.http(token) as http:
+            start.wait()
+            r = http.post(key_path(ref) + "/sign", json={
+                "digest": hashlib.sha256(b"build %d" % i).hexdigest(),
+                "artifact_name": f"app-{i}.bin"})
+        with lock:
+            answers.append(r)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] * 5 + [429] * 15, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 429:
+            assert r.json()["code"] == "quota_exceeded"
+            assert f"has made its 5 signatures with {ref} for today" in r.json()["detail"]
+    entries = server.cli("audit", "log", "--key", ref, "--json").json()
+    made = [e for e in entries if e["action"] == "signature.create"]
+    assert sum(e["outcome"] == "allowed" for e in made) == 5
+    assert sum(e["outcome"] == "refused" and e["details"].get("code") == "quota_exceeded"
+               for e in made) == 15
+    # Another identity has a quota of its own.
+    other = unique("ci")
+    other_token = server.new_identity(other)
+    server.cli("grant", "add", other, "signer", ref)
+    with server.http(other_token) as http:
+        r = http.post(key_path(ref) + "/sign", json={
+            "digest": hashlib.sha256(b"other").hexdigest(), "artifact_name": "o.bin"})
+    assert r.status_code == 200, r.text
