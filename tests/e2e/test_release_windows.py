@@ -151,3 +151,34 @@ def test_concurrent_signings_at_a_quota_stop_exactly_at_the_quota(server: Server
         r = http.post(key_path(ref) + "/sign", json={
             "digest": hashlib.sha256(b"other").hexdigest(), "artifact_name": "o.bin"})
     assert r.status_code == 200, r.text
+
+
+def test_bad_input_is_a_clear_error(server: Server) -> None:
+    ref, _, _ = offline_key(server)
+    nothing = server.cli("key", "policy", ref, check=False)
+    assert nothing.returncode == 2
+    assert "--offline/--online" in nothing.stderr
+    for args, code in ((("--until", "tomorrow"), 7),
+                       (("--until", "2001-01-01T00:00:00Z"), 7),
+                       (("--until", "2999-01-01T00:00:00Z"), 7),
+                       (("--until", "2099-01-01", "--max-signatures", "0"), 2)):
+        bad = server.cli("release", "open", ref, *args, check=False)
+        assert bad.returncode == code, bad
+        assert bad.stderr.startswith("signgate: ")
+        assert "Traceback" not in bad.stderr
+    typo = server.cli("release", "open", ref, "--until",
+                      (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                      "--signer", "nobody-here", check=False)
+    assert typo.returncode == 7
+    assert "--signer names no identity: nobody-here" in typo.stderr
+    assert server.cli("release", "close", "no-such-window", check=False).returncode == 5
+    with server.http() as http:
+        r = http.post(key_path(ref) + "/release-windows", json={"until": "not a time"})
+        assert r.status_code == 422, r.text
+        r = http.post(key_path(ref) + "/release-policy",
+                      json={"max_per_identity_per_day": -1})
+        assert r.status_code == 422, r.text
+    both = server.cli("key", "policy", ref, "--approvals", "1", "--online",
+                      "--max-per-identity-per-day", "3", "--json").json()
+    assert (both["approvals"], both["offline"], both["max_per_identity_per_day"]) == (
+        1, False, 3)
