@@ -285,3 +285,17 @@ def test_a_held_request_is_checked_and_counted_when_signed(env: Env) -> None:
     assert done.state == "signed"
     [listed] = windows.list_windows(env.ctx, env.admin, ref)
     assert (listed.id, listed.signatures) == (w.id, 1)
+
+
+def test_the_pre_flight_tells_before_an_upload(env: Env) -> None:
+    """``sign-policy`` (asked before hashing or uploading) refuses an offline key outside
+    a window as the signing would, recorded; inside one it says go."""
+    ref = new_key(env)
+    ci = env.signer("ci", ref)
+    keys.set_release_policy(env.ctx, env.admin, ref, offline=True)
+    with pytest.raises(Denied) as refused:
+        signing.sign_policy(env.ctx, ci, ref, "big.iso")
+    assert refused.value.code is ErrorCode.NO_RELEASE_WINDOW
+    assert refusals(env, ErrorCode.NO_RELEASE_WINDOW)[-1].subject == "big.iso"
+    windows.open_window(env.ctx, env.admin, ref, T0 + timedelta(hours=1))
+    assert signing.sign_policy(env.ctx, ci, ref, "big.iso").key == ref

@@ -24,6 +24,7 @@ from signgate.policy import windows as policy
 from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.records.keys import get_key, split_ref, visible_key
+from signgate.service.records.windows import window
 from signgate.service.views import ReleaseWindowView
 from signgate.store.models import Identity, Key, Project, ReleaseWindow
 
@@ -79,7 +80,7 @@ def close_window(ctx: Context, caller: Caller, window_id: str) -> ReleaseWindowV
         ref = f"{key.project.name}/{key.name}"
         d = decide.may_manage(actor, key.project.name, key.name)
         require(d.allowed, d.reason)
-        state = _window(row).state(now)
+        state = window(row).state(now)
         if state is not policy.WindowState.OPEN:
             raise Conflict(f"release window {window_id} is already {state.value}",
                            code=ErrorCode.WINDOW_CLOSED)
@@ -138,15 +139,8 @@ def _find(session: Session, actor: Actor, window_id: str) -> tuple[ReleaseWindow
     return found[0], found[1]
 
 
-def _window(row: ReleaseWindow) -> policy.Window:
-    signers = json.loads(row.signers_json) if row.signers_json else None
-    return policy.Window(row.id, row.until, row.max_signatures,
-                         frozenset(signers) if signers is not None else None,
-                         row.signatures or 0, row.closed_at, row.label, row.opened_at)
-
-
 def _view(row: ReleaseWindow, ref: str, now: datetime) -> ReleaseWindowView:
-    w = _window(row)
+    w = window(row)
     return ReleaseWindowView(
         id=row.id, key=ref, label=row.label, state=w.state(now).value,
         opened_by=row.opened_by, opened_at=row.opened_at, until=row.until,
