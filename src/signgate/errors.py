@@ -449,7 +449,8 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
                                 "window for the caller (the sentence says how to open one)"),
     _C.QUOTA_EXCEEDED: Entry(LimitExceeded,
                              "the identity's signatures per UTC day with this key are used up"),
-    _C.WINDOW_CLOSED: Entry(Conflict, "the release window is already closed or over"),
+    _C.WINDOW_CLOSED: Entry(Conflict, "the release window is closed or over (or, to "
+                            "approve, no longer waiting for approvals)"),
 }
 
 

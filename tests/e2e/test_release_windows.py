@@ -182,3 +182,30 @@ def test_bad_input_is_a_clear_error(server: Server) -> None:
                       "--max-per-identity-per-day", "3", "--json").json()
     assert (both["approvals"], both["offline"], both["max_per_identity_per_day"]) == (
         1, False, 3)
+
+
+def test_a_window_that_needs_an_approval(server: Server, tmp_path: Path) -> None:
+    ref, _, token = offline_key(server)
+    out = server.cli("key", "policy", ref, "--window-approvals", "1")
+    assert "a release window opens after 1 approvals" in out.stdout
+    boss = unique("boss")
+    boss_token = server.new_identity(boss, "user")
+    server.cli("grant", "add", boss, "approver", ref)
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    opened = server.cli("release", "open", ref, "--until", until)
+    assert "it opens after 1 approvals: signgate release approve" in opened.stdout
+    [w] = server.cli("release", "list", ref, "--json").json()
+    assert w["state"] == "pending"
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"app\n")
+    early = server.cli("sign", str(artifact), "--key", ref, token=token, check=False)
+    assert early.returncode == 4
+    assert f"signgate release approve {w['id']}" in early.stderr
+    own = server.cli("release", "approve", w["id"], check=False)  # the admin opened it
+    assert own.returncode == 4, own
+    approved = server.cli("release", "approve", w["id"], "--comment", "go", token=boss_token)
+    assert "1 of 1 approvals, open" in approved.stdout
+    signed = server.cli("sign", str(artifact), "--key", ref, token=token, check=False)
+    assert signed.returncode == 0, signed.stderr
+    entries = server.cli("audit", "log", "--key", ref, "--json").json()
+    assert [e["actor"] for e in entries if e["action"] == "release.approve"] == [boss]

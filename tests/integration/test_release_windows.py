@@ -54,8 +54,8 @@ def test_release_policy_is_recorded_and_shown(env: Env) -> None:
     entry = env.entries()[-1]
     assert entry.action == "key.policy"
     assert json.loads(entry.details) == {
-        "from": {"offline": False, "max_per_identity_per_day": 0},
-        "to": {"offline": True, "max_per_identity_per_day": 5}}
+        "from": {"offline": False, "max_per_identity_per_day": 0, "window_approvals": 0},
+        "to": {"offline": True, "max_per_identity_per_day": 5, "window_approvals": 0}}
     # One setting at a time leaves the other as it is.
     assert keys.set_release_policy(env.ctx, env.admin, ref, offline=False).\
         max_per_identity_per_day == 5
@@ -299,3 +299,48 @@ def test_the_pre_flight_tells_before_an_upload(env: Env) -> None:
     assert refusals(env, ErrorCode.NO_RELEASE_WINDOW)[-1].subject == "big.iso"
     windows.open_window(env.ctx, env.admin, ref, T0 + timedelta(hours=1))
     assert signing.sign_policy(env.ctx, ci, ref, "big.iso").key == ref
+
+
+def test_a_window_that_needs_approvals_opens_with_the_last_one(env: Env) -> None:
+    ref = new_key(env)
+    ci = env.signer("ci", ref)
+    keys.set_release_policy(env.ctx, env.admin, ref, offline=True, window_approvals=2)
+    assert keys.show(env.ctx, env.admin, ref).window_approvals == 2
+    grants.add(env.ctx, env.admin, "admin", "approver", ref)  # the opener, approver too
+    approvers = []
+    for name in ("alice", "bob"):
+        token = identities.create(env.ctx, env.admin, name).token
+        grants.add(env.ctx, env.admin, name, "approver", ref)
+        approvers.append(Caller(token, "10.0.0.6"))
+    alice, bob = approvers
+    w = windows.open_window(env.ctx, env.admin, ref, T0 + timedelta(hours=1))
+    assert (w.state, w.required_approvals, w.approvals) == ("pending", 2, [])
+    with pytest.raises(Denied) as refused:
+        env.sign(ci, ref, b"too early")
+    assert refused.value.code is ErrorCode.NO_RELEASE_WINDOW
+    assert "awaits 2 more approval(s) of 2" in str(refused.value)
+    assert f"signgate release approve {w.id}" in str(refused.value)
+    with pytest.raises(Denied) as own:  # never the opener
+        windows.approve_window(env.ctx, env.admin, w.id)
+    assert own.value.code is ErrorCode.SELF_APPROVAL
+    with pytest.raises(Denied):  # a signer is no approver
+        windows.approve_window(env.ctx, ci, w.id)
+    one = windows.approve_window(env.ctx, alice, w.id, "tag v1 checked")
+    assert (one.state, [a["identity"] for a in one.approvals]) == ("pending", ["alice"])
+    with pytest.raises(Conflict) as twice:
+        windows.approve_window(env.ctx, alice, w.id)
+    assert twice.value.code is ErrorCode.ALREADY_APPROVED
+    with pytest.raises(Denied):
+        env.sign(ci, ref, b"still too early")
+    two = windows.approve_window(env.ctx, bob, w.id)  # the M-th: open now
+    assert two.state == "open"
+    entry = env.entries()[-1]
+    assert (entry.action, entry.actor) == ("release.approve", "bob")
+    assert two.approvals[-1]["audit_seq"] == entry.seq
+    sign(env, ci, ref, b"approved window")
+    with pytest.raises(Conflict) as late:  # open already: nothing to approve
+        windows.approve_window(env.ctx, alice, w.id)
+    assert late.value.code is ErrorCode.WINDOW_CLOSED
+    # A pending window expires like any other, and can be closed.
+    pending = windows.open_window(env.ctx, env.admin, ref, T0 + timedelta(hours=2))
+    assert windows.close_window(env.ctx, env.admin, pending.id).state == "closed"

@@ -12,8 +12,10 @@ from signgate.policy.windows import (
     WindowRequest,
     WindowState,
     check_quota,
+    check_window_approvals,
     choose_window,
     day_start,
+    may_approve_window,
     within_quota,
 )
 
@@ -121,3 +123,31 @@ def test_quota_edge_and_day_boundary() -> None:
         check_quota(-1)
     with pytest.raises(InvalidInput):
         check_quota(2**31)
+
+
+def test_a_window_waits_for_its_approvals() -> None:
+    w = Window("w1", NOW + timedelta(hours=1), None, None, 0, None, None, NOW, 2,
+               frozenset(), "admin")
+    assert w.state(NOW) is WindowState.PENDING
+    d, chosen = choose_window("ci", REF, [w], NOW)
+    assert chosen is None
+    assert "awaits 2 more approval(s) of 2" in d.reason
+    assert "signgate release approve w1" in d.reason
+    assert may_approve_window("alice", True, w, NOW).allowed
+    assert may_approve_window("alice", False, w, NOW).code is None  # no grant: denied
+    assert not may_approve_window("alice", False, w, NOW).allowed
+    assert may_approve_window("admin", True, w, NOW).code is ErrorCode.SELF_APPROVAL
+    one = Window("w1", w.until, None, None, 0, None, None, NOW, 2, frozenset({"alice"}),
+                 "admin")
+    assert one.state(NOW) is WindowState.PENDING
+    assert may_approve_window("alice", True, one, NOW).code is ErrorCode.ALREADY_APPROVED
+    two = Window("w1", w.until, None, None, 0, None, None, NOW, 2,
+                 frozenset({"alice", "bob"}), "admin")
+    assert two.state(NOW) is WindowState.OPEN  # the M-th approval opens it
+    assert may_approve_window("carol", True, two, NOW).code is ErrorCode.WINDOW_CLOSED
+    # Pending, but its time ran out: expired, and no longer approvable.
+    assert w.state(w.until) is WindowState.EXPIRED
+    assert may_approve_window("alice", True, w, w.until).code is ErrorCode.WINDOW_CLOSED
+    assert check_window_approvals(16) == 16
+    with pytest.raises(InvalidInput):
+        check_window_approvals(17)

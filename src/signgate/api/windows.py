@@ -12,7 +12,12 @@ from pydantic import Field
 from signgate.api.deps import Ctx, Who
 from signgate.api.schemas import Strict
 from signgate.clock import parse_time
-from signgate.policy.windows import MAX_DAILY_QUOTA, MAX_SIGNERS, MAX_WINDOW_SIGNATURES
+from signgate.policy.windows import (
+    MAX_DAILY_QUOTA,
+    MAX_SIGNERS,
+    MAX_WINDOW_APPROVALS,
+    MAX_WINDOW_SIGNATURES,
+)
 from signgate.service import keys, windows
 from signgate.service.views import KeyView, ReleaseWindowView
 
@@ -26,6 +31,13 @@ class ReleasePolicyBody(Strict):
     max_per_identity_per_day: int | None = Field(
         None, ge=0, le=MAX_DAILY_QUOTA,
         description="signatures per identity per UTC day with this key; 0: no quota")
+    window_approvals: int | None = Field(
+        None, ge=0, le=MAX_WINDOW_APPROVALS,
+        description="approvals a release window needs before it opens; 0: none")
+
+
+class WindowApproveBody(Strict):
+    comment: str | None = Field(None, max_length=1000)
 
 
 class WindowOpenBody(Strict):
@@ -43,7 +55,7 @@ def set_release_policy(project: str, key: str, body: ReleasePolicyBody, ctx: Ctx
     """Offline (signs only inside an open release window) and the daily quota per
     identity (admins of the key; recorded)."""
     return keys.set_release_policy(ctx, caller, f"{project}/{key}", body.offline,
-                                   body.max_per_identity_per_day)
+                                   body.max_per_identity_per_day, body.window_approvals)
 
 
 @router.post(KEY + "/release-windows", status_code=201, tags=["release windows"])
@@ -74,3 +86,11 @@ def all_windows(ctx: Ctx, caller: Who,
 def close_window(window_id: str, ctx: Ctx, caller: Who) -> ReleaseWindowView:
     """Close an open window now (admins of its key; recorded)."""
     return windows.close_window(ctx, caller, window_id)
+
+
+@router.post("/release-windows/{window_id}/approve", tags=["release windows"])
+def approve_window(window_id: str, body: WindowApproveBody, ctx: Ctx,
+                   caller: Who) -> ReleaseWindowView:
+    """Approve a window that waits for approvals (approvers of its key, never its opener);
+    the M-th approval opens it."""
+    return windows.approve_window(ctx, caller, window_id, body.comment)

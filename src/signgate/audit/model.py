@@ -55,6 +55,7 @@ class Action(enum.StrEnum):
     REQUEST_DENY = "request.deny"
     WINDOW_OPEN = "release.open"
     WINDOW_CLOSE = "release.close"
+    WINDOW_APPROVE = "release.approve"
 
 
 class Outcome(enum.StrEnum):

@@ -37,7 +37,7 @@ def _describe(k: dict[str, object]) -> None:
         click.echo("one-time   a fresh key pair and certificate for every signing")
     if k["scan"] == "required":
         click.echo("scan       required: signs only what signgate scanned clean")
-    if k.get("offline") or k.get("max_per_identity_per_day"):
+    if k.get("offline") or k.get("max_per_identity_per_day") or k.get("window_approvals"):
         click.echo(f"release    {_release_policy(k)}")
     if k.get("approvals"):
         click.echo(f"approvals  {k['approvals']} approvers (approver role on "
@@ -132,25 +132,31 @@ def scan_policy(ref: str, policy: str, url: str, token_file: Path | None,
 @click.option("--max-per-identity-per-day", type=click.IntRange(0, 2**31 - 1), metavar="N",
               help="At most N signatures per identity per UTC day with this key; 0: no "
                    "quota.")
+@click.option("--window-approvals", type=click.IntRange(0, 16), metavar="M",
+              help="A release window opens only once M approvers (never its opener) "
+                   "approved it; 0: at once.")
 @client_options
 @json_option
 @handles_errors
 def policy(ref: str, approvals: int | None, approver_scope: str | None,
-           offline: bool | None, max_per_identity_per_day: int | None, url: str,
+           offline: bool | None, max_per_identity_per_day: int | None,
+           window_approvals: int | None, url: str,
            token_file: Path | None, as_json: bool) -> None:
     """Quorum approvals, release windows and quotas for PROJECT/NAME (admins;
     recorded)."""
-    release = offline is not None or max_per_identity_per_day is not None
+    release = offline is not None or max_per_identity_per_day is not None or \
+        window_approvals is not None
     if approvals is None and not release:
-        raise click.UsageError("say --approvals M, --offline/--online or "
-                               "--max-per-identity-per-day N")
+        raise click.UsageError("say --approvals M, --offline/--online, "
+                               "--max-per-identity-per-day N or --window-approvals M")
     if approver_scope is not None and approvals is None:
         raise click.UsageError("--approver-scope goes with --approvals M")
     with make_client(url, token_file) as c:
         if approvals is not None:
             k = c.set_approval_policy(ref, approvals, approver_scope)
         if release:
-            k = c.set_release_policy(ref, offline, max_per_identity_per_day)
+            k = c.set_release_policy(ref, offline, max_per_identity_per_day,
+                                     window_approvals)
     if as_json:
         emit_json(k)
         return
@@ -168,8 +174,10 @@ def _release_policy(k: dict[str, object]) -> str:
     where = ("offline: signs only inside an open release window" if k.get("offline")
              else "online")
     quota = k.get("max_per_identity_per_day")
+    quorum = k.get("window_approvals")
     return where + (f"; at most {quota} signatures per identity per UTC day" if quota
-                    else "; no daily quota")
+                    else "; no daily quota") + (
+        f"; a release window opens after {quorum} approvals" if quorum else "")
 
 
 @key.command("list")

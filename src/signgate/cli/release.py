@@ -53,6 +53,28 @@ def open_(ref: str, until: str, max_signatures: int | None, signers: tuple[str, 
         limits.append("for " + ", ".join(w["signers"]))
     click.echo(f"opened release window {w['id']} for {w['key']}"
                + (f" ({w['label']})" if w.get("label") else "") + ": " + ", ".join(limits))
+    if w["state"] == "pending":
+        click.echo(f"it opens after {w['required_approvals']} approvals: signgate release "
+                   f"approve {w['id']}")
+
+
+@release.command("approve")
+@click.argument("window_id", metavar="ID")
+@click.option("--comment", help="Recorded with the approval.")
+@client_options
+@json_option
+@handles_errors
+def approve(window_id: str, comment: str | None, url: str, token_file: Path | None,
+            as_json: bool) -> None:
+    """Approve a release window that waits for approvals (approvers of its key, never its
+    opener); the last approval needed opens it."""
+    with make_client(url, token_file) as c:
+        w = c.approve_window(window_id, comment)
+    if as_json:
+        emit_json(w)
+    else:
+        click.echo(f"release window {w['id']} of {w['key']}: {len(w['approvals'])} of "
+                   f"{w['required_approvals']} approvals, {w['state']}")
 
 
 @release.command("close")

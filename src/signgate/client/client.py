@@ -248,10 +248,17 @@ class SigngateClient:
 
     # -- release windows and quotas -----------------------------------------------------
     def set_release_policy(self, ref: str, offline: bool | None = None,
-                           max_per_identity_per_day: int | None = None) -> Any:
+                           max_per_identity_per_day: int | None = None,
+                           window_approvals: int | None = None) -> Any:
         return self.request("POST", _key_path(ref) + "/release-policy",
                             json={"offline": offline,
-                                  "max_per_identity_per_day": max_per_identity_per_day})
+                                  "max_per_identity_per_day": max_per_identity_per_day,
+                                  "window_approvals": window_approvals})
+
+    def approve_window(self, window_id: str, comment: str | None = None) -> Any:
+        return self.request("POST",
+                            f"/api/v1/release-windows/{quote(window_id, safe='')}/approve",
+                            json={"comment": comment})
 
     def open_window(self, ref: str, until: str, max_signatures: int | None = None,
                     signers: list[str] | None = None, label: str | None = None) -> Any:

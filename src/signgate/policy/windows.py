@@ -26,9 +26,11 @@ MAX_SIGNERS = 64
 MAX_LABEL = 127
 MAX_WINDOW_LENGTH = timedelta(days=366)
 MAX_IDENTITY_NAME = 255
+MAX_WINDOW_APPROVALS = 16
 
 
 class WindowState(enum.StrEnum):
+    PENDING = "pending"  # waits for its approvals (key policy --window-approvals)
     OPEN = "open"
     EXPIRED = "expired"  # its time ran out
     CLOSED = "closed"  # an admin closed it
@@ -47,6 +49,9 @@ class Window:
     closed_at: datetime | None = None
     label: str | None = None
     opened_at: datetime | None = None
+    required: int = 0  # approvals it needs before it opens
+    approvers: frozenset[str] = frozenset()
+    opened_by: str | None = None
 
     def state(self, now: datetime) -> WindowState:
         if self.closed_at is not None:
@@ -55,6 +60,8 @@ class Window:
             return WindowState.EXPIRED
         if self.max_signatures is not None and self.signatures >= self.max_signatures:
             return WindowState.EXHAUSTED
+        if len(self.approvers) < self.required:
+            return WindowState.PENDING
         return WindowState.OPEN
 
     def admits(self, identity: str) -> bool:
@@ -122,6 +129,15 @@ def choose_window(identity: str, key_ref: str, windows: Iterable[Window],
     nxt = (f"ask an admin of {key_ref}: signgate release open {key_ref} --until TIME "
            f"[--max-signatures N] [--signer {identity}]")
     open_ = [w for w in windows if w.state(now) is WindowState.OPEN]
+    pending = [w for w in windows if w.state(now) is WindowState.PENDING]
+    if pending and not open_:
+        w = pending[0]
+        why = (f"its release window {_name(w)} awaits {w.required - len(w.approvers)} "
+               f"more approval(s) of {w.required}")
+        return Decision.deny(f"key {key_ref} is offline and signs only inside an open "
+                             f"release window; {why}: ask an approver of {key_ref}: "
+                             f"signgate release approve {w.id}",
+                             ErrorCode.NO_RELEASE_WINDOW), None
     if open_:
         why = (f"its open release window{'s' if len(open_) > 1 else ''} "
                f"({', '.join(_name(w) for w in open_)}) "
@@ -168,3 +184,30 @@ def within_quota(identity: str, key_ref: str, limit: int, signed_today: int,
                          f"{key_ref} for today (UTC); the quota resets at "
                          f"{reset.isoformat()}", ErrorCode.QUOTA_EXCEEDED)
 
+
+
+def check_window_approvals(value: int) -> int:
+    if not 0 <= value <= MAX_WINDOW_APPROVALS:
+        raise InvalidInput(f"--window-approvals must be 0 to {MAX_WINDOW_APPROVALS}",
+                           code=ErrorCode.BAD_RELEASE_POLICY)
+    return value
+
+
+def may_approve_window(identity: str, is_approver: bool, window: Window,
+                       now: datetime) -> Decision:
+    """An approver of the key approves a pending window once; never its opener."""
+    if not is_approver:
+        return Decision.deny(f"identity {identity} may not approve release window "
+                             f"{window.id}: no approver grant on its key")
+    if identity == window.opened_by:
+        return Decision.deny(f"identity {identity} opened release window {window.id} and "
+                             "may not approve it: approvals must come from someone else",
+                             ErrorCode.SELF_APPROVAL)
+    state = window.state(now)
+    if state is not WindowState.PENDING:
+        return Decision.deny(f"release window {window.id} is {state.value}, not waiting "
+                             "for approvals", ErrorCode.WINDOW_CLOSED)
+    if identity in window.approvers:
+        return Decision.deny(f"identity {identity} already approved release window "
+                             f"{window.id}", ErrorCode.ALREADY_APPROVED)
+    return Decision.allow()

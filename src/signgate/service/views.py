@@ -57,6 +57,7 @@ class KeyView:
     # at most max_per_identity_per_day signatures per identity per UTC day (0: no quota).
     offline: bool = False
     max_per_identity_per_day: int = 0
+    window_approvals: int = 0  # approvals a release window needs before it opens
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class ReleaseWindowView:
     signatures: int
     closed_at: datetime | None
     closed_by: str | None
+    # key policy --window-approvals: approvals needed before it opens, and those it has
+    required_approvals: int = 0
+    approvals: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

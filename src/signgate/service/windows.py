@@ -18,13 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
-from signgate.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from signgate.errors import CATALOGUE, Conflict, Denied, ErrorCode, InvalidInput, NotFound
 from signgate.policy import decide
 from signgate.policy import windows as policy
-from signgate.policy.model import Actor
+from signgate.policy.approvals import check_comment
+from signgate.policy.model import Actor, Role
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.records.keys import get_key, split_ref, visible_key
-from signgate.service.records.windows import window
+from signgate.service.records.windows import approvals, window
 from signgate.service.views import ReleaseWindowView
 from signgate.store.models import Identity, Key, Project, ReleaseWindow
 
@@ -53,17 +54,18 @@ def open_window(ctx: Context, caller: Caller, ref: str, until: datetime,
                                    code=ErrorCode.BAD_RELEASE_POLICY)
         window_id = str(uuid.uuid4())
         signer_list = sorted(asked.signers) if asked.signers else None
+        required = key.window_approvals or 0
         details: dict[str, object] = {
             "window": window_id, "label": asked.label, "until": asked.until.isoformat(),
             "max_signatures": asked.max_signatures, "signers": signer_list,
-            "key_offline": bool(key.offline)}
+            "key_offline": bool(key.offline), "required_approvals": required}
         seq = ctx.record(session, Record(actor.name, Action.WINDOW_OPEN, Outcome.ALLOWED,
                                          ref, project, ref, details), now)
         row = ReleaseWindow(
             id=window_id, key_id=key.id, label=asked.label, opened_by=actor.name,
             opened_at=now, until=asked.until, max_signatures=asked.max_signatures,
             signers_json=json.dumps(signer_list) if signer_list else None, signatures=0,
-            audit_seq=seq)
+            required_approvals=required, approvals_json=None, audit_seq=seq)
         session.add(row)
         session.flush()
         return _view(row, ref, now)
@@ -81,7 +83,7 @@ def close_window(ctx: Context, caller: Caller, window_id: str) -> ReleaseWindowV
         d = decide.may_manage(actor, key.project.name, key.name)
         require(d.allowed, d.reason)
         state = window(row).state(now)
-        if state is not policy.WindowState.OPEN:
+        if state not in (policy.WindowState.OPEN, policy.WindowState.PENDING):
             raise Conflict(f"release window {window_id} is already {state.value}",
                            code=ErrorCode.WINDOW_CLOSED)
         row.closed_at, row.closed_by = now, actor.name
@@ -93,6 +95,35 @@ def close_window(ctx: Context, caller: Caller, window_id: str) -> ReleaseWindowV
         return _view(row, ref, now)
 
     return ctx.write(caller, Target(Action.WINDOW_CLOSE, window_id), run)
+
+
+def approve_window(ctx: Context, caller: Caller, window_id: str,
+                   comment: str | None = None) -> ReleaseWindowView:
+    """Approve a window that waits for approvals (``key policy --window-approvals M``):
+    approvers of its key, never its opener, each once; the M-th approval opens it."""
+
+    def run(session: Session, actor: Actor) -> ReleaseWindowView:
+        now = ctx.clock.now()
+        text = check_comment(comment, "--comment")
+        row, key = _find(session, actor, window_id)
+        ref = f"{key.project.name}/{key.name}"
+        d = policy.may_approve_window(actor.name, actor.has(Role.APPROVER, key.project.name,
+                                                            key.name), window(row), now)
+        if not d.allowed:
+            raise (CATALOGUE[d.code].cls if d.code else Denied)(d.reason, code=d.code)
+        found = approvals(row)
+        seq = ctx.record(session, Record(actor.name, Action.WINDOW_APPROVE, Outcome.ALLOWED,
+                                         ref, key.project.name, ref,
+                                         {"window": window_id, "comment": text,
+                                          "approvals": len(found) + 1,
+                                          "required": row.required_approvals}), now)
+        found.append({"identity": actor.name, "at": now.isoformat(), "audit_seq": seq,
+                      "comment": text})
+        row.approvals_json = json.dumps(found)
+        session.flush()
+        return _view(row, ref, now)
+
+    return ctx.write(caller, Target(Action.WINDOW_APPROVE, window_id), run)
 
 
 def list_windows(ctx: Context, caller: Caller, ref: str | None = None,
@@ -146,4 +177,5 @@ def _view(row: ReleaseWindow, ref: str, now: datetime) -> ReleaseWindowView:
         opened_by=row.opened_by, opened_at=row.opened_at, until=row.until,
         max_signatures=row.max_signatures,
         signers=sorted(w.signers) if w.signers is not None else None,
-        signatures=row.signatures or 0, closed_at=row.closed_at, closed_by=row.closed_by)
+        signatures=row.signatures or 0, closed_at=row.closed_at, closed_by=row.closed_by,
+        required_approvals=row.required_approvals or 0, approvals=approvals(row))

@@ -68,6 +68,8 @@ class Key(Base):
     # at most this many signatures per identity per UTC day (0: no quota).
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     max_per_identity_per_day: Mapped[int] = mapped_column(Integer, default=0)
+    # A release window of this key opens only once this many approvers approved it.
+    window_approvals: Mapped[int] = mapped_column(Integer, default=0)
 
     project: Mapped[Project] = relationship(back_populates="keys")
     versions: Mapped[list[KeyVersion]] = relationship(
@@ -426,6 +428,10 @@ class ReleaseWindow(Base):
     max_signatures: Mapped[int | None] = mapped_column(Integer, nullable=True)
     signers_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     signatures: Mapped[int] = mapped_column(Integer, default=0)
+    # Approvals it needs before it opens (the key's window_approvals when it was opened),
+    # and those it has: [{"identity", "at", "audit_seq", "comment"}].
+    required_approvals: Mapped[int] = mapped_column(Integer, default=0)
+    approvals_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     audit_seq: Mapped[int] = mapped_column(BigInteger)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -102,6 +102,7 @@ def key_view(session: Session, key: Key, ctx: Context | None = None,
         approver_scope=key.approver_scope,
         offline=bool(key.offline),
         max_per_identity_per_day=key.max_per_identity_per_day or 0,
+        window_approvals=key.window_approvals or 0,
         versions=[version_view(v) for v in versions],
     )
 

@@ -18,7 +18,8 @@ _windows, _versions, _signatures = table(ReleaseWindow), table(KeyVersion), \
     table(SignatureRecord)
 _COLUMNS = (_windows.c.id, _windows.c.until, _windows.c.max_signatures,
             _windows.c.signers_json, _windows.c.signatures, _windows.c.closed_at,
-            _windows.c.label, _windows.c.opened_at)
+            _windows.c.label, _windows.c.opened_at, _windows.c.required_approvals,
+            _windows.c.approvals_json, _windows.c.opened_by)
 
 
 def window(r: Any) -> policy.Window:
@@ -26,7 +27,15 @@ def window(r: Any) -> policy.Window:
     signers = json.loads(r.signers_json) if r.signers_json else None
     return policy.Window(r.id, r.until, r.max_signatures,
                          frozenset(signers) if signers is not None else None,
-                         r.signatures or 0, r.closed_at, r.label, r.opened_at)
+                         r.signatures or 0, r.closed_at, r.label, r.opened_at,
+                         r.required_approvals or 0,
+                         frozenset(a["identity"] for a in approvals(r)), r.opened_by)
+
+
+def approvals(r: Any) -> list[dict[str, Any]]:
+    """A window's approvals so far: identity, at, audit_seq, comment."""
+    found: list[dict[str, Any]] = json.loads(r.approvals_json) if r.approvals_json else []
+    return found
 
 
 def windows_of(conn: Connection, key_id: int, now: datetime) -> list[policy.Window]:

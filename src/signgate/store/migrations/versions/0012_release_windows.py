@@ -23,6 +23,8 @@ def upgrade() -> None:
                                    server_default=sa.false()))
         batch.add_column(sa.Column("max_per_identity_per_day", sa.Integer(), nullable=False,
                                    server_default="0"))
+        batch.add_column(sa.Column("window_approvals", sa.Integer(), nullable=False,
+                                   server_default="0"))
     op.create_table(
         "release_windows",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -34,6 +36,8 @@ def upgrade() -> None:
         sa.Column("max_signatures", sa.Integer(), nullable=True),
         sa.Column("signers_json", sa.Text(), nullable=True),
         sa.Column("signatures", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("required_approvals", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("approvals_json", sa.Text(), nullable=True),
         sa.Column("audit_seq", sa.BigInteger(), nullable=False),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closed_by", sa.String(255), nullable=True),
@@ -47,5 +51,6 @@ def downgrade() -> None:
     op.drop_index("ix_release_windows_key", "release_windows")
     op.drop_table("release_windows")
     with op.batch_alter_table("keys") as batch:
+        batch.drop_column("window_approvals")
         batch.drop_column("max_per_identity_per_day")
         batch.drop_column("offline")
