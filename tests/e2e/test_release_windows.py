@@ -7,13 +7,15 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import threading
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import unique
-from tests.support.server import Server, openssl
+from tests.support import postgres
+from tests.support.server import Server, openssl, start_server
 
 
 def key_path(ref: str) -> str:
@@ -104,17 +106,39 @@ def test_window_open_sign_exhausted_refused_with_the_next_step(
 
 
 def test_concurrent_signings_at_a_quota_stop_exactly_at_the_quota(server: Server) -> None:
-    project = unique("quota")
-    ref = f"{project}/release"
-    server.cli("project", "create", project)
-    server.cli("key", "create", ref)
-    out = server.cli("key", "policy", ref, "--max-per-identity-per-day", "5")
-    assert "at most 5 signatures per identity per UTC day" in out.stdout
-    ci = unique("ci")
-    token = server.new_identity(ci)
-    server.cli("grant", "add", ci, "signer", ref)
+    ref = quota_race(server)
+    # Another identity has a quota of its own.
+    other = unique("ci")
+    other_token = server.new_identity(other)
+    server.cli("grant", "add", other, "signer", ref)
+    with server.http(other_token) as http:
+        r = http.post(key_path(ref) + "/sign", json={
+            "digest": hashlib.sha256(b"other").hexdigest(), "artifact_name": "o.bin"})
+    assert r.status_code == 200, r.text
 
-    start = threading.Barrier(20)
+
+def test_two_workers_stop_exactly_at_the_quota_and_the_window(backend: str,
+                                                              tmp_path: Path) -> None:
+    """Two server processes (as two nodes would) count in their transactions, which the
+    audit head lock orders: still exactly the quota, exactly the window's signatures."""
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres.temporary_database()) \
+            if backend == "postgres" else None
+        srv = start_server(tmp_path / "data", url, workers=2)
+        stack.callback(srv.stop)
+        quota_race(srv)
+        ref, _, token = offline_key(srv)
+        until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        srv.cli("release", "open", ref, "--until", until, "--max-signatures", "7")
+        answers = concurrently(srv, token, ref, 20)
+        assert sorted(r.status_code for r in answers) == [200] * 7 + [403] * 13
+        [w] = srv.cli("release", "list", ref, "--json").json()
+        assert (w["signatures"], w["state"]) == (7, "exhausted")
+
+
+def concurrently(server: Server, token: str, ref: str, n: int) -> list[httpx.Response]:
+    """``n`` signings of distinct digests with ``ref``, sent at once over HTTP."""
+    start = threading.Barrier(n)
     answers: list[httpx.Response] = []
     lock = threading.Lock()
 
@@ -127,11 +151,28 @@ def test_concurrent_signings_at_a_quota_stop_exactly_at_the_quota(server: Server
         with lock:
             answers.append(r)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return answers
+
+
+def quota_race(server: Server) -> str:
+    """20 signings at once by one identity with a key whose quota is 5: exactly 5 signed,
+    15 refused with 429, all 20 on the record. Returns the key."""
+    project = unique("quota")
+    ref = f"{project}/release"
+    server.cli("project", "create", project)
+    server.cli("key", "create", ref)
+    out = server.cli("key", "policy", ref, "--max-per-identity-per-day", "5")
+    assert "at most 5 signatures per identity per UTC day" in out.stdout
+    ci = unique("ci")
+    token = server.new_identity(ci)
+    server.cli("grant", "add", ci, "signer", ref)
+
+    answers = concurrently(server, token, ref, 20)
     codes = sorted(r.status_code for r in answers)
     assert codes == [200] * 5 + [429] * 15, [r.text for r in answers]
     for r in answers:
@@ -143,14 +184,7 @@ def test_concurrent_signings_at_a_quota_stop_exactly_at_the_quota(server: Server
     assert sum(e["outcome"] == "allowed" for e in made) == 5
     assert sum(e["outcome"] == "refused" and e["details"].get("code") == "quota_exceeded"
                for e in made) == 15
-    # Another identity has a quota of its own.
-    other = unique("ci")
-    other_token = server.new_identity(other)
-    server.cli("grant", "add", other, "signer", ref)
-    with server.http(other_token) as http:
-        r = http.post(key_path(ref) + "/sign", json={
-            "digest": hashlib.sha256(b"other").hexdigest(), "artifact_name": "o.bin"})
-    assert r.status_code == 200, r.text
+    return ref
 
 
 def test_bad_input_is_a_clear_error(server: Server) -> None:
