@@ -344,3 +344,44 @@ def test_a_window_that_needs_approvals_opens_with_the_last_one(env: Env) -> None
     # A pending window expires like any other, and can be closed.
     pending = windows.open_window(env.ctx, env.admin, ref, T0 + timedelta(hours=2))
     assert windows.close_window(env.ctx, env.admin, pending.id).state == "closed"
+
+
+def test_approvals_arriving_at_once_open_the_window_once(env: Env) -> None:
+    """Three approvers at once for a window that needs two: two approvals count, the
+    third finds it open (409 window_closed); the same approver twice at once counts once."""
+    ref = new_key(env)
+    keys.set_release_policy(env.ctx, env.admin, ref, offline=True, window_approvals=2)
+    callers = []
+    for name in ("alice", "bob", "carol"):
+        token = identities.create(env.ctx, env.admin, name).token
+        grants.add(env.ctx, env.admin, name, "approver", ref)
+        callers.append(Caller(token, "10.0.0.6"))
+    w = windows.open_window(env.ctx, env.admin, ref, T0 + timedelta(hours=1))
+    results: list[object] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def one(caller: Caller) -> None:
+        start.wait()
+        try:
+            out: object = windows.approve_window(env.ctx, caller, w.id)
+        except Exception as exc:
+            out = exc
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=one, args=(c,))
+               for c in (*callers, callers[0])]  # alice twice
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(refused) == 2, results
+    assert {r.code for r in refused} <= {ErrorCode.WINDOW_CLOSED, ErrorCode.ALREADY_APPROVED}
+    [listed] = windows.list_windows(env.ctx, env.admin, ref)
+    assert listed.state == "open"
+    assert len(listed.approvals) == 2
+    assert len({a["identity"] for a in listed.approvals}) == 2
+    assert sum(e.action == "release.approve" and e.outcome == "allowed"
+               for e in env.entries()) == 2
