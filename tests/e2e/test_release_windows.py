@@ -179,6 +179,7 @@ def quota_race(server: Server) -> str:
         if r.status_code == 429:
             assert r.json()["code"] == "quota_exceeded"
             assert f"has made its 5 signatures with {ref} for today" in r.json()["detail"]
+            assert 1 <= int(r.headers["Retry-After"]) <= 86400
     entries = server.cli("audit", "log", "--key", ref, "--json").json()
     made = [e for e in entries if e["action"] == "signature.create"]
     assert sum(e["outcome"] == "allowed" for e in made) == 5

@@ -196,6 +196,7 @@ def test_quota_per_identity_per_utc_day(env: Env) -> None:
         env.sign(alice, ref, b"3")
     assert refused.value.code is ErrorCode.QUOTA_EXCEEDED
     assert "resets at 2026-01-02T00:00:00+00:00" in str(refused.value)
+    assert refused.value.details["retry_after"] == 3600  # the HTTP answer's Retry-After
     assert refusals(env, ErrorCode.QUOTA_EXCEEDED)[-1].actor == "alice"
     sign(env, bob, ref, b"bob's own quota")
     # One second before midnight UTC: still today; at midnight: a new day.

@@ -16,6 +16,7 @@ from signgate.policy.windows import (
     choose_window,
     day_start,
     may_approve_window,
+    seconds_to_reset,
     within_quota,
 )
 
@@ -118,6 +119,9 @@ def test_quota_edge_and_day_boundary() -> None:
     # UTC days, whatever the zone of the time given.
     east = datetime(2026, 6, 2, 1, 0, tzinfo=UTC).astimezone(timezone(timedelta(hours=5)))
     assert day_start(east) == datetime(2026, 6, 2, tzinfo=UTC)
+    assert seconds_to_reset(NOW) == 12 * 3600
+    assert seconds_to_reset(late) == 1
+    assert seconds_to_reset(datetime(2026, 6, 2, tzinfo=UTC)) == 86400
     assert check_quota(0) == 0
     with pytest.raises(InvalidInput):
         check_quota(-1)

@@ -13,6 +13,7 @@ signatures per identity per UTC day with one key.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -171,6 +172,12 @@ def day_start(now: datetime) -> datetime:
     """Midnight UTC of ``now``'s day: quotas count from there."""
     n = now.astimezone(UTC)
     return datetime(n.year, n.month, n.day, tzinfo=UTC)
+
+
+def seconds_to_reset(now: datetime) -> int:
+    """Whole seconds until the next midnight UTC (at least 1)."""
+    left = day_start(now) + timedelta(days=1) - now
+    return max(1, math.ceil(left.total_seconds()))
 
 
 def within_quota(identity: str, key_ref: str, limit: int, signed_today: int,

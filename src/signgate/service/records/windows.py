@@ -80,6 +80,7 @@ def check(conn: Connection, ref: str, key_id: int, offline: bool, per_day: int,
     if per_day > 0:
         signed = signed_since(conn, key_id, identity_id, policy.day_start(now))
         d = policy.within_quota(identity, ref, per_day, signed, now)
-        if not d.allowed:
-            raise LimitExceeded(d.reason, code=d.code)
+        if not d.allowed:  # retry when the quota resets (a 429's Retry-After)
+            raise LimitExceeded(d.reason, code=d.code,
+                                retry_after=policy.seconds_to_reset(now))
     return found
