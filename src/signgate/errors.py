@@ -167,6 +167,11 @@ class ErrorCode(StrEnum):
     BUILDER_MISMATCH = "builder_mismatch"
     RELEASE_REQUIRED = "release_required"
     RELEASE_STOPPED = "release_stopped"
+    # Release windows and quotas (policy/windows.py).
+    BAD_RELEASE_POLICY = "bad_release_policy"
+    NO_RELEASE_WINDOW = "no_release_window"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    WINDOW_CLOSED = "window_closed"
 
 
 class SigngateError(Exception):
@@ -449,6 +454,14 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.RELEASE_REQUIRED: Entry(InvalidInput, "the key needs independent builders: the "
                                "signing must name its release label"),
     _C.RELEASE_STOPPED: Entry(Conflict, "the release was stopped by a builder mismatch"),
+    _C.BAD_RELEASE_POLICY: Entry(InvalidInput,
+                                 "a release window or quota out of range"),
+    _C.NO_RELEASE_WINDOW: Entry(Denied, "an offline key signs only inside an open release "
+                                "window for the caller (the sentence says how to open one)"),
+    _C.QUOTA_EXCEEDED: Entry(LimitExceeded,
+                             "the identity's signatures per UTC day with this key are used up"),
+    _C.WINDOW_CLOSED: Entry(Conflict, "the release window is closed or over (or, to "
+                            "approve, no longer waiting for approvals)"),
 }
 
 

@@ -12,7 +12,7 @@ from signgate.store.models import Base
 def test_migrated_schema_matches_the_models(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0012"
+        assert db.upgrade() == "0013"
         with db.write_engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     finally:

@@ -119,7 +119,7 @@ def make_env(url: str, data_dir: Path) -> Env:
                                                     one_time=one_time_store(os.urandom(32))))
     store = ctx.keystores.default
     assert isinstance(store, SwitchableStore)
-    assert ctx.db.upgrade() == "0012"
+    assert ctx.db.upgrade() == "0013"
     return Env(ctx, clock, Caller(bootstrap_admin(ctx), "127.0.0.1"), store)
 
 
@@ -146,8 +146,8 @@ def new_key(e: Env, project: str = "app", name: str = "release", **policy: Any) 
 def test_upgrade_is_idempotent(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0012"
-        assert db.upgrade() == "0012"
+        assert db.upgrade() == "0013"
+        assert db.upgrade() == "0013"
         with db.read() as s:
             assert s.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
             report = verify_chain(s)
@@ -158,7 +158,7 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
         db.dispose()
     again = Database(database_url)
     try:
-        assert again.upgrade() == "0012"
+        assert again.upgrade() == "0013"
     finally:
         again.dispose()
 

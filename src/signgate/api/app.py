@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from signgate import __version__
-from signgate.api import docs, log, openapi, problems, requests, scan, tsa
+from signgate.api import docs, log, openapi, problems, requests, scan, tsa, windows
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
@@ -76,6 +76,7 @@ def create_app(ctx: Context) -> Any:
     app.include_router(log.router)
     app.include_router(scan.router)
     app.include_router(requests.router)
+    app.include_router(windows.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:

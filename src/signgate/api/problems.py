@@ -84,6 +84,11 @@ def install(app: FastAPI) -> None:
             # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3, in seconds).
             return problem(status, exc.code, "AuthenticationThrottled", str(exc),
                            {"Retry-After": str(exc.retry_after)})
+        retry = exc.details.get("retry_after")
+        if isinstance(exc, errors.LimitExceeded) and isinstance(retry, int):
+            # A quota: when it resets (RFC 6585 §4, RFC 9110 §10.2.3).
+            return problem(status, exc.code, type(exc).__name__, str(exc),
+                           {"Retry-After": str(retry)})
         if isinstance(exc, errors.AuthenticationFailed) and (
                 exc.code is ErrorCode.AUTHENTICATION_FAILED or exc.identity is not None):
             # One answer whatever the cause (no token, unknown token, disabled identity):

@@ -55,6 +55,9 @@ class Action(enum.StrEnum):
     REQUEST_DENY = "request.deny"
     REQUEST_BUILD = "request.build"
     REQUEST_MISMATCH = "request.mismatch"
+    WINDOW_OPEN = "release.open"
+    WINDOW_CLOSE = "release.close"
+    WINDOW_APPROVE = "release.approve"
 
 
 class Outcome(enum.StrEnum):

@@ -37,6 +37,8 @@ def _describe(k: dict[str, object]) -> None:
         click.echo("one-time   a fresh key pair and certificate for every signing")
     if k["scan"] == "required":
         click.echo("scan       required: signs only what signgate scanned clean")
+    if k.get("offline") or k.get("max_per_identity_per_day") or k.get("window_approvals"):
+        click.echo(f"release    {_release_policy(k)}")
     if k.get("approvals"):
         click.echo(f"approvals  {k['approvals']} approvers (approver role on "
                    f"{k.get('approver_scope') or k['ref']}) before each signing")
@@ -131,34 +133,65 @@ def scan_policy(ref: str, policy: str, url: str, token_file: Path | None,
               help="Sign an artifact only once N distinct builders submitted the same "
                    "digest for it and its release label (signgate sign --release); a "
                    "different digest stops the release. 0 turns it off.")
+@click.option("--offline/--online", default=None,
+              help="Offline: the key signs only inside an open release window "
+                   "(signgate release open).")
+@click.option("--max-per-identity-per-day", type=click.IntRange(0, 2**31 - 1), metavar="N",
+              help="At most N signatures per identity per UTC day with this key; 0: no "
+                   "quota.")
+@click.option("--window-approvals", type=click.IntRange(0, 16), metavar="M",
+              help="A release window opens only once M approvers (never its opener) "
+                   "approved it; 0: at once.")
 @client_options
 @json_option
 @handles_errors
 def policy(ref: str, approvals: int | None, approver_scope: str | None,
-           require_builders: int | None, url: str, token_file: Path | None,
-           as_json: bool) -> None:
-    """Quorum approvals and independent-build agreement for PROJECT/NAME (admins;
-    recorded)."""
-    if approvals is None and require_builders is None:
-        raise click.UsageError("give --approvals M, --require-builders N or both")
+           require_builders: int | None, offline: bool | None,
+           max_per_identity_per_day: int | None, window_approvals: int | None, url: str,
+           token_file: Path | None, as_json: bool) -> None:
+    """Quorum approvals, independent-build agreement, release windows and quotas for
+    PROJECT/NAME (admins; recorded)."""
+    release = offline is not None or max_per_identity_per_day is not None or \
+        window_approvals is not None
+    if approvals is None and require_builders is None and not release:
+        raise click.UsageError("say --approvals M, --require-builders N, --offline/--online, "
+                               "--max-per-identity-per-day N or --window-approvals M")
+    if approver_scope is not None and approvals is None:
+        raise click.UsageError("--approver-scope goes with --approvals M")
     with make_client(url, token_file) as c:
         if approvals is not None:
             k = c.set_approval_policy(ref, approvals, approver_scope)
         if require_builders is not None:
             k = c.set_builder_policy(ref, require_builders)
+        if release:
+            k = c.set_release_policy(ref, offline, max_per_identity_per_day,
+                                     window_approvals)
     if as_json:
         emit_json(k)
         return
-    if approvals is not None and k["approvals"]:
-        click.echo(f"{k['ref']}: each signing needs {k['approvals']} approvals (approver "
-                   f"role on {k['approver_scope'] or k['ref']})")
-    elif approvals is not None:
-        click.echo(f"{k['ref']}: signs without approvals")
+    if approvals is not None:
+        if k["approvals"]:
+            click.echo(f"{k['ref']}: each signing needs {k['approvals']} approvals "
+                       f"(approver role on {k['approver_scope'] or k['ref']})")
+        else:
+            click.echo(f"{k['ref']}: signs without approvals")
     if require_builders is not None and k.get("require_builders"):
         click.echo(f"{k['ref']}: signs only what {k['require_builders']} independent "
                    "builders agree on (per artifact and release label)")
     elif require_builders is not None:
         click.echo(f"{k['ref']}: signs without independent builders")
+    if release:
+        click.echo(f"{k['ref']}: " + _release_policy(k))
+
+
+def _release_policy(k: dict[str, object]) -> str:
+    where = ("offline: signs only inside an open release window" if k.get("offline")
+             else "online")
+    quota = k.get("max_per_identity_per_day")
+    quorum = k.get("window_approvals")
+    return where + (f"; at most {quota} signatures per identity per UTC day" if quota
+                    else "; no daily quota") + (
+        f"; a release window opens after {quorum} approvals" if quorum else "")
 
 
 @key.command("list")

@@ -30,6 +30,7 @@ COMMANDS = {
     "request": "signgate.cli.requests:request",
     "approve": "signgate.cli.requests:approve",
     "deny": "signgate.cli.requests:deny",
+    "release": "signgate.cli.release:release",
     "verify": "signgate.cli.sign:verify",
     "scan": "signgate.cli.scan:scan",
     "audit": "signgate.cli.audit:audit",

@@ -254,6 +254,34 @@ class SigngateClient:
         return self.request("POST", _key_path(ref) + "/policy",
                             json={"require_builders": builders})
 
+    # -- release windows and quotas -----------------------------------------------------
+    def set_release_policy(self, ref: str, offline: bool | None = None,
+                           max_per_identity_per_day: int | None = None,
+                           window_approvals: int | None = None) -> Any:
+        return self.request("POST", _key_path(ref) + "/release-policy",
+                            json={"offline": offline,
+                                  "max_per_identity_per_day": max_per_identity_per_day,
+                                  "window_approvals": window_approvals})
+
+    def approve_window(self, window_id: str, comment: str | None = None) -> Any:
+        return self.request("POST",
+                            f"/api/v1/release-windows/{quote(window_id, safe='')}/approve",
+                            json={"comment": comment})
+
+    def open_window(self, ref: str, until: str, max_signatures: int | None = None,
+                    signers: list[str] | None = None, label: str | None = None) -> Any:
+        return self.request("POST", _key_path(ref) + "/release-windows",
+                            json={"until": until, "max_signatures": max_signatures,
+                                  "signers": signers or [], "label": label})
+
+    def close_window(self, window_id: str) -> Any:
+        return self.request("POST",
+                            f"/api/v1/release-windows/{quote(window_id, safe='')}/close")
+
+    def list_windows(self, ref: str | None = None, open_only: bool = False) -> Any:
+        path = _key_path(ref) + "/release-windows" if ref else "/api/v1/release-windows"
+        return self.request("GET", path, params={"open": "true"} if open_only else None)
+
     def list_requests(self, pending: bool = False) -> Any:
         return self.request("GET", "/api/v1/requests",
                             params={"pending": "true"} if pending else None)

@@ -9,11 +9,12 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome, Record
 from signgate.crypto.algorithms import KeyAlgorithm, RsaPadding
-from signgate.errors import Conflict, InvalidInput, NotFound
+from signgate.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from signgate.policy import builders as builder_policy
 from signgate.policy import decide
 from signgate.policy.approvals import ApprovalPolicy
 from signgate.policy.model import Actor, KeyState, ScanPolicy, check_name
+from signgate.policy.windows import check_quota, check_window_approvals
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.records.authorities import revoke_key_certificates
 from signgate.service.records.keys import (
@@ -242,6 +243,45 @@ def set_builder_policy(ctx: Context, caller: Caller, ref: str, builders: int) ->
         ctx.record(session, Record(actor.name, Action.KEY_POLICY, Outcome.ALLOWED, ref,
                                    project, ref, {"from": old,
                                                   "to": {"require_builders": required}}))
+        return key_view(session, key)
+
+    return ctx.write(caller, Target(Action.KEY_POLICY, ref, project, ref), run)
+
+
+def set_release_policy(ctx: Context, caller: Caller, ref: str, offline: bool | None = None,
+                       max_per_identity_per_day: int | None = None,
+                       window_approvals: int | None = None) -> KeyView:
+    """Release windows and quotas: an ``offline`` key signs only inside an open release
+    window (``signgate release open``); at most ``max_per_identity_per_day`` signatures
+    per identity per UTC day (0: no quota); a release window opens only once
+    ``window_approvals`` approvers approved it. None leaves a setting as it is."""
+    project, name = split_ref(ref)
+
+    def run(session: Session, actor: Actor) -> KeyView:
+        if offline is None and max_per_identity_per_day is None and window_approvals is None:
+            raise InvalidInput("say --offline, --online, --max-per-identity-per-day N or "
+                               "--window-approvals M", code=ErrorCode.BAD_RELEASE_POLICY)
+        quota = None if max_per_identity_per_day is None else \
+            check_quota(max_per_identity_per_day)
+        quorum = None if window_approvals is None else \
+            check_window_approvals(window_approvals)
+        d = decide.may_manage(actor, project, name)
+        require(d.allowed, d.reason)
+        key = get_key(session, project, name)
+        old = {"offline": bool(key.offline),
+               "max_per_identity_per_day": key.max_per_identity_per_day or 0,
+               "window_approvals": key.window_approvals or 0}
+        if offline is not None:
+            key.offline = offline
+        if quota is not None:
+            key.max_per_identity_per_day = quota
+        if quorum is not None:
+            key.window_approvals = quorum
+        new = {"offline": bool(key.offline),
+               "max_per_identity_per_day": key.max_per_identity_per_day or 0,
+               "window_approvals": key.window_approvals or 0}
+        ctx.record(session, Record(actor.name, Action.KEY_POLICY, Outcome.ALLOWED, ref,
+                                   project, ref, {"from": old, "to": new}))
         return key_view(session, key)
 
     return ctx.write(caller, Target(Action.KEY_POLICY, ref, project, ref), run)

@@ -18,6 +18,7 @@ from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy
 from signgate.service.context import Caller, Context, Target
+from signgate.service.records import windows
 from signgate.service.records.keys import get_key, refuse_signer, split_ref, visible_key
 from signgate.service.sign_request import SignOutcome, SignRequest
 from signgate.service.views import SignPolicyView, VerifyResult
@@ -125,6 +126,11 @@ def sign_policy(ctx: Context, caller: Caller, ref: str, artifact_name: str) -> S
         key = get_key(session, project, name)
         if key.state != KeyState.ACTIVE.value:
             raise Denied(f"key {ref} is {key.state}")
+        if key.offline:
+            # Before an upload: is a window open for the caller? (The signing decides
+            # again, and counts, in its transaction; the quota is decided there only.)
+            windows.check(session.connection(), ref, key.id, True, 0, actor.name, -1,
+                          ctx.clock.now())
         return SignPolicyView(ref, key.scan == ScanPolicy.REQUIRED.value, key.one_time,
                               key.require_timestamp)
 

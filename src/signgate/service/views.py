@@ -56,6 +56,33 @@ class KeyView:
     # Independent-build agreement: distinct builders that must submit the same digest for
     # an artifact and release label before it signs (0: off).
     require_builders: int = 0
+    # Release windows and quotas: an offline key signs only inside an open release window;
+    # at most max_per_identity_per_day signatures per identity per UTC day (0: no quota).
+    offline: bool = False
+    max_per_identity_per_day: int = 0
+    window_approvals: int = 0  # approvals a release window needs before it opens
+
+
+@dataclass(frozen=True)
+class ReleaseWindowView:
+    """A release window of an offline key: until when, for how many signatures (None: no
+    limit) and for whom (None: any signer), how many it made, and its state now."""
+
+    id: str
+    key: str
+    label: str | None
+    state: str  # open, expired, closed, exhausted
+    opened_by: str
+    opened_at: datetime
+    until: datetime
+    max_signatures: int | None
+    signers: list[str] | None
+    signatures: int
+    closed_at: datetime | None
+    closed_by: str | None
+    # key policy --window-approvals: approvals needed before it opens, and those it has
+    required_approvals: int = 0
+    approvals: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,12 @@ class Key(Base):
     # Independent-build agreement: a signing waits until this many distinct builders
     # submitted the same digest for the artifact and release label (0: off).
     require_builders: Mapped[int] = mapped_column(Integer, default=0)
+    # Release windows and quotas: an offline key signs only inside an open release window;
+    # at most this many signatures per identity per UTC day (0: no quota).
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_per_identity_per_day: Mapped[int] = mapped_column(Integer, default=0)
+    # A release window of this key opens only once this many approvers approved it.
+    window_approvals: Mapped[int] = mapped_column(Integer, default=0)
 
     project: Mapped[Project] = relationship(back_populates="keys")
     versions: Mapped[list[KeyVersion]] = relationship(
@@ -426,3 +432,29 @@ class LogCheckpoint(Base):
 def table(model: type[Base]) -> Table:
     """The Core table of a model, for bulk statements on the hot signing path."""
     return cast(Table, model.__table__)
+
+
+class ReleaseWindow(Base):
+    """A time (and optionally a number of signatures, and a list of signers) in which an
+    offline key signs. ``signatures`` counts what it allowed, inside the signing
+    transactions."""
+
+    __tablename__ = "release_windows"
+    __table_args__ = (Index("ix_release_windows_key", "key_id", "until"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("keys.id"))
+    label: Mapped[str | None] = mapped_column(String(127), nullable=True)
+    opened_by: Mapped[str] = mapped_column(String(255))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    max_signatures: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    signers_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    signatures: Mapped[int] = mapped_column(Integer, default=0)
+    # Approvals it needs before it opens (the key's window_approvals when it was opened),
+    # and those it has: [{"identity", "at", "audit_seq", "comment"}].
+    required_approvals: Mapped[int] = mapped_column(Integer, default=0)
+    approvals_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError, Unavailable
 from signgate.service.context import ANONYMOUS, Context, refusal_record
-from signgate.service.pipeline import builds, hold
+from signgate.service.pipeline import builds, hold, release
 from signgate.service.pipeline.authorize import authorize
 from signgate.service.pipeline.committer import GroupCommitter
 from signgate.service.pipeline.lookups import Cache
@@ -68,17 +68,22 @@ def sign_one(work: Work, request: SignRequest) -> SignOutcome:
                 return hold.answered(work, request.approval_request)
             request, identity_id, actor = found
         authorized = authorize(work.lookups, request, identity_id, actor)
+        # Release windows and quotas: checked before a request waits for builders or
+        # approvals too, and counted when it is signed.
+        admission = release.admit(work, authorized)
         if request.approval_request is None and builds.needed(authorized):
             view, agreed = builds.submit(work, request, authorized)
             if not agreed:
                 return view
-            # The N-th builder agreed and no approvals are needed: signed now, once.
+            # The N-th builder agreed and no approvals are needed: signed now, once, as
+            # the first builder asked it (and admitted as that builder).
             request = dataclasses.replace(request, approval_request=view.request_id)
             found = hold.as_requester(work, request)
             if found is None:
                 return hold.answered(work, view.request_id)
             request, identity_id, actor = found
             authorized = authorize(work.lookups, request, identity_id, actor)
+            admission = release.admit(work, authorized)
         elif request.approval_request is None and hold.held(authorized):
             view, created = hold.hold(work, request, authorized)
             if created:
@@ -98,7 +103,8 @@ def sign_one(work: Work, request: SignRequest) -> SignOutcome:
         raise Refusal(actor.name, SigngateError(
             "internal error while signing; nothing was signed", code=ErrorCode.INTERNAL_ERROR,
         )) from exc
-    result = record(work, request, authorized, produced, approval)
+    result = record(work, request, authorized, produced, approval, admission.details())
+    release.count(work, admission)
     if request.approval_request is not None:
         hold.store_result(work, request.approval_request, result)
     return result

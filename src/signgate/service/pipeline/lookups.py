@@ -32,6 +32,7 @@ CURRENT_KEY = (
            _keys.c.rotate_every_days, _keys.c.max_signatures, _keys.c.require_timestamp,
            _keys.c.one_time, _keys.c.scan, _keys.c.created_at.label("key_created"),
            _keys.c.approvals, _keys.c.approver_scope, _keys.c.require_builders,
+           _keys.c.offline, _keys.c.max_per_identity_per_day,
            _versions.c.id.label("vid"),
            _versions.c.version, _versions.c.uri, _versions.c.created_at,
            _versions.c.signature_count, _versions.c.public_key_pem)
@@ -69,6 +70,8 @@ class CurrentKey:
     approvals: int = 0  # quorum approvals required before it signs (0: none)
     approver_scope: str | None = None
     require_builders: int = 0  # independent builders that must agree (0: none)
+    offline: bool = False  # signs only inside an open release window
+    max_per_identity_per_day: int = 0  # quota per identity per UTC day (0: none)
 
     @property
     def ref(self) -> str:
@@ -165,6 +168,7 @@ class Lookups:
                 (row.signature_count or 0) + self.pending.get(vid, 0),
                 row.public_key_pem or "", row.approvals or 0, row.approver_scope,
                 row.require_builders or 0,
+                bool(row.offline), row.max_per_identity_per_day or 0,
             )
             self.cache.keys[ref] = state
         return state

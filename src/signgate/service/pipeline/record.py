@@ -23,9 +23,11 @@ from signgate.service.views import Receipt, SignResult
 
 
 def record(work: Work, request: SignRequest, authorized: Authorized,
-           produced: Produced, approval: dict[str, Any] | None = None) -> SignResult:
+           produced: Produced, approval: dict[str, Any] | None = None,
+           window: dict[str, object] | None = None) -> SignResult:
     """The signature's audit entry and row; ``approval``: the request and approvals it
-    answers (quorum keys), listed in the entry and the receipt."""
+    answers (quorum keys), listed in the entry and the receipt; ``window``: the release
+    window it counts against (offline keys), named in the entry."""
     key, stamp, now = produced.key, produced.stamp, produced.signed_at
     digest = authorized.digest.hex()
     alg = authorized.digest_algorithm.value
@@ -56,6 +58,8 @@ def record(work: Work, request: SignRequest, authorized: Authorized,
         details["oidc"] = oidc
     if approval is not None:
         details["approval"] = approval
+    if window is not None:
+        details["release_window"] = window
     actor = authorized.actor.name
     seq = work.ctx.record(work.session, Record(actor, Action.SIGN, Outcome.ALLOWED,
                                                request.artifact_name, request.project,

@@ -101,6 +101,9 @@ def key_view(session: Session, key: Key, ctx: Context | None = None,
         approvals=key.approvals or 0,
         approver_scope=key.approver_scope,
         require_builders=key.require_builders or 0,
+        offline=bool(key.offline),
+        max_per_identity_per_day=key.max_per_identity_per_day or 0,
+        window_approvals=key.window_approvals or 0,
         versions=[version_view(v) for v in versions],
     )
 
