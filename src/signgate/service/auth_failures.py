@@ -121,19 +121,25 @@ class AuthFailures:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _tally(self, address: str) -> tuple[str, _Tally]:
+        """The current window's tally of ``address`` (under the lock), made on its first
+        failure; beyond MAX_ADDRESSES addresses, the shared one of the rest."""
+        tally = self._tallies.get(address)
+        if tally is None:
+            if len(self._tallies) >= MAX_ADDRESSES:
+                address = OTHER_ADDRESSES
+                tally = self._tallies.setdefault(address, _Tally())
+            else:
+                tally = self._tallies[address] = _Tally()
+        return address, tally
+
     def failed(self, caller: Caller, target: Target, exc: AuthenticationFailed) -> Verdict:
         """Count one failure; returns the entry to record now (if any) and the answer."""
         now = self.ctx.clock.now()
         address = caller.address or UNKNOWN_ADDRESS
         with self._lock:
             self._roll(now)
-            tally = self._tallies.get(address)
-            if tally is None:
-                if len(self._tallies) >= MAX_ADDRESSES:
-                    address = OTHER_ADDRESSES
-                    tally = self._tallies.setdefault(address, _Tally())
-                else:
-                    tally = self._tallies[address] = _Tally()
+            address, tally = self._tally(address)
             tally.attempts += 1
             throttled = tally.attempts > self.limit
             record: Record | None = None
@@ -163,13 +169,7 @@ class AuthFailures:
         address = caller.address or UNKNOWN_ADDRESS
         with self._lock:
             self._roll(now)
-            tally = self._tallies.get(address)
-            if tally is None:
-                if len(self._tallies) >= MAX_ADDRESSES:
-                    address = OTHER_ADDRESSES
-                    tally = self._tallies.setdefault(address, _Tally())
-                else:
-                    tally = self._tallies[address] = _Tally()
+            address, tally = self._tally(address)
             tally.attempts += 1
             throttled = tally.attempts > self.limit
             if throttled:
