@@ -8,9 +8,7 @@ import base64
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -22,20 +20,11 @@ from signgate.service import grants, identities, keys, requests, signing
 from signgate.service.context import Caller
 from signgate.service.views import RequestView, SignResult
 from signgate.store.models import ApprovalRequest, AuditEntry, SignatureRecord
-from tests.integration.test_service import Env, make_env, new_key
+from tests.integration.test_service import Env, new_key
 from tests.support.signing import sign_request
 
 DATA = b"release 1.0\n"
 DIGEST = hashlib.sha256(DATA).hexdigest()
-
-
-@pytest.fixture
-def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
-    e = make_env(database_url, tmp_path)
-    try:
-        yield e
-    finally:
-        e.ctx.close()
 
 
 def person(e: Env, name: str, *roles: tuple[str, str]) -> Caller:

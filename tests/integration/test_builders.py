@@ -9,8 +9,6 @@ import base64
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -18,31 +16,16 @@ from sqlalchemy import func, select
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput
-from signgate.service import grants, identities, keys, requests, signing
+from signgate.service import keys, requests, signing
 from signgate.service.context import Caller
 from signgate.service.sign_request import SignOutcome, SignRequest
 from signgate.service.views import RequestView, SignResult
 from signgate.store.models import ApprovalRequest, AuditEntry, SignatureRecord
-from tests.integration.test_service import Env, make_env, new_key
+from tests.integration.test_approvals import person
+from tests.integration.test_service import Env, new_key
 
 DIGEST = hashlib.sha256(b"release 2.0\n").hexdigest()
 EVIL = hashlib.sha256(b"release 2.0 with a backdoor\n").hexdigest()
-
-
-@pytest.fixture
-def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
-    e = make_env(database_url, tmp_path)
-    try:
-        yield e
-    finally:
-        e.ctx.close()
-
-
-def person(e: Env, name: str, *roles: tuple[str, str]) -> Caller:
-    token = identities.create(e.ctx, e.admin, name).token
-    for role, scope in roles:
-        grants.add(e.ctx, e.admin, name, role, scope)
-    return Caller(token, "10.0.0.7")
 
 
 def setup(e: Env, builders: int = 2, approvals: int = 0) -> tuple[str, list[Caller]]:

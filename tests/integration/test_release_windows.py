@@ -8,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -20,17 +18,8 @@ from signgate.service import grants, identities, keys, requests, signing, window
 from signgate.service.context import Caller
 from signgate.service.views import RequestView, SignResult
 from signgate.store.models import AuditEntry, SignatureRecord
-from tests.integration.test_service import T0, Env, make_env, new_key
+from tests.integration.test_service import T0, Env, new_key
 from tests.support.signing import sign_request
-
-
-@pytest.fixture
-def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
-    e = make_env(database_url, tmp_path)
-    try:
-        yield e
-    finally:
-        e.ctx.close()
 
 
 def sign(e: Env, caller: Caller, ref: str, data: bytes) -> SignResult:

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,15 +120,6 @@ def make_env(url: str, data_dir: Path) -> Env:
     assert isinstance(store, SwitchableStore)
     assert ctx.db.upgrade() == "0013"
     return Env(ctx, clock, Caller(bootstrap_admin(ctx), "127.0.0.1"), store)
-
-
-@pytest.fixture
-def env(database_url: str, tmp_path: Path) -> Iterator[Env]:
-    e = make_env(database_url, tmp_path)
-    try:
-        yield e
-    finally:
-        e.ctx.close()
 
 
 def new_key(e: Env, project: str = "app", name: str = "release", **policy: Any) -> str:
