@@ -191,9 +191,12 @@ def find(stacks: dict[str, bytes], wanted: dict[str, bytes]) -> list[str]:
             for where, stack in stacks.items() if needle in stack]
 
 
-def test_no_private_key_or_token_in_clear(server: Server, tmp_path: Path) -> None:
-    rec = Recorder(server)
-    project = unique("secrets")
+def sign_with_every_algorithm(rec: Recorder, prefix: str,
+                              tmp_path: Path) -> tuple[str, str, str, Path, list[str]]:
+    """A project with a key of every algorithm, each signing and verifying one artifact and
+    read back (every answer recorded): the project, the signer and its token, the artifact
+    and the keys."""
+    project = unique(prefix)
     rec.cli("project", "create", project)
     ci = unique("ci")
     token = rec.cli("identity", "create", ci, "--json").json()["token"]
@@ -210,6 +213,12 @@ def test_no_private_key_or_token_in_clear(server: Server, tmp_path: Path) -> Non
                 token=token)
         rec.get(f"/api/v1/projects/{project}/keys/{alg}")
         rec.get(f"/api/v1/projects/{project}/keys/{alg}/public")
+    return project, ci, token, artifact, refs
+
+
+def test_no_private_key_or_token_in_clear(server: Server, tmp_path: Path) -> None:
+    rec = Recorder(server)
+    project, ci, token, artifact, refs = sign_with_every_algorithm(rec, "secrets", tmp_path)
     rec.cli("key", "rotate", refs[0])
     rec.cli("sign", str(artifact), "--key", refs[0], "--json", token=token)
     rec.cli("key", "show", refs[0])
@@ -430,23 +439,8 @@ def test_no_private_key_byte_outside_the_token(tmp_path: Path) -> None:
     server = start_hsm_server(tmp_path / "data", None, hsm)
     try:
         rec = Recorder(server)
-        project = unique("hsm-secrets")
-        rec.cli("project", "create", project)
-        ci = unique("ci")
-        token = rec.cli("identity", "create", ci, "--json").json()["token"]
-        rec.cli("grant", "add", ci, "signer", project)
-        artifact = tmp_path / "artifact.bin"
-        artifact.write_bytes(b"something to sign" * 100)
-        refs = []
-        for alg in ALGORITHMS:
-            ref = f"{project}/{alg}"
-            refs.append(ref)
-            rec.cli("key", "create", ref, "--algorithm", alg)
-            rec.cli("sign", str(artifact), "--key", ref, "--json", token=token)
-            rec.cli("verify", str(artifact), "--signature", str(artifact) + ".sig", "--key",
-                    ref, token=token)
-            rec.get(f"/api/v1/projects/{project}/keys/{alg}")
-            rec.get(f"/api/v1/projects/{project}/keys/{alg}/public")
+        project, _, token, artifact, refs = sign_with_every_algorithm(
+            rec, "hsm-secrets", tmp_path)
         # The CA, the TSA and the log key at work: a timestamped CMS signature, a CRL.
         rec.cli("sign", str(artifact), "--key", refs[0], "--format", "cms", "--json",
                 token=token)

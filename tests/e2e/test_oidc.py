@@ -156,6 +156,23 @@ def test_a_github_job_signs_with_its_oidc_token(server: Server, github: tuple[st
     assert who["name"] == f"oidc-{name}"
 
 
+def held_signature_verified(server: Server, request_id: str, ref: str, artifact: Path,
+                            tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The signed request's raw signature checked by openssl; the request as shown, and its
+    signature.create entry."""
+    shown = server.cli("request", "show", request_id, "--json").json()
+    (tmp_path / "app.sig").write_bytes(base64.b64decode(shown["result"]["signature"]))
+    pub = tmp_path / "key.pem"
+    pub.write_text(server.cli("key", "public", ref).stdout)
+    proc = subprocess.run([openssl(), "dgst", "-sha256", "-verify", str(pub), "-signature",
+                           str(tmp_path / "app.sig"), str(artifact)],
+                          capture_output=True, text=True, check=False)
+    assert proc.stdout.strip() == "Verified OK", proc
+    entry: dict[str, Any] = server.cli("audit", "log", "--key", ref, "--action",
+                                       "signature.create", "--json").json()[-1]
+    return shown, entry
+
+
 def test_a_github_job_on_a_key_that_needs_two_approvals(
         server: Server, github: tuple[str, Issuer, str], tmp_path: Path) -> None:
     """The OIDC job's signing is held; at the second approval it is signed with the grants
@@ -186,17 +203,7 @@ def test_a_github_job_on_a_key_that_needs_two_approvals(
     server.cli("approve", request_id, token=approvers[0])
     assert "signed app-2.0.tar.gz" in server.cli("approve", request_id,
                                                  token=approvers[1]).stdout
-    shown = server.cli("request", "show", request_id, "--json").json()
-    signature = base64.b64decode(shown["result"]["signature"])
-    (tmp_path / "app.sig").write_bytes(signature)
-    pub = tmp_path / "held.pem"
-    pub.write_text(server.cli("key", "public", ref).stdout)
-    proc = subprocess.run([openssl(), "dgst", "-sha256", "-verify", str(pub), "-signature",
-                           str(tmp_path / "app.sig"), str(artifact)],
-                          capture_output=True, text=True, check=False)
-    assert proc.stdout.strip() == "Verified OK", proc
-    entry = server.cli("audit", "log", "--key", ref, "--action", "signature.create",
-                       "--json").json()[-1]
+    _, entry = held_signature_verified(server, request_id, ref, artifact, tmp_path)
     assert entry["actor"] == f"oidc-{name}"
     assert entry["details"]["oidc"]["claims"]["run_id"] == "7100000042"
     assert len(entry["details"]["approval"]["approvals"]) == 2
@@ -249,16 +256,7 @@ def test_a_github_job_and_a_second_builder_agree_then_two_approvals_sign(
     server.cli("approve", request_id, token=approvers[0])
     assert "signed app-3.0.tar.gz" in server.cli("approve", request_id,
                                                  token=approvers[1]).stdout
-    shown = server.cli("request", "show", request_id, "--json").json()
-    (tmp_path / "app.sig").write_bytes(base64.b64decode(shown["result"]["signature"]))
-    pub = tmp_path / "repro.pem"
-    pub.write_text(server.cli("key", "public", ref).stdout)
-    proc = subprocess.run([openssl(), "dgst", "-sha256", "-verify", str(pub), "-signature",
-                           str(tmp_path / "app.sig"), str(artifact)],
-                          capture_output=True, text=True, check=False)
-    assert proc.stdout.strip() == "Verified OK", proc
-    entry = server.cli("audit", "log", "--key", ref, "--action", "signature.create",
-                       "--json").json()[-1]
+    shown, entry = held_signature_verified(server, request_id, ref, artifact, tmp_path)
     assert entry["actor"] == f"oidc-{name}"
     assert entry["details"]["oidc"]["claims"]["run_id"] == "7100000077"
     approval = entry["details"]["approval"]
