@@ -4,11 +4,13 @@ whatever goes wrong.
 Admission (may this upload take room in the spool at all) is ``spool.py``'s; this module
 receives the body into the directory admission gave it.
 
-The event loop only receives: the body's chunks are handed in batches of about 1 MiB to a
-worker thread that hashes and writes them (``hashlib`` and ``os.writev`` release the GIL),
-while the loop receives the next batch. One batch is in the thread at a time, so the hash
-sees the bytes in order and memory stays at two batches per upload, and no chunk is copied
-on the way (``writev`` takes the chunks as they came).
+The event loop only receives, and never waits for the disk: it copies the body's chunks
+into one of two 1 MiB buffers, and a worker thread hashes and writes each full buffer
+(``hashlib`` and ``os.write`` release the GIL) while the loop fills the other. One buffer is
+in the thread at a time, so the hash sees the bytes in order, and memory stays at the two
+buffers per upload. (Handing the chunks themselves to the thread saves that copy but keeps
+them alive longer, and the allocator then returns and re-faults their pages: more CPU in
+all, measured with ``bench/scan_throughput.py``'s CPU columns.)
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from pathlib import Path, PurePosixPath
 
 from signgate.errors import ErrorCode, PayloadTooLarge, StorageFull
 
-BATCH_BYTES = 1 << 20  # handed to the writer thread at a time
-BATCH_CHUNKS = 512  # and at most this many chunks (writev takes at most IOV_MAX = 1024)
-# Shared by every upload of the process; each upload has at most one batch in it.
+BUFFER = 1 << 20  # handed to the writer thread at a time
+# Shared by every upload of the process; each upload has at most one buffer in it.
 _WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=8,
                                                  thread_name_prefix="signgate-spool")
 
@@ -97,33 +98,36 @@ async def receive(directory: Path, stream: AsyncIterator[bytes], limit: int,
 
 
 class _SpoolWriter:
-    """Hashes and writes one upload's chunks to ``fd`` in a worker thread, a batch at a
-    time, while the caller receives the next batch."""
+    """Hashes and writes one upload's bytes to ``fd`` in a worker thread, a full buffer at
+    a time, while the caller fills the other buffer."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.hash = hashlib.sha256()
-        self.batch: list[bytes] = []
-        self.batched = 0
+        self.buffers = (bytearray(BUFFER), bytearray(BUFFER))
+        self.current = 0
+        self.filled = 0
         self.in_flight: concurrent.futures.Future[None] | None = None
 
     async def add(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self.batch.append(chunk)
-        self.batched += len(chunk)
-        if self.batched >= BATCH_BYTES or len(self.batch) >= BATCH_CHUNKS:
-            await self._hand_over()
+        view = memoryview(chunk)
+        while view:
+            n = min(len(view), BUFFER - self.filled)
+            self.buffers[self.current][self.filled:self.filled + n] = view[:n]
+            self.filled += n
+            view = view[n:]
+            if self.filled == BUFFER:
+                await self._hand_over()
 
     async def finish(self) -> str:
-        """Once the last batch is written: the SHA-256 of everything added, in hex."""
-        if self.batch:
+        """Once the last bytes are written: the SHA-256 of everything added, in hex."""
+        if self.filled:
             await self._hand_over()
         await self._written()
         return self.hash.hexdigest()
 
     def close(self) -> None:
-        """Close the file, at once or, if a batch is still being written (the request
+        """Close the file, at once or, if a buffer is still being written (the request
         was cancelled while it waited for it), when that write ends: never under it."""
         if self.in_flight is None or self.in_flight.done():
             os.close(self.fd)
@@ -131,26 +135,20 @@ class _SpoolWriter:
             self.in_flight.add_done_callback(lambda _: os.close(self.fd))
 
     async def _hand_over(self) -> None:
-        await self._written()  # the previous batch first: the hash needs them in order
-        batch, self.batch, self.batched = self.batch, [], 0
-        self.in_flight = _WRITERS.submit(self._write, batch)
+        # The other buffer's write first: it is then free to fill, and the hash in order.
+        await self._written()
+        full = memoryview(self.buffers[self.current])[:self.filled]
+        self.in_flight = _WRITERS.submit(self._write, full)
+        self.current ^= 1
+        self.filled = 0
 
     async def _written(self) -> None:
-        """Wait for the batch in the thread; its error (a full disk) is raised here."""
+        """Wait for the buffer in the thread; its error (a full disk) is raised here."""
         if self.in_flight is not None:
             await asyncio.wrap_future(self.in_flight)
             self.in_flight = None
 
-    def _write(self, batch: list[bytes]) -> None:
-        for chunk in batch:
-            self.hash.update(chunk)
-        _write_all(self.fd, batch)
-
-
-def _write_all(fd: int, chunks: list[bytes]) -> None:
-    written = os.writev(fd, chunks)
-    total = sum(map(len, chunks))
-    if written < total:  # a short write (a signal, the disk filling): write the rest
-        rest = memoryview(b"".join(chunks))[written:]
-        while rest:
-            rest = rest[os.write(fd, rest):]
+    def _write(self, data: memoryview) -> None:
+        self.hash.update(data)
+        while data:  # a short write (a signal, the disk filling): write the rest
+            data = data[os.write(self.fd, data):]
