@@ -69,18 +69,13 @@ def test_over_the_limit_keeps_nothing(tmp_path: Path) -> None:
 
 
 def test_a_broken_body_keeps_nothing(tmp_path: Path) -> None:
-    """The client disconnects while batches are being written: the file goes, and its
-    descriptor is closed once the batch in the writer thread is done, never under it."""
+    """The client disconnects half-way: the file goes, and its descriptor is closed."""
     (tmp_path / "up").mkdir()
     before = open_fds()
     with pytest.raises(ConnectionResetError):
         asyncio.run(uploads.receive(tmp_path / "up", body([os.urandom(600_000)] * 10,
                                                           fail_after=7), 1 << 30, "a.bin"))
     assert not (tmp_path / "up").exists()
-    for _ in range(100):  # the writer thread may still be finishing its batch
-        if open_fds() == before:
-            break
-        asyncio.run(asyncio.sleep(0.01))
     assert open_fds() == before
 
 
@@ -99,8 +94,4 @@ def test_cancelled_while_receiving_keeps_nothing(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert not (tmp_path / "up").exists()
-    for _ in range(100):
-        if open_fds() == before:
-            break
-        asyncio.run(asyncio.sleep(0.01))
     assert open_fds() == before
