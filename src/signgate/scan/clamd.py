@@ -104,8 +104,8 @@ class ClamdScanner:
     ``connect_timeout`` bounds connecting; ``timeout`` bounds every later wait for clamd
     (sending a chunk, and the reply, which comes once the whole artifact is scanned).
     Every failure to get a verdict raises ScannerUnavailable; an artifact over clamd's
-    StreamMaxLength raises PayloadTooLarge (code ``scan_size_limit``). Thread-safe: one
-    connection per command.
+    StreamMaxLength (streamed) or MaxFileSize (handed over) raises PayloadTooLarge (code
+    ``scan_size_limit``). Thread-safe: one connection per command.
 
     ``pass_fd``: :meth:`scan_path` hands clamd the open file (``FILDES``) rather than
     streaming its bytes (``INSTREAM``); it turns itself off when clamd cannot take a
