@@ -103,6 +103,47 @@ def test_checksum_of_chunks_at_any_offset() -> None:
     assert ones.value(0) == reference_checksum(b"\xff\xff" * 3, 100) - 6 == 0xFFFF
 
 
+SUMS = [pytest.param(pe._sum_mod_python, id="python"),
+        pytest.param(pe._sum_mod, id="c", marks=pytest.mark.skipif(
+            not pe.ACCELERATED, reason="formats/_pe_checksum.c was not built"))]
+
+
+@pytest.mark.parametrize("sum_mod", SUMS)
+def test_word_sums_agree_with_the_definition(sum_mod: object) -> None:
+    """Both sums (the C loop and its pure-Python fallback) are int.from_bytes modulo
+    0xFFFF, 0xFFFF for a non-zero multiple: every length (the 1 to 3 tail bytes of a
+    32-bit word), buffers past the C loop's 4 MiB fold, and bytes, memoryview slices."""
+    assert callable(sum_mod)
+    rng = random.Random(11)
+
+    def expected(data: bytes) -> int:
+        value = int.from_bytes(data, "little")
+        return (value % 0xFFFF or 0xFFFF) if value else 0
+
+    for n in [*range(0, 70), 16383, 16384, 16385, 100_003]:
+        data = rng.randbytes(n)
+        assert sum_mod(data) == expected(data), n
+    big = rng.randbytes((9 << 20) + 3)
+    assert sum_mod(big) == expected(big)
+    assert sum_mod(memoryview(big)[5:(4 << 20) + 17]) == expected(big[5:(4 << 20) + 17])
+    assert sum_mod(b"\0" * 4097) == 0
+    assert sum_mod(b"\xff" * ((4 << 20) + 2)) == 0xFFFF  # non-zero, a multiple of 0xFFFF
+    assert sum_mod(b"\xff\xff\0") == 0xFFFF
+
+
+@pytest.mark.parametrize("sum_mod", SUMS)
+def test_checksum_with_either_sum(monkeypatch: pytest.MonkeyPatch, sum_mod: object) -> None:
+    """The PE checksum of chunks at odd and even offsets is the word-by-word one, whichever
+    sum runs."""
+    monkeypatch.setattr(pe, "_sum_mod", sum_mod)
+    rng = random.Random(3)
+    data = rng.randbytes(70_001)
+    summed = pe._Checksum()
+    for start, end in [(0, 1), (1, 16_385), (16_385, 16_386), (16_386, 70_001)]:
+        summed.add(memoryview(data)[start:end], start)
+    assert summed.value(len(data)) == reference_checksum(data, len(data) + 10)
+
+
 def synthetic_pe32(directories: int = 16) -> bytes:
     """A minimal PE32 header (no sections): DOS header, PE signature, COFF header and a
     PE32 optional header with ``directories`` data directory entries."""

@@ -56,7 +56,7 @@ from signgate.formats.base import (
 )
 from signgate.formats.cms import CmsBuilder, refuse_ed25519
 from signgate.formats.cms_verify import unsigned_token
-from signgate.formats.files import commit_file, temporary_beside
+from signgate.formats.files import commit_file, replaces, temporary_beside
 from signgate.pki import signed_data
 
 CREATED_BY = f"signgate {__version__}"
@@ -505,7 +505,7 @@ class JarClient:
             if isinstance(exc, OSError):
                 raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
             raise
-        commit_file(tmp, output, mode)
+        commit_file(tmp, output, mode, replaces(path, output))
 
     def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
                   key: KeyLookup) -> bytes:

@@ -40,12 +40,13 @@ from typing import Any, BinaryIO
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import Progress
-from signgate.formats.files import commit_file, temporary_beside
+from signgate.formats.files import commit_file, replaces, temporary_beside
 
-# 8 MiB reads: the hash runs in a helper thread, which must win the GIL back from the
-# checksum loop for every chunk (up to a switch interval each time); fewer, larger chunks
-# let the two overlap (1 MiB: 0.18 s, 8 MiB: 0.14 s for a 105 MB image). Two buffers:
-# 16 MiB whatever the file size.
+# 8 MiB reads: the hash runs in a helper thread. With the pure-Python checksum (no C
+# compiler at install time) it must win the GIL back from the checksum loop for every
+# chunk, so fewer, larger chunks let the two overlap (1 MiB: 0.18 s, 8 MiB: 0.14 s for a
+# 105 MB image); the C sum runs without the GIL, and 1 to 8 MiB measure alike. Two
+# buffers: 16 MiB whatever the file size.
 CHUNK = 8 << 20
 _MZ = b"MZ"
 _PE = b"PE\0\0"
@@ -231,17 +232,37 @@ def layout_of(path: Path) -> PeLayout:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def _sum_mod_python(data: bytes | memoryview) -> int:
+    """``int.from_bytes(data, 'little')`` modulo 0xFFFF, 0xFFFF for a non-zero multiple
+    (see :class:`_Checksum`), at about 2.4 ns a byte: the fallback of the C loop."""
+    view = memoryview(data)
+    piece = _Checksum.PIECE
+    value = sum(int.from_bytes(view[i:i + piece], "little")
+                for i in range(0, len(view), piece))
+    return (value % 0xFFFF or 0xFFFF) if value else 0
+
+
+try:  # built from _pe_checksum.c at install time unless no C compiler was found
+    from signgate.formats._pe_checksum import sum_mod as _sum_mod
+except ImportError:  # pragma: no cover - depends on the installation
+    _sum_mod = _sum_mod_python
+
+ACCELERATED = _sum_mod is not _sum_mod_python  # for tests and benchmarks to report
+
+
 class _Checksum:
     """The PE checksum (the one of ``CheckSumMappedFile``): the 16-bit little-endian words
     of the file added with end-around carry, then the file length.
 
     A ones'-complement sum is the sum modulo 0xFFFF, and 0x10000 ≡ 1 (mod 0xFFFF), so the
-    words of any even-length piece sum to ``int.from_bytes(piece, 'little') mod 0xFFFF``:
-    C speed in pure Python. Pieces of 16 KiB are added before one reduction (converting
-    and dividing megabyte-sized integers is slower). A chunk at an odd offset is shifted
-    by one byte (times 0x100). The only case the modulus cannot tell apart, a non-zero sum
+    words of any even-length piece sum to ``int.from_bytes(piece, 'little') mod 0xFFFF``.
+    That sum is the one loop over every byte that Python cannot run at memory speed:
+    ``_pe_checksum.c`` does it (0.1 ns a byte), else :func:`_sum_mod_python` in pieces of
+    16 KiB (converting and dividing megabyte-sized integers is slower; 2.4 ns a byte, half
+    of the client's CPU time for a big executable). A chunk at an odd offset is shifted by
+    one byte (times 0x100). The only case the modulus cannot tell apart, a non-zero sum
     that is a multiple of 0xFFFF, is 0xFFFF (end-around carry never returns to 0 once a
-    word was non-zero)."""
+    word was non-zero), which both sums return as 0xFFFF."""
 
     PIECE = 1 << 14  # even, so every piece starts on a word boundary of its chunk
 
@@ -250,9 +271,7 @@ class _Checksum:
         self.nonzero = False
 
     def add(self, data: bytes | memoryview, offset: int) -> None:
-        view = memoryview(data)
-        value = sum(int.from_bytes(view[i:i + self.PIECE], "little")
-                    for i in range(0, len(view), self.PIECE))
+        value = _sum_mod(data)
         if value:
             self.nonzero = True
             self.total = (self.total + (value << (8 * (offset & 1)))) % 0xFFFF
@@ -384,9 +403,11 @@ def write_signed(source: Path, unsigned: ImageDigest, signed_data: bytes,
     """Copy ``source`` without its old certificate table to ``output``, append the new
     one and fix the data directory and checksum.
 
-    The copy is made by the kernel (``copy_file_range``); the checksum is the one
-    :func:`image_digest` summed, plus the new directory entry and table. Written to a
-    temporary file beside ``output`` and renamed: ``source`` is never touched."""
+    The copy is the one :func:`image_digest` kept (else made by the kernel,
+    ``copy_file_range``); the checksum is the one it summed, plus the new directory entry
+    and table. Written to a temporary file beside ``output`` and renamed (fsynced first
+    only when it replaces ``source``: ``files.commit_file``): ``source`` is never
+    touched."""
     layout = unsigned.layout
     table = win_certificate(signed_data)
     table_at = _pad8(layout.content_end)
@@ -399,7 +420,8 @@ def write_signed(source: Path, unsigned: ImageDigest, signed_data: bytes,
     if unsigned.copy is not None and unsigned.copy.path.exists():  # not used up yet
         try:
             _complete(unsigned.copy.path, layout, table, entry, checksum.value(total))
-            _place(unsigned.copy.path, output, os.stat(source).st_mode & 0o777)
+            _place(unsigned.copy.path, output, os.stat(source).st_mode & 0o777,
+                   replaces(source, output))
         except BaseException:
             unsigned.copy.discard()
             raise
@@ -424,7 +446,7 @@ def write_signed(source: Path, unsigned: ImageDigest, signed_data: bytes,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    commit_file(tmp, output, os.stat(source).st_mode & 0o777)
+    commit_file(tmp, output, os.stat(source).st_mode & 0o777, replaces(source, output))
 
 
 def _complete(copy: Path, layout: PeLayout, table: bytes, entry: bytes,
@@ -443,7 +465,7 @@ def _complete(copy: Path, layout: PeLayout, table: bytes, entry: bytes,
         raise InvalidInput(f"cannot write {copy}: {exc.strerror}") from exc
 
 
-def _place(copy: Path, output: Path, mode: int) -> None:
+def _place(copy: Path, output: Path, mode: int, durable: bool) -> None:
     """The completed copy becomes ``output``: renamed when on the same file system,
     else copied to a temporary file beside ``output`` first (the rename stays atomic)."""
     try:
@@ -452,7 +474,7 @@ def _place(copy: Path, output: Path, mode: int) -> None:
     except OSError:
         same = False
     if same:
-        commit_file(copy, output, mode)
+        commit_file(copy, output, mode, durable)
         return
     tmp = temporary_beside(output)
     try:
@@ -461,7 +483,7 @@ def _place(copy: Path, output: Path, mode: int) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
-    commit_file(tmp, output, mode)
+    commit_file(tmp, output, mode, durable)
     copy.unlink(missing_ok=True)
 
 
