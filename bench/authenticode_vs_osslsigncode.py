@@ -33,6 +33,7 @@ import httpx
 
 from cli_timing import interleaved, load, row, run
 from sign_throughput import BIN, free_port, running
+from signgate.formats import pe
 
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
 
@@ -87,7 +88,8 @@ def main() -> None:
     failed = False
     with tempfile.TemporaryDirectory(prefix="signgate-bench-") as d:
         tmp = Path(d)
-        print(f"authenticode: best of {args.runs}, {os.cpu_count()} cores, load {load()}")
+        print(f"authenticode: best of {args.runs}, {os.cpu_count()} cores, load {load()}; "
+              f"PE checksum in {'C' if pe.ACCELERATED else 'pure Python (not built)'}")
         data = tmp / "data"
         subprocess.run([signgate, "init", "--data-dir", str(data)], env=env, check=True,
                        capture_output=True)

@@ -473,10 +473,10 @@ class JarClient:
                     progress(entry.info.compress_size)
             comment = zf.comment
         manifest = mf.update(manifest, digests, algorithm.value)
-        sf = mf.signature_file(manifest, algorithm.value, CREATED_BY)
+        manifest_bytes, sf = mf.signed_manifest(manifest, algorithm.value, CREATED_BY)
         ours = {MANIFEST, *(f"META-INF/{signer}{s}" for s in _BLOCK_SUFFIXES)}
         keep = tuple(e for e in entries if e.name.upper() not in ours)
-        plan = _Plan(signer, manifest.encode(), sf, keep, comment, stamp)
+        plan = _Plan(signer, manifest_bytes, sf, keep, comment, stamp)
         return Prepared(algorithm, hashlib.new(algorithm.value, sf).digest(), state=plan)
 
     def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:
