@@ -89,6 +89,37 @@ def test_signed_copy_layout_and_checksum(tmp_path: Path) -> None:
     assert pe.certificate_table(again)[1] == blob
 
 
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "read-write"])
+def test_kept_copy_is_the_signed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      kernel_copy: bool) -> None:
+    """The copy a signing keeps (made by the kernel and read mapped, or read and written
+    where the file system cannot) becomes exactly the signed file: the same bytes, digest
+    and checksum as a signed copy made afresh from the source, over several chunks, with
+    an old certificate table dropped; a refused signing leaves no copy behind."""
+    monkeypatch.setattr(pe, "CHUNK", 1 << 16)
+    if not kernel_copy:
+        monkeypatch.delattr(pe.os, "copy_file_range")
+    exe = hello_exe(tmp_path / "hello.exe", random.Random(5).randbytes(300_001))
+    signed = tmp_path / "signed.exe"
+    pe.write_signed(exe, pe.image_digest(exe, DigestAlgorithm.SHA256), b"\x30\x00", signed)
+    before = set(tmp_path.iterdir())
+    kept = pe.image_digest(signed, DigestAlgorithm.SHA256, keep_copy=True)
+    assert kept.copy is not None
+    assert kept.copy.path.stat().st_size == kept.layout.content_end  # old table dropped
+    fresh = pe.image_digest(signed, DigestAlgorithm.SHA256)
+    assert (kept.digest, kept.layout) == (fresh.digest, fresh.layout)
+    assert kept.checksum.value(1) == fresh.checksum.value(1)
+    blob = b"\x30\x03\x02\x01\x07"
+    pe.write_signed(signed, kept, blob, tmp_path / "a.exe")
+    pe.write_signed(signed, fresh, blob, tmp_path / "b.exe")
+    assert (tmp_path / "a.exe").read_bytes() == (tmp_path / "b.exe").read_bytes()
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "a.exe", tmp_path / "b.exe"}
+    refused = pe.image_digest(signed, DigestAlgorithm.SHA256, keep_copy=True)
+    assert refused.copy is not None
+    refused.copy.discard()
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "a.exe", tmp_path / "b.exe"}
+
+
 def test_checksum_of_chunks_at_any_offset() -> None:
     rng = random.Random(7)
     data = bytes(rng.getrandbits(8) for _ in range(5001))
