@@ -127,9 +127,8 @@ def main() -> None:
                              str(tmp / "dev.key"), "-ts", f"{url}/tsa", "-in", str(big),
                              "-out", str(theirs)]
 
-                a, b = interleaved(args.runs, partial(run, signgate_cmd, cli_env),
-                                   partial(run, local_cmd),
-                                   partial(theirs.unlink, missing_ok=True))  # no -out over a file
+                a, b = interleaved(args.runs, partial(run, signgate_cmd, cli_env, output=ours),
+                                   partial(run, local_cmd, output=theirs))
                 ok_ours = verified(ours, root, root, crls)
                 ok_theirs = verified(theirs, tmp / "dev.pem", root, crls)
                 target = 1.2 if size < 500 else 1.05

@@ -34,12 +34,16 @@ def _children_cpu() -> float:
 
 
 def run(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None,
-        stdin: bytes | None = None) -> Timing:
-    """Run ``cmd`` once; refuse a failure (a benchmark of a failing command is no number)."""
+        output: Path | None = None) -> Timing:
+    """Run ``cmd`` once; refuse a failure (a benchmark of a failing command is no number).
+    ``output`` (relative to ``cwd``) is removed first, untimed: no tool pays for replacing
+    the file its previous run wrote (on ext4, a rename over a file flushes the new one)."""
+    if output is not None:
+        (cwd / output if cwd is not None else output).unlink(missing_ok=True)
     cpu = _children_cpu()
     start = time.perf_counter()
     out = subprocess.run(list(cmd), env=None if env is None else dict(env), cwd=cwd,
-                         input=stdin, capture_output=True)
+                         capture_output=True)
     wall = time.perf_counter() - start
     used = _children_cpu() - cpu
     if out.returncode != 0:

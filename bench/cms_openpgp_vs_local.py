@@ -117,8 +117,8 @@ def main() -> None:
             for fmt, peer, ours, theirs, local_cmd, verify in cases:
                 signgate_cmd = [signgate, "sign", str(artifact), "--key", "bench/release",
                                 "--format", fmt, "-o", str(ours), "--no-progress"]
-                a, b = interleaved(args.runs, partial(run, signgate_cmd, cli_env),
-                                   partial(run, local_cmd(theirs)))
+                a, b = interleaved(args.runs, partial(run, signgate_cmd, cli_env, output=ours),
+                                   partial(run, local_cmd(theirs), output=theirs))
                 ok_ours, ok_theirs = verify(ours), verify(theirs)
                 print(row(f"- {fmt}: sign --format {fmt} vs {peer}", a, b, TARGET))
                 print(f"  verified: signgate {'ok' if ok_ours else 'FAILED'}, local "

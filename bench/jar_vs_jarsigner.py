@@ -124,9 +124,8 @@ def main() -> None:
                 local_cmd = ["jarsigner", "-keystore", "local.p12", "-storepass", PASS,
                              "-tsa", f"{url}/tsa", "-signedjar", theirs.name, jar.name,
                              "release"]
-                a, b = interleaved(args.runs, partial(run, signgate_cmd, cli_env, tmp),
-                                   partial(run, local_cmd, env, tmp),
-                                   partial(theirs.unlink, missing_ok=True))
+                a, b = interleaved(args.runs, partial(run, signgate_cmd, cli_env, tmp, ours),
+                                   partial(run, local_cmd, env, tmp, theirs))
                 verified(ours, tmp)
                 verified(theirs, tmp)
                 print(row(f"- {jar.stat().st_size / 1e6:.0f} MB JAR, {entries} entries, sign "
