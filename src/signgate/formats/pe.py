@@ -409,9 +409,10 @@ def _digest_of_copy(path: Path, algorithm: DigestAlgorithm,
     the kernel (``copy_file_range``: no trip through this process's memory), then hashed
     (helper thread) and summed from the copy, mapped into memory: what is signed is the
     copy, so a file changed meanwhile still cannot slip under the signature. Against
-    reading into a buffer and writing it out, a gigabyte costs about 1.8 s of CPU time
-    instead of 3.6 (bench/authenticode_vs_osslsigncode.py). The mapping is of our own
-    temporary file, made full size first, so no access falls past its end.
+    reading into a buffer and writing it out, a gigabyte cost 1.8 to 2.9 s of CPU time
+    instead of 3.6 to 4.8 (in process, on the shared 2-core machine at load 7 to 10). The
+    mapping is of our own temporary file, made full size first, so no access falls past
+    its end.
 
     None when the file system cannot copy or map (the caller reads and writes instead)."""
     if not hasattr(os, "copy_file_range"):  # Linux only
