@@ -4,8 +4,9 @@
  * that is a sum modulo 0xFFFF. As 0x10000 = 1 (mod 0xFFFF), so is 2**32: the 32-bit
  * little-endian words of a buffer sum to the same remainder as its 16-bit words, and to
  * the same as int.from_bytes(buffer, "little") % 0xFFFF, which is what pe.py computes in
- * pure Python at about 2.4 ns a byte (the conversion to a Python int is most of it). Here
- * the words are added into a 64-bit accumulator, without the GIL, at about 0.1 ns a byte.
+ * pure Python at 1 to 2.4 ns a byte (the conversion to a Python int is most of it). Here
+ * the words are added into a 64-bit accumulator, without the GIL, at about 0.15 ns a byte
+ * (0.012 to 0.019 s for 105 MB, against 0.10 to 0.24 s).
  *
  * Optional: pe.py falls back to its pure-Python sum when this module was not built (no C
  * compiler at install time), and tests/unit/test_pe.py checks both give the same values.

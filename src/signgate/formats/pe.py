@@ -236,7 +236,7 @@ def layout_of(path: Path) -> PeLayout:
 
 def _sum_mod_python(data: bytes | memoryview) -> int:
     """``int.from_bytes(data, 'little')`` modulo 0xFFFF, 0xFFFF for a non-zero multiple
-    (see :class:`_Checksum`), at about 2.4 ns a byte: the fallback of the C loop."""
+    (see :class:`_Checksum`), at 1 to 2.4 ns a byte: the fallback of the C loop."""
     view = memoryview(data)
     piece = _Checksum.PIECE
     value = sum(int.from_bytes(view[i:i + piece], "little")
@@ -259,10 +259,10 @@ class _Checksum:
     A ones'-complement sum is the sum modulo 0xFFFF, and 0x10000 ≡ 1 (mod 0xFFFF), so the
     words of any even-length piece sum to ``int.from_bytes(piece, 'little') mod 0xFFFF``.
     That sum is the one loop over every byte that Python cannot run at memory speed:
-    ``_pe_checksum.c`` does it (0.1 ns a byte), else :func:`_sum_mod_python` in pieces of
-    16 KiB (converting and dividing megabyte-sized integers is slower; 2.4 ns a byte, half
-    of the client's CPU time for a big executable). A chunk at an odd offset is shifted by
-    one byte (times 0x100). The only case the modulus cannot tell apart, a non-zero sum
+    ``_pe_checksum.c`` does it (0.15 ns a byte), else :func:`_sum_mod_python` in pieces
+    of 16 KiB (converting and dividing megabyte-sized integers is slower; 1 to 2.4 ns a
+    byte, half of the client's CPU time for a big executable). A chunk at an odd offset
+    is shifted by one byte (times 0x100). The only case the modulus cannot tell apart, a non-zero sum
     that is a multiple of 0xFFFF, is 0xFFFF (end-around carry never returns to 0 once a
     word was non-zero), which both sums return as 0xFFFF."""
 
