@@ -262,9 +262,9 @@ class _Checksum:
     ``_pe_checksum.c`` does it (0.15 ns a byte), else :func:`_sum_mod_python` in pieces
     of 16 KiB (converting and dividing megabyte-sized integers is slower; 1 to 2.4 ns a
     byte, half of the client's CPU time for a big executable). A chunk at an odd offset
-    is shifted by one byte (times 0x100). The only case the modulus cannot tell apart, a non-zero sum
-    that is a multiple of 0xFFFF, is 0xFFFF (end-around carry never returns to 0 once a
-    word was non-zero), which both sums return as 0xFFFF."""
+    is shifted by one byte (times 0x100). The only case the modulus cannot tell apart, a
+    non-zero sum that is a multiple of 0xFFFF, is 0xFFFF (end-around carry never returns
+    to 0 once a word was non-zero), which both sums return as 0xFFFF."""
 
     PIECE = 1 << 14  # even, so every piece starts on a word boundary of its chunk
 
