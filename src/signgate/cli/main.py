@@ -31,7 +31,7 @@ COMMANDS = {
     "approve": "signgate.cli.requests:approve",
     "deny": "signgate.cli.requests:deny",
     "release": "signgate.cli.release:release",
-    "verify": "signgate.cli.sign:verify",
+    "verify": "signgate.cli.verify:verify",
     "scan": "signgate.cli.scan:scan",
     "audit": "signgate.cli.audit:audit",
     "report": "signgate.cli.report:report",

@@ -3,8 +3,11 @@
 The CLI, a Python script and any future front end (a gpg-compatible signer, a CI action)
 sign a file the same way:
 
-1. ask the key's sign policy, so that a refusal comes before any hashing or uploading, and
-   so that a key that requires a scan gets the file uploaded;
+1. for a large file (or an upload), ask the key's sign policy first, so that a refusal
+   comes before any hashing or uploading, and so that a key that requires a scan gets the
+   file uploaded. A small file is hashed at once and its digest sent without asking (one
+   round trip instead of two: the command line's fixed cost); if the key answers that it
+   signs only what signgate scanned, the file is uploaded then;
 2. let the format's client half ``prepare`` the file (the digest it signs, its parameters);
 3. sign: the digest only, or the whole file uploaded for signgate to scan and hash;
 4. let the format ``finish``: write the detached signature, or rewrite the file;
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,8 +31,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
-from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput
+from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput, SigngateError
 from signgate.formats import registry as formats
+from signgate.formats.base import Prepared as FormatPrepared
 from signgate.formats.base import Progress, PublicKeyInfo
 from signgate.formats.files import write_atomic
 
@@ -49,6 +53,8 @@ class SigningApi(Protocol):
 
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
                     progress: Callable[[int], None] | None = None) -> Any: ...
+
+    def sign_batch(self, ref: str, items: Sequence[Mapping[str, Any]]) -> Any: ...
 
     def get_request(self, request_id: str) -> Any: ...
 
@@ -188,12 +194,61 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     side = formats.client(fmt)
     progress = progress or no_progress
     name = artifact_name or path.name
-    # Refused here exactly as the signing would be, before any hashing or uploading.
-    policy = client.sign_policy(ref, name)
-    upload = upload or bool(policy["scan_required"])
+    policy: Mapping[str, Any] | None = None
+    if upload or _size(path) > ASK_FIRST_ABOVE:
+        # Refused here exactly as the signing would be, before any hashing or uploading.
+        policy = client.sign_policy(ref, name)
+        upload = upload or bool(policy["scan_required"])
+
+    def one_time() -> bool:
+        nonlocal policy
+        if policy is None:
+            policy = client.sign_policy(ref, name)
+        return bool(policy["one_time"])
+
     with progress("hashing", path) as bar:
-        prepared = side.prepare(path, digest, bar,
-                                lambda: _key_info(client, ref, bool(policy["one_time"])))
+        prepared = side.prepare(path, digest, bar, lambda: _key_info(client, ref, one_time()))
+    request = _request(name, fmt, prepared, metadata, timestamp, release)
+    if not upload:
+        try:
+            result = client.sign_digest(ref, prepared.digest_algorithm.value,
+                                        prepared.digest.hex(), name, dict(metadata or {}),
+                                        timestamp, fmt, prepared.params, release)
+        except SigngateError as exc:
+            if exc.code is not ErrorCode.SCAN_REQUIRED or policy is not None:
+                raise
+            upload = True  # the key signs only what signgate scanned: upload it
+    if upload:
+        with progress("uploading", path) as bar:
+            result = client.sign_upload(ref, path, request, bar)
+    if is_request(result):
+        result = await_result(client, result, wait, on_pending)
+    scan: Mapping[str, Any] | None = None
+    if upload:
+        scan = result["receipt"].get("scan") or {}
+        if on_scan is not None:
+            on_scan(scan)
+    out = output or default_output(path, fmt)
+    return write_result(path, fmt, prepared, result, out, scan)
+
+
+# Above this size a file is not hashed before the key's sign policy has been asked (a
+# refusal should not wait for a long read); below it, hashing costs less than the round
+# trip that asking first would add.
+ASK_FIRST_ABOVE = 8 << 20
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _request(name: str, fmt: str, prepared: FormatPrepared,
+             metadata: Mapping[str, str] | None, timestamp: bool,
+             release: str | None) -> dict[str, Any]:
+    """The signing request of one file, as /sign, /sign-upload and /sign-batch take it."""
     request: dict[str, Any] = {"artifact_name": name, "format": fmt,
                                "digest_algorithm": prepared.digest_algorithm.value,
                                "digest": prepared.digest.hex(),
@@ -201,21 +256,22 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
                                "params": prepared.params, "timestamp": timestamp}
     if release is not None:
         request["release"] = release
-    scan: Mapping[str, Any] | None = None
-    if upload:
-        with progress("uploading", path) as bar:
-            result = client.sign_upload(ref, path, request, bar)
-    else:
-        result = client.sign_digest(ref, prepared.digest_algorithm.value,
-                                    prepared.digest.hex(), name, dict(metadata or {}),
-                                    timestamp, fmt, prepared.params, release)
-    if is_request(result):
-        result = await_result(client, result, wait, on_pending)
-    if upload:
-        scan = result["receipt"].get("scan") or {}
-        if on_scan is not None:
-            on_scan(scan)
-    out = output or (path if side.embedded else path.with_name(path.name + side.suffix))
+    return request
+
+
+def default_output(path: Path, fmt: str) -> Path:
+    """Where a signing of ``path`` goes without -o: the file itself for formats that sign
+    in place, else beside it with the format's suffix."""
+    side = formats.client(fmt)
+    return path if side.embedded else path.with_name(path.name + side.suffix)
+
+
+def write_result(path: Path, fmt: str, prepared: FormatPrepared, result: Mapping[str, Any],
+                 out: Path, scan: Mapping[str, Any] | None = None) -> SignedFile:
+    """Write a signing's ``result`` (the server's answer) for ``path``: the signature (or
+    the signed file) at ``out``, and beside it what has no other home. Each file is written
+    atomically."""
+    side = formats.client(fmt)
     side.finish(path, prepared, base64.b64decode(result["signature"]), out)
     pem_path = tsr_path = None
     if result.get("certificate"):  # one-time key: the only place its certificate lives
