@@ -101,10 +101,14 @@ def sign_script(token: str, tmp: Path, timestamp: bool = False) -> Path:
     return script
 
 
-def run_wrk(url: str, script: Path, clients: int, duration: int) -> Result:
-    """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures."""
+def run_wrk(url: str, script: Path, clients: int, duration: int,
+            timeout: int | None = None) -> Result:
+    """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures
+    (``timeout``: seconds before wrk counts a request as failed; its default is 2)."""
+    extra = [f"--timeout={timeout}s"] if timeout else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", *extra, "-s",
+         str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
 
