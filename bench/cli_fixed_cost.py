@@ -4,8 +4,10 @@ Starts `signgate serve` (SQLite) on a fresh data directory with an ecdsa-p256 ke
 runs, interleaved N times each: ``signgate sign FILE --key … --format raw`` (with and
 without the default timestamp) against it, and ``openssl dgst -sha256 -sign key.pem`` of
 the same file with a local P-256 key (the peer: what signing costs with the key on the
-disk). Prints the median and p90 wall time of each, the ratio to openssl, the budget
-(0.15 s for the untimestamped raw signing) and the load average. Also times
+disk). Prints the median and p90 wall time of each, the median CPU time (user + system)
+of the command's own process (robust when other work shares the cores: wall time then
+includes waiting for a core and for the server), the ratio to openssl, the budget (0.15 s
+wall for the untimestamped raw signing) and the load average. Also times
 ``signgate --help`` (it must stay fast).
 
     python bench/cli_fixed_cost.py [-n 20]
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,10 +31,15 @@ from bench.sign_throughput import BIN, free_port, prepare, running
 BUDGET = 0.15
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and the child's CPU time (user + system) of one run of ``cmd``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -58,7 +66,7 @@ def main() -> None:
             cli_env = {**env, "SIGNGATE_URL": url, "SIGNGATE_TOKEN": token}
             sign = [str(BIN / "signgate"), "sign", str(one), "--key", "bench/release",
                     "--format", "raw"]
-            runs: dict[str, list[float]] = {
+            runs: dict[str, list[tuple[float, float]]] = {
                 "signgate sign --no-timestamp": [], "signgate sign (timestamped)": [],
                 "openssl dgst -sign": [], "signgate --help": []}
             commands = {
@@ -72,15 +80,20 @@ def main() -> None:
             for _ in range(args.n):
                 for name, command in commands.items():
                     runs[name].append(timed(command, cli_env))
-    peer = statistics.median(runs["openssl dgst -sign"])
+    def wall(name: str) -> list[float]:
+        return [w for w, _ in runs[name]]
+
+    peer = statistics.median(wall("openssl dgst -sign"))
     print(f"CLI fixed cost: 1-byte file, ecdsa-p256, {args.n} runs each (interleaved), "
           f"{os.cpu_count()} cores")
-    print(f"{'command':32} {'median s':>9} {'p90 s':>7} {'x openssl':>10}")
-    for name, times in runs.items():
+    print(f"{'command':32} {'median s':>9} {'p90 s':>7} {'cpu s':>6} {'x openssl':>10}")
+    for name in runs:
+        times = wall(name)
         p90 = statistics.quantiles(times, n=10)[-1] if len(times) >= 2 else times[0]
-        print(f"{name:32} {statistics.median(times):9.3f} {p90:7.3f} "
+        cpu = statistics.median(c for _, c in runs[name])
+        print(f"{name:32} {statistics.median(times):9.3f} {p90:7.3f} {cpu:6.3f} "
               f"{statistics.median(times) / peer:10.1f}")
-    untimestamped = statistics.median(runs["signgate sign --no-timestamp"])
+    untimestamped = statistics.median(wall("signgate sign --no-timestamp"))
     verdict = "within" if untimestamped <= BUDGET else "OVER"
     print(f"budget {BUDGET:.2f} s (signgate sign --no-timestamp): {verdict}; "
           f"load {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
