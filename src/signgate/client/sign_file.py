@@ -209,13 +209,15 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     with progress("hashing", path) as bar:
         prepared = side.prepare(path, digest, bar, lambda: _key_info(client, ref, one_time()))
     request = _request(name, fmt, prepared, metadata, timestamp, release)
+    # The format may have asked the policy while preparing (it names the key).
+    upload = upload or bool(policy is not None and policy["scan_required"])
     if not upload:
         try:
             result = client.sign_digest(ref, prepared.digest_algorithm.value,
                                         prepared.digest.hex(), name, dict(metadata or {}),
                                         timestamp, fmt, prepared.params, release)
         except SigngateError as exc:
-            if exc.code is not ErrorCode.SCAN_REQUIRED or policy is not None:
+            if exc.code is not ErrorCode.SCAN_REQUIRED:
                 raise
             upload = True  # the key signs only what signgate scanned: upload it
     if upload:
