@@ -155,7 +155,7 @@ def no_progress(_stage: str, _path: Path) -> AbstractContextManager[Progress | N
     return nullcontext(None)
 
 
-def _key_info(client: SigningApi, ref: str, one_time: bool) -> PublicKeyInfo:
+def current_key_info(client: SigningApi, ref: str, one_time: bool) -> PublicKeyInfo:
     """The key's current version, for formats whose signed data names the key."""
     if one_time:
         raise InvalidInput(f"{ref} is a one-time key: its key pair does not exist until it "
@@ -207,8 +207,9 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
         return bool(policy["one_time"])
 
     with progress("hashing", path) as bar:
-        prepared = side.prepare(path, digest, bar, lambda: _key_info(client, ref, one_time()))
-    request = _request(name, fmt, prepared, metadata, timestamp, release)
+        prepared = side.prepare(path, digest, bar,
+                                lambda: current_key_info(client, ref, one_time()))
+    request = signing_body(name, fmt, prepared, metadata, timestamp, release)
     # The format may have asked the policy while preparing (it names the key).
     upload = upload or bool(policy is not None and policy["scan_required"])
     if not upload:
@@ -247,9 +248,9 @@ def _size(path: Path) -> int:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def _request(name: str, fmt: str, prepared: FormatPrepared,
-             metadata: Mapping[str, str] | None, timestamp: bool,
-             release: str | None) -> dict[str, Any]:
+def signing_body(name: str, fmt: str, prepared: FormatPrepared,
+                 metadata: Mapping[str, str] | None, timestamp: bool,
+                 release: str | None) -> dict[str, Any]:
     """The signing request of one file, as /sign, /sign-upload and /sign-batch take it."""
     request: dict[str, Any] = {"artifact_name": name, "format": fmt,
                                "digest_algorithm": prepared.digest_algorithm.value,

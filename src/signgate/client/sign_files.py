@@ -26,13 +26,13 @@ from signgate.client.sign_file import (
     SignedFile,
     SigningApi,
     SigningPending,
-    _key_info,
-    _request,
     await_result,
+    current_key_info,
     default_output,
     is_request,
     no_progress,
     sign_file,
+    signing_body,
     write_result,
 )
 from signgate.crypto.algorithms import DigestAlgorithm
@@ -87,7 +87,7 @@ def sign_files(client: SigningApi, paths: Sequence[Path], ref: str, fmt: str = "
 
     def key() -> Any:  # fetched once, for formats whose signed data names the key
         if not key_info:
-            key_info.append(_key_info(client, ref, bool(policy["one_time"])))
+            key_info.append(current_key_info(client, ref, bool(policy["one_time"])))
         return key_info[0]
 
     prepared: list[Prepared] = []
@@ -95,7 +95,7 @@ def sign_files(client: SigningApi, paths: Sequence[Path], ref: str, fmt: str = "
         with progress("hashing", path) as bar:
             prepared.append(side.prepare(path, digest, bar, key))
         count("hashed", done, len(paths))
-    items = [_request(p.name, fmt, prep, metadata, timestamp, release)
+    items = [signing_body(p.name, fmt, prep, metadata, timestamp, release)
              for p, prep in zip(paths, prepared, strict=True)]
     answers: list[Mapping[str, Any]] = []
     for chunk in _chunks(items):
