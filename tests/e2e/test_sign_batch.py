@@ -220,3 +220,29 @@ def _two_files(server: Server) -> list[str]:
         (base / n).write_bytes(n.encode())
         paths.append(str(base / n))
     return paths
+
+
+@pytest.mark.parametrize("fmt", ["cms", "openpgp"])
+def test_other_detached_formats_sign_in_one_batch(server: Server, team: tuple[str, str, str],
+                                                  tmp_path: Path, fmt: str) -> None:
+    """CMS (the server assembles it with the chain) and OpenPGP (the client names the key,
+    fetched once for the batch): every file verifies with signgate's own verifier."""
+    ref, _ci, token = team
+    files = []
+    for i in range(3):
+        f = tmp_path / f"lib-{i}.tar.gz"
+        f.write_bytes(f"library {i}".encode() * 100)
+        files.append(f)
+    receipts = server.cli("sign", *map(str, files), "--key", ref, "--format", fmt, "--json",
+                          token=token).json()
+    assert len({r["log_size"] for r in receipts}) == 1  # one request, one commit
+    root = tmp_path / "root.pem"
+    root.write_text(server.cli("ca", "cert").stdout)
+    cert = tmp_path / "signer.pem"
+    cert.write_text(server.cli("key", "cert", ref).stdout)
+    for f, r in zip(files, receipts, strict=True):
+        assert r["format"] == fmt
+        extra = ["--certificate", str(cert)] if fmt == "openpgp" else []
+        verdict = server.cli("verify", str(f), "--signature", r["signature_file"], "--ca",
+                             str(root), *extra, "--json").json()
+        assert verdict["valid"] is True, verdict
