@@ -29,6 +29,7 @@ from signgate.errors import ErrorCode, Unavailable
 from signgate.service.context import Context, refusal_record
 from signgate.service.sign_request import SignOutcome, SignRequest
 from signgate.service.views import SignResult
+from signgate.transparency import merkle
 from signgate.transparency.note import split_note
 from signgate.transparency.proof import TlogProof, format_proofs
 
@@ -50,13 +51,13 @@ def prove(writer: AuditWriter, outcomes: Sequence[SignOutcome | Exception],
     """The inclusion of each signature of ``outcomes`` (by position) in the writer's tree
     as it is now: call it after the batch's last append, inside its transaction."""
     size = writer.tree.size
-    proofs: dict[int, Inclusion] = {}
-    for at, outcome in enumerate(outcomes):
-        if isinstance(outcome, SignResult):
-            index = outcome.receipt.audit_seq - 1
-            proofs[at] = Inclusion(index, writer.leaves[outcome.receipt.audit_seq],
-                                   tuple(writer.tree.inclusion(index, size)), size)
-    return proofs
+    signed = {at: outcome.receipt.audit_seq for at, outcome in enumerate(outcomes)
+              if isinstance(outcome, SignResult)}
+    # All of them at once: a batch's entries are neighbours, whose proofs share most
+    # of their hashes (merkle.prove_records computes each shared one once).
+    paths = merkle.prove_records(size, [seq - 1 for seq in signed.values()], writer.tree)
+    return {at: Inclusion(seq - 1, writer.leaves[seq], tuple(path), size)
+            for (at, seq), path in zip(signed.items(), paths, strict=True)}
 
 
 def reprove(ctx: Context, proofs: dict[int, Inclusion], size: int) -> dict[int, Inclusion]:
