@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 
 from signgate import __version__
 from signgate.api import batch, docs, log, openapi, problems, requests, scan, tsa, windows
+from signgate.api.fastsign import FastSign
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
@@ -94,4 +95,6 @@ def create_app(ctx: Context) -> Any:
     # TimeStampResp), not with a problem+json that a time-stamp client cannot read.
     limited = BodyLimit(app, ctx.settings.max_body_bytes,
                         lambda path: scan.is_upload(path) or path == tsa.PATH)
-    return BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)
+    timed = BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)
+    # The signing route answers in front of the framework (api/fastsign.py).
+    return FastSign(timed, ctx)

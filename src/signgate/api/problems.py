@@ -100,15 +100,20 @@ def allowed_methods(request: Request) -> str | None:
     return ", ".join(sorted(methods)) or None
 
 
+def error_response(exc: errors.SigngateError) -> JSONResponse:
+    """A signgate error as its problem+json response (also an ASGI application)."""
+    status, body, headers = describe(exc)
+    if status >= 500:
+        log.error("%s: %s", exc.code, exc)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.SigngateError)
     async def _signgate(_request: Request, exc: errors.SigngateError) -> JSONResponse:
-        status, body, headers = describe(exc)
-        if status >= 500:
-            log.error("%s: %s", exc.code, exc)
-        if status == 401:
-            headers["WWW-Authenticate"] = "Bearer"
-        return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,7 +5,7 @@ work (a commit) is a point of serialisation. Doing it per request makes its fixe
 ceiling. Instead, jobs queue up while a batch is in flight, and one writer thread hands
 the whole queue (up to ``max_batch``) to ``process`` in the next batch.
 
-This module knows nothing of signing or databases: ``process(jobs)`` returns one result
+This module knows nothing of signing or databases: ``process(jobs, more)`` returns one result
 or exception per job, in order, and is the one place the durable work happens. Waiters
 are threads (:meth:`GroupCommitter.submit`) or event loops
 (:meth:`GroupCommitter.submit_async`); none learns its outcome before ``process`` has
@@ -38,7 +38,7 @@ Result = TypeVar("Result")
 
 class _Waiter(Generic[Job, Result]):
     """One job and who waits for it: a thread (``future``) or a loop (``loop``+``waiter``).
-    A group (``jobs`` set) waits for the list of its jobs' outcomes instead."""
+    A group (``group``) waits for the list of its jobs' outcomes instead."""
 
     __slots__ = ("future", "group", "jobs", "loop", "waiter")
 
@@ -49,15 +49,12 @@ class _Waiter(Generic[Job, Result]):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiter: asyncio.Future[Any] | None = None
 
-    @property
-    def size(self) -> int:
-        return len(self.jobs)
-
 
 class GroupCommitter(Generic[Job, Result]):
     """A queue and the one thread that empties it into ``process``, batch by batch."""
 
-    def __init__(self, process: Callable[[Sequence[Job]], Sequence[Result | Exception]],
+    def __init__(self, process: Callable[[Sequence[Job], Callable[[], list[Job]]],
+                                         Sequence[Result | Exception]],
                  max_batch: int = 256, name: str = "signgate-committer") -> None:
         self._process = process
         self.max_batch = max_batch
@@ -66,6 +63,7 @@ class GroupCommitter(Generic[Job, Result]):
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._stop = False  # the close sentinel was taken with the current batch
 
     def submit(self, job: Job) -> Result:
         """``job``'s result once its batch has been processed (its exception, raised)."""
@@ -132,41 +130,57 @@ class GroupCommitter(Generic[Job, Result]):
             if first is None:
                 return
             batch = [first]
-            size = first.size
-            stop = False
-            while size < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-                size += nxt.size
+            self._stop = False
+            self._take(batch)
             _deliver(batch, self._outcomes(batch))
-            if stop:
+            if self._stop:
                 return
+
+    def _take(self, batch: list[_Waiter[Job, Result]]) -> list[Job]:
+        """Move what waits in the queue into ``batch`` (up to ``max_batch`` jobs; a group
+        whole); their jobs."""
+        taken: list[Job] = []
+        size = sum(len(w.jobs) for w in batch)
+        while size < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._stop = True
+                break
+            batch.append(nxt)
+            taken.extend(nxt.jobs)
+            size += len(nxt.jobs)
+        return taken
 
     def _outcomes(self, batch: list[_Waiter[Job, Result]]) -> Sequence[Any]:
         """``process``'s outcomes, one per waiter (a group's: the list of its jobs'); if
         it raises (or miscounts), every job gets that failure: none of them may think it
-        was done."""
-        jobs = [job for w in batch for job in w.jobs]
+        was done.
+
+        ``process`` may call the ``more`` it is given once it holds what serialises the
+        durable work (the chain's lock): the jobs that queued up while it waited join
+        the batch, so that writers taking turns commit large batches, not many small
+        ones. Their outcomes follow the first jobs', in order."""
         try:
-            outcomes = self._process(jobs)
-            if len(outcomes) != len(jobs):
-                raise RuntimeError(f"{len(outcomes)} outcomes for {len(jobs)} jobs")
+            outcomes = self._process([job for w in batch for job in w.jobs],
+                                     lambda: self._take(batch))
+            jobs = sum(len(w.jobs) for w in batch)  # with those ``more`` added
+            if len(outcomes) != jobs:
+                raise RuntimeError(f"{len(outcomes)} outcomes for {jobs} jobs")
         except Exception as exc:
-            log.exception("batch of %d jobs failed", len(jobs))
-            outcomes = [exc] * len(jobs)
-        if len(batch) == len(jobs):
+            jobs = sum(len(w.jobs) for w in batch)
+            log.exception("batch of %d jobs failed", jobs)
+            outcomes = [exc] * jobs
+        if not any(w.group for w in batch):
             return outcomes
         per_waiter: list[Any] = []
         at = 0
         for w in batch:
-            per_waiter.append(list(outcomes[at:at + w.size]) if w.group else outcomes[at])
-            at += w.size
+            n = len(w.jobs)
+            per_waiter.append(list(outcomes[at:at + n]) if w.group else outcomes[at])
+            at += n
         return per_waiter
 
 
