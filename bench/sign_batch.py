@@ -5,8 +5,9 @@ synchronous_commit=on), this starts `signgate serve` on a fresh data directory, 
 project, an ecdsa-p256 key and a CI identity with a signer grant, and lets N concurrent
 clients (wrk, keep-alive connections) POST batches of B digests (distinct artifact names)
 to the batch route for D seconds (20 by default: a batch takes about a second under
-load, and wrk counts only the requests completed within the run); then, as the peer measured in the same run against the
-same server, the same clients POST single digests to ``/sign``. Every signature of both is
+load, and wrk counts only the requests completed within the run); then, as the peer
+measured in the same run against the same server, 64 clients POST single digests to
+``/sign``. Every signature of both is
 authorised, signed and recorded in the audit log, committed durably, before its response
 is sent. Afterwards the signature report must hold one signature per item acknowledged
 (a 200 whose items were all signed: the first batch is checked item by item) and the audit
