@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from signgate import __version__
-from signgate.api import docs, log, openapi, problems, requests, scan, tsa, windows
+from signgate.api import batch, docs, log, openapi, problems, requests, scan, tsa, windows
 from signgate.api.fastsign import FastSign
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
@@ -72,6 +72,7 @@ def create_app(ctx: Context) -> Any:
     openapi.install(app)
     docs.install(app)
     app.include_router(router)
+    app.include_router(batch.router)
     app.include_router(public_router)
     app.include_router(tsa.router)
     app.include_router(log.router)
