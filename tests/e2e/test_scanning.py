@@ -314,7 +314,9 @@ def test_detached_uploads_read_the_file_once(server: Server, project: str, tmp_p
                                              fmt: str) -> None:
     """A detached format's upload is hashed as it is sent (no separate hashing pass, no
     client digest in the request); what signgate signed is compared with that digest, and
-    a signature over other bytes is never written."""
+    a signature over other bytes is never written. (An upload asked for, as for a file
+    above ASK_FIRST_ABOVE: a small file is hashed first and its digest offered, see
+    client/sign_file.py.)"""
     ref = new_key(server, project)
     path = artifact("raw", tmp_path)
     stages: list[str] = []
@@ -325,7 +327,7 @@ def test_detached_uploads_read_the_file_once(server: Server, project: str, tmp_p
         yield None
 
     with SigngateClient(server.url, server.admin_token) as client:
-        signed = client.sign_file(path, ref, fmt, progress=progress)
+        signed = client.sign_file(path, ref, fmt, progress=progress, upload=True)
     assert stages == ["uploading"]
     assert signed.receipt["digest"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert signed.signature_path.exists()
@@ -333,7 +335,7 @@ def test_detached_uploads_read_the_file_once(server: Server, project: str, tmp_p
 
     with SigngateClient(server.url, server.admin_token, transport=Tampering()) as client, \
             pytest.raises(InvalidInput) as info:
-        client.sign_file(path, ref, fmt)
+        client.sign_file(path, ref, fmt, upload=True)
     assert info.value.code == "digest_mismatch"
     assert "changed on the way" in str(info.value)
     assert not signed.signature_path.exists()
