@@ -9,6 +9,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from signgate.api.observe import note_of
 from signgate.service.context import Caller, Context
 
 
@@ -22,7 +23,7 @@ async def get_caller(request: Request) -> Caller:
     if scheme.lower() != "bearer" or not token.strip():
         token = ""
     address = request.client.host if request.client else None
-    return Caller(token.strip() or None, address)
+    return Caller(token.strip() or None, address, note_of(request.scope))
 
 
 Ctx = Annotated[Context, Depends(get_context)]

@@ -19,9 +19,12 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
+
+from signgate import metrics
 
 log = logging.getLogger("signgate.committer")
 
@@ -53,6 +56,11 @@ class GroupCommitter(Generic[Job, Result]):
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        # Batch sizes, the queue behind each batch and the batches' time: whether group
+        # commit is grouping (metrics.py).
+        self._sizes = metrics.BATCH_SIZE.labels(name)
+        self._depth = metrics.QUEUE_DEPTH.labels(name)
+        self._seconds = metrics.BATCH_SECONDS.labels(name)
 
     def submit(self, job: Job) -> Result:
         """``job``'s result once its batch has been processed (its exception, raised)."""
@@ -105,7 +113,12 @@ class GroupCommitter(Generic[Job, Result]):
                     stop = True
                     break
                 batch.append(nxt)
-            _deliver(batch, self._outcomes(batch))
+            self._sizes.observe(len(batch))
+            self._depth.set(self._queue.qsize())
+            started = time.perf_counter()
+            outcomes = self._outcomes(batch)
+            self._seconds.observe(time.perf_counter() - started)
+            _deliver(batch, outcomes)
             if stop:
                 return
 
