@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import logging
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,31 +132,37 @@ def test_generated_ids_are_unique() -> None:
     assert len(ids) == 50
 
 
-def test_the_access_log_line() -> None:
-    stream = io.StringIO()
-    log = logging.getLogger("signgate.test-access")
-    log.handlers = [logging.StreamHandler(stream)]
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
+def test_the_access_log_line(tmp_path: Path) -> None:
     async def authenticated(scope: Any, receive: Any, send: Any) -> None:
         note = observe.note_of(scope)
         assert note is not None
-        note.identity = "ci-build"  # what Caller.noted does once the token is known
+        note.identity = "ci-büild"  # what Caller.noted does once the token is known
         observe.name_route(scope, "/x/{y}")
         await send({"type": "http.response.start", "status": 403, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    app = observe.Observe(authenticated, timed=False, access_log=log)
-    call(app, "/x/secret", method="POST",
-         headers=[(b"authorization", b"Bearer sgt_not-in-the-log"),
-                  (b"x-request-id", b"abc-123")])
-    line = json.loads(stream.getvalue())
+    path = tmp_path / "access.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        app = observe.Observe(authenticated, timed=False, access_log=observe.AccessLog(fd))
+        for p in ("/x/secret", '/x/"quoted"\n\u2028'):
+            call(app, p, method="POST",
+                 headers=[(b"authorization", b"Bearer sgt_not-in-the-log"),
+                          (b"x-request-id", b"abc-123")])
+    finally:
+        os.close(fd)
+    text = path.read_text("ascii")  # non-ASCII is escaped
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert len(lines) == 2
+    line = lines[0]
     assert line == {"time": line["time"], "request_id": "abc-123", "method": "POST",
                     "path": "/x/secret", "route": "/x/{y}", "status": 403,
-                    "duration_ms": line["duration_ms"], "identity": "ci-build",
+                    "duration_ms": line["duration_ms"], "identity": "ci-büild",
                     "remote": "192.0.2.7"}
-    assert "sgt_" not in stream.getvalue()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+    assert isinstance(line["duration_ms"], float)
+    assert lines[1]["path"] == '/x/"quoted"\n\u2028'  # one line, whatever the path holds
+    assert "sgt_" not in text
 
 
 def test_committed_records_are_counted_without_invented_keys() -> None:

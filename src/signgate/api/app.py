@@ -112,4 +112,4 @@ def create_app(ctx: Context) -> Any:
     idle = BodyIdleTimeout(limited, settings.http_body_idle_timeout_seconds)
     # Outermost: every request gets its id and is timed, whoever answers it.
     return observe.Observe(idle, timed=settings.metrics != "off",
-                           access_log=observe.access_logger() if settings.access_log else None)
+                           access_log=observe.AccessLog() if settings.access_log else None)

@@ -115,8 +115,12 @@ class Context:
             commit_started = time.perf_counter()
         commit_seconds = time.perf_counter() - commit_started
         writer.committed()
-        # Counted once on the record: the metrics never count what was rolled back.
-        committed(writer.appended, commit_seconds)
+        # Counted once on the record: the metrics never count what was rolled back. A
+        # failure to count never turns a committed transaction into an error.
+        try:
+            committed(writer.appended, commit_seconds)
+        except Exception:
+            log.exception("counting a committed transaction in the metrics failed")
 
     @staticmethod
     def audit_writer(session: Session) -> AuditWriter:
