@@ -200,3 +200,17 @@ def test_key_labels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [metrics.key_label(f"p/k{i}") for i in range(5)] == [
         "p/k0", "p/k1", "p/k2", metrics.OTHER_KEY, metrics.OTHER_KEY]
     assert metrics.key_label("p/k1") == "p/k1"  # one already named stays named
+
+
+def test_a_forked_process_makes_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, then out
+        os.write(write, observe.new_request_id())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100)
+    os.close(read)
+    mine = observe.new_request_id()
+    assert child.split(b"-")[0] != mine.split(b"-")[0]

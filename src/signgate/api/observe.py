@@ -45,12 +45,21 @@ MAX_PATH = 2048  # characters of a path written to the access log
 _SAFE_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
-_PREFIX = secrets.token_hex(6)  # this process's request ids: unique across processes
+_prefix = secrets.token_hex(6)  # this process's request ids: unique across processes
 _counter = itertools.count(1)
 
 
+def _forked() -> None:
+    """A forked worker (a pre-forking server) gets a prefix of its own."""
+    global _prefix, _counter
+    _prefix, _counter = secrets.token_hex(6), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def new_request_id() -> bytes:
-    return f"{_PREFIX}-{next(_counter):x}".encode()
+    return f"{_prefix}-{next(_counter):x}".encode()
 
 
 def request_id(scope: Scope) -> bytes:
