@@ -65,8 +65,8 @@ BATCH_SECONDS = Histogram(
     ["committer"], buckets=_COMMIT_BUCKETS)
 QUEUE_DEPTH = Gauge(
     "signgate_group_commit_queue_depth",
-    "Jobs waiting behind the batch a group committer took last (summed over live worker "
-    "processes).",
+    "Jobs that queued up while a group committer's last batch was processed (summed over "
+    "live worker processes).",
     ["committer"], multiprocess_mode="livesum")
 COMMIT_SECONDS = Histogram(
     "signgate_db_commit_seconds",

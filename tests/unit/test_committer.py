@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,11 +23,16 @@ class Recorder:
         self.gate.set()
         self.entered = threading.Event()
         self.fail_batch = False
+        # Take what queued up once past the gate, as the signing pipeline does once it
+        # holds the chain's lock.
+        self.drain = False
 
-    def __call__(self, jobs: Sequence[int]) -> list[int | Exception]:
+    def __call__(self, jobs: Sequence[int],
+                 more: Callable[[], list[int]] = list) -> list[int | Exception]:
         self.entered.set()
         self.gate.wait(10)
-        self.batches.append(list(jobs))
+        jobs = [*jobs, *(more() if self.drain else [])]
+        self.batches.append(jobs)
         if self.fail_batch:
             raise OSError("commit lost")
         return [ValueError(f"negative {j}") if j < 0 else 2 * j for j in jobs]
@@ -70,6 +75,42 @@ def test_jobs_queued_behind_a_batch_form_one_batch() -> None:
     assert [len(b) for b in rec.batches] == [1, 8, 8, 4]
 
 
+def test_jobs_queued_while_a_batch_waits_for_its_lock_join_it() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    rec.drain = True
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=8)
+    with ThreadPoolExecutor(21) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)  # the first batch (one job) waits for its "lock"
+        rest = [pool.submit(committer.submit, i) for i in range(1, 21)]
+        wait_queued(committer, 20)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert [f.result(5) for f in rest] == [2 * i for i in range(1, 21)]
+    committer.close()
+    assert [len(b) for b in rec.batches] == [8, 8, 5]  # 1 + 7 joined, then the rest
+
+
+def test_a_failing_batch_fails_the_jobs_that_joined_it() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    rec.drain = True
+    rec.fail_batch = True
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=8)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        rest = [pool.submit(committer.submit, i) for i in range(1, 4)]
+        wait_queued(committer, 3)
+        rec.gate.set()
+        for f in [first, *rest]:
+            with pytest.raises(OSError, match="commit lost"):
+                f.result(5)
+    committer.close()
+    assert rec.batches == [[0, 1, 2, 3]]
+
+
 def test_a_refused_job_fails_alone() -> None:
     committer: GroupCommitter[int, int] = GroupCommitter(Recorder())
     try:
@@ -98,7 +139,7 @@ def test_a_failing_process_fails_every_waiter_of_its_batch() -> None:
 
 
 def test_a_miscounting_process_fails_the_batch() -> None:
-    committer: GroupCommitter[int, int] = GroupCommitter(lambda jobs: [])
+    committer: GroupCommitter[int, int] = GroupCommitter(lambda jobs, more: [])
     with pytest.raises(RuntimeError, match="0 outcomes for 1 jobs"):
         committer.submit(1)
     committer.close()

@@ -21,6 +21,7 @@ from signgate.transparency.merkle import (
     leaf_hash,
     node_hash,
     prove_record,
+    prove_records,
     prove_tree,
     split_stored_hash_index,
     stored_hash_count,
@@ -247,6 +248,24 @@ def test_tree_hashes_and_proofs_read_log_n_stored_hashes(size: int,
         reader = CountingReader(big_tree)
         stored_hashes(size, b"next", reader)
         assert reader.hashes <= bound
+
+
+@pytest.mark.parametrize(("size", "batch"), [(1, 1), (7, 3), (256, 64), (65_537, 256),
+                                             (100_000, 100)])
+def test_a_batchs_proofs_are_read_at_once_and_verify(size: int, batch: int,
+                                                     big_tree: MemoryHashStore) -> None:
+    """A signing batch's entries are the last ``batch`` leaves of the tree its checkpoint
+    signs: their proofs, made together, read the stored hashes once, and each verifies
+    against the root like a proof made alone (RFC 9162 §2.1.3.2)."""
+    root = tree_hash(size, big_tree)
+    leaves = [*range(size - batch, size), 0]
+    reader = CountingReader(big_tree)
+    proofs = prove_records(size, leaves, reader)
+    assert reader.calls == 1
+    assert reader.hashes <= 2 * batch + 2 * size.bit_length()
+    for n, proof in zip(leaves, proofs, strict=True):
+        assert verify_inclusion(n, size, leaf_hash(n.to_bytes(4, "big")), proof, root)
+        assert proof == prove_record(size, n, big_tree)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from signgate.api import (
     tsa,
     windows,
 )
+from signgate.api.fastsign import FastSign
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
@@ -110,6 +111,8 @@ def create_app(ctx: Context) -> Any:
     limited = BodyLimit(app, settings.max_body_bytes,
                         lambda path: scan.is_upload(path) or path == tsa.PATH)
     idle = BodyIdleTimeout(limited, settings.http_body_idle_timeout_seconds)
+    # The signing route answers in front of the framework (api/fastsign.py).
+    signing = FastSign(idle, ctx)
     # Outermost: every request gets its id and is timed, whoever answers it.
-    return observe.Observe(idle, timed=settings.metrics != "off",
+    return observe.Observe(signing, timed=settings.metrics != "off",
                            access_log=observe.AccessLog() if settings.access_log else None)

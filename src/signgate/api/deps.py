@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from signgate.api.observe import note_of
 from signgate.service.context import Caller, Context
@@ -18,12 +19,22 @@ async def get_context(request: Request) -> Context:
 
 
 async def get_caller(request: Request) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    return caller_from(request.scope)
+
+
+def caller_from(scope: Scope) -> Caller:
+    """The bearer token (if any) and the client's address of an ASGI request."""
+    header = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value
+            break
+    scheme, _, token = header.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         token = ""
-    address = request.client.host if request.client else None
-    return Caller(token.strip() or None, address, note_of(request.scope))
+    client = scope.get("client")
+    # The note: who the token turns out to be, for the access log (api/observe.py).
+    return Caller(token.strip() or None, client[0] if client else None, note_of(scope))
 
 
 Ctx = Annotated[Context, Depends(get_context)]

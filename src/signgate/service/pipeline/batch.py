@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError, Unavailable
@@ -140,9 +140,13 @@ class Pipeline:
         if self.webhook is not None:
             self.webhook.close()
 
-    def process(self, requests: Sequence[SignRequest]) -> list[SignOutcome | Exception]:
-        """One transaction for ``requests``: an outcome for each, in order."""
+    def process(self, requests: Sequence[SignRequest],
+                more: Callable[[], list[SignRequest]] = list,
+                ) -> list[SignOutcome | Exception]:
+        """One transaction for ``requests`` and, once it holds the chain's lock, for what
+        ``more`` adds (what queued up meanwhile): an outcome for each, in order."""
         ctx = self.ctx
+        requests = list(requests)
         outcomes: list[SignOutcome | Exception] = []
         held: list[RequestView] = []
         # Failed authentications recorded in this batch's transaction: if it does not
@@ -151,6 +155,9 @@ class Pipeline:
         try:
             with ctx.transaction() as session:
                 writer = ctx.audit_writer(session)
+                # Another process's batch may have held the lock: what queued up while
+                # this one waited for it joins (one commit, not two).
+                requests.extend(more())
                 self._cache.valid_at(writer.seq)
                 work = Work(ctx, session, self._cache)
                 for request in requests:

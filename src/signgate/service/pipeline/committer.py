@@ -5,7 +5,7 @@ work (a commit) is a point of serialisation. Doing it per request makes its fixe
 ceiling. Instead, jobs queue up while a batch is in flight, and one writer thread hands
 the whole queue (up to ``max_batch``) to ``process`` in the next batch.
 
-This module knows nothing of signing or databases: ``process(jobs)`` returns one result
+This module knows nothing of signing or databases: ``process(jobs, more)`` returns one result
 or exception per job, in order, and is the one place the durable work happens. Waiters
 are threads (:meth:`GroupCommitter.submit`) or event loops
 (:meth:`GroupCommitter.submit_async`); none learns its outcome before ``process`` has
@@ -47,7 +47,8 @@ class _Waiter(Generic[Job, Result]):
 class GroupCommitter(Generic[Job, Result]):
     """A queue and the one thread that empties it into ``process``, batch by batch."""
 
-    def __init__(self, process: Callable[[Sequence[Job]], Sequence[Result | Exception]],
+    def __init__(self, process: Callable[[Sequence[Job], Callable[[], list[Job]]],
+                                         Sequence[Result | Exception]],
                  max_batch: int = 256, name: str = "signgate-committer") -> None:
         self._process = process
         self.max_batch = max_batch
@@ -56,6 +57,7 @@ class GroupCommitter(Generic[Job, Result]):
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._stop = False  # the close sentinel was taken with the current batch
         # Batch sizes, the queue behind each batch and the batches' time: whether group
         # commit is grouping (metrics.py).
         self._sizes = metrics.BATCH_SIZE.labels(name)
@@ -103,30 +105,42 @@ class GroupCommitter(Generic[Job, Result]):
             if first is None:
                 return
             batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._sizes.observe(len(batch))
-            self._depth.set(self._queue.qsize())
+            self._stop = False
+            self._take(batch)
             started = time.perf_counter()
-            outcomes = self._outcomes(batch)
+            outcomes = self._outcomes(batch)  # the batch may grow while it waits (more)
             self._seconds.observe(time.perf_counter() - started)
+            self._sizes.observe(len(batch))
+            self._depth.set(self._queue.qsize())  # what queued up behind it meanwhile
             _deliver(batch, outcomes)
-            if stop:
+            if self._stop:
                 return
+
+    def _take(self, batch: list[_Waiter[Job, Result]]) -> list[Job]:
+        """Move what waits in the queue into ``batch`` (up to ``max_batch``); their jobs."""
+        taken: list[Job] = []
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._stop = True
+                break
+            batch.append(nxt)
+            taken.append(nxt.job)
+        return taken
 
     def _outcomes(self, batch: list[_Waiter[Job, Result]]) -> Sequence[Result | Exception]:
         """``process``'s outcomes; if it raises (or miscounts), the batch's waiters all
-        get that failure: none of them may think its job was done."""
+        get that failure: none of them may think its job was done.
+
+        ``process`` may call the ``more`` it is given once it holds what serialises the
+        durable work (the chain's lock): the jobs that queued up while it waited join
+        the batch, so that writers taking turns commit large batches, not many small
+        ones. Their outcomes follow the first jobs', in order."""
         try:
-            outcomes = self._process([w.job for w in batch])
+            outcomes = self._process([w.job for w in batch], lambda: self._take(batch))
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} jobs")
         except Exception as exc:

@@ -50,21 +50,20 @@ def prove(writer: AuditWriter, outcomes: Sequence[SignOutcome | Exception],
     """The inclusion of each signature of ``outcomes`` (by position) in the writer's tree
     as it is now: call it after the batch's last append, inside its transaction."""
     size = writer.tree.size
-    proofs: dict[int, Inclusion] = {}
-    for at, outcome in enumerate(outcomes):
-        if isinstance(outcome, SignResult):
-            index = outcome.receipt.audit_seq - 1
-            proofs[at] = Inclusion(index, writer.leaves[outcome.receipt.audit_seq],
-                                   tuple(writer.tree.inclusion(index, size)), size)
-    return proofs
+    signed = {at: outcome.receipt.audit_seq for at, outcome in enumerate(outcomes)
+              if isinstance(outcome, SignResult)}
+    paths = writer.tree.inclusions([seq - 1 for seq in signed.values()], size)
+    return {at: Inclusion(seq - 1, writer.leaves[seq], tuple(path), size)
+            for (at, seq), path in zip(signed.items(), paths, strict=True)}
 
 
 def reprove(ctx: Context, proofs: dict[int, Inclusion], size: int) -> dict[int, Inclusion]:
     """The same entries' inclusion in the log's tree of ``size`` (a later checkpoint)."""
     with ctx.db.read(snapshot=True) as session:
         tree = LogTree(session.connection(), size, ctx.log_hashes)
-        return {at: Inclusion(i.index, i.leaf, tuple(tree.inclusion(i.index, size)), size)
-                for at, i in proofs.items()}
+        paths = tree.inclusions([i.index for i in proofs.values()], size)
+        return {at: Inclusion(i.index, i.leaf, tuple(path), size)
+                for (at, i), path in zip(proofs.items(), paths, strict=True)}
 
 
 def deliver(ctx: Context, requests: Sequence[SignRequest],
