@@ -103,10 +103,16 @@ def sign_script(token: str, tmp: Path, timestamp: bool = False) -> Path:
 
 def run_wrk(url: str, script: Path, clients: int, duration: int) -> Result:
     """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    return parse_wrk(subprocess.run(wrk_command(url, script, clients, duration),
+                                    capture_output=True, text=True, check=True).stdout)
+
+
+def wrk_command(url: str, script: Path, clients: int, duration: int) -> list[str]:
+    return ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script), url]
+
+
+def parse_wrk(out: str) -> Result:
+    """Requests/s, p50/p99 and failures from wrk's ``--latency`` output."""
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)

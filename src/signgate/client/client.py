@@ -374,18 +374,20 @@ class SigngateClient:
 
     # -- scanning -----------------------------------------------------------------------
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
-                    progress: Callable[[int], None] | None = None) -> Any:
-        """Upload ``path`` for signgate to scan, hash and sign (keys with scan required)."""
+                    progress: Callable[[int], None] | None = None,
+                    hasher: Any = None) -> Any:
+        """Upload ``path`` for signgate to scan, hash and sign (keys with scan required).
+        ``hasher`` (a ``hashlib`` object) is fed every byte as it is sent."""
         header = json.dumps(request, ensure_ascii=True, separators=(",", ":"))
         return self._upload(_key_path(ref) + "/sign-upload", path, progress,
-                            headers={"Signgate-Sign": header})
+                            hasher, headers={"Signgate-Sign": header})
 
     def scan_upload(self, path: Path, name: str,
                     progress: Callable[[int], None] | None = None) -> Any:
         return self._upload("/api/v1/scan", path, progress, params={"name": name})
 
     def _upload(self, api_path: str, path: Path, progress: Callable[[int], None] | None,
-                **kwargs: Any) -> Any:
+                hasher: Any = None, **kwargs: Any) -> Any:
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -394,6 +396,8 @@ class SigngateClient:
         def chunks() -> Iterator[bytes]:
             with path.open("rb") as f:
                 while chunk := f.read(UPLOAD_CHUNK):
+                    if hasher is not None:
+                        hasher.update(chunk)
                     if progress is not None:
                         progress(len(chunk))
                     yield chunk

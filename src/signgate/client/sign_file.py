@@ -6,6 +6,9 @@ sign a file the same way:
 1. ask the key's sign policy, so that a refusal comes before any hashing or uploading, and
    so that a key that requires a scan gets the file uploaded;
 2. let the format's client half ``prepare`` the file (the digest it signs, its parameters);
+   a detached format whose file is uploaded skips this: the file is hashed as it is read
+   for the upload, one read instead of two, and that digest is compared with the one
+   signgate signed before anything is written;
 3. sign: the digest only, or the whole file uploaded for signgate to scan and hash;
 4. let the format ``finish``: write the detached signature, or rewrite the file;
 5. write what has no other home: a one-time key's certificate (``OUT.pem``), a
@@ -19,6 +22,8 @@ bars and a library user stays quiet.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -30,8 +35,9 @@ from typing import Any, Protocol
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
 from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput
 from signgate.formats import registry as formats
-from signgate.formats.base import Progress, PublicKeyInfo
+from signgate.formats.base import Prepared, Progress, PublicKeyInfo
 from signgate.formats.files import write_atomic
+from signgate.formats.raw import DetachedDigest
 
 
 class SigningApi(Protocol):
@@ -48,7 +54,8 @@ class SigningApi(Protocol):
                     release: str | None = None) -> Any: ...
 
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
-                    progress: Callable[[int], None] | None = None) -> Any: ...
+                    progress: Callable[[int], None] | None = None,
+                    hasher: Any = None) -> Any: ...
 
     def get_request(self, request_id: str) -> Any: ...
 
@@ -144,6 +151,18 @@ class SignedFile:
         return dict(self.receipt) | extra
 
 
+def _signed_what_was_sent(name: str, hasher: Any, receipt: Mapping[str, Any]) -> bytes:
+    """The digest of the bytes uploaded, if it is the one signgate signed (else nothing is
+    written: the signature would not be over this file)."""
+    sent = hasher.hexdigest()
+    signed = str(receipt.get("digest", ""))
+    if not hmac.compare_digest(sent, signed.lower()):
+        raise InvalidInput(f"{name}: signgate signed {hasher.name} {signed}, but the bytes "
+                           f"uploaded hash to {sent}: they changed on the way; the "
+                           "signature is not written", code=ErrorCode.DIGEST_MISMATCH)
+    return bytes.fromhex(sent)
+
+
 def no_progress(_stage: str, _path: Path) -> AbstractContextManager[Progress | None]:
     """The progress callback of a caller that shows none."""
     return nullcontext(None)
@@ -191,26 +210,34 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     # Refused here exactly as the signing would be, before any hashing or uploading.
     policy = client.sign_policy(ref, name)
     upload = upload or bool(policy["scan_required"])
-    with progress("hashing", path) as bar:
-        prepared = side.prepare(path, digest, bar,
-                                lambda: _key_info(client, ref, bool(policy["one_time"])))
+    # A detached format signs the file's digest alone: an upload hashes it on the way out.
+    hasher = hashlib.new(digest.value) if upload and isinstance(side, DetachedDigest) else None
+    if hasher is None:
+        with progress("hashing", path) as bar:
+            prepared = side.prepare(path, digest, bar,
+                                    lambda: _key_info(client, ref, bool(policy["one_time"])))
+    else:
+        prepared = Prepared(digest, b"")
     request: dict[str, Any] = {"artifact_name": name, "format": fmt,
                                "digest_algorithm": prepared.digest_algorithm.value,
-                               "digest": prepared.digest.hex(),
                                "metadata": dict(metadata or {}),
                                "params": prepared.params, "timestamp": timestamp}
+    if hasher is None:  # the server compares it with its own digest of the upload
+        request["digest"] = prepared.digest.hex()
     if release is not None:
         request["release"] = release
     scan: Mapping[str, Any] | None = None
     if upload:
         with progress("uploading", path) as bar:
-            result = client.sign_upload(ref, path, request, bar)
+            result = client.sign_upload(ref, path, request, bar, hasher)
     else:
         result = client.sign_digest(ref, prepared.digest_algorithm.value,
                                     prepared.digest.hex(), name, dict(metadata or {}),
                                     timestamp, fmt, prepared.params, release)
     if is_request(result):
         result = await_result(client, result, wait, on_pending)
+    if hasher is not None:
+        prepared = Prepared(digest, _signed_what_was_sent(name, hasher, result["receipt"]))
     if upload:
         scan = result["receipt"].get("scan") or {}
         if on_scan is not None:
