@@ -101,10 +101,15 @@ def sign_script(token: str, tmp: Path, timestamp: bool = False) -> Path:
     return script
 
 
-def run_wrk(url: str, script: Path, clients: int, duration: int) -> Result:
-    """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures."""
-    return parse_wrk(subprocess.run(wrk_command(url, script, clients, duration),
-                                    capture_output=True, text=True, check=True).stdout)
+def run_wrk(url: str, script: Path, clients: int, duration: int,
+            timeout: int | None = None) -> Result:
+    """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures
+    (``timeout``: seconds before wrk counts a request as failed; its default is 2)."""
+    command = wrk_command(url, script, clients, duration)
+    if timeout:
+        command[1:1] = [f"--timeout={timeout}s"]
+    return parse_wrk(subprocess.run(command, capture_output=True, text=True,
+                                    check=True).stdout)
 
 
 def wrk_command(url: str, script: Path, clients: int, duration: int) -> list[str]:

@@ -365,8 +365,10 @@ def test_bad_uploads(server: Server, project: str, tmp_path: Path) -> None:
     assert cli.returncode == 7, cli
     assert "larger than the scan limit" in cli.stderr
     refusals = [e for e in signing_entries(server, ref) if e["subject"] == "big.bin"]
+    # The command line sends a small file's digest at once (one round trip, not two): the
+    # key's answer that it signs only scanned artifacts is on the record, then the upload.
     assert [e["details"]["code"] for e in refusals] == [
-        "artifact_too_large", "length_required", "artifact_too_large"]
+        "artifact_too_large", "length_required", "scan_required", "artifact_too_large"]
 
     # Not a PE for authenticode: the server's own examination refuses it.
     text = tmp_path / "notes.exe"

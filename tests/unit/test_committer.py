@@ -219,3 +219,74 @@ def test_a_cancelled_async_waiter_does_not_disturb_the_others() -> None:
 
     assert asyncio.run(run()) == 4
     committer.close()
+
+
+def test_a_group_is_one_batch_with_each_jobs_own_outcome() -> None:
+    rec = Recorder()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=8)
+    try:
+        outcomes = committer.submit_many([1, -2, 3, *range(10, 30)])
+        assert outcomes[0] == 2
+        assert outcomes[2] == 6
+        assert isinstance(outcomes[1], ValueError)  # returned, not raised
+        assert outcomes[3:] == [2 * i for i in range(10, 30)]
+        # Larger than max_batch, and still not split: one process call.
+        assert rec.batches == [[1, -2, 3, *range(10, 30)]]
+        assert committer.submit_many([]) == []
+    finally:
+        committer.close()
+
+
+def test_groups_and_single_jobs_queued_together_share_a_batch_unsplit() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=4)
+
+    async def group() -> list[int | Exception]:
+        return await committer.submit_many_async([100, 101, 102])
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        single = pool.submit(committer.submit, 1)
+        wait_queued(committer, 1)
+        from_loop = pool.submit(asyncio.run, group())
+        wait_queued(committer, 2)
+        from_thread = pool.submit(committer.submit_many, [200, 201, 202])
+        wait_queued(committer, 3)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert single.result(5) == 2
+        assert from_loop.result(5) == [200, 202, 204]
+        assert from_thread.result(5) == [400, 402, 404]
+    committer.close()
+    # 1 + 3 reaches max_batch 4: the second group waits whole for the next batch.
+    assert rec.batches == [[0], [1, 100, 101, 102], [200, 201, 202]]
+
+
+def test_a_failing_process_fails_every_job_of_a_group() -> None:
+    rec = Recorder()
+    rec.fail_batch = True
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+    outcomes = committer.submit_many([1, 2])
+    assert len(outcomes) == 2
+    assert all(isinstance(o, OSError) for o in outcomes)
+    committer.close()
+
+
+def test_a_group_of_one_still_gets_a_list() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        single = pool.submit(committer.submit, 1)
+        wait_queued(committer, 1)
+        group = pool.submit(committer.submit_many, [2])
+        wait_queued(committer, 2)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert single.result(5) == 2
+        assert group.result(5) == [4]
+    committer.close()

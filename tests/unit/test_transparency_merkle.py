@@ -333,3 +333,30 @@ def test_a_subtree_where_it_cannot_start_is_refused() -> None:
     part.add(leaf_hash(b"c"))
     with pytest.raises(ValueError, match="cannot start at leaf 1"):
         tree.extend(part.subtrees())
+
+
+def test_proofs_computed_together_are_each_leafs_own_proof() -> None:
+    """``prove_records`` (a signing batch's receipts) answers exactly what
+    ``prove_record`` answers leaf by leaf, with one read of the stored hashes."""
+    from signgate.transparency.merkle import prove_records
+
+    rng = random.Random(3)
+    leaves = [rng.randbytes(rng.randrange(0, 40)) for _ in range(300)]
+    store = tree(leaves)
+    reads = []
+
+    class Counting:
+        def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+            reads.append(len(indexes))
+            return store.read_hashes(indexes)
+
+    for size in (1, 2, 7, 8, 100, 255, 256, 257, 300):
+        for ns in ([0], [size - 1], list(range(max(0, size - 100), size)),
+                   sorted(rng.sample(range(size), min(size, 9))), [size - 1, 0, size - 1]):
+            reads.clear()
+            together = prove_records(size, ns, Counting())
+            assert together == [prove_record(size, n, store) for n in ns]
+            assert len(reads) == 1
+    with pytest.raises(InvalidInput):
+        prove_records(8, [3, 8], store)
+    assert prove_records(5, [], store) == []

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from signgate import __version__
 from signgate.api import (
+    batch,
     docs,
     log,
     metrics,
@@ -85,6 +86,7 @@ def create_app(ctx: Context) -> Any:
     openapi.install(app)
     docs.install(app)
     app.include_router(router)
+    app.include_router(batch.router)
     app.include_router(public_router)
     app.include_router(tsa.router)
     app.include_router(log.router)

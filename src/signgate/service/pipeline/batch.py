@@ -148,6 +148,16 @@ class Pipeline:
         """The same for an event loop: waits without holding a thread."""
         return await self._committer.submit_async(request)
 
+    def submit_many(self, requests: Sequence[SignRequest]) -> list[SignOutcome | Exception]:
+        """Each request's outcome (a refusal: its exception, returned), all decided in one
+        transaction: a batch signing costs one commit (``committer.submit_many``)."""
+        return self._committer.submit_many(requests)
+
+    async def submit_many_async(self, requests: Sequence[SignRequest],
+                                ) -> list[SignOutcome | Exception]:
+        """The same for an event loop."""
+        return await self._committer.submit_many_async(requests)
+
     def close(self) -> None:
         self._committer.close()
         if self.webhook is not None:
