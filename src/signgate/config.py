@@ -60,6 +60,8 @@ _DATABASES = ("sqlite", "postgresql")
 
 # The keys of a [stores.NAME] table (one kind of store so far: a PKCS#11 token).
 _STORE_KEYS = ("type", "module", "token", "pin_env", "pin_file")
+_SWITCH = {"1": True, "true": True, "on": True, "yes": True,
+           "0": False, "false": False, "off": False, "no": False}
 _STORE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 SOFT_STORE = "soft"
 
@@ -275,6 +277,19 @@ class Settings(BaseModel):
                     "with approval_webhook_url.",
         examples=["/etc/signgate/webhook.secret"],
         json_schema_extra=_rule("must be an absolute path"))
+    metrics: str = Field(
+        "token",
+        description="GET /metrics (Prometheus; see README, 'Observability'): 'token' "
+                    "answers callers whose token has an auditor or admin grant on '*' "
+                    "(the metrics name every key and how it is used), 'public' anyone, "
+                    "'off' nobody (404, and requests are not timed).",
+        json_schema_extra=_rule("must be 'token', 'public' or 'off'"))
+    access_log: bool = Field(
+        False,
+        description="One line per request on the server's standard error (JSON: time, "
+                    "request id, method, path, route, status, duration, identity, client "
+                    "address); 'serve --access-log' switches it on for one run.",
+        json_schema_extra=_rule("must be true or false", env="SIGNGATE_ACCESS_LOG"))
     default_store: str = Field(
         SOFT_STORE,
         description="Where new keys go (and the keys of 'signgate init'): 'soft', the "
@@ -344,6 +359,21 @@ class Settings(BaseModel):
         if policy not in ("refuse", "catch-up"):
             raise ValueError("unknown policy")
         return policy
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: str) -> str:
+        if value not in ("token", "public", "off"):
+            raise ValueError("unknown metrics access")
+        return value
+
+    @field_validator("access_log", mode="before")
+    @classmethod
+    def _switch(cls, value: object) -> object:
+        # From SIGNGATE_ACCESS_LOG (a string); config.toml gives a TOML boolean.
+        if isinstance(value, str) and value.lower() in _SWITCH:
+            return _SWITCH[value.lower()]
+        return value
 
     @field_validator("stores", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client.parser import text_string_to_metric_families
 
 from signgate.client.receipt_check import check_receipt
 from signgate.transparency.note import format_verifier_key, split_note
@@ -186,6 +187,13 @@ def test_refuse_withholds_the_signature_when_a_witness_is_down(
         assert withheld[0]["action"] == "signature.create"
         signed = next(e for e in entries if e["seq"] == withheld[0]["details"]["withheld_seq"])
         assert signed["details"]["signature_id"] == withheld[0]["details"]["signature_id"]
+        # The witnesses' answers are counted: both cosigned the first, one failed after.
+        with server.http() as c:
+            families = text_string_to_metric_families(c.get("/metrics").text)
+        answers = [(s.labels["outcome"], s.value) for f in families for s in f.samples
+                   if s.name == "signgate_witness_cosignatures_total"]
+        assert sum(v for o, v in answers if o == "cosigned") >= 2, answers
+        assert sum(v for o, v in answers if o != "cosigned") >= 1, answers
     finally:
         server.stop()
 

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from signgate.api.app import create_app
 from signgate.api.fastsign import FastSign, signing_route
+from signgate.api.observe import Observe
 from signgate.service import keys
 from tests.integration.test_service import Env, new_key
 
@@ -47,7 +48,9 @@ def apps(env: Env) -> tuple[TestClient, TestClient, Recorder, str]:
     new_key(env, name="quorum")
     keys.set_approval_policy(env.ctx, env.admin, "app/quorum", 1)
     signer = env.signer("ci", "app")
-    full = create_app(env.ctx)
+    outer = create_app(env.ctx)
+    assert isinstance(outer, Observe)  # request ids and metrics around everything
+    full = outer.app
     assert isinstance(full, FastSign)
     behind = Recorder(full.app)
     lean = FastSign(behind, env.ctx)

@@ -168,3 +168,27 @@ def test_a_key_of_a_token_no_longer_configured_names_its_scheme() -> None:
     assert registry.store_name("pkcs11:token=a;id=%01") == "hsm"
     assert registry.store_name("pkcs11:token=gone;id=%01") == "pkcs11"
     assert registry.store_name("soft:x") == "soft"
+
+
+def test_signings_are_timed_by_kind_of_store() -> None:
+    """signgate_keystore_sign_seconds by store kind (the URI scheme); failures apart."""
+    from prometheus_client import REGISTRY
+
+    def seen(name: str, store: str) -> float:
+        return REGISTRY.get_sample_value(name, {"store": store}) or 0.0
+
+    soft = SoftwareKeyStore(MASTER, InMemoryBlobs())
+    registry = KeyStoreRegistry(soft, BrokenHsm(OSError(5, "CKR_DEVICE_ERROR")),
+                                one_time=one_time_store(MASTER))
+    timed = {s: seen("signgate_keystore_sign_seconds_count", s)
+             for s in ("soft", "soft-once", "pkcs11")}
+    failed = seen("signgate_keystore_sign_failures_total", "pkcs11")
+    for one_time in (False, True, True):
+        g = registry.generate(KeyAlgorithm.ECDSA_P256, one_time=one_time)
+        registry.sign(KeyRef(g.uri, KeyAlgorithm.ECDSA_P256), DigestAlgorithm.SHA256, DIGEST)
+    with pytest.raises(KeyStoreError):
+        registry.sign(HSM_KEY, DigestAlgorithm.SHA256, DIGEST)
+    assert seen("signgate_keystore_sign_seconds_count", "soft") == timed["soft"] + 1
+    assert seen("signgate_keystore_sign_seconds_count", "soft-once") == timed["soft-once"] + 2
+    assert seen("signgate_keystore_sign_seconds_count", "pkcs11") == timed["pkcs11"]
+    assert seen("signgate_keystore_sign_failures_total", "pkcs11") == failed + 1

@@ -1,4 +1,5 @@
-"""The FastAPI application: routes, error mapping, body limit, health check."""
+"""The FastAPI application: routes, error mapping, body limit, health check, and around
+it all the request ids, latency metrics and access log (``observe.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,19 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from signgate import __version__
-from signgate.api import batch, docs, log, openapi, problems, requests, scan, tsa, windows
+from signgate.api import (
+    batch,
+    docs,
+    log,
+    metrics,
+    observe,
+    openapi,
+    problems,
+    requests,
+    scan,
+    tsa,
+    windows,
+)
 from signgate.api.fastsign import FastSign
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
@@ -54,6 +67,7 @@ def create_app(ctx: Context) -> Any:
             # After the last request: record what is only counted in memory (failed
             # authentications of the current window), stop the signing thread.
             await asyncio.to_thread(ctx.close)
+            metrics.process_ended()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -79,6 +93,9 @@ def create_app(ctx: Context) -> Any:
     app.include_router(scan.router)
     app.include_router(requests.router)
     app.include_router(windows.router)
+    settings = ctx.settings
+    if settings.metrics != "off":
+        app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
@@ -93,8 +110,11 @@ def create_app(ctx: Context) -> Any:
 
     # POST /tsa enforces its own, smaller limit and must refuse in RFC 3161's words (a
     # TimeStampResp), not with a problem+json that a time-stamp client cannot read.
-    limited = BodyLimit(app, ctx.settings.max_body_bytes,
+    limited = BodyLimit(app, settings.max_body_bytes,
                         lambda path: scan.is_upload(path) or path == tsa.PATH)
-    timed = BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)
+    idle = BodyIdleTimeout(limited, settings.http_body_idle_timeout_seconds)
     # The signing route answers in front of the framework (api/fastsign.py).
-    return FastSign(timed, ctx)
+    signing = FastSign(idle, ctx)
+    # Outermost: every request gets its id and is timed, whoever answers it.
+    return observe.Observe(signing, timed=settings.metrics != "off",
+                           access_log=observe.AccessLog() if settings.access_log else None)

@@ -10,6 +10,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from starlette.types import Scope
 
+from signgate.api.observe import note_of
 from signgate.service.context import Caller, Context
 
 
@@ -32,7 +33,8 @@ def caller_from(scope: Scope) -> Caller:
     if scheme.lower() != "bearer" or not token.strip():
         token = ""
     client = scope.get("client")
-    return Caller(token.strip() or None, client[0] if client else None)
+    # The note: who the token turns out to be, for the access log (api/observe.py).
+    return Caller(token.strip() or None, client[0] if client else None, note_of(scope))
 
 
 Ctx = Annotated[Context, Depends(get_context)]

@@ -26,6 +26,7 @@ from typing import Any, Final
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from signgate.api import observe
 from signgate.api.deps import caller_from
 from signgate.api.limits import send_problem
 from signgate.api.problems import error_response
@@ -37,6 +38,7 @@ from signgate.service.context import Context
 from signgate.service.views import RequestView, SignResult
 
 PREFIX: Final = "/api/v1/projects/"
+TEMPLATE: Final = PREFIX + "{project}/keys/{key}/sign"  # the FastAPI route's path
 _RESULT: Final = TypeAdapter(SignResult)
 _JSON: Final = [(b"content-type", b"application/json")]
 
@@ -92,6 +94,7 @@ class FastSign:
             await self.app(scope, _replay(body, receive), send)
             return
         project, key = route
+        observe.name_route(scope, TEMPLATE)  # the latency metrics' label, as FastAPI's
         request = parsed.to_service(caller_from(scope), project, key)
         try:
             outcome = await signing.sign_async(self.ctx, request)

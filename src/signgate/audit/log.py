@@ -62,6 +62,8 @@ class AuditWriter:
         # Whether every entry of this transaction records a refusal: such a transaction
         # may commit when the log key cannot sign its checkpoint (see Context.transaction).
         self.only_refusals = True
+        # This transaction's records, for whoever counts them once committed (metrics).
+        self.appended: list[Record] = []
         self.tree = LogTree(self._conn, head.tree_size, cache or HashCache())
         self._tree_at_start = head.tree_size
         if head.tree_size != head.seq:  # a database from before the log: build it now
@@ -82,6 +84,7 @@ class AuditWriter:
         entry_hash = sha256(leaf).hexdigest()
         self.tree.append(leaf)
         self.leaves[seq] = leaf
+        self.appended.append(record)
         self._rows.append({
             "seq": seq, "time": now, "actor": record.actor, "action": record.action.value,
             "outcome": record.outcome.value, "subject": record.subject,
@@ -109,6 +112,7 @@ class AuditWriter:
         if pending > len(self._rows):
             raise RuntimeError("audit entries were flushed after the mark")
         del self._rows[pending:]
+        del self.appended[len(self.appended) - (self.seq - seq):]
         for gone in range(seq + 1, self.seq + 1):
             self.leaves.pop(gone, None)
         self.tree.truncate(self.tree.size - (self.seq - seq))

@@ -118,11 +118,13 @@ def init(data_dir: Path, admin_name: str, public_url: str | None, store: str | N
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes.")
-@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option("--access-log/--no-access-log", default=None,
+              help="One JSON line per request on standard error, with its request id "
+                   "[default: config.toml's access_log, else off].")
 @_public_url_option("Replaces config.toml's public_url for this run [env: "
                     "SIGNGATE_PUBLIC_URL]; certificates naming another are re-issued.")
 @handles_errors
-def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool,
+def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool | None,
           public_url: str | None) -> None:
     """Run the API server (applies database migrations first)."""
     import uvicorn
@@ -131,6 +133,8 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool,
     from signgate.service.factory import build_context
 
     os.umask(0o077)
+    if access_log is not None:  # for this run; the workers read it from the environment
+        os.environ["SIGNGATE_ACCESS_LOG"] = "true" if access_log else "false"
     settings = load_settings(data_dir, public_url)
     ctx = build_context(settings)  # reads the master key: fail now, not on the first signing
     try:
@@ -148,16 +152,35 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool,
     if reissued:
         click.echo(f"re-issued {reissued} certificates for public_url {settings.public_url}",
                    err=True)
+    _metrics_dir(settings.data_dir, workers)
     os.environ["SIGNGATE_DATA_DIR"] = str(settings.data_dir)
     # The worker processes (and the app factory) load the settings again: same URL.
     os.environ["SIGNGATE_PUBLIC_URL"] = settings.public_url
     # http: uvicorn's httptools protocol with a header deadline (api/protocol.py); the body
     # deadline is ASGI middleware (api/limits.py). timeout_keep_alive stays uvicorn's 5 s.
     uvicorn.run("signgate.api.asgi:create", factory=True, host=host, port=port,
-                workers=workers, access_log=access_log, log_level="info",
+                # signgate's own access log (api/observe.py) has request ids, route
+                # templates and identities; uvicorn's is never on.
+                workers=workers, access_log=False, log_level="info",
                 server_header=False, http="signgate.api.protocol:DeadlineProtocol",
                 # Requests still running after this are cancelled (their spool removed).
                 timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+
+
+def _metrics_dir(data_dir: Path, workers: int) -> None:
+    """Several workers keep their metrics in files of DATA_DIR/metrics, which any of them
+    sums when scraped (prometheus_client's multiprocess mode: api/metrics.py). It is
+    emptied at every start: the counters of a new server begin at zero, as Prometheus
+    expects of a restarted process. It must be set before the workers import
+    prometheus_client; one worker is this process, which keeps them in memory."""
+    directory = data_dir / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    if workers > 1:
+        try:
+            directory.mkdir(mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {directory}: {exc.strerror}") from exc
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _set_public_url(data_dir: Path, public_url: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
@@ -43,6 +44,7 @@ from signgate.service.caller import Target as Target
 from signgate.service.checkpoints import Checkpointer
 from signgate.service.jwks import JwksCache
 from signgate.service.lifecycle import Stopping
+from signgate.service.observed import committed
 from signgate.service.sign_request import SigningPipeline
 from signgate.service.witnessing import Witnessing
 from signgate.store.db import Database
@@ -110,7 +112,15 @@ class Context:
                     log.error("the log key could not sign the checkpoint of size %d; its "
                               "refusal entries are committed unsigned until the next "
                               "checkpoint", writer.tree.size)
+            commit_started = time.perf_counter()
+        commit_seconds = time.perf_counter() - commit_started
         writer.committed()
+        # Counted once on the record: the metrics never count what was rolled back. A
+        # failure to count never turns a committed transaction into an error.
+        try:
+            committed(writer.appended, commit_seconds)
+        except Exception:
+            log.exception("counting a committed transaction in the metrics failed")
 
     @staticmethod
     def audit_writer(session: Session) -> AuditWriter:
@@ -216,6 +226,7 @@ def authenticate(session: Session, caller: Caller, clock: Clock) -> tuple[int, A
     if not found[1].enabled:
         raise AuthenticationFailed(identity=found[1].name)
     check_expiry(found[1], clock.now())
+    caller.noted(found[1].name)
     return found
 
 

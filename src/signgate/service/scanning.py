@@ -46,7 +46,7 @@ from signgate.formats.raw import DetachedDigest
 from signgate.policy import decide
 from signgate.policy.model import Actor
 from signgate.scan.outcome import ScanOutcome
-from signgate.service import spool
+from signgate.service import observed, spool
 from signgate.service.context import ANONYMOUS, Caller, Context, Target, refusal_record
 from signgate.service.records.denylist import denied as denied_hashes
 from signgate.service.records.keys import public_key_view, refuse_signer, split_ref
@@ -102,13 +102,17 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
             params: Mapping[str, str] | None = None,
             client_digest: str | None = None) -> tuple[ScanOutcome, bytes | None]:
     """Scan the spooled artifact and (for a signing) compute what its format signs."""
+    started = time.perf_counter()
     with ctx.db.read() as session:
         denied = denied_hashes(session)
     try:
         verdicts = ctx.scanners.scan(spooled.path, spooled.sha256, denied)
     except SigngateError as exc:
-        return ScanOutcome(spooled.sha256, spooled.size, error=exc), None
+        failed = ScanOutcome(spooled.sha256, spooled.size, error=exc)
+        observed.scanned(failed, time.perf_counter() - started)
+        return failed, None
     outcome = ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts))
+    observed.scanned(outcome, time.perf_counter() - started)
     if fmt is None or ref is None or outcome.findings:
         return outcome, None
     side = _bounded(ctx, formats.client(fmt))

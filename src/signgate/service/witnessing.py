@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import select, update
 
+from signgate import metrics
 from signgate.audit.tree import HashCache, LogTree
 from signgate.config import Settings
 from signgate.errors import Conflict, ErrorCode, SigngateError, Unavailable
@@ -188,27 +189,34 @@ class Witnessing:
 
     def _ask(self, witness: Witness, size: int, note: bytes,
              skip_down: bool) -> tuple[list[Signature], str]:
+        found, problem, outcome = self._answer(witness, size, note, skip_down)
+        metrics.WITNESS_COSIGNATURES.labels(witness.verifier.name, outcome).inc()
+        return found, problem
+
+    def _answer(self, witness: Witness, size: int, note: bytes,
+                skip_down: bool) -> tuple[list[Signature], str, str]:
+        """The cosignatures, the problem (if any) and the outcome the metrics count."""
         name = witness.verifier.name
         with self._lock:
             old = self._sizes.get(name, 0)
             down = self._down_until.get(name, 0.0) > time.monotonic()
         if skip_down and down:
             return [], (f"witness {name} did not answer lately (signing waits for it again "
-                        f"{DOWN_FOR:.0f} s after it last failed)")
+                        f"{DOWN_FOR:.0f} s after it last failed)"), "skipped"
         # Again after a 409 tells the witness's size (which other processes' batches may
         # keep moving while this one asks).
         for _ in range(5):
             if old > size:
                 with self._lock:
                     self._sizes[name] = max(old, self._sizes.get(name, 0))
-                return [], f"witness {name} has cosigned size {old}, past {size}"
+                return [], f"witness {name} has cosigned size {old}, past {size}", "past"
             try:
                 proof = self._consistency(old, size)
                 found = add_checkpoint(witness.url, witness.verifier, old, proof, note,
                                        http=self._http)
             except Conflict as exc:
                 if exc.code is not ErrorCode.WITNESS_SIZE_MISMATCH:
-                    return [], str(exc)
+                    return [], str(exc), exc.code.value
                 old = int(exc.details.get("size", 0))
                 continue
             except SigngateError as exc:
@@ -219,12 +227,13 @@ class Witnessing:
                     log.error("witness %s refuses checkpoint %d as inconsistent with what it "
                               "cosigned: the log's history differs from the witness's", name,
                               size)
-                return [], str(exc)
+                return [], str(exc), exc.code.value
             with self._lock:
                 self._sizes[name] = max(size, self._sizes.get(name, 0))
                 self._down_until.pop(name, None)
-            return found, ""
-        return [], f"witness {name} keeps answering with another size"
+            return found, "", "cosigned"
+        return ([], f"witness {name} keeps answering with another size",
+                ErrorCode.WITNESS_SIZE_MISMATCH.value)
 
     def _consistency(self, old: int, new: int) -> list[bytes]:
         if old == 0 or old == new:

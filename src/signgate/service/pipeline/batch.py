@@ -60,6 +60,7 @@ def sign_one(work: Work, request: SignRequest) -> SignOutcome:
         identity_id, actor = work.lookups.actor(request.caller, work.ctx.clock.now())
     except SigngateError as exc:
         raise Refusal(ANONYMOUS, exc) from exc
+    request.caller.noted(actor.name)  # for the access log
     approval: dict[str, Any] | None = None
     try:
         if request.approval_request is not None:

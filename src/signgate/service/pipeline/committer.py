@@ -26,9 +26,12 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
+
+from signgate import metrics
 
 log = logging.getLogger("signgate.committer")
 
@@ -64,6 +67,11 @@ class GroupCommitter(Generic[Job, Result]):
         self._lock = threading.Lock()
         self._closed = False
         self._stop = False  # the close sentinel was taken with the current batch
+        # Batch sizes, the queue behind each batch and the batches' time: whether group
+        # commit is grouping (metrics.py).
+        self._sizes = metrics.BATCH_SIZE.labels(name)
+        self._depth = metrics.QUEUE_DEPTH.labels(name)
+        self._seconds = metrics.BATCH_SECONDS.labels(name)
 
     def submit(self, job: Job) -> Result:
         """``job``'s result once its batch has been processed (its exception, raised)."""
@@ -132,7 +140,12 @@ class GroupCommitter(Generic[Job, Result]):
             batch = [first]
             self._stop = False
             self._take(batch)
-            _deliver(batch, self._outcomes(batch))
+            started = time.perf_counter()
+            outcomes = self._outcomes(batch)  # the batch may grow while it waits (more)
+            self._seconds.observe(time.perf_counter() - started)
+            self._sizes.observe(sum(len(w.jobs) for w in batch))  # jobs, not waiters
+            self._depth.set(self._queue.qsize())  # what queued up behind it meanwhile
+            _deliver(batch, outcomes)
             if self._stop:
                 return
 

@@ -66,6 +66,7 @@ def sign_early(ctx: Context, cache: Cache, requests: list[SignRequest]) -> Early
                 continue
             try:
                 identity_id, actor = work.lookups.actor(request.caller, ctx.clock.now())
+                request.caller.noted(actor.name)  # for the access log
                 authorized = authorize(work.lookups, request, identity_id, actor)
                 if not _plain(authorized, work):
                     continue
