@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,7 @@ from signgate.service.records.log import latest_checkpoint, log_key, log_tree
 from signgate.store.models import AuditEntry, SignatureRecord
 
 MAX_SIGNATURES = 100_000
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,18 @@ class BlastRadius:
     signatures: list[BlastRadiusEntry]
 
 
-def blast_radius(ctx: Context, caller: Caller, ref: str, since: datetime) -> BlastRadius:
+def blast_radius(ctx: Context, caller: Caller, ref: str, since: datetime,
+                 progress: Progress | None = None) -> BlastRadius:
+    """``progress`` (signatures proven, signatures found) is told as the proofs are made,
+    first once the caller is allowed (0 of 0): a hundred thousand take a while."""
     project, name = split_ref(ref)
 
     def run(session: Session, actor: Actor) -> BlastRadius:
         d = decide.may_read_audit_of(actor, project, ref)
         require(d.allowed, d.reason)
         visible_key(session, actor, project, name)  # exists, and the actor may see it
+        if progress is not None:
+            progress(0, 0)
         checkpoint = latest_checkpoint(session)
         signer = note_signer(ctx.keystores, log_key(session))
         tree = log_tree(ctx, session)
@@ -74,7 +81,9 @@ def blast_radius(ctx: Context, caller: Caller, ref: str, since: datetime) -> Bla
                    AuditEntry.time >= since, AuditEntry.seq <= checkpoint.size)
             .order_by(AuditEntry.seq).limit(MAX_SIGNATURES)).scalars().all()
         found = []
-        for e in rows:
+        for n, e in enumerate(rows):
+            if progress is not None and n % 1000 == 0:
+                progress(n, len(rows))
             leaf = entry_bytes(e.seq, time_text(e.time), e.actor, e.action, e.outcome,
                                e.subject, e.project, e.key_ref, e.details, e.prev_hash)
             proof = tree.inclusion(e.seq - 1, checkpoint.size)
@@ -84,6 +93,8 @@ def blast_radius(ctx: Context, caller: Caller, ref: str, since: datetime) -> Bla
                 d["key_version"], d["signature_id"], e.seq - 1,
                 base64.b64encode(leaf).decode(),
                 [base64.b64encode(h).decode() for h in proof]))
+        if progress is not None:
+            progress(len(rows), len(rows))
         return BlastRadius(ref, since, signer.name, signer.verifier.verifier_key,
                            checkpoint.note, found)
 
