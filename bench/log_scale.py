@@ -254,8 +254,8 @@ def explain_main(ctx: Context, statements: list[tuple[str, Any]]) -> str:
 def summary(plan: str) -> str:
     """Which indexes the plan reads, and whether it sorts the matches (O(matches)) or reads
     them in the page's order from an index and stops at the page's end (O(page))."""
-    used = sorted(set(re.findall(r"(?:USING (?:COVERING )?INDEX|Scan(?: Backward)? using) "
-                                 r"(\w+)", plan)))
+    used = sorted(set(re.findall(r"(?:USING (?:COVERING )?INDEX|Scan(?: Backward)? using|"
+                                 r"Bitmap Index Scan on) (\w+)", plan)))
     if "PRIMARY KEY" in plan or "INTEGER PRIMARY KEY" in plan:
         used.append("primary key")
     sorts = "TEMP B-TREE FOR ORDER BY" in plan or re.search(r"(?<!Incremental )Sort ", plan)
