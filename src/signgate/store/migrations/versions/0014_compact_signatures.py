@@ -68,6 +68,12 @@ def upgrade() -> None:
         after = rows[-1].audit_seq
     op.drop_table("signatures")
     op.rename_table("signatures_0014", "signatures")
+    if not sqlite:  # the names a table made as "signatures" has (SQLite's are unnamed)
+        for old_name, new_name in (
+                ("signatures_0014_pkey", "signatures_pkey"),
+                ("signatures_0014_key_version_id_fkey", "signatures_key_version_id_fkey"),
+                ("signatures_0014_identity_id_fkey", "signatures_identity_id_fkey")):
+            op.execute(f"ALTER TABLE signatures RENAME CONSTRAINT {old_name} TO {new_name}")
     op.create_index("ix_signatures_prefix", "signatures", ["signature_prefix"])
     op.create_index("ix_signatures_totals", "signatures",
                     ["key_version_id", "identity_id", "signed_at"])
