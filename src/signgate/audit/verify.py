@@ -117,14 +117,13 @@ def _check(rows: Iterable[Any], tree_size: int) -> _Range:
 Progress = Callable[[int, int], None]
 
 
-def _counted(rows: Any, progress: Progress | None, total: int) -> Iterator[Any]:
+def _counted(rows: Any, progress: Progress, total: int) -> Iterator[Any]:
     """The rows of a ``yield_per`` result, telling ``progress`` after each partition."""
     done = 0
     for part in rows.partitions():
         yield from part
         done += len(part)
-        if progress is not None:
-            progress(done, total)
+        progress(done, total)
 
 
 def verify_chain(session: Session, *, workers: int | None = None,
@@ -152,7 +151,9 @@ def verify_chain(session: Session, *, workers: int | None = None,
     else:
         conn = session.connection().execution_options(yield_per=5000)
         everything = _entries(conn.dialect.name).where(_table.c.seq <= head.seq)
-        ranges = [_check(_counted(conn.execute(everything), progress, head.seq), tree_size)]
+        rows = conn.execute(everything)
+        ranges = [_check(rows if progress is None else _counted(rows, progress, head.seq),
+                         tree_size)]
 
     tree = StreamingRoot()
     expected, prev, count = 1, GENESIS_HASH, 0
