@@ -11,7 +11,11 @@ a scan and the server examines the upload itself), then times:
   scan and its own prepare of the same JAR (`recompute`), the signature, the signed JAR;
 - `signgate verify` of the result against signgate's root (chains, timestamp, CRLs).
 
-    python bench/jar_entries.py [--entries 65000]
+With `--scaling 5000,20000,50000` it only times, in process, the client's prepare (the
+server's recompute of a scanned JAR is the same call) and the verifier at each count, and
+prints the CPU time per entry: flat when the work is linear in the entries.
+
+    python bench/jar_entries.py [--entries 65000] [--scaling 5000,20000,50000]
 """
 
 from __future__ import annotations
@@ -47,10 +51,73 @@ def timed(what: str, cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return seconds
 
 
+def scaling(counts: list[int], tmp: Path) -> None:
+    """CPU time per entry of the client's prepare (which the server's recompute of a
+    scanned JAR is) and of the verifier, at each count: flat when the work is linear."""
+    info = PublicKeyInfo("bench/jar", 1, KeyAlgorithm.ECDSA_P256, None, "",
+                         datetime.now(UTC))
+    per_entry: dict[str, list[float]] = {"prepare": [], "verify": []}
+    for n in counts:
+        source = tmp / f"many{n}.jar"
+        build(source, n)
+        start = time.process_time()
+        prepared = jar.CLIENT.prepare(source, DigestAlgorithm.SHA256, None, lambda: info)
+        prepare = time.process_time() - start
+        signed = tmp / f"signed{n}.jar"
+        jar.CLIENT.finish(source, prepared, _self_signed_block(prepared.digest), signed)
+        start = time.process_time()
+        jar.VERIFIER.verify(signed, None, ())
+        verify = time.process_time() - start
+        per_entry["prepare"].append(prepare / n * 1e6)
+        per_entry["verify"].append(verify / n * 1e6)
+        print(f"- {n:6d} entries: prepare {prepare:6.2f} s CPU ({prepare / n * 1e6:5.1f} "
+              f"us/entry), verify {verify:6.2f} s CPU ({verify / n * 1e6:5.1f} us/entry); "
+              f"load {os.getloadavg()[0]:.2f}")
+    for what, costs in per_entry.items():
+        print(f"  {what}: per-entry cost at {counts[-1]} / at {counts[0]} entries: "
+              f"{costs[-1] / costs[0]:.2f} (1.00 is linear)")
+
+
+def _self_signed_block(sf_digest: bytes) -> bytes:
+    """A CMS block over the .SF digest by a throwaway P-256 key and certificate (what the
+    server would send), so that the verifier has a whole signed JAR to check."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from signgate.crypto.algorithms import RsaPadding
+    from signgate.formats.base import Chain, FormatRequest, SignerKey
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now.replace(year=now.year + 1)).sign(key, hashes.SHA256()))
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    signer = SignerKey("bench/jar", 1, KeyAlgorithm.ECDSA_P256, RsaPadding.PKCS1V15,
+                       pem.decode(), now)
+    request = FormatRequest(DigestAlgorithm.SHA256, sf_digest, "many.jar", now)
+    tbs = jar.BUILDER.prepare(signer, request)
+    signature = key.sign(tbs.message, ec.ECDSA(hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return jar.BUILDER.assemble(signer, request, tbs, signature, Chain(der, ()), None)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--entries", type=int, default=65000)
+    p.add_argument("--scaling", default="",
+                   help="comma-separated entry counts (e.g. 5000,20000,50000): only time "
+                        "prepare and verify per entry, in process, at each count")
     args = p.parse_args()
+    if args.scaling:
+        with tempfile.TemporaryDirectory(prefix="signgate-jar-scaling-") as d:
+            print(f"JAR scaling: one-byte entries; {os.cpu_count()} cores")
+            scaling([int(n) for n in args.scaling.split(",")], Path(d))
+        return
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNGATE_")}
     with tempfile.TemporaryDirectory(prefix="signgate-jar-entries-") as d:
         tmp = Path(d)

@@ -5,10 +5,17 @@ One clamd (scripts/clamd.sh, signgate's own signatures; no official databases he
 both sides scan with the same small rule set) and one `signgate serve` with
 scan_clamd_socket set. Then, in one run:
 
-- `signgate sign FILE --key bench/scanned` on a random file of --size MB: upload (streamed),
-  spooling with SHA-256, clamd INSTREAM, the server's own digest, signing, timestamp and
-  audit entry; best of --runs;
-- `clamdscan --stream FILE` against the same clamd (the scan alone; best of --runs);
+- `signgate sign FILE --key bench/scanned` on a random file of --size MB: the command
+  line starting, upload (streamed, hashed as it is sent), spooling with SHA-256, clamd
+  handed the spooled file, signing, timestamp and audit entry;
+- `clamdscan --stream FILE` against the same clamd (the scan alone, the peer);
+- `clamdscan --fdpass FILE`: clamd's scan with no transfer at all (the floor of both);
+- `signgate sign` of a one-byte file: the command line's fixed cost (start, two requests);
+
+  --runs rounds of these four, interleaved so that each sees the same load of the shared
+  machine; best and median of each, the ratio to clamdscan --stream, MB/s, the CPU seconds
+  each process spent (the caller: the command line; signgate's server; clamd), and the
+  load average around them;
 - the server's peak RSS (VmHWM) after signing a --big-size MB file: memory must not grow
   with the artifact;
 - the server's peak RSS while --concurrent uploads of --concurrent-size MiB each are
@@ -17,7 +24,7 @@ scan_clamd_socket set. Then, in one run:
   --concurrent (no effective bound: the behaviour before the bound existed), 2 (the
   default) and 1.
 
-    python bench/scan_throughput.py [--size 200] [--big-size 2000] [--runs 3]
+    python bench/scan_throughput.py [--size 200] [--big-size 2000] [--runs 5]
                                     [--concurrent 8] [--concurrent-size 60] [--only-concurrent]
 """
 
@@ -25,13 +32,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -61,6 +71,36 @@ def best_of(runs: int, action: Callable[[], None]) -> float:
     return min(times)
 
 
+@dataclass(frozen=True)
+class Sample:
+    seconds: float  # wall
+    caller: float  # CPU seconds of the command run (signgate's CLI, or clamdscan)
+    server: float  # of signgate's server meanwhile
+    clamd: float  # of clamd meanwhile
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` so far (utime + stime, /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(action: Callable[[], None], server_pid: int, clamd_pid: int) -> Sample:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server, clamd = cpu_seconds(server_pid), cpu_seconds(clamd_pid)
+    started = time.perf_counter()
+    action()
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    caller = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    return Sample(seconds, caller, cpu_seconds(server_pid) - server,
+                  cpu_seconds(clamd_pid) - clamd)
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM of ``pid`` and its children (uvicorn serves in the process it starts)."""
     peak = 0
@@ -87,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=200, help="MB, for the throughput run")
     parser.add_argument("--big-size", type=int, default=2000, help="MB, for the memory run")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=8, help="uploads at once")
     parser.add_argument("--concurrent-size", type=int, default=60, help="MiB each")
     parser.add_argument("--only-concurrent", action="store_true",
@@ -134,12 +174,30 @@ def main() -> None:
             cli("grant", "add", "admin", "signer", "bench")
             cli("key", "create", "bench/scanned", "--scan", "required")
             artifact = random_file(tmp / "artifact.bin", args.size)
-            sign_s = best_of(args.runs, lambda: cli("sign", str(artifact), "--key",
-                                                    "bench/scanned", "--no-progress"))
+            one_byte = tmp / "one.bin"
+            one_byte.write_bytes(b"x")
             conf = clamd_dir / "clamd.conf"
-            scan_s = best_of(args.runs, lambda: subprocess.run(
-                ["clamdscan", "--stream", f"--config-file={conf}", "--no-summary",
-                 str(artifact)], check=True, capture_output=True))
+
+            def clamdscan(mode: str) -> None:
+                subprocess.run(["clamdscan", mode, f"--config-file={conf}", "--no-summary",
+                                str(artifact)], check=True, capture_output=True)
+
+            cases: dict[str, Callable[[], None]] = {
+                "sign": lambda: cli("sign", str(artifact), "--key", "bench/scanned",
+                                    "--no-progress"),
+                "stream": lambda: clamdscan("--stream"),
+                "fdpass": lambda: clamdscan("--fdpass"),
+                "sign1": lambda: cli("sign", str(one_byte), "--key", "bench/scanned",
+                                     "--no-progress"),
+            }
+            for action in cases.values():  # warm: page cache, clamd's engine, the server
+                action()
+            load_before = loadavg()
+            runs: dict[str, list[Sample]] = {name: [] for name in cases}
+            for _ in range(args.runs):
+                for name, action in cases.items():
+                    runs[name].append(measure(action, server_pid, clamd.pid))
+            load_after = loadavg()
             rss_before = peak_rss_mb(server_pid)
             artifact.unlink()
             big = random_file(tmp / "big.bin", args.big_size)
@@ -153,10 +211,29 @@ def main() -> None:
         clamd.wait(20)
         shutil.rmtree(tmp, ignore_errors=True)
     mb = args.size * (1 << 20) / 1e6
-    print(f"artifact {args.size} MiB, random data; clamd with signgate's signatures only")
-    print(f"  signgate sign (upload + scan + sign): {sign_s:.2f} s  {mb / sign_s:7.1f} MB/s")
-    print(f"  clamdscan --stream (scan only):       {scan_s:.2f} s  {mb / scan_s:7.1f} MB/s")
-    print(f"  ratio signgate / clamdscan: {sign_s / scan_s:.2f}")
+    print(f"artifact {args.size} MiB, random data; clamd with signgate's signatures only; "
+          f"{args.runs} interleaved runs; load average {load_before} before, {load_after} "
+          f"after ({os.cpu_count()} cores)")
+    labels = {"sign": "signgate sign (upload + scan + sign)",
+              "stream": "clamdscan --stream (the peer)",
+              "fdpass": "clamdscan --fdpass (clamd's scan alone)",
+              "sign1": "signgate sign of a 1-byte file (fixed cost)"}
+    print(f"  {'':44} {'best s':>7} {'median':>7} {'MB/s':>7}   CPU s: caller  server  clamd")
+    for name, label in labels.items():
+        best = min(runs[name], key=lambda r: r.seconds)
+        median = statistics.median(r.seconds for r in runs[name])
+        rate = f"{mb / best.seconds:7.1f}" if name != "sign1" else f"{'':7}"
+        cpu = (f"{statistics.median(r.caller for r in runs[name]):6.2f} "
+               f"{statistics.median(r.server for r in runs[name]):7.2f} "
+               f"{statistics.median(r.clamd for r in runs[name]):6.2f}")
+        print(f"  {label:44} {best.seconds:7.2f} {median:7.2f} {rate}   {'':7}{cpu}")
+
+    def ratio(pick: Callable[[list[float]], float]) -> float:
+        return (pick([r.seconds for r in runs["sign"]])
+                / pick([r.seconds for r in runs["stream"]]))
+
+    print(f"  ratio signgate / clamdscan --stream: {ratio(min):.2f} (best), "
+          f"{ratio(statistics.median):.2f} (median)")
     big_mb = args.big_size * (1 << 20) / 1e6
     print(f"big artifact {args.big_size} MiB: signed in {big_s:.1f} s "
           f"({big_mb / big_s:.1f} MB/s)")

@@ -101,12 +101,23 @@ def sign_script(token: str, tmp: Path, timestamp: bool = False) -> Path:
     return script
 
 
-def run_wrk(url: str, script: Path, clients: int, duration: int) -> Result:
-    """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+def run_wrk(url: str, script: Path, clients: int, duration: int,
+            timeout: int | None = None) -> Result:
+    """Run wrk against ``url`` with ``script``; requests/s, p50/p99 and failures
+    (``timeout``: seconds before wrk counts a request as failed; its default is 2)."""
+    command = wrk_command(url, script, clients, duration)
+    if timeout:
+        command[1:1] = [f"--timeout={timeout}s"]
+    return parse_wrk(subprocess.run(command, capture_output=True, text=True,
+                                    check=True).stdout)
+
+
+def wrk_command(url: str, script: Path, clients: int, duration: int) -> list[str]:
+    return ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(script), url]
+
+
+def parse_wrk(out: str) -> Result:
+    """Requests/s, p50/p99 and failures from wrk's ``--latency`` output."""
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)

@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Verifiers the tests run against what signgate produces (openssl, the JDK's jarsigner,
 # osslsigncode, gpg and sqop), mingw to build real Windows executables to sign, Node.js for
-# the Sigstore verifier, the PostgreSQL server, and SoftHSM2 (the PKCS#11 token of the HSM tests).
+# the Sigstore verifier, the PostgreSQL server, SoftHSM2 (the PKCS#11 token of the HSM tests),
+# and gcc for the optional C sum of the PE checksum (formats/_pe_checksum.c; without it the
+# install goes on, pure Python sums, and the test of the C sum is skipped).
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
-                 gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2)
+                 gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()

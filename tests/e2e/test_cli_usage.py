@@ -79,7 +79,7 @@ def test_mistyped_commands_and_options(args: list[str], suggestion: str) -> None
 def test_help_is_unchanged() -> None:
     r = run("sign", "--help")
     assert r.returncode == 0
-    assert r.stdout.startswith("Usage: signgate sign [OPTIONS] FILE\n")
+    assert r.stdout.startswith("Usage: signgate sign [OPTIONS] FILE...\n")
     assert "--format" in r.stdout
     assert len(r.stdout.splitlines()) > 10
     r = run("key")  # a group without its command: its help, as before

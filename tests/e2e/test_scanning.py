@@ -9,6 +9,7 @@ budget, and slow clients are disconnected.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -24,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from signgate.client import SigngateClient
+from signgate.errors import InvalidInput
 from tests.conftest import unique
 from tests.support.clamd import EICAR, Clamd, start_clamd
 from tests.support.pe import hello_exe
@@ -287,6 +290,60 @@ def test_a_client_digest_is_never_signed(server: Server, project: str) -> None:
     assert entries[0]["details"]["code"] == "digest_mismatch"
 
 
+class Tampering(httpx.BaseTransport):
+    """A network that flips one bit of an upload on its way to signgate (the client hashes
+    what it sends; signgate hashes, scans and signs what arrives)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/sign-upload"):
+            assert isinstance(request.stream, httpx.SyncByteStream)
+            body = b"".join(request.stream)
+            request = httpx.Request(request.method, request.url, headers=request.headers,
+                                    content=body[:-1] + bytes([body[-1] ^ 1]))
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("fmt", ["raw", "cms"])
+def test_detached_uploads_read_the_file_once(server: Server, project: str, tmp_path: Path,
+                                             fmt: str) -> None:
+    """A detached format's upload is hashed as it is sent (no separate hashing pass, no
+    client digest in the request); what signgate signed is compared with that digest, and
+    a signature over other bytes is never written."""
+    ref = new_key(server, project)
+    path = artifact("raw", tmp_path)
+    stages: list[str] = []
+
+    @contextlib.contextmanager
+    def progress(stage: str, _path: Path) -> Iterator[None]:
+        stages.append(stage)
+        yield None
+
+    with SigngateClient(server.url, server.admin_token) as client:
+        signed = client.sign_file(path, ref, fmt, progress=progress)
+    assert stages == ["uploading"]
+    assert signed.receipt["digest"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert signed.signature_path.exists()
+    signed.signature_path.unlink()
+
+    with SigngateClient(server.url, server.admin_token, transport=Tampering()) as client, \
+            pytest.raises(InvalidInput) as info:
+        client.sign_file(path, ref, fmt)
+    assert info.value.code == "digest_mismatch"
+    assert "changed on the way" in str(info.value)
+    assert not signed.signature_path.exists()
+    # signgate signed (and recorded) exactly the bytes it received and scanned.
+    altered = path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 1])
+    entry = signing_entries(server, ref)[-1]
+    assert entry["details"]["digest"] == hashlib.sha256(altered).hexdigest()
+    assert entry["details"]["scan"]["artifact_sha256"] == hashlib.sha256(altered).hexdigest()
+
+
 def test_bad_uploads(server: Server, project: str, tmp_path: Path) -> None:
     ref = new_key(server, project)
     # Declared too large: answered before a byte of the body is even sent.
@@ -308,8 +365,10 @@ def test_bad_uploads(server: Server, project: str, tmp_path: Path) -> None:
     assert cli.returncode == 7, cli
     assert "larger than the scan limit" in cli.stderr
     refusals = [e for e in signing_entries(server, ref) if e["subject"] == "big.bin"]
+    # The command line sends a small file's digest at once (one round trip, not two): the
+    # key's answer that it signs only scanned artifacts is on the record, then the upload.
     assert [e["details"]["code"] for e in refusals] == [
-        "artifact_too_large", "length_required", "artifact_too_large"]
+        "artifact_too_large", "length_required", "scan_required", "artifact_too_large"]
 
     # Not a PE for authenticode: the server's own examination refuses it.
     text = tmp_path / "notes.exe"

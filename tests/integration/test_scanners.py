@@ -69,11 +69,33 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(INFECTED))
-def test_eicar_is_found(clamd: Clamd, tmp_path: Path, name: str) -> None:
-    verdict = clamd.scanner().scan_path(write(tmp_path, name, INFECTED[name]))
+@pytest.mark.parametrize("pass_fd", [True, False], ids=["fildes", "instream"])
+def test_eicar_is_found(clamd: Clamd, tmp_path: Path, name: str, pass_fd: bool) -> None:
+    """Handed the file (FILDES, what scan_path does) or streamed its bytes (INSTREAM), clamd
+    finds the same."""
+    scanner = ClamdScanner(clamd.socket, pass_fd=pass_fd)
+    verdict = scanner.scan_path(write(tmp_path, name, INFECTED[name]))
     assert not verdict.clean
     assert len(verdict.findings) == 1
     assert verdict.findings[0] in EICAR_FOUND
+    assert scanner.pass_fd is pass_fd  # this clamd takes descriptors: no fallback
+
+
+def test_clamd_reads_the_file_it_is_handed_whole(clamd: Clamd, tmp_path: Path) -> None:
+    """FILDES scans the whole file whatever the descriptor's offset, and needs no access to
+    its path: the file may be gone from its directory by the time clamd reads it."""
+    path = write(tmp_path, "late.bin", os.urandom(3 << 20) + EICAR)
+    scanner = clamd.scanner()
+    assert scanner.scan_path(path).findings[0] in EICAR_FOUND
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, 0, os.SEEK_END)
+        path.unlink()
+        reply = scanner._command(b"FILDES", fd=fd)
+    finally:
+        os.close(fd)
+    assert reply.startswith("fd["), reply
+    assert reply.endswith("UNOFFICIAL FOUND"), reply
 
 
 def test_eicar_in_a_pe_overlay_is_found(clamd: Clamd, tmp_path: Path) -> None:
@@ -132,8 +154,12 @@ def test_stopped_clamd_is_unavailable(small_clamd: Clamd, tmp_path: Path) -> Non
         scan_all([scanner], artifact)
 
 
-def test_over_stream_max_length_is_refused(small_clamd: Clamd, tmp_path: Path) -> None:
-    scanner = small_clamd.scanner()
+@pytest.mark.parametrize("pass_fd", [True, False], ids=["fildes", "instream"])
+def test_over_stream_max_length_is_refused(small_clamd: Clamd, tmp_path: Path,
+                                           pass_fd: bool) -> None:
+    """Over MaxFileSize (FILDES) or StreamMaxLength (INSTREAM), both 1 MiB for this clamd:
+    the same refusal, not a clean verdict on the first MiB."""
+    scanner = ClamdScanner(small_clamd.socket, pass_fd=pass_fd)
     assert scanner.scan_path(write(tmp_path, "small.bin", os.urandom(900_000))).clean
     big = write(tmp_path, "big.bin", os.urandom(3 << 20))
     with pytest.raises(PayloadTooLarge) as info:

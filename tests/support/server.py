@@ -130,12 +130,13 @@ def start_server(data_dir: Path, database_url: str | None, *, workers: int = 1,
     )
     server = Server(f"http://127.0.0.1:{port}", data_dir, database_url, token, proc, log_path,
                     env)
-    deadline = time.monotonic() + 30
+    # Generous: on a busy 2-core machine a server with several workers can take long.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"signgate serve exited: {log_path.read_text()}")
         try:
-            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(server.url + "/healthz", timeout=5).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,11 +23,16 @@ class Recorder:
         self.gate.set()
         self.entered = threading.Event()
         self.fail_batch = False
+        # Take what queued up once past the gate, as the signing pipeline does once it
+        # holds the chain's lock.
+        self.drain = False
 
-    def __call__(self, jobs: Sequence[int]) -> list[int | Exception]:
+    def __call__(self, jobs: Sequence[int],
+                 more: Callable[[], list[int]] = list) -> list[int | Exception]:
         self.entered.set()
         self.gate.wait(10)
-        self.batches.append(list(jobs))
+        jobs = [*jobs, *(more() if self.drain else [])]
+        self.batches.append(jobs)
         if self.fail_batch:
             raise OSError("commit lost")
         return [ValueError(f"negative {j}") if j < 0 else 2 * j for j in jobs]
@@ -70,6 +75,42 @@ def test_jobs_queued_behind_a_batch_form_one_batch() -> None:
     assert [len(b) for b in rec.batches] == [1, 8, 8, 4]
 
 
+def test_jobs_queued_while_a_batch_waits_for_its_lock_join_it() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    rec.drain = True
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=8)
+    with ThreadPoolExecutor(21) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)  # the first batch (one job) waits for its "lock"
+        rest = [pool.submit(committer.submit, i) for i in range(1, 21)]
+        wait_queued(committer, 20)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert [f.result(5) for f in rest] == [2 * i for i in range(1, 21)]
+    committer.close()
+    assert [len(b) for b in rec.batches] == [8, 8, 5]  # 1 + 7 joined, then the rest
+
+
+def test_a_failing_batch_fails_the_jobs_that_joined_it() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    rec.drain = True
+    rec.fail_batch = True
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=8)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        rest = [pool.submit(committer.submit, i) for i in range(1, 4)]
+        wait_queued(committer, 3)
+        rec.gate.set()
+        for f in [first, *rest]:
+            with pytest.raises(OSError, match="commit lost"):
+                f.result(5)
+    committer.close()
+    assert rec.batches == [[0, 1, 2, 3]]
+
+
 def test_a_refused_job_fails_alone() -> None:
     committer: GroupCommitter[int, int] = GroupCommitter(Recorder())
     try:
@@ -98,7 +139,7 @@ def test_a_failing_process_fails_every_waiter_of_its_batch() -> None:
 
 
 def test_a_miscounting_process_fails_the_batch() -> None:
-    committer: GroupCommitter[int, int] = GroupCommitter(lambda jobs: [])
+    committer: GroupCommitter[int, int] = GroupCommitter(lambda jobs, more: [])
     with pytest.raises(RuntimeError, match="0 outcomes for 1 jobs"):
         committer.submit(1)
     committer.close()
@@ -177,4 +218,75 @@ def test_a_cancelled_async_waiter_does_not_disturb_the_others() -> None:
         return await kept
 
     assert asyncio.run(run()) == 4
+    committer.close()
+
+
+def test_a_group_is_one_batch_with_each_jobs_own_outcome() -> None:
+    rec = Recorder()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=8)
+    try:
+        outcomes = committer.submit_many([1, -2, 3, *range(10, 30)])
+        assert outcomes[0] == 2
+        assert outcomes[2] == 6
+        assert isinstance(outcomes[1], ValueError)  # returned, not raised
+        assert outcomes[3:] == [2 * i for i in range(10, 30)]
+        # Larger than max_batch, and still not split: one process call.
+        assert rec.batches == [[1, -2, 3, *range(10, 30)]]
+        assert committer.submit_many([]) == []
+    finally:
+        committer.close()
+
+
+def test_groups_and_single_jobs_queued_together_share_a_batch_unsplit() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec, max_batch=4)
+
+    async def group() -> list[int | Exception]:
+        return await committer.submit_many_async([100, 101, 102])
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        single = pool.submit(committer.submit, 1)
+        wait_queued(committer, 1)
+        from_loop = pool.submit(asyncio.run, group())
+        wait_queued(committer, 2)
+        from_thread = pool.submit(committer.submit_many, [200, 201, 202])
+        wait_queued(committer, 3)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert single.result(5) == 2
+        assert from_loop.result(5) == [200, 202, 204]
+        assert from_thread.result(5) == [400, 402, 404]
+    committer.close()
+    # 1 + 3 reaches max_batch 4: the second group waits whole for the next batch.
+    assert rec.batches == [[0], [1, 100, 101, 102], [200, 201, 202]]
+
+
+def test_a_failing_process_fails_every_job_of_a_group() -> None:
+    rec = Recorder()
+    rec.fail_batch = True
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+    outcomes = committer.submit_many([1, 2])
+    assert len(outcomes) == 2
+    assert all(isinstance(o, OSError) for o in outcomes)
+    committer.close()
+
+
+def test_a_group_of_one_still_gets_a_list() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    committer: GroupCommitter[int, int] = GroupCommitter(rec)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(committer.submit, 0)
+        assert rec.entered.wait(5)
+        single = pool.submit(committer.submit, 1)
+        wait_queued(committer, 1)
+        group = pool.submit(committer.submit_many, [2])
+        wait_queued(committer, 2)
+        rec.gate.set()
+        assert first.result(5) == 0
+        assert single.result(5) == 2
+        assert group.result(5) == [4]
     committer.close()

@@ -89,6 +89,37 @@ def test_signed_copy_layout_and_checksum(tmp_path: Path) -> None:
     assert pe.certificate_table(again)[1] == blob
 
 
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "read-write"])
+def test_kept_copy_is_the_signed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      kernel_copy: bool) -> None:
+    """The copy a signing keeps (made by the kernel and read mapped, or read and written
+    where the file system cannot) becomes exactly the signed file: the same bytes, digest
+    and checksum as a signed copy made afresh from the source, over several chunks, with
+    an old certificate table dropped; a refused signing leaves no copy behind."""
+    monkeypatch.setattr(pe, "CHUNK", 1 << 16)
+    if not kernel_copy:
+        monkeypatch.delattr(pe.os, "copy_file_range")
+    exe = hello_exe(tmp_path / "hello.exe", random.Random(5).randbytes(300_001))
+    signed = tmp_path / "signed.exe"
+    pe.write_signed(exe, pe.image_digest(exe, DigestAlgorithm.SHA256), b"\x30\x00", signed)
+    before = set(tmp_path.iterdir())
+    kept = pe.image_digest(signed, DigestAlgorithm.SHA256, keep_copy=True)
+    assert kept.copy is not None
+    assert kept.copy.path.stat().st_size == kept.layout.content_end  # old table dropped
+    fresh = pe.image_digest(signed, DigestAlgorithm.SHA256)
+    assert (kept.digest, kept.layout) == (fresh.digest, fresh.layout)
+    assert kept.checksum.value(1) == fresh.checksum.value(1)
+    blob = b"\x30\x03\x02\x01\x07"
+    pe.write_signed(signed, kept, blob, tmp_path / "a.exe")
+    pe.write_signed(signed, fresh, blob, tmp_path / "b.exe")
+    assert (tmp_path / "a.exe").read_bytes() == (tmp_path / "b.exe").read_bytes()
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "a.exe", tmp_path / "b.exe"}
+    refused = pe.image_digest(signed, DigestAlgorithm.SHA256, keep_copy=True)
+    assert refused.copy is not None
+    refused.copy.discard()
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "a.exe", tmp_path / "b.exe"}
+
+
 def test_checksum_of_chunks_at_any_offset() -> None:
     rng = random.Random(7)
     data = bytes(rng.getrandbits(8) for _ in range(5001))
@@ -101,6 +132,47 @@ def test_checksum_of_chunks_at_any_offset() -> None:
     ones = pe._Checksum()
     ones.add(b"\xff\xff" * 3, 0)  # a non-zero multiple of 0xFFFF stays 0xFFFF
     assert ones.value(0) == reference_checksum(b"\xff\xff" * 3, 100) - 6 == 0xFFFF
+
+
+SUMS = [pytest.param(pe._sum_mod_python, id="python"),
+        pytest.param(pe._sum_mod, id="c", marks=pytest.mark.skipif(
+            not pe.ACCELERATED, reason="formats/_pe_checksum.c was not built"))]
+
+
+@pytest.mark.parametrize("sum_mod", SUMS)
+def test_word_sums_agree_with_the_definition(sum_mod: object) -> None:
+    """Both sums (the C loop and its pure-Python fallback) are int.from_bytes modulo
+    0xFFFF, 0xFFFF for a non-zero multiple: every length (the 1 to 3 tail bytes of a
+    32-bit word), buffers past the C loop's 4 MiB fold, and bytes, memoryview slices."""
+    assert callable(sum_mod)
+    rng = random.Random(11)
+
+    def expected(data: bytes) -> int:
+        value = int.from_bytes(data, "little")
+        return (value % 0xFFFF or 0xFFFF) if value else 0
+
+    for n in [*range(0, 70), 16383, 16384, 16385, 100_003]:
+        data = rng.randbytes(n)
+        assert sum_mod(data) == expected(data), n
+    big = rng.randbytes((9 << 20) + 3)
+    assert sum_mod(big) == expected(big)
+    assert sum_mod(memoryview(big)[5:(4 << 20) + 17]) == expected(big[5:(4 << 20) + 17])
+    assert sum_mod(b"\0" * 4097) == 0
+    assert sum_mod(b"\xff" * ((4 << 20) + 2)) == 0xFFFF  # non-zero, a multiple of 0xFFFF
+    assert sum_mod(b"\xff\xff\0") == 0xFFFF
+
+
+@pytest.mark.parametrize("sum_mod", SUMS)
+def test_checksum_with_either_sum(monkeypatch: pytest.MonkeyPatch, sum_mod: object) -> None:
+    """The PE checksum of chunks at odd and even offsets is the word-by-word one, whichever
+    sum runs."""
+    monkeypatch.setattr(pe, "_sum_mod", sum_mod)
+    rng = random.Random(3)
+    data = rng.randbytes(70_001)
+    summed = pe._Checksum()
+    for start, end in [(0, 1), (1, 16_385), (16_385, 16_386), (16_386, 70_001)]:
+        summed.add(memoryview(data)[start:end], start)
+    assert summed.value(len(data)) == reference_checksum(data, len(data) + 10)
 
 
 def synthetic_pe32(directories: int = 16) -> bytes:

@@ -1,9 +1,11 @@
 """The clamd client against a fake clamd on a Unix socket: the wire format it sends, how it
-reads each reply, and every way of not getting a verdict."""
+reads each reply, and every way of not getting a verdict. (The real clamd answers the same
+commands in tests/integration/test_scanners.py.)"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import struct
 import threading
@@ -29,6 +31,7 @@ class FakeClamd:
         self.commands: list[bytes] = []
         self.streams: list[list[int]] = []  # INSTREAM chunk lengths, terminator included
         self.received: list[bytes] = []
+        self.passed: list[bytes] = []  # FILDES: the content of each file handed over
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         self.sock.listen()
@@ -67,6 +70,19 @@ class FakeClamd:
             if limit is not None and len(data) > limit:
                 return False
 
+    def read_fd(self, conn: socket.socket) -> bool:
+        """Receive FILDES's descriptor and read the whole file through it, as clamd does;
+        False if no descriptor came."""
+        _, fds, _, _ = socket.recv_fds(conn, 1, 4)
+        if not fds:
+            return False
+        with os.fdopen(fds[0], "rb") as f:
+            f.seek(0)
+            self.passed.append(f.read())
+        for extra in fds[1:]:
+            os.close(extra)
+        return True
+
     def close(self) -> None:
         self.sock.close()
 
@@ -95,7 +111,11 @@ def fake(tmp_path: Path) -> Iterator[Callable[[Handler], FakeClamd]]:
         s.close()
 
 
-def replying(scan_reply: bytes, fake_server: list[FakeClamd]) -> Handler:
+def replying(scan_reply: bytes, fake_server: list[FakeClamd], fildes: str) -> Handler:
+    """Answers PING, VERSION, INSTREAM and FILDES with ``scan_reply``, as clamd does for
+    both (``stream:`` becomes ``fd[<n>]:`` for FILDES). ``fildes``: "yes"; "unknown", a
+    clamd built without descriptor passing; "dropped", one behind a proxy that passes the
+    byte but not the descriptor."""
     def handler(conn: socket.socket, command: bytes) -> None:
         if command == b"zVERSION\0":
             conn.sendall(VERSION)
@@ -104,14 +124,76 @@ def replying(scan_reply: bytes, fake_server: list[FakeClamd]) -> Handler:
         elif command == b"zINSTREAM\0":
             fake_server[0].read_stream(conn)
             conn.sendall(scan_reply)
+        elif command == b"zFILDES\0" and fildes == "dropped":  # behind a socket proxy
+            conn.recv(1)
+            conn.sendall(b"No file descriptor received. ERROR\0")
+        elif command == b"zFILDES\0" and fildes == "yes":
+            fake_server[0].read_fd(conn)
+            conn.sendall(scan_reply.replace(b"stream: ", b"fd[9]: ", 1))
+        else:
+            conn.sendall(b"UNKNOWN COMMAND\0")
     return handler
 
 
-def serve(fake: Callable[[Handler], FakeClamd], scan_reply: bytes) -> FakeClamd:
+def serve(fake: Callable[[Handler], FakeClamd], scan_reply: bytes,
+          fildes: str = "yes") -> FakeClamd:
     holder: list[FakeClamd] = []
-    server = fake(replying(scan_reply, holder))
+    server = fake(replying(scan_reply, holder, fildes))
     holder.append(server)
     return server
+
+
+def test_fildes_hands_over_the_file(fake: Callable[[Handler], FakeClamd],
+                                    tmp_path: Path) -> None:
+    """scan_path passes the open file (SCM_RIGHTS) instead of streaming its bytes."""
+    server = serve(fake, b"stream: OK\0")
+    artifact = tmp_path / "a.bin"
+    artifact.write_bytes(b"x" * 10_000)
+    verdict = ClamdScanner(server.path).scan_path(artifact)
+    assert verdict.clean
+    assert (verdict.engine_version, verdict.ruleset_version) == (
+        "1.4.6", "27432/Mon Oct 14 08:35:11 2024")
+    assert server.commands == [b"zVERSION\0", b"zFILDES\0"]
+    assert server.passed == [b"x" * 10_000]
+    assert server.streams == []  # not a byte through the socket
+
+
+def test_fildes_finding(fake: Callable[[Handler], FakeClamd], tmp_path: Path) -> None:
+    server = serve(fake, b"stream: Win.Test.EICAR_HDB-1 FOUND\0")
+    artifact = tmp_path / "a.bin"
+    artifact.write_bytes(b"x")
+    verdict = ClamdScanner(server.path).scan_path(artifact)
+    assert verdict.findings == ("Win.Test.EICAR_HDB-1",)
+
+
+@pytest.mark.parametrize("fildes", ["unknown", "dropped"])
+def test_a_clamd_without_fildes_gets_the_stream(fake: Callable[[Handler], FakeClamd],
+                                                tmp_path: Path, fildes: str) -> None:
+    """UNKNOWN COMMAND or no descriptor received: the same scan streams instead, and
+    later scans stream at once."""
+    server = serve(fake, b"stream: Win.Test.EICAR_HDB-1 FOUND\0", fildes=fildes)
+    artifact = tmp_path / "a.bin"
+    artifact.write_bytes(b"y" * 5000)
+    scanner = ClamdScanner(server.path)
+    assert scanner.scan_path(artifact).findings == ("Win.Test.EICAR_HDB-1",)
+    assert server.received == [b"y" * 5000]
+    assert scanner.scan_path(artifact).findings == ("Win.Test.EICAR_HDB-1",)
+    assert server.commands == [b"zVERSION\0", b"zFILDES\0", b"zVERSION\0", b"zINSTREAM\0",
+                               b"zVERSION\0", b"zINSTREAM\0"]
+    assert scanner.pass_fd is False
+
+
+def test_fildes_over_clamd_max_file_size_is_too_large(
+        fake: Callable[[Handler], FakeClamd], tmp_path: Path) -> None:
+    """clamd reports a whole file over MaxFileSize as a heuristic finding: the same
+    refusal as a stream over StreamMaxLength, not a malware finding."""
+    server = serve(fake, b"stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0")
+    artifact = tmp_path / "big.bin"
+    artifact.write_bytes(b"z" * 100)
+    with pytest.raises(PayloadTooLarge) as info:
+        ClamdScanner(server.path).scan_path(artifact)
+    assert info.value.code == "scan_size_limit"
+    assert "MaxFileSize" in str(info.value)
 
 
 def test_instream_framing_and_clean_reply(fake: Callable[[Handler], FakeClamd],
@@ -119,7 +201,7 @@ def test_instream_framing_and_clean_reply(fake: Callable[[Handler], FakeClamd],
     server = serve(fake, b"stream: OK\0")
     artifact = tmp_path / "a.bin"
     artifact.write_bytes(b"x" * 10_000)
-    verdict = ClamdScanner(server.path, chunk_size=4096).scan_path(artifact)
+    verdict = ClamdScanner(server.path, chunk_size=4096, pass_fd=False).scan_path(artifact)
     assert verdict.clean
     assert verdict.engine == "clamav"
     assert verdict.engine_version == "1.4.6"
@@ -141,7 +223,7 @@ def test_found_reply_is_a_finding(fake: Callable[[Handler], FakeClamd], tmp_path
     server = serve(fake, b"stream: Win.Test.EICAR_HDB-1 FOUND\0")
     artifact = tmp_path / "a.bin"
     artifact.write_bytes(b"x")
-    verdict = ClamdScanner(server.path).scan_path(artifact)
+    verdict = ClamdScanner(server.path, pass_fd=False).scan_path(artifact)
     assert not verdict.clean
     assert verdict.findings == ("Win.Test.EICAR_HDB-1",)
 
@@ -156,13 +238,16 @@ def test_found_reply_is_a_finding(fake: Callable[[Handler], FakeClamd], tmp_path
     (b"INSTREAM size limit exceeded. ERROR\0", PayloadTooLarge,
      "artifact not scanned: clamav: it is larger than clamd accepts"),
 ])
+@pytest.mark.parametrize("pass_fd", [True, False], ids=["fildes", "instream"])
 def test_error_replies(fake: Callable[[Handler], FakeClamd], tmp_path: Path, reply: bytes,
-                       error: type[Exception], message: str) -> None:
+                       error: type[Exception], message: str, pass_fd: bool) -> None:
     server = serve(fake, reply)
     artifact = tmp_path / "a.bin"
     artifact.write_bytes(b"x")
     with pytest.raises(error) as info:
-        ClamdScanner(server.path).scan_path(artifact)
+        ClamdScanner(server.path, pass_fd=pass_fd).scan_path(artifact)
+    if pass_fd:  # the same replies, about "fd[9]" and to FILDES
+        message = message.replace("'stream: ", "'fd[9]: ").replace("INSTREAM", "FILDES")
     assert str(info.value).startswith(message)
 
 
@@ -183,7 +268,7 @@ def test_size_limit_while_sending(fake: Callable[[Handler], FakeClamd],
     artifact = tmp_path / "big.bin"
     artifact.write_bytes(b"x" * 20_000_000)
     with pytest.raises(PayloadTooLarge) as info:
-        ClamdScanner(holder[0].path, chunk_size=65536).scan_path(artifact)
+        ClamdScanner(holder[0].path, chunk_size=65536, pass_fd=False).scan_path(artifact)
     assert info.value.code == "scan_size_limit"
     assert "StreamMaxLength" in str(info.value)
 
@@ -243,3 +328,7 @@ def test_parse_version() -> None:
 def test_parse_scan_reply() -> None:
     assert parse_scan_reply("stream: OK") == ()
     assert parse_scan_reply("stream: Eicar-Signature FOUND") == ("Eicar-Signature",)
+    assert parse_scan_reply("fd[12]: OK") == ()
+    assert parse_scan_reply("fd[12]: Eicar-Signature FOUND") == ("Eicar-Signature",)
+    with pytest.raises(ScannerUnavailable, match="unexpected reply"):
+        parse_scan_reply("/etc/passwd: OK")  # a path: not an answer about what was sent

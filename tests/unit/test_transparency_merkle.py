@@ -21,6 +21,7 @@ from signgate.transparency.merkle import (
     leaf_hash,
     node_hash,
     prove_record,
+    prove_records,
     prove_tree,
     split_stored_hash_index,
     stored_hash_count,
@@ -249,6 +250,24 @@ def test_tree_hashes_and_proofs_read_log_n_stored_hashes(size: int,
         assert reader.hashes <= bound
 
 
+@pytest.mark.parametrize(("size", "batch"), [(1, 1), (7, 3), (256, 64), (65_537, 256),
+                                             (100_000, 100)])
+def test_a_batchs_proofs_are_read_at_once_and_verify(size: int, batch: int,
+                                                     big_tree: MemoryHashStore) -> None:
+    """A signing batch's entries are the last ``batch`` leaves of the tree its checkpoint
+    signs: their proofs, made together, read the stored hashes once, and each verifies
+    against the root like a proof made alone (RFC 9162 §2.1.3.2)."""
+    root = tree_hash(size, big_tree)
+    leaves = [*range(size - batch, size), 0]
+    reader = CountingReader(big_tree)
+    proofs = prove_records(size, leaves, reader)
+    assert reader.calls == 1
+    assert reader.hashes <= 2 * batch + 2 * size.bit_length()
+    for n, proof in zip(leaves, proofs, strict=True):
+        assert verify_inclusion(n, size, leaf_hash(n.to_bytes(4, "big")), proof, root)
+        assert proof == prove_record(size, n, big_tree)
+
+
 @pytest.fixture(scope="module")
 def big_tree() -> MemoryHashStore:
     return tree([i.to_bytes(4, "big") for i in range(100_000)])
@@ -314,3 +333,30 @@ def test_a_subtree_where_it_cannot_start_is_refused() -> None:
     part.add(leaf_hash(b"c"))
     with pytest.raises(ValueError, match="cannot start at leaf 1"):
         tree.extend(part.subtrees())
+
+
+def test_proofs_computed_together_are_each_leafs_own_proof() -> None:
+    """``prove_records`` (a signing batch's receipts) answers exactly what
+    ``prove_record`` answers leaf by leaf, with one read of the stored hashes."""
+    from signgate.transparency.merkle import prove_records
+
+    rng = random.Random(3)
+    leaves = [rng.randbytes(rng.randrange(0, 40)) for _ in range(300)]
+    store = tree(leaves)
+    reads = []
+
+    class Counting:
+        def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
+            reads.append(len(indexes))
+            return store.read_hashes(indexes)
+
+    for size in (1, 2, 7, 8, 100, 255, 256, 257, 300):
+        for ns in ([0], [size - 1], list(range(max(0, size - 100), size)),
+                   sorted(rng.sample(range(size), min(size, 9))), [size - 1, 0, size - 1]):
+            reads.clear()
+            together = prove_records(size, ns, Counting())
+            assert together == [prove_record(size, n, store) for n in ns]
+            assert len(reads) == 1
+    with pytest.raises(InvalidInput):
+        prove_records(8, [3, 8], store)
+    assert prove_records(5, [], store) == []

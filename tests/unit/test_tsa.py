@@ -395,6 +395,8 @@ def test_the_assembled_token_is_asn1cryptos_encoding(
         issued = rfc3161.grant(request, tsa, now, serial)
         assert issued.der == asn1crypto_token(request, tsa, issued.gen_time, serial)
         assert tsp.TimeStampResp.load(issued.der).dump(force=True) == issued.der
+        # The token handed to formats that embed it is the one inside the response.
+        assert issued.token == tsp.TimeStampResp.load(issued.der)["time_stamp_token"].dump()
 
 
 @pytest.mark.parametrize("algorithm", list(DigestAlgorithm))

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from signgate import __version__
-from signgate.api import docs, log, openapi, problems, requests, scan, tsa, windows
+from signgate.api import batch, docs, log, openapi, problems, requests, scan, tsa, windows
+from signgate.api.fastsign import FastSign
 from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
@@ -71,6 +72,7 @@ def create_app(ctx: Context) -> Any:
     openapi.install(app)
     docs.install(app)
     app.include_router(router)
+    app.include_router(batch.router)
     app.include_router(public_router)
     app.include_router(tsa.router)
     app.include_router(log.router)
@@ -93,4 +95,6 @@ def create_app(ctx: Context) -> Any:
     # TimeStampResp), not with a problem+json that a time-stamp client cannot read.
     limited = BodyLimit(app, ctx.settings.max_body_bytes,
                         lambda path: scan.is_upload(path) or path == tsa.PATH)
-    return BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)
+    timed = BodyIdleTimeout(limited, ctx.settings.http_body_idle_timeout_seconds)
+    # The signing route answers in front of the framework (api/fastsign.py).
+    return FastSign(timed, ctx)

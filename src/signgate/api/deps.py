@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from signgate.service.context import Caller, Context
 
@@ -17,12 +18,21 @@ async def get_context(request: Request) -> Context:
 
 
 async def get_caller(request: Request) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    return caller_from(request.scope)
+
+
+def caller_from(scope: Scope) -> Caller:
+    """The bearer token (if any) and the client's address of an ASGI request."""
+    header = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value
+            break
+    scheme, _, token = header.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         token = ""
-    address = request.client.host if request.client else None
-    return Caller(token.strip() or None, address)
+    client = scope.get("client")
+    return Caller(token.strip() or None, client[0] if client else None)
 
 
 Ctx = Annotated[Context, Depends(get_context)]

@@ -56,6 +56,32 @@ def problem(status: int, code: ErrorCode, title: str, detail: str,
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def describe(exc: errors.SigngateError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, problem body and headers that answer ``exc``: a request's answer, or
+    one item's outcome inside a batch signing's answer (api/batch.py)."""
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    title = type(exc).__name__
+    if isinstance(exc, errors.AuthenticationThrottled):
+        # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3, in seconds).
+        headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, errors.LimitExceeded) and isinstance(
+            exc.details.get("retry_after"), int):
+        # A quota: when it resets (RFC 6585 §4, RFC 9110 §10.2.3).
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    elif isinstance(exc, errors.AuthenticationFailed) and (
+            exc.code is ErrorCode.AUTHENTICATION_FAILED or exc.identity is not None):
+        # One answer whatever the cause (no token, unknown token, disabled identity):
+        # built from the class alone, so nothing about the cause can leak into it.
+        # (A refused OIDC exchange or an expired exchanged token says why: their
+        # holders are CI jobs that must be told what to fix, service/oidc.py.)
+        exc = errors.AuthenticationFailed()
+        title = "AuthenticationFailed"
+    body = {"type": f"urn:signgate:problem:{exc.code}", "title": title, "status": status,
+            "detail": str(exc), "code": exc.code}
+    return status, body, headers
+
+
 def _template(path: str) -> re.Pattern[str]:
     """``/projects/{project}/keys/{key}`` as a pattern for request paths."""
     parts = re.split(r"\{[^}/]+\}", path)
@@ -74,30 +100,20 @@ def allowed_methods(request: Request) -> str | None:
     return ", ".join(sorted(methods)) or None
 
 
+def error_response(exc: errors.SigngateError) -> JSONResponse:
+    """A signgate error as its problem+json response (also an ASGI application)."""
+    status, body, headers = describe(exc)
+    if status >= 500:
+        log.error("%s: %s", exc.code, exc)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.SigngateError)
     async def _signgate(_request: Request, exc: errors.SigngateError) -> JSONResponse:
-        status = status_for(exc)
-        if status >= 500:
-            log.error("%s: %s", exc.code, exc)
-        if isinstance(exc, errors.AuthenticationThrottled):
-            # RFC 6585 §4: 429 with Retry-After (RFC 9110 §10.2.3, in seconds).
-            return problem(status, exc.code, "AuthenticationThrottled", str(exc),
-                           {"Retry-After": str(exc.retry_after)})
-        retry = exc.details.get("retry_after")
-        if isinstance(exc, errors.LimitExceeded) and isinstance(retry, int):
-            # A quota: when it resets (RFC 6585 §4, RFC 9110 §10.2.3).
-            return problem(status, exc.code, type(exc).__name__, str(exc),
-                           {"Retry-After": str(retry)})
-        if isinstance(exc, errors.AuthenticationFailed) and (
-                exc.code is ErrorCode.AUTHENTICATION_FAILED or exc.identity is not None):
-            # One answer whatever the cause (no token, unknown token, disabled identity):
-            # built from the class alone, so nothing about the cause can leak into it.
-            # (A refused OIDC exchange or an expired exchanged token says why: their
-            # holders are CI jobs that must be told what to fix, service/oidc.py.)
-            plain = errors.AuthenticationFailed()
-            return problem(status, plain.code, "AuthenticationFailed", str(plain))
-        return problem(status, exc.code, type(exc).__name__, str(exc))
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -30,8 +30,13 @@ PENDING: dict[int | str, dict[str, Any]] = {202: {"model": RequestView,
 def outcome(result: SignOutcome) -> SignResult | JSONResponse:
     """A signing's answer: the result (200), or the request awaiting approvals (202)."""
     if isinstance(result, RequestView):
-        return JSONResponse(jsonable_encoder(result), status_code=202)
+        return pending(result)
     return result
+
+
+def pending(request: RequestView) -> JSONResponse:
+    """The 202 of a signing that waits for approvals: the request."""
+    return JSONResponse(jsonable_encoder(request), status_code=202)
 
 
 class ApprovalPolicyBody(Strict):

@@ -38,7 +38,6 @@ from signgate.service import (
     openpgp,
     projects,
     reports,
-    sign_request,
     signing,
     trusted_root,
 )
@@ -215,9 +214,7 @@ async def sign(project: str, key: str, body: SignRequest, ctx: Ctx,
                caller: Who) -> SignResult | JSONResponse:
     """Sign a digest. Returns once the signature's audit entry is committed; for a key with
     quorum approvals, 202 and the request that waits for them."""
-    return outcome(await signing.sign_async(ctx, sign_request.SignRequest(
-        caller, project, key, body.digest_algorithm, body.digest, body.artifact_name,
-        body.metadata, body.timestamp, body.format, body.params, release=body.release)))
+    return outcome(await signing.sign_async(ctx, body.to_service(caller, project, key)))
 
 
 @router.get(KEY + "/sign-policy", tags=["signing"])

@@ -6,6 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from signgate.service import sign_request
+from signgate.service.context import Caller
+
 
 class Strict(BaseModel):
     """A request body: unknown fields are refused, and booleans and integers must be JSON
@@ -99,6 +102,12 @@ class SignRequest(Strict):
                                    "parameters (e.g. OpenPGP's hashed signature area)")
     release: str | None = Field(None, max_length=128, description="the release label: "
                                 "required by a key that needs independent builders")
+
+    def to_service(self, caller: Caller, project: str, key: str) -> sign_request.SignRequest:
+        """The service's request for this body, sent by ``caller`` to ``project/key``."""
+        return sign_request.SignRequest(
+            caller, project, key, self.digest_algorithm, self.digest, self.artifact_name,
+            self.metadata, self.timestamp, self.format, self.params, release=self.release)
 
 
 class VerifyRequest(Strict):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from hashlib import sha256
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Outcome, Record, entry_bytes, time_text
@@ -25,8 +25,18 @@ _entry_table, _head, _hashes = table(AuditEntry), table(AuditHead), table(LogHas
 LOCK_HEAD = select(_head.c.seq, _head.c.entry_hash, _head.c.tree_size).where(
     _head.c.id == 1).with_for_update()
 INSERT_ENTRY = insert(_entry_table)
+READ_HEAD = select(_head.c.seq).where(_head.c.id == 1)
+CONTROL_SINCE = select(_entry_table.c.seq).where(
+    _entry_table.c.seq > bindparam("after"), _entry_table.c.outcome != Outcome.REFUSED.value,
+    _entry_table.c.action.not_in(bindparam("neutral", expanding=True))).limit(1)
 MOVE_HEAD = update(_head).where(_head.c.id == 1).values(
     seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"), tree_size=bindparam("new_tree"))
+
+
+def head_seq(conn: Connection) -> int:
+    """Where the chain stands, read without the lock (a write transaction's head is
+    :attr:`AuditWriter.seq`)."""
+    return int(conn.execute(READ_HEAD).scalar_one())
 
 
 class AuditWriter:
@@ -80,6 +90,15 @@ class AuditWriter:
         })
         self.seq, self.head_hash = seq, entry_hash
         return seq
+
+    def settled_since(self, seq: int, neutral: frozenset[str]) -> bool:
+        """Whether every entry committed after ``seq`` (up to this transaction's start)
+        records a refusal or one of the ``neutral`` actions: nothing a decision made as
+        of ``seq`` depended on can have changed since."""
+        if seq == self.seq:
+            return True
+        return self._conn.execute(CONTROL_SINCE, {"after": seq,
+                                                  "neutral": sorted(neutral)}).first() is None
 
     def mark(self) -> tuple[int, str, int]:
         """Where the chain stands now, for :meth:`reset` (undoing a savepoint's entries)."""

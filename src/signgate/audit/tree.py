@@ -112,6 +112,10 @@ class LogTree:
     def inclusion(self, index: int, size: int | None = None) -> list[bytes]:
         return merkle.prove_record(self.size if size is None else size, index, self)
 
+    def inclusions(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+        """:meth:`inclusion` of each of ``indexes`` in the tree of ``size``, read at once."""
+        return merkle.prove_records(size, indexes, self)
+
     def consistency(self, old: int, new: int | None = None) -> list[bytes]:
         return merkle.prove_tree(self.size if new is None else new, old, self)
 

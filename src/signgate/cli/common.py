@@ -1,19 +1,26 @@
-"""Options shared by the client commands: server URL, token, JSON output."""
+"""Options shared by the client commands: server URL, token, JSON output.
+
+httpx and the full client are imported when a client is made, not with this module:
+``signgate sign`` over ``http://`` signs without them (``client/lite.py``)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
-import httpx
 
-from signgate.client.client import DEFAULT_URL, SigngateClient
-from signgate.client.oidc_exchange import signgate_token
+from signgate.client.answers import DEFAULT_URL
 from signgate.errors import AuthenticationFailed, ConfigError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from signgate.client.client import SigngateClient
+    from signgate.client.lite import LiteClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,7 +93,11 @@ def injected_transport() -> httpx.BaseTransport | None:
     """An HTTP transport given as the click context's object (``CliRunner().invoke(cli,
     args, obj=transport)``): the CLI then talks to an in-process app. None when run."""
     ctx = click.get_current_context(silent=True)
-    return ctx.find_object(httpx.BaseTransport) if ctx is not None else None
+    if ctx is None or ctx.find_root().obj is None:
+        return None  # run as a command: nothing injected (and httpx not imported for it)
+    import httpx
+
+    return ctx.find_object(httpx.BaseTransport)
 
 
 def oidc_token() -> str | None:
@@ -109,12 +120,39 @@ def make_client(url: str, token_file: Path | None) -> SigngateClient:
     """A client with the API token of --token-file; else a CI job's OIDC token
     (--oidc-token-file, $SIGNGATE_OIDC_TOKEN) exchanged for a short-lived signgate token;
     else $SIGNGATE_TOKEN."""
+    from signgate.client.client import SigngateClient
+
+    return SigngateClient(check_url(url), _token(url, token_file),
+                          transport=injected_transport())
+
+
+def make_signing_client(url: str, token_file: Path | None) -> SigngateClient | LiteClient:
+    """:func:`make_client` for ``signgate sign``: over ``http://`` the light client
+    (``client/lite.py``: no httpx, no SSL context), which hands anything else it is asked
+    to a full client; over ``https://``, or with a transport injected, the full client."""
     url = check_url(url)
+    token = _token(url, token_file)
+    transport = injected_transport()
+    if transport is not None or urlsplit(url).scheme != "http":
+        from signgate.client.client import SigngateClient
+
+        return SigngateClient(url, token, transport=transport)
+    from signgate.client.lite import LiteClient
+
+    def full() -> SigngateClient:
+        from signgate.client.client import SigngateClient
+
+        return SigngateClient(url, token)
+
+    return LiteClient(url, token, full)
+
+
+def _token(url: str, token_file: Path | None) -> str:
     ci_token = None if token_file is not None else oidc_token()
     if ci_token is not None:
         if not (ci_token.isascii() and ci_token.isprintable()):
             raise AuthenticationFailed("the OIDC token is not a JWT")
-        token = signgate_token(url, ci_token, injected_transport())
-    else:
-        token = read_token(token_file)
-    return SigngateClient(url, token, transport=injected_transport())
+        from signgate.client.oidc_exchange import signgate_token
+
+        return signgate_token(check_url(url), ci_token, injected_transport())
+    return read_token(token_file)

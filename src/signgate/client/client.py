@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from signgate import errors
+from signgate.client.answers import DEFAULT_URL, error_from, error_of, key_path
 
 if TYPE_CHECKING:
     from signgate.client.offline_verify import Report
@@ -30,28 +31,19 @@ if TYPE_CHECKING:
     from signgate.client.verify_file import RawVerdict
     from signgate.crypto.algorithms import DigestAlgorithm
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 UPLOAD_CHUNK = 1 << 20
 # An upload is scanned before the answer comes: wait for as long as a scan may take.
 UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=3600.0)
+# A batch of 1,000 signings (timestamped, witnessed) may take longer than one.
+BATCH_TIMEOUT = httpx.Timeout(30.0, read=300.0)
 
-# The family an HTTP status names (the inverse of api/problems.py), for the answers whose
-# code names no family: a code this version does not know (a newer server's), a code of
-# the root class (``internal_error``, ``http_error``, ...), or a body that is not a problem.
-_BY_STATUS: dict[int, type[errors.SigngateError]] = {
-    400: errors.InvalidInput,
-    401: errors.AuthenticationFailed,
-    403: errors.Denied,
-    404: errors.NotFound,
-    408: errors.RequestTimeout,
-    409: errors.Conflict,
-    411: errors.LengthRequired,
-    413: errors.PayloadTooLarge,
-    422: errors.InvalidInput,
-    429: errors.LimitExceeded,
-    503: errors.Unavailable,
-    507: errors.StorageFull,
-}
+
+def batch_error(item: Mapping[str, Any]) -> errors.SigngateError:
+    """The refusal of one item of a batch signing's answer, as the error the single
+    signing would have raised."""
+    problem = item.get("problem") or {}
+    return error_of(int(item.get("status") or 500), str(problem.get("detail") or "refused"),
+                    str(problem.get("code") or ""))
 
 
 def _hashes(proof: Any) -> list[bytes]:
@@ -67,23 +59,8 @@ def _hashes(proof: Any) -> list[bytes]:
 
 
 def _error_from(response: httpx.Response) -> errors.SigngateError:
-    """The error a problem+json answer reports, rebuilt as the very class the server raised
-    (``errors.CATALOGUE`` binds each code to one class) with its code and sentence."""
-    try:
-        body = response.json()
-        detail = str(body.get("detail") or response.reason_phrase)
-        wire_code = str(body.get("code") or "")
-    except ValueError:
-        detail = f"HTTP {response.status_code} {response.reason_phrase}"
-        wire_code = ""
-    cls = errors.class_of(wire_code)
-    if cls is not None and cls is not errors.SigngateError:
-        return errors.rebuild(cls, detail, errors.ErrorCode(wire_code))
-    family = _BY_STATUS.get(response.status_code, errors.SigngateError)
-    if cls is not None:  # a code of the root class: the status names the family
-        return errors.rebuild(family, detail, errors.ErrorCode(wire_code))
-    # A code this client does not know keeps its wire string among the details.
-    return errors.rebuild(family, detail, details={"server_code": wire_code} if wire_code else None)
+    """The error a problem+json answer reports (``answers.error_from``)."""
+    return error_from(response.status_code, response.reason_phrase, response.content)
 
 
 def _event(line: str) -> dict[str, Any]:
@@ -109,11 +86,7 @@ def _streamed_error(error: Any) -> errors.SigngateError:
     return errors.rebuild(cls, detail, errors.ErrorCode(code))
 
 
-def _key_path(ref: str) -> str:
-    project, sep, name = ref.partition("/")
-    if not sep or not project or not name:
-        raise errors.InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}")
-    return f"/api/v1/projects/{quote(project, safe='')}/keys/{quote(name, safe='')}"
+_key_path = key_path
 
 
 class SigngateClient:
@@ -297,6 +270,16 @@ class SigngateClient:
             body["release"] = release
         return self.request("POST", _key_path(ref) + "/sign", json=body)
 
+    def sign_batch(self, ref: str, items: Sequence[Mapping[str, Any]]) -> Any:
+        """Sign up to 1,000 digests with ``ref`` in one request and one group commit. Each
+        item is what :meth:`sign_digest` sends (``digest`` and ``artifact_name``; the
+        rest as defaulted by the server). The answer: ``results``, one per item in order,
+        each with ``status`` and ``result`` (200), ``request`` (202, waiting for
+        approvals) or ``problem`` (refused: :func:`batch_error` rebuilds its error)."""
+        return self.request("POST", _key_path(ref) + "/sign-batch",
+                            json={"items": [dict(i) for i in items]},
+                            timeout=BATCH_TIMEOUT)
+
     # -- quorum approvals ---------------------------------------------------------------
     def set_approval_policy(self, ref: str, approvals: int,
                             approver_scope: str | None = None) -> Any:
@@ -430,18 +413,20 @@ class SigngateClient:
 
     # -- scanning -----------------------------------------------------------------------
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
-                    progress: Callable[[int], None] | None = None) -> Any:
-        """Upload ``path`` for signgate to scan, hash and sign (keys with scan required)."""
+                    progress: Callable[[int], None] | None = None,
+                    hasher: Any = None) -> Any:
+        """Upload ``path`` for signgate to scan, hash and sign (keys with scan required).
+        ``hasher`` (a ``hashlib`` object) is fed every byte as it is sent."""
         header = json.dumps(request, ensure_ascii=True, separators=(",", ":"))
         return self._upload(_key_path(ref) + "/sign-upload", path, progress,
-                            headers={"Signgate-Sign": header})
+                            hasher, headers={"Signgate-Sign": header})
 
     def scan_upload(self, path: Path, name: str,
                     progress: Callable[[int], None] | None = None) -> Any:
         return self._upload("/api/v1/scan", path, progress, params={"name": name})
 
     def _upload(self, api_path: str, path: Path, progress: Callable[[int], None] | None,
-                **kwargs: Any) -> Any:
+                hasher: Any = None, **kwargs: Any) -> Any:
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -450,6 +435,8 @@ class SigngateClient:
         def chunks() -> Iterator[bytes]:
             with path.open("rb") as f:
                 while chunk := f.read(UPLOAD_CHUNK):
+                    if hasher is not None:
+                        hasher.update(chunk)
                     if progress is not None:
                         progress(len(chunk))
                     yield chunk

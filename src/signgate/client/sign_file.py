@@ -3,9 +3,15 @@
 The CLI, a Python script and any future front end (a gpg-compatible signer, a CI action)
 sign a file the same way:
 
-1. ask the key's sign policy, so that a refusal comes before any hashing or uploading, and
-   so that a key that requires a scan gets the file uploaded;
+1. for a large file (or an upload), ask the key's sign policy first, so that a refusal
+   comes before any hashing or uploading, and so that a key that requires a scan gets the
+   file uploaded. A small file is hashed at once and its digest sent without asking (one
+   round trip instead of two: the command line's fixed cost); if the key answers that it
+   signs only what signgate scanned, the file is uploaded then;
 2. let the format's client half ``prepare`` the file (the digest it signs, its parameters);
+   a detached format whose file is uploaded skips this: the file is hashed as it is read
+   for the upload, one read instead of two, and that digest is compared with the one
+   signgate signed before anything is written;
 3. sign: the digest only, or the whole file uploaded for signgate to scan and hash;
 4. let the format ``finish``: write the detached signature, or rewrite the file;
 5. write what has no other home: a one-time key's certificate (``OUT.pem``), a
@@ -19,8 +25,10 @@ bars and a library user stays quiet.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,10 +36,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding
-from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput
+from signgate.errors import Conflict, Denied, ErrorCode, InvalidInput, SigngateError
 from signgate.formats import registry as formats
+from signgate.formats.base import Prepared as FormatPrepared
 from signgate.formats.base import Progress, PublicKeyInfo
 from signgate.formats.files import write_atomic
+from signgate.formats.raw import DetachedDigest
 
 
 class SigningApi(Protocol):
@@ -48,7 +58,10 @@ class SigningApi(Protocol):
                     release: str | None = None) -> Any: ...
 
     def sign_upload(self, ref: str, path: Path, request: dict[str, Any],
-                    progress: Callable[[int], None] | None = None) -> Any: ...
+                    progress: Callable[[int], None] | None = None,
+                    hasher: Any = None) -> Any: ...
+
+    def sign_batch(self, ref: str, items: Sequence[Mapping[str, Any]]) -> Any: ...
 
     def get_request(self, request_id: str) -> Any: ...
 
@@ -149,7 +162,19 @@ def no_progress(_stage: str, _path: Path) -> AbstractContextManager[Progress | N
     return nullcontext(None)
 
 
-def _key_info(client: SigningApi, ref: str, one_time: bool) -> PublicKeyInfo:
+def _signed_what_was_sent(name: str, hasher: Any, receipt: Mapping[str, Any]) -> bytes:
+    """The digest of the bytes uploaded, if it is the one signgate signed (else nothing is
+    written: the signature would not be over this file)."""
+    sent = hasher.hexdigest()
+    signed = str(receipt.get("digest", ""))
+    if not hmac.compare_digest(sent, signed.lower()):
+        raise InvalidInput(f"{name}: signgate signed {hasher.name} {signed}, but the bytes "
+                           f"uploaded hash to {sent}: they changed on the way; the "
+                           "signature is not written", code=ErrorCode.DIGEST_MISMATCH)
+    return bytes.fromhex(sent)
+
+
+def current_key_info(client: SigningApi, ref: str, one_time: bool) -> PublicKeyInfo:
     """The key's current version, for formats whose signed data names the key."""
     if one_time:
         raise InvalidInput(f"{ref} is a one-time key: its key pair does not exist until it "
@@ -188,12 +213,83 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     side = formats.client(fmt)
     progress = progress or no_progress
     name = artifact_name or path.name
-    # Refused here exactly as the signing would be, before any hashing or uploading.
-    policy = client.sign_policy(ref, name)
-    upload = upload or bool(policy["scan_required"])
-    with progress("hashing", path) as bar:
-        prepared = side.prepare(path, digest, bar,
-                                lambda: _key_info(client, ref, bool(policy["one_time"])))
+    policy: Mapping[str, Any] | None = None
+    if upload or _size(path) > ASK_FIRST_ABOVE:
+        # Refused here exactly as the signing would be, before any hashing or uploading.
+        policy = client.sign_policy(ref, name)
+        upload = upload or bool(policy["scan_required"])
+
+    def one_time() -> bool:
+        nonlocal policy
+        if policy is None:
+            policy = client.sign_policy(ref, name)
+        return bool(policy["one_time"])
+
+    def hashed() -> FormatPrepared:
+        with progress("hashing", path) as bar:
+            return side.prepare(path, digest, bar,
+                                lambda: current_key_info(client, ref, one_time()))
+
+    prepared: FormatPrepared | None = None
+    result: Any = None
+    if not upload:
+        prepared = hashed()
+        # The format may have asked the policy while preparing (it names the key).
+        upload = bool(policy is not None and policy["scan_required"])
+        if not upload:
+            try:
+                result = client.sign_digest(ref, prepared.digest_algorithm.value,
+                                            prepared.digest.hex(), name, dict(metadata or {}),
+                                            timestamp, fmt, prepared.params, release)
+            except SigngateError as exc:
+                if exc.code is not ErrorCode.SCAN_REQUIRED:
+                    raise
+                upload = True  # the key signs only what signgate scanned: upload it
+    hasher = None
+    if upload:
+        # A detached format not hashed yet signs the file's digest alone: the upload hashes
+        # it on the way out. Otherwise the server compares its digest with the client's.
+        if prepared is None and isinstance(side, DetachedDigest):
+            hasher = hashlib.new(digest.value)
+            request = signing_body(name, fmt, FormatPrepared(digest, b""), metadata,
+                                   timestamp, release)
+            del request["digest"]
+        else:
+            prepared = prepared or hashed()
+            request = signing_body(name, fmt, prepared, metadata, timestamp, release)
+        with progress("uploading", path) as bar:
+            result = client.sign_upload(ref, path, request, bar, hasher)
+    if is_request(result):
+        result = await_result(client, result, wait, on_pending)
+    if hasher is not None:
+        prepared = FormatPrepared(digest, _signed_what_was_sent(name, hasher, result["receipt"]))
+    assert prepared is not None
+    scan: Mapping[str, Any] | None = None
+    if upload:
+        scan = result["receipt"].get("scan") or {}
+        if on_scan is not None:
+            on_scan(scan)
+    out = output or default_output(path, fmt)
+    return write_result(path, fmt, prepared, result, out, scan)
+
+
+# Above this size a file is not hashed before the key's sign policy has been asked (a
+# refusal should not wait for a long read); below it, hashing costs less than the round
+# trip that asking first would add.
+ASK_FIRST_ABOVE = 8 << 20
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def signing_body(name: str, fmt: str, prepared: FormatPrepared,
+                 metadata: Mapping[str, str] | None, timestamp: bool,
+                 release: str | None) -> dict[str, Any]:
+    """The signing request of one file, as /sign, /sign-upload and /sign-batch take it."""
     request: dict[str, Any] = {"artifact_name": name, "format": fmt,
                                "digest_algorithm": prepared.digest_algorithm.value,
                                "digest": prepared.digest.hex(),
@@ -201,21 +297,22 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
                                "params": prepared.params, "timestamp": timestamp}
     if release is not None:
         request["release"] = release
-    scan: Mapping[str, Any] | None = None
-    if upload:
-        with progress("uploading", path) as bar:
-            result = client.sign_upload(ref, path, request, bar)
-    else:
-        result = client.sign_digest(ref, prepared.digest_algorithm.value,
-                                    prepared.digest.hex(), name, dict(metadata or {}),
-                                    timestamp, fmt, prepared.params, release)
-    if is_request(result):
-        result = await_result(client, result, wait, on_pending)
-    if upload:
-        scan = result["receipt"].get("scan") or {}
-        if on_scan is not None:
-            on_scan(scan)
-    out = output or (path if side.embedded else path.with_name(path.name + side.suffix))
+    return request
+
+
+def default_output(path: Path, fmt: str) -> Path:
+    """Where a signing of ``path`` goes without -o: the file itself for formats that sign
+    in place, else beside it with the format's suffix."""
+    side = formats.client(fmt)
+    return path if side.embedded else path.with_name(path.name + side.suffix)
+
+
+def write_result(path: Path, fmt: str, prepared: FormatPrepared, result: Mapping[str, Any],
+                 out: Path, scan: Mapping[str, Any] | None = None) -> SignedFile:
+    """Write a signing's ``result`` (the server's answer) for ``path``: the signature (or
+    the signed file) at ``out``, and beside it what has no other home. Each file is written
+    atomically."""
+    side = formats.client(fmt)
     side.finish(path, prepared, base64.b64decode(result["signature"]), out)
     pem_path = tsr_path = None
     if result.get("certificate"):  # one-time key: the only place its certificate lives

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import re
-
-from cryptography.hazmat.primitives import hashes
+from typing import TYPE_CHECKING
 
 from signgate.errors import ErrorCode, InvalidInput
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
 
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
@@ -64,6 +66,9 @@ class DigestAlgorithm(enum.StrEnum):
         return {"sha256": 32, "sha384": 48, "sha512": 64}[self.value]
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
+        # Imported here: the command line names algorithms without loading cryptography.
+        from cryptography.hazmat.primitives import hashes
+
         if self is DigestAlgorithm.SHA256:
             return hashes.SHA256()
         if self is DigestAlgorithm.SHA384:

@@ -61,11 +61,30 @@ def temporary_beside(path: Path) -> Path:
     return Path(tmp)
 
 
-def commit_file(tmp: Path, path: Path, mode: int = 0o644) -> None:
-    """fsync ``tmp`` and rename it over ``path``; on failure ``tmp`` is removed."""
+def replaces(source: Path, output: Path) -> bool:
+    """Does writing ``output`` replace the file ``source`` itself (signing in place, or
+    through another name of the same file)?"""
     try:
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
+        return os.path.samefile(source, output)
+    except OSError:
+        return False  # no output yet (or no source): nothing is replaced
+
+
+def commit_file(tmp: Path, path: Path, mode: int = 0o644, durable: bool = True) -> None:
+    """Rename ``tmp`` over ``path`` (fsynced first when ``durable``); on failure ``tmp``
+    is removed.
+
+    The rename alone is atomic for every reader: ``path`` is the old file or the new one,
+    never half of one. What the fsync adds is the same after a power failure, and it costs
+    the whole file's trip to the disk (seconds for a gigabyte on a slow disk, which neither
+    osslsigncode nor jarsigner pays). A signed copy written beside its source
+    (``durable=False``) loses nothing if a crash empties it: the source is intact, and
+    signing again makes it anew. A file signed in place replaces its source, the only copy
+    of the artifact: that one is made durable first (:func:`replaces`)."""
+    try:
+        if durable:
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:

@@ -56,7 +56,7 @@ from signgate.formats.base import (
 )
 from signgate.formats.cms import CmsBuilder, refuse_ed25519
 from signgate.formats.cms_verify import unsigned_token
-from signgate.formats.files import commit_file, temporary_beside
+from signgate.formats.files import commit_file, replaces, temporary_beside
 from signgate.pki import signed_data
 
 CREATED_BY = f"signgate {__version__}"
@@ -473,10 +473,10 @@ class JarClient:
                     progress(entry.info.compress_size)
             comment = zf.comment
         manifest = mf.update(manifest, digests, algorithm.value)
-        sf = mf.signature_file(manifest, algorithm.value, CREATED_BY)
+        manifest_bytes, sf = mf.signed_manifest(manifest, algorithm.value, CREATED_BY)
         ours = {MANIFEST, *(f"META-INF/{signer}{s}" for s in _BLOCK_SUFFIXES)}
         keep = tuple(e for e in entries if e.name.upper() not in ours)
-        plan = _Plan(signer, manifest.encode(), sf, keep, comment, stamp)
+        plan = _Plan(signer, manifest_bytes, sf, keep, comment, stamp)
         return Prepared(algorithm, hashlib.new(algorithm.value, sf).digest(), state=plan)
 
     def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:
@@ -505,7 +505,7 @@ class JarClient:
             if isinstance(exc, OSError):
                 raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
             raise
-        commit_file(tmp, output, mode)
+        commit_file(tmp, output, mode, replaces(path, output))
 
     def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
                   key: KeyLookup) -> bytes:

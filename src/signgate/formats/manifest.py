@@ -103,6 +103,8 @@ class Manifest:
 def wrap(line: bytes, newline: bytes = CRLF) -> bytes:
     """One header line, split into 72-byte lines with one-space continuations (JAR spec,
     "Line length"), never inside a UTF-8 sequence (JDK 11+ ``Manifest.println72``)."""
+    if len(line) <= MAX_LINE:  # most lines: one per attribute of every entry's section
+        return line + newline
     out: list[bytes] = []
     limit = MAX_LINE
     rest = line
@@ -250,23 +252,30 @@ def update(manifest: Manifest, digests: Mapping[str, Mapping[str, bytes]],
 def signature_file(manifest: Manifest, algorithm: str, created_by: str) -> bytes:
     """The .SF file (JAR spec, "Signature File"): digests of the whole manifest, of its
     main section, and of each per-entry section's bytes (blank line included)."""
+    return signed_manifest(manifest, algorithm, created_by)[1]
+
+
+def signed_manifest(manifest: Manifest, algorithm: str, created_by: str
+                    ) -> tuple[bytes, bytes]:
+    """The manifest's bytes and its .SF file (:func:`signature_file`), each section
+    encoded once for both (a JAR has up to 65,535 of them)."""
     def digest(data: bytes) -> str:
         return b64(hashlib.new(algorithm, data).digest())
 
     name = digest_header(algorithm)
     main = manifest.main.encode(manifest.newline)
+    encoded = [(section, section.encode(manifest.newline)) for section in manifest.sections]
+    whole = main + b"".join(data for _, data in encoded)
     sf = Manifest(Section([
         ("Signature-Version", "1.0"),
         ("Created-By", created_by),
-        (f"{name}-Digest-Manifest", digest(manifest.encode())),
+        (f"{name}-Digest-Manifest", digest(whole)),
         (f"{name}-Digest-Manifest-Main-Attributes", digest(main)),
     ]))
-    for section in manifest.named():
-        assert section.name is not None
-        sf.add(Section([("Name", section.name),
-                                    (f"{name}-Digest",
-                                     digest(section.encode(manifest.newline)))]))
-    return sf.encode()
+    for section, data in encoded:
+        if section.name is not None:
+            sf.add(Section([("Name", section.name), (f"{name}-Digest", digest(data))]))
+    return whole, sf.encode()
 
 
 def section_digests(manifest: Manifest, algorithms: Iterable[str]) -> dict[str, dict[str, bytes]]:

@@ -7,12 +7,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.crypto.digests import CHUNK
-from signgate.crypto.signatures import PublicKey, verify_digest
 from signgate.errors import ErrorCode, InvalidInput, VerificationFailed
 from signgate.formats.base import (
     Chain,
@@ -25,6 +23,12 @@ from signgate.formats.base import (
     ToBeSigned,
 )
 from signgate.formats.files import hash_path, sidecar_token, write_atomic
+
+if TYPE_CHECKING:
+    from signgate.crypto.signatures import PublicKey
+
+# The verifier's x509 and signature code is imported when it runs: signing a file raw
+# needs only a hash, and ``signgate sign`` should not pay for the rest (cli/main.py).
 
 
 class RawBuilder:
@@ -89,6 +93,10 @@ def read_signature(signature: Path | None, limit: int = 1 << 20) -> bytes:
 
 
 def signer_key(der: bytes) -> PublicKey | None:
+    from cryptography import x509
+
+    from signgate.crypto.signatures import PublicKey
+
     key = x509.load_der_x509_certificate(der).public_key()
     return key if isinstance(key, PublicKey) else None
 
@@ -108,6 +116,8 @@ class RawVerifier:
             raise InvalidInput("a raw signature does not name its signer: give the key "
                                "version's certificate (signgate key cert P/N) with "
                                "--certificate", code=ErrorCode.CERTIFICATE_REQUIRED)
+        from signgate.crypto.signatures import verify_digest
+
         digests = digests_of(path)
         for der in certificates:
             key = signer_key(der)

@@ -130,6 +130,9 @@ class Issued:
     der: bytes
     serial: int
     gen_time: datetime
+    # The TimeStampToken inside ``der`` when the TSA assembled it here (no need to parse
+    # the response again to embed it in a signature).
+    token: bytes | None = None
 
 
 def response_time(response: bytes | None) -> datetime | None:
@@ -267,7 +270,7 @@ def grant(request: TimeStampRequest, tsa: Authority, now: datetime,
         t.certificates if request.cert_req else b"",
         _tlv(0x31, signer_info))))
     token = _tlv(0x30, t.signed_data_type + _tlv(0xA0, signed_data))
-    return Issued(_tlv(0x30, t.granted + token), serial, gen_time)
+    return Issued(_tlv(0x30, t.granted + token), serial, gen_time, token)
 
 
 def _tlv(tag: int, content: bytes) -> bytes:

@@ -3,7 +3,7 @@ too when a scanner cannot give an answer (fail closed).
 
 - :mod:`signgate.scan.base`: :class:`Verdict`, the :class:`Scanner` protocol, :func:`scan_all`
   and :func:`spool` (a stream of upload chunks to a temporary file, with its SHA-256).
-- :mod:`signgate.scan.clamd`: ClamAV through clamd's Unix socket (``zINSTREAM``).
+- :mod:`signgate.scan.clamd`: ClamAV through clamd's Unix socket (``zFILDES``, ``zINSTREAM``).
 - :mod:`signgate.scan.yara`: YARA rules from a directory, recompiled when it changes.
 - :mod:`signgate.scan.denylist`: SHA-256 deny-list.
 - ``signatures/``: signgate's own ClamAV signatures; ``clamd.conf.in``: the clamd

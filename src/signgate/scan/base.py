@@ -10,9 +10,10 @@ stream: the server spools the upload once to a temporary file with :func:`spool`
 memory, size-limited, SHA-256 computed on the way, which is what the deny-list needs) and
 every engine reads that file. One file serves everyone: YARA needs random access to the
 whole artifact (``filesize``, the ``pe`` module reads headers and sections at offsets),
-clamd gets it streamed in 64 KiB chunks over ``INSTREAM``
-(:meth:`~signgate.scan.clamd.ClamdScanner.scan_chunks` takes chunks directly as well), and
-the signer needs the same bytes afterwards, so nothing is held in memory or uploaded twice.
+clamd is handed the open file itself (``FILDES``: no copy through its socket;
+:meth:`~signgate.scan.clamd.ClamdScanner.scan_chunks` streams chunks over ``INSTREAM``
+when there is no file), and the signer needs the same bytes afterwards, so nothing is held
+in memory or uploaded twice.
 """
 
 from __future__ import annotations

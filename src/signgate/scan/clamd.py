@@ -6,10 +6,24 @@ for NUL-delimited commands and replies), one command per connection here:
 - ``zPING`` -> ``PONG``; ``zVERSION`` -> ``ClamAV 1.4.6/27432/Mon Oct 14 08:35:11 2024`` (engine
   version / official database version / its date; only ``ClamAV 1.4.6`` when clamd runs
   without the official databases).
+- ``zFILDES``, then one byte sent with the open file's descriptor as ancillary data
+  (``SCM_RIGHTS``, unix(7)) -> ``fd[<n>]: OK``, ``fd[<n>]: <signature> FOUND``, or
+  ``<message> ERROR``. clamd scans the whole file through the descriptor it received: not
+  a byte is copied, and clamd needs no permission on the file's path.
 - ``zINSTREAM``, then chunks ``<length><data>`` with ``<length>`` a 4-byte unsigned integer in
   network byte order, ended by a zero-length chunk -> ``stream: OK``,
   ``stream: <signature> FOUND``, or ``<message> ERROR``. Past ``StreamMaxLength`` clamd
   answers ``INSTREAM size limit exceeded. ERROR`` and closes the connection.
+
+A file signgate has on its own disk (the upload spool) goes by ``FILDES``: clamd receives an
+``INSTREAM`` into a temporary file of its own and scans only once the stream has ended, so
+streaming costs a second copy of the artifact through the socket and onto clamd's disk and
+gains nothing (``bench/scan_throughput.py``: ``clamdscan --fdpass`` against ``--stream``).
+A clamd that cannot receive descriptors (built without, or behind a socket proxy) answers
+``UNKNOWN COMMAND`` or ``No file descriptor received. ERROR``; the scanner then streams
+instead, from then on. A file over clamd's ``MaxFileSize`` (equal to ``StreamMaxLength`` in
+``clamd.conf.in``) comes back as the finding ``Heuristics.Limits.Exceeded.MaxFileSize``
+(``AlertExceedsMax``), which is the same refusal as a stream over ``StreamMaxLength``.
 
 clamd itself unpacks archives, installers, documents and PE overlays (clamd.conf ``Scan*``
 options, see ``clamd.conf.in``). No client library: the PyPI ones (``clamd``, ``pyclamd``)
@@ -18,6 +32,8 @@ have had no release for years, and the protocol above is a screenful of code.
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import struct
 import time
@@ -32,6 +48,13 @@ ENGINE = "clamav"
 CHUNK_SIZE = 256 * 1024
 MAX_REPLY = 64 * 1024
 NO_DATABASE = "local signatures only"
+# What clamd calls the whole file being over MaxFileSize (members of archives over it are
+# scanned in part and not reported: see clamd.conf.in).
+OVER_MAX_FILE_SIZE = "Heuristics.Limits.Exceeded.MaxFileSize"
+# A reply naming what was scanned: "stream: ..." (INSTREAM) or "fd[7]: ..." (FILDES).
+_SUBJECT = re.compile(r"(?:stream|fd\[\d+\]): ")
+# clamd's answers when it cannot take a descriptor: streaming is the way then.
+_NO_FD_PASSING = ("UNKNOWN COMMAND", "No file descriptor received. ERROR")
 
 
 @dataclass(frozen=True)
@@ -50,11 +73,17 @@ def parse_version(reply: str) -> ClamdVersion:
 
 
 def parse_scan_reply(reply: str) -> tuple[str, ...]:
-    """The findings in an INSTREAM reply (empty: clean); errors raise."""
-    if reply == "stream: OK":
+    """The findings in an INSTREAM or FILDES reply (empty: clean); errors raise, and so
+    does the whole artifact being over clamd's size limit."""
+    subject = _SUBJECT.match(reply)
+    result = reply[subject.end():] if subject else None
+    if result == "OK":
         return ()
-    if reply.startswith("stream: ") and reply.endswith(" FOUND"):
-        return (reply[len("stream: "):-len(" FOUND")],)
+    if result is not None and result.endswith(" FOUND"):
+        found = result[:-len(" FOUND")]
+        if found == OVER_MAX_FILE_SIZE:
+            raise _size_limit(reply)
+        return (found,)
     if "size limit exceeded" in reply:
         raise _size_limit(reply)
     if reply.endswith("ERROR"):
@@ -65,8 +94,8 @@ def parse_scan_reply(reply: str) -> tuple[str, ...]:
 def _size_limit(reply: str) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"artifact not scanned: {ENGINE}: it is larger than clamd accepts "
-        f"(StreamMaxLength in clamd.conf; clamd said {reply!r}); it cannot be signed",
-        code=ErrorCode.SCAN_SIZE_LIMIT, engine=ENGINE)
+        f"(StreamMaxLength and MaxFileSize in clamd.conf; clamd said {reply!r}); it cannot "
+        "be signed", code=ErrorCode.SCAN_SIZE_LIMIT, engine=ENGINE)
 
 
 class ClamdScanner:
@@ -75,18 +104,24 @@ class ClamdScanner:
     ``connect_timeout`` bounds connecting; ``timeout`` bounds every later wait for clamd
     (sending a chunk, and the reply, which comes once the whole artifact is scanned).
     Every failure to get a verdict raises ScannerUnavailable; an artifact over clamd's
-    StreamMaxLength raises PayloadTooLarge (code ``scan_size_limit``). Thread-safe: one
-    connection per command.
+    StreamMaxLength (streamed) or MaxFileSize (handed over) raises PayloadTooLarge (code
+    ``scan_size_limit``). Thread-safe: one connection per command.
+
+    ``pass_fd``: :meth:`scan_path` hands clamd the open file (``FILDES``) rather than
+    streaming its bytes (``INSTREAM``); it turns itself off when clamd cannot take a
+    descriptor.
     """
 
     name = ENGINE
 
     def __init__(self, socket_path: Path | str, *, connect_timeout: float = 5.0,
-                 timeout: float = 300.0, chunk_size: int = CHUNK_SIZE) -> None:
+                 timeout: float = 300.0, chunk_size: int = CHUNK_SIZE,
+                 pass_fd: bool = True) -> None:
         self.socket_path = Path(socket_path)
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.chunk_size = chunk_size
+        self.pass_fd = pass_fd
 
     # -- commands ------------------------------------------------------------------------
 
@@ -107,8 +142,25 @@ class ClamdScanner:
                           ruleset_version=version.database, seconds=time.monotonic() - start)
 
     def scan_path(self, path: Path) -> Verdict:
-        with path.open("rb") as f:
-            return self.scan_chunks(iter(lambda: f.read(self.chunk_size), b""))
+        """Scan the file at ``path``: its descriptor is handed to clamd (``FILDES``), or,
+        when clamd cannot take one, its bytes are streamed (``INSTREAM``)."""
+        start = time.monotonic()
+        # Opened before clamd is asked anything: an unreadable artifact is not clamd's fault.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if self.pass_fd:
+                version = self.version()
+                reply = self._command(b"FILDES", fd=fd)
+                if reply not in _NO_FD_PASSING:
+                    return Verdict.of(ENGINE, parse_scan_reply(reply),
+                                      engine_version=version.engine,
+                                      ruleset_version=version.database,
+                                      seconds=time.monotonic() - start)
+                self.pass_fd = False  # this clamd streams only: stream from now on
+            with os.fdopen(os.dup(fd), "rb") as f:
+                return self.scan_chunks(iter(lambda: f.read(self.chunk_size), b""))
+        finally:
+            os.close(fd)
 
     # -- wire ----------------------------------------------------------------------------
 
@@ -143,10 +195,13 @@ class ClamdScanner:
         sock.settimeout(self.timeout)
         return sock
 
-    def _command(self, command: bytes, body: Iterable[bytes] | None = None) -> str:
+    def _command(self, command: bytes, body: Iterable[bytes] | None = None,
+                 fd: int | None = None) -> str:
         name = command.decode()
         with self._connect() as sock:
             self._send(sock, b"z" + command + b"\0", name)
+            if fd is not None and (refused := self._send_fd(sock, fd, name)):
+                return refused
             if body is not None:
                 # Errors reading ``body`` (the artifact) propagate as they are; only the
                 # socket's become ScannerUnavailable.
@@ -174,6 +229,25 @@ class ClamdScanner:
             raise ScannerUnavailable(
                 ENGINE, f"clamd closed the connection during {command}: "
                         f"{reply or exc.strerror or exc}") from exc
+
+    def _send_fd(self, sock: socket.socket, fd: int, command: str) -> str | None:
+        """One byte carrying ``fd`` (SCM_RIGHTS): clamd receives its own copy of it. A
+        clamd that does not know the command may have answered and closed already: that
+        answer is returned."""
+        try:
+            socket.send_fds(sock, [b"\0"], [fd])
+        except TimeoutError as exc:
+            raise ScannerUnavailable(
+                ENGINE, f"clamd stopped reading for {self.timeout} s during {command}"
+            ) from exc
+        except OSError as exc:
+            reply = _read_reply_quietly(sock)
+            if reply in _NO_FD_PASSING:
+                return reply
+            raise ScannerUnavailable(
+                ENGINE, f"clamd closed the connection during {command}: "
+                        f"{reply or exc.strerror or exc}") from exc
+        return None
 
     def _read_reply(self, sock: socket.socket, command: str) -> str:
         data = bytearray()

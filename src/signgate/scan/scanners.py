@@ -6,13 +6,14 @@ engine setting (YARA rules that do not compile) stops the server before it liste
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from signgate.errors import ScannerUnavailable
+from signgate.scan import denylist
 from signgate.scan.base import Scanner, Verdict, scan_all
 from signgate.scan.clamd import ClamdScanner
-from signgate.scan.denylist import DenyListScanner
 from signgate.scan.yara import YaraScanner
 
 
@@ -23,22 +24,20 @@ class Scanners:
                  yara_dir: Path | str | None = None,
                  timeout_seconds: int = 60, yara_max_concurrent: int = 2) -> None:
         self.engines: list[Scanner] = []
-        self.clamd: ClamdScanner | None = None
         if clamd_socket:
-            self.clamd = ClamdScanner(clamd_socket, timeout=float(timeout_seconds))
-            self.engines.append(self.clamd)
+            self.engines.append(ClamdScanner(clamd_socket, timeout=float(timeout_seconds)))
         if yara_dir:
             self.engines.append(YaraScanner(Path(yara_dir), timeout=timeout_seconds,
                                             max_concurrent=yara_max_concurrent))
 
-    def scan(self, path: Path, denied: Mapping[str, str],
-             streamed: Verdict | None = None) -> list[Verdict]:
-        """Every engine, then the deny-list. ``streamed``: clamd's verdict, already given
-        while the upload arrived (see ``clamd_stream.py``)."""
+    def scan(self, path: Path, sha256: str, denied: Mapping[str, str]) -> list[Verdict]:
+        """Every engine on the file at ``path``, then the deny-list on ``sha256``, the
+        digest of that file computed as its bytes arrived (the caller's: one pass over
+        the bytes, not one more per check)."""
         if not self.engines:
             raise ScannerUnavailable("signgate", "no scanner is configured "
                                      "(scan_clamd_socket or scan_yara_dir in config.toml)")
-        if streamed is None:
-            return scan_all([*self.engines, DenyListScanner(denied)], path)
-        others = [e for e in self.engines if e is not self.clamd]
-        return [streamed, *scan_all([*others, DenyListScanner(denied)], path)]
+        verdicts = scan_all(self.engines, path)
+        started = time.monotonic()
+        listed = denylist.normalize(denied)
+        return [*verdicts, denylist.check(sha256, listed, seconds=time.monotonic() - started)]

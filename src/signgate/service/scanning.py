@@ -9,10 +9,11 @@ obtain a signature over bytes signgate did not scan. Only a clean verdict reache
 store; a finding, and a scanner that cannot answer (down, timed out, erroring), refuse the
 signing. Either way the verdict goes into the audit entry (see ``pipeline/record.py``).
 
-This module orchestrates: the scanner set is ``scan/scanners.py``, clamd's streaming
-adapter ``scan/clamd_stream.py``, admission to the spool ``spool.py`` and receiving the
-body into it ``uploads.py``. Blocking work runs in anyio's worker threads (the same pool
-the web framework uses), so that no web-framework import is needed here.
+This module orchestrates: the scanner set is ``scan/scanners.py`` (clamd is handed the
+spooled file's descriptor, so it reads the very file that was hashed), admission to the
+spool ``spool.py`` and receiving the body into it ``uploads.py``. Blocking work runs in
+anyio's worker threads (the same pool the web framework uses), so that no web-framework
+import is needed here.
 """
 
 from __future__ import annotations
@@ -104,9 +105,7 @@ def examine(ctx: Context, caller: Caller, ref: str | None, spooled: Spooled,
     with ctx.db.read() as session:
         denied = denied_hashes(session)
     try:
-        if isinstance(spooled.streamed, SigngateError):
-            raise spooled.streamed
-        verdicts = ctx.scanners.scan(spooled.path, denied, spooled.streamed)
+        verdicts = ctx.scanners.scan(spooled.path, spooled.sha256, denied)
     except SigngateError as exc:
         return ScanOutcome(spooled.sha256, spooled.size, error=exc), None
     outcome = ScanOutcome(spooled.sha256, spooled.size, tuple(verdicts))
@@ -205,7 +204,7 @@ async def _receive_or_refuse(ctx: Context, caller: Caller, target: Target, actor
             spool.admit, spool_dir(settings.data_dir), actor, declared,
             per_identity=settings.upload_max_concurrent_per_identity,
             budget=settings.upload_spool_max_bytes))
-        return await receive(directory, stream, limit, artifact_name, ctx.scanners.clamd)
+        return await receive(directory, stream, limit, artifact_name)
     except (InvalidInput, LimitExceeded) as exc:
         # Too large, no length, too many in flight, no room, a body that stopped coming:
         # all refusals of this identity's upload, on the record.

@@ -9,7 +9,7 @@ the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -78,6 +78,16 @@ class SigningPipeline(Protocol):
 
     async def submit_async(self, request: SignRequest) -> SignOutcome:
         """The same for an event loop: waits without holding a thread."""
+        ...
+
+    def submit_many(self, requests: Sequence[SignRequest]) -> list[SignOutcome | Exception]:
+        """Each request's outcome, in order, once the one transaction deciding them all
+        committed; a refusal is returned as its exception, not raised."""
+        ...
+
+    async def submit_many_async(self, requests: Sequence[SignRequest],
+                                ) -> list[SignOutcome | Exception]:
+        """The same for an event loop."""
         ...
 
     def close(self) -> None:

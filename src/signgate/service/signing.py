@@ -6,7 +6,9 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +16,13 @@ from sqlalchemy.orm import Session
 from signgate.audit.model import Action
 from signgate.crypto.algorithms import DigestAlgorithm, KeyAlgorithm, RsaPadding, parse_digest
 from signgate.crypto.signatures import load_public_key, verify_digest
-from signgate.errors import Denied, ErrorCode, InvalidInput
+from signgate.errors import (
+    AuthenticationFailed,
+    Denied,
+    ErrorCode,
+    InvalidInput,
+    SigngateError,
+)
 from signgate.pki import tsa as rfc3161
 from signgate.policy import decide
 from signgate.policy.model import Actor, KeyState, ScanPolicy
@@ -39,6 +47,45 @@ async def sign_async(ctx: Context, request: SignRequest) -> SignOutcome:
     """:func:`sign` for the event loop (the API's hot path: no thread-pool hop)."""
     split_ref(request.ref)
     return await ctx.signing.submit_async(request)
+
+
+MAX_BATCH_ITEMS = 1000
+
+
+async def sign_batch_async(ctx: Context, requests: Sequence[SignRequest],
+                           ) -> list[SignOutcome | SigngateError]:
+    """Sign every request of a batch signing (one key, up to :data:`MAX_BATCH_ITEMS`),
+    each decided on its own and recorded (refusals too), all in one group commit; each
+    outcome in order: the result, the request that waits for approvals, or the refusal
+    (returned, not raised). Returns once that commit has returned. A batch that is empty,
+    too large or names more than one key is refused whole, before anything is queued."""
+    if not requests:
+        raise InvalidInput("a batch signing needs at least one item")
+    if len(requests) > MAX_BATCH_ITEMS:
+        raise InvalidInput(f"a batch signing takes at most {MAX_BATCH_ITEMS} items, "
+                           f"got {len(requests)}")
+    ref = requests[0].ref
+    if any(r.ref != ref for r in requests):
+        raise InvalidInput("every item of a batch signing is signed with the same key")
+    split_ref(ref)
+    outcomes = await ctx.signing.submit_many_async(requests)
+    first = outcomes[0]
+    if isinstance(first, Exception) and not isinstance(first, SigngateError) and all(
+            o is first for o in outcomes):
+        raise first  # the transaction failed (say, the database): answered as a signing's
+    if all(isinstance(o, AuthenticationFailed) for o in outcomes):
+        # The caller, not its items, was refused: one answer (401, or 429 when throttled).
+        raise cast(AuthenticationFailed, first)
+    return [_refusal(o) if isinstance(o, Exception) else o for o in outcomes]
+
+
+def _refusal(exc: Exception) -> SigngateError:
+    """An item's failure as the error its caller is told (a defect: an internal error,
+    logged where it happened, never a 500 for the whole batch)."""
+    if isinstance(exc, SigngateError):
+        return exc
+    return SigngateError("internal error while signing; nothing was signed",
+                         code=ErrorCode.INTERNAL_ERROR)
 
 
 def decode_signature(text: str) -> bytes:

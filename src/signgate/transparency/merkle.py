@@ -175,20 +175,37 @@ def _split(size: int) -> int:
 def prove_record(t: int, n: int, reader: HashReader) -> list[bytes]:
     """The inclusion proof of leaf ``n`` in the tree of size ``t`` (RFC 9162 §2.1.3.1
     PATH), leaf's sibling first, the root's child last."""
+    return prove_records(t, [n], reader)[0]
+
+
+def prove_records(t: int, leaves: Sequence[int], reader: HashReader) -> list[list[bytes]]:
+    """:func:`prove_record` for each of ``leaves``, with one read of the stored hashes
+    they need between them (a batch's entries share most of their paths)."""
     _check_size(t)
-    if not 0 <= n < t:
-        raise InvalidInput(f"leaf {n} is not in a tree of {t} leaves")
-    plan = _Plan()
-    lo, hi = 0, t
-    while hi - lo > 1:  # top-down; the proof lists these bottom-up
-        k = _split(hi - lo)
-        if n < lo + k:
-            plan.add(lo + k, hi)
-            hi = lo + k
-        else:
-            plan.add(lo, lo + k)
-            lo += k
-    return plan.hashes(reader)[::-1]
+    plans: list[list[tuple[int, int]]] = []
+    for n in leaves:
+        if not 0 <= n < t:
+            raise InvalidInput(f"leaf {n} is not in a tree of {t} leaves")
+        ranges = []
+        lo, hi = 0, t
+        while hi - lo > 1:  # top-down; the proof lists these bottom-up
+            k = _split(hi - lo)
+            if n < lo + k:
+                ranges.append((lo + k, hi))
+                hi = lo + k
+            else:
+                ranges.append((lo, lo + k))
+                lo += k
+        plans.append(ranges)
+    parts = {r: _complete_subtrees(*r) for ranges in plans for r in ranges}
+    indexes = sorted({stored_hash_index(level, i) for part in parts.values()
+                      for level, i in part})
+    read = reader.read_hashes(indexes)
+    _check_read(read, len(indexes))
+    stored = dict(zip(indexes, read, strict=True))
+    folded = {r: _fold([stored[stored_hash_index(level, i)] for level, i in part])
+              for r, part in parts.items()}
+    return [[folded[r] for r in reversed(ranges)] for ranges in plans]
 
 
 def prove_tree(t: int, n: int, reader: HashReader) -> list[bytes]:

@@ -61,6 +61,6 @@ def check_request(artifact_name: str, metadata: Mapping[str, str]) -> dict[str, 
     if any(ord(c) < 32 for c in artifact_name):
         raise InvalidInput("artifact name must not contain control characters")
     meta = dict(metadata)
-    if len(canonical_json(meta)) > MAX_METADATA_BYTES:
+    if meta and len(canonical_json(meta)) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is limited to {MAX_METADATA_BYTES} bytes of JSON")
     return meta

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from signgate.errors import AuthenticationFailed, ErrorCode, SigngateError, Unavailable
 from signgate.service.context import ANONYMOUS, Context, refusal_record
 from signgate.service.pipeline import builds, hold, release
-from signgate.service.pipeline.authorize import authorize
+from signgate.service.pipeline.authorize import Authorized, authorize
 from signgate.service.pipeline.committer import GroupCommitter
+from signgate.service.pipeline.early import NEUTRAL, Early, EarlySigning, sign_early
 from signgate.service.pipeline.lookups import Cache
-from signgate.service.pipeline.produce import produce
+from signgate.service.pipeline.produce import Produced, produce
 from signgate.service.pipeline.receipts import deliver, prove
 from signgate.service.pipeline.record import record
 from signgate.service.pipeline.work import Work
@@ -103,11 +104,23 @@ def sign_one(work: Work, request: SignRequest) -> SignOutcome:
         raise Refusal(actor.name, SigngateError(
             "internal error while signing; nothing was signed", code=ErrorCode.INTERNAL_ERROR,
         )) from exc
+    return finish(work, request, authorized, produced, approval, admission)
+
+
+def finish(work: Work, request: SignRequest, authorized: Authorized, produced: Produced,
+           approval: dict[str, Any] | None, admission: release.Admission) -> SignResult:
+    """The signing on the record (its entry, its row, its window's count)."""
     result = record(work, request, authorized, produced, approval, admission.details())
     release.count(work, admission)
     if request.approval_request is not None:
         hold.store_result(work, request.approval_request, result)
     return result
+
+
+def finish_early(work: Work, request: SignRequest, early: EarlySigning) -> SignResult:
+    """A signing decided and made before the lock (``early.py``), recorded under it."""
+    admission = release.admit(work, early.authorized)
+    return finish(work, request, early.authorized, early.produced, None, admission)
 
 
 def _unclaim(work: Work, request: SignRequest, approval: dict[str, Any] | None) -> None:
@@ -134,14 +147,43 @@ class Pipeline:
         """The same for an event loop: waits without holding a thread."""
         return await self._committer.submit_async(request)
 
+    def submit_many(self, requests: Sequence[SignRequest]) -> list[SignOutcome | Exception]:
+        """Each request's outcome (a refusal: its exception, returned), all decided in one
+        transaction: a batch signing costs one commit (``committer.submit_many``)."""
+        return self._committer.submit_many(requests)
+
+    async def submit_many_async(self, requests: Sequence[SignRequest],
+                                ) -> list[SignOutcome | Exception]:
+        """The same for an event loop."""
+        return await self._committer.submit_many_async(requests)
+
     def close(self) -> None:
         self._committer.close()
         if self.webhook is not None:
             self.webhook.close()
 
-    def process(self, requests: Sequence[SignRequest]) -> list[SignOutcome | Exception]:
-        """One transaction for ``requests``: an outcome for each, in order."""
+    def process(self, requests: Sequence[SignRequest],
+                more: Callable[[], list[SignRequest]] = list,
+                ) -> list[SignOutcome | Exception]:
+        """One transaction for ``requests`` and, once it holds the chain's lock, for what
+        ``more`` adds (what queued up meanwhile): an outcome for each, in order."""
+        return self.commit(requests, self.early(requests), more)
+
+    def early(self, requests: Sequence[SignRequest]) -> Early:
+        """What can be decided and signed before the lock (``early.py``)."""
+        try:
+            return sign_early(self.ctx, self._cache, list(requests))
+        except Exception:  # decided under the lock instead, as always
+            log.exception("signing before the lock failed")
+            return Early(-1, {})
+
+    def commit(self, requests: Sequence[SignRequest], early: Early,
+               more: Callable[[], list[SignRequest]] = list,
+               ) -> list[SignOutcome | Exception]:
+        """The batch's transaction: ``early``'s signings recorded if nothing they read
+        changed since, everything else decided, signed and recorded under the lock."""
         ctx = self.ctx
+        requests = list(requests)
         outcomes: list[SignOutcome | Exception] = []
         held: list[RequestView] = []
         # Failed authentications recorded in this batch's transaction: if it does not
@@ -150,11 +192,19 @@ class Pipeline:
         try:
             with ctx.transaction() as session:
                 writer = ctx.audit_writer(session)
+                # Another process's batch may have held the lock: what queued up while
+                # this one waited for it joins (one commit, not two).
+                requests.extend(more())
+                # What was decided early stands only if nothing it read changed since.
+                signed = (early.signed if early.signed
+                          and writer.settled_since(early.seen, NEUTRAL) else {})
                 self._cache.valid_at(writer.seq)
                 work = Work(ctx, session, self._cache)
-                for request in requests:
+                for at, request in enumerate(requests):
                     try:
-                        outcomes.append(sign_one(work, request))
+                        made = signed.get(at)
+                        outcomes.append(sign_one(work, request) if made is None
+                                        else finish_early(work, request, made))
                     except Refusal as refused:
                         outcomes.append(self._refused(work, request, refused, first_failures))
                 work.flush()

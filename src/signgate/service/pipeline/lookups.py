@@ -19,6 +19,7 @@ from signgate.crypto.tokens import token_hash
 from signgate.errors import AuthenticationFailed, NotFound
 from signgate.formats.base import Chain, SignerKey
 from signgate.pki import certs
+from signgate.pki import tsa as rfc3161
 from signgate.policy.model import Actor, KeySnapshot, KeyState, ScanPolicy
 from signgate.service.actors import load_actor
 from signgate.service.caller import Caller
@@ -106,6 +107,9 @@ class Cache:
     actors: dict[str, tuple[int, Actor]] = field(default_factory=dict)  # by token hash
     keys: dict[str, CurrentKey] = field(default_factory=dict)  # by ref
     chains: dict[int, Chain] = field(default_factory=dict)  # by key version id
+    # signgate's own TSA, its token template encoded, by key URI and certificate: keyed
+    # by what defines it, so valid whoever wrote since (not emptied by ``clear``).
+    tsas: dict[tuple[str, bytes, str, int], rfc3161.Authority] = field(default_factory=dict)
 
     def valid_at(self, head_seq: int) -> bool:
         """Keep the cache if the audit head is where the last batch left it, else empty it.

@@ -67,15 +67,21 @@ def produce(work: Work, request: SignRequest, authorized: Authorized) -> Produce
     chain = work.lookups.chain(signed.key.version_id) if builder.needs_chain else None
     assembled = builder.assemble(
         signed.prepared.signer, wanted, signed.prepared.tbs, signed.signature, chain,
-        cms_format.token_of(issued.der) if issued else None)
+        _token(issued))
     return Produced(signed.key, builder.name, assembled, signed.signature, issued,
                     signed.certificate, now)
+
+
+def _token(issued: rfc3161.Issued | None) -> bytes | None:
+    if issued is None:
+        return None
+    return issued.token if issued.token is not None else cms_format.token_of(issued.der)
 
 
 def check_params(fmt: str, params: Mapping[str, str]) -> dict[str, str]:
     out = dict(params)
     formats.check_params(fmt, out)
-    if len(canonical_json(out)) > MAX_PARAMS_BYTES:
+    if out and len(canonical_json(out)) > MAX_PARAMS_BYTES:
         raise InvalidInput(f"format parameters are limited to {MAX_PARAMS_BYTES} bytes of "
                            "JSON")
     return out

@@ -33,9 +33,16 @@ def stamp(work: Work, signature: bytes, now: datetime) -> rfc3161.Issued:
         if authority is None:
             raise KeyStoreError("the time-stamp authority is not set up "
                                 "(restart 'signgate serve')", code=ErrorCode.TSA_UNAVAILABLE)
-        certificate = certs.load_der(authority_certificate(work.session, authority).der)
-        work.tsa = rfc3161.Authority(
-            authority_signer(work.ctx, authority),
-            certificate, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
+        der = authority_certificate(work.session, authority).der
+        tsas = work.lookups.cache.tsas
+        known = (authority.key_uri, der, settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
+        work.tsa = tsas.get(known)
+        if work.tsa is None:  # encoding the token template costs milliseconds: once
+            work.tsa = rfc3161.Authority(
+                authority_signer(work.ctx, authority), certs.load_der(der),
+                settings.tsa_policy_oid, settings.tsa_accuracy_seconds)
+            if len(tsas) >= 4:
+                tsas.clear()
+            tsas[known] = work.tsa
     request = rfc3161.own_request(DigestAlgorithm.SHA256, hashlib.sha256(signature).digest())
     return rfc3161.grant(request, work.tsa, now)
