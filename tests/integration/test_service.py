@@ -118,7 +118,7 @@ def make_env(url: str, data_dir: Path) -> Env:
                                                     one_time=one_time_store(os.urandom(32))))
     store = ctx.keystores.default
     assert isinstance(store, SwitchableStore)
-    assert ctx.db.upgrade() == "0013"
+    assert ctx.db.upgrade() == "0014"
     return Env(ctx, clock, Caller(bootstrap_admin(ctx), "127.0.0.1"), store)
 
 
@@ -136,8 +136,8 @@ def new_key(e: Env, project: str = "app", name: str = "release", **policy: Any) 
 def test_upgrade_is_idempotent(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0013"
-        assert db.upgrade() == "0013"
+        assert db.upgrade() == "0014"
+        assert db.upgrade() == "0014"
         with db.read() as s:
             assert s.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
             report = verify_chain(s)
@@ -148,7 +148,7 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
         db.dispose()
     again = Database(database_url)
     try:
-        assert again.upgrade() == "0013"
+        assert again.upgrade() == "0014"
     finally:
         again.dispose()
 
@@ -214,7 +214,7 @@ def test_rotation_by_count(env: Env) -> None:
     for n, e in enumerate(rotations, start=1):
         assert f'"reason":"version {n} reached its limit of 3 signatures"' in e.details
     with env.ctx.db.read() as s:
-        rows = s.execute(select(KeyVersion.version, func.count(SignatureRecord.id))
+        rows = s.execute(select(KeyVersion.version, func.count(SignatureRecord.audit_seq))
                          .join(SignatureRecord, SignatureRecord.key_version_id == KeyVersion.id)
                          .group_by(KeyVersion.version).order_by(KeyVersion.version)).all()
     assert [tuple(r) for r in rows] == [(1, 3), (2, 3), (3, 3), (4, 1)]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
-from starlette.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.responses import JSONResponse, StreamingResponse
 
+from signgate.api import progress
 from signgate.api.deps import Ctx, Who
 from signgate.api.requests import PENDING, outcome
 from signgate.api.schemas import (
@@ -192,15 +193,19 @@ def revoke_key(project: str, key: str, body: KeyRevoke, ctx: Ctx, caller: Who) -
     return keys.revoke(ctx, caller, f"{project}/{key}", when, body.reason)
 
 
-@router.get(KEY + "/blast-radius", tags=["keys"])
-def key_blast_radius(project: str, key: str, since: datetime, ctx: Ctx,
-                     caller: Who) -> BlastRadius:
+@router.get(KEY + "/blast-radius", tags=["keys"], response_model=BlastRadius)
+def key_blast_radius(project: str, key: str, since: datetime, ctx: Ctx, caller: Who,
+                     request: Request) -> BlastRadius | StreamingResponse:
     """What the key signed at or after ``since``, with each entry's inclusion proof in the
-    log's newest checkpoint (auditor grant over the key)."""
+    log's newest checkpoint (auditor grant over the key). With ``Accept:
+    application/x-ndjson``, progress lines and then the result (api/progress.py)."""
     from signgate.clock import parse_time
 
-    return blast_radius.blast_radius(ctx, caller, f"{project}/{key}",
-                                     parse_time(since.isoformat()))
+    ref, when = f"{project}/{key}", parse_time(since.isoformat())
+    if progress.wants_stream(request):
+        return progress.stream(lambda tell: blast_radius.blast_radius(ctx, caller, ref, when,
+                                                                      tell))
+    return blast_radius.blast_radius(ctx, caller, ref, when)
 
 
 @router.post(KEY + "/sign", tags=["signing"], response_model=SignResult,
@@ -350,8 +355,14 @@ def audit_log(
     return audit.query(ctx, caller, q)
 
 
-@router.get("/audit/verify", tags=["audit"])
-def audit_verify(ctx: Ctx, caller: Who, response: Response) -> AuditVerifyView:
+@router.get("/audit/verify", tags=["audit"], response_model=AuditVerifyView)
+def audit_verify(ctx: Ctx, caller: Who, request: Request,
+                 response: Response) -> AuditVerifyView | StreamingResponse:
+    """Recompute the chain and the log's tree. With ``Accept: application/x-ndjson``, a
+    stream of progress lines and then the result (api/progress.py): a million entries take
+    longer than a client waits for one answer."""
+    if progress.wants_stream(request):
+        return progress.stream(lambda tell: audit.verify(ctx, caller, tell))
     result = audit.verify(ctx, caller)
     if not result.ok:
         response.headers["X-Signgate-Audit"] = "broken"

@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
@@ -112,14 +112,30 @@ def _check(rows: Iterable[Any], tree_size: int) -> _Range:
     return out
 
 
-def verify_chain(session: Session, *, workers: int | None = None) -> ChainReport:
+# Told (entries checked so far, entries to check) as a verification goes: a client that
+# waits for a million-entry check sees it move (the API streams it, never timing out).
+Progress = Callable[[int, int], None]
+
+
+def _counted(rows: Any, progress: Progress, total: int) -> Iterator[Any]:
+    """The rows of a ``yield_per`` result, telling ``progress`` after each partition."""
+    done = 0
+    for part in rows.partitions():
+        yield from part
+        done += len(part)
+        progress(done, total)
+
+
+def verify_chain(session: Session, *, workers: int | None = None,
+                 progress: Progress | None = None) -> ChainReport:
     """Recompute the chain and the tree; name the first entry that was edited, deleted,
     inserted or moved.
 
     ``session`` must read one snapshot (``Database.read(snapshot=True)``): the head and the
     entries are compared with each other, so they must be of the same instant. ``workers``
     (default: one per core, and one for a log under :data:`PARALLEL_FROM` entries) is how
-    many processes check ranges at once.
+    many processes check ranges at once; ``progress`` is told how far the check is (from
+    this thread, at least once per range or per 5,000 entries).
     """
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     checkpoint = session.execute(
@@ -128,12 +144,16 @@ def verify_chain(session: Session, *, workers: int | None = None) -> ChainReport
     tree_size = checkpoint.size if checkpoint is not None else 0
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if head.seq >= PARALLEL_FROM else 1
+    if progress is not None:
+        progress(0, head.seq)
     if workers > 1 and head.seq > _MIN_RANGE:
-        ranges = _parallel(session, head.seq, tree_size, workers)
+        ranges = _parallel(session, head.seq, tree_size, workers, progress)
     else:
         conn = session.connection().execution_options(yield_per=5000)
         everything = _entries(conn.dialect.name).where(_table.c.seq <= head.seq)
-        ranges = [_check(conn.execute(everything), tree_size)]
+        rows = conn.execute(everything)
+        ranges = [_check(rows if progress is None else _counted(rows, progress, head.seq),
+                         tree_size)]
 
     tree = StreamingRoot()
     expected, prev, count = 1, GENESIS_HASH, 0
@@ -177,7 +197,8 @@ def verify_chain(session: Session, *, workers: int | None = None) -> ChainReport
     return ChainReport(True, count, head.seq, head.entry_hash)
 
 
-def _parallel(session: Session, head_seq: int, tree_size: int, workers: int) -> list[_Range]:
+def _parallel(session: Session, head_seq: int, tree_size: int, workers: int,
+              progress: Progress | None = None) -> list[_Range]:
     """Check ``[1, head_seq]`` in power-of-two ranges (about four per worker, so a slow
     range does not leave the other workers idle), each range by a worker process."""
     length = _MIN_RANGE
@@ -191,8 +212,24 @@ def _parallel(session: Session, head_seq: int, tree_size: int, workers: int) -> 
     starts = range(1, head_seq + 1, length)
     ends = [min(start + length, head_seq + 1) for start in starts]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_check_range, [url] * len(starts), [snapshot] * len(starts),
-                             starts, ends, [tree_size] * len(starts)))
+        futures = [pool.submit(_check_range, url, snapshot, start, end, tree_size)
+                   for start, end in zip(starts, ends, strict=True)]
+        if progress is not None:
+            _tell(futures, [end - start for start, end in zip(starts, ends, strict=True)],
+                  progress, head_seq)
+        return [f.result() for f in futures]
+
+
+def _tell(futures: list[Future[_Range]], sizes: list[int], progress: Progress,
+          total: int) -> None:
+    """Tell ``progress`` as ranges finish, in any order (the sum of the finished ones)."""
+    from concurrent.futures import as_completed
+
+    size = dict(zip(map(id, futures), sizes, strict=True))
+    done = 0
+    for f in as_completed(futures):
+        done += size[id(f)]
+        progress(done, total)
 
 
 def _check_range(url: str, snapshot: str | None, start: int, end: int,

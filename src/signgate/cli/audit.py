@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from signgate.cli.common import client_options, make_client
-from signgate.cli.output import emit_json, handles_errors, json_option, table
+from signgate.cli.output import Progress, emit_json, handles_errors, json_option, table
 from signgate.clock import parse_time
 from signgate.errors import VerificationFailed
 
@@ -86,13 +86,21 @@ def _summary(e: dict[str, Any]) -> str:
 
 
 @audit.command("verify")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr from the start / never (default: once a check has "
+                   "taken two seconds).")
 @client_options
 @json_option
 @handles_errors
-def verify(url: str, token_file: Path | None, as_json: bool) -> None:
-    """Recompute the hash chain; exit 8 and name the first bad entry if it was tampered with."""
+def verify(url: str, token_file: Path | None, as_json: bool, progress: bool | None) -> None:
+    """Recompute the hash chain; exit 8 and name the first bad entry if it was tampered with.
+
+    The server streams how far it is, so a long check never times out; progress goes to
+    stderr once the check has taken two seconds (--progress: from the start)."""
     with make_client(url, token_file) as c:
-        r = c.audit_verify()
+        shown = None if progress is False else Progress(
+            "audit verify", "entries checked", 0.0 if progress else 2.0)
+        r = c.audit_verify(shown)
     if as_json:
         emit_json(r)
         if not r["ok"]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from signgate.cli.common import client_options, make_client
-from signgate.cli.output import emit_json, handles_errors, json_option, table
+from signgate.cli.output import Progress, emit_json, handles_errors, json_option, table
 from signgate.cli.usage import Choice
 from signgate.clock import parse_time
 from signgate.errors import InvalidInput
@@ -403,7 +403,8 @@ def blast_radius(ref: str, since: str, output: Path | None, url: str,
     send to customers, who check it with 'signgate log check FILE --log-key VKEY'.
     Needs an auditor grant over the key."""
     with make_client(url, token_file) as c:
-        radius = c.blast_radius(ref, parse_time(since).isoformat())
+        radius = c.blast_radius(ref, parse_time(since).isoformat(),
+                                Progress("blast radius", "signatures proven"))
     if output is None:
         emit_json(radius)
         return

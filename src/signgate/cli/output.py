@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -73,3 +74,27 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+class Progress:
+    """How far a long server operation is (the server streams it), on stderr: stdout keeps
+    the result alone. Quiet for the first ``quiet_for`` seconds (a quick answer prints
+    nothing), then once a second at most, on one line when stderr is a terminal."""
+
+    def __init__(self, label: str, unit: str, quiet_for: float = 2.0) -> None:
+        self.label, self.unit, self.quiet_for = label, unit, quiet_for
+        self.started = self.last = time.monotonic()
+        self.printed = False
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        finished = done >= total > 0
+        if total == 0 or now - self.started < self.quiet_for or (
+                self.printed and now - self.last < 1.0 and not finished):
+            return
+        self.last, self.printed = now, True
+        end = "\r" if self.tty and not finished else "\n"
+        print(f"{self.label}: {done:,} of {total:,} {self.unit}", end=end, file=sys.stderr,
+              flush=True)
+

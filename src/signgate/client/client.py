@@ -63,6 +63,29 @@ def _error_from(response: httpx.Response) -> errors.SigngateError:
     return error_from(response.status_code, response.reason_phrase, response.content)
 
 
+def _event(line: str) -> dict[str, Any]:
+    """One line of a progress stream: a JSON object, else the server is not signgate's."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise errors.Unavailable("the server answered a progress stream with a line that is "
+                                 "not a JSON object")
+    return event
+
+
+def _streamed_error(error: Any) -> errors.SigngateError:
+    """The error a stream's last line reports, rebuilt as :func:`_error_from` does."""
+    code = str(error.get("code", "")) if isinstance(error, dict) else ""
+    detail = str(error.get("detail", "")) if isinstance(error, dict) else str(error)
+    cls = errors.class_of(code)
+    if cls is None:
+        return errors.rebuild(errors.SigngateError, detail,
+                              details={"server_code": code} if code else None)
+    return errors.rebuild(cls, detail, errors.ErrorCode(code))
+
+
 _key_path = key_path
 
 
@@ -103,6 +126,32 @@ class SigngateClient:
         if response.status_code >= 400:
             raise _error_from(response)
         return response
+
+    def streamed(self, method: str, path: str,
+                 progress: Callable[[int, int], None] | None = None, **kwargs: Any) -> Any:
+        """The result of a long operation the server streams as NDJSON progress lines
+        (api/progress.py): each line resets the read timeout, so only a server that stops
+        answering for that long times out, not one that works for an hour."""
+        headers = {"Accept": "application/x-ndjson", **kwargs.pop("headers", {})}
+        try:
+            with self._http.stream(method, path, headers=headers, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_from(response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    event = _event(line)
+                    if "progress" in event and progress is not None:
+                        p = event["progress"]
+                        progress(int(p["done"]), int(p["total"]))
+                    elif "result" in event:
+                        return event["result"]
+                    elif "error" in event:
+                        raise _streamed_error(event["error"])
+        except httpx.TransportError as exc:
+            raise errors.Unavailable(f"cannot reach signgate at {self.url}: {exc}") from exc
+        raise errors.Unavailable("the server's answer ended before its result")
 
     # -- the transparency log (public: no token needed) ---------------------------------
     def log_checkpoint(self) -> bytes:
@@ -202,8 +251,12 @@ class SigngateClient:
         return self.request("POST", _key_path(ref) + "/revoke",
                             json={"compromised_at": compromised_at, "reason": reason})
 
-    def blast_radius(self, ref: str, since: str) -> Any:
-        return self.request("GET", _key_path(ref) + "/blast-radius", params={"since": since})
+    def blast_radius(self, ref: str, since: str,
+                     progress: Callable[[int, int], None] | None = None) -> Any:
+        """What the key signed since ``since``, with proofs; streamed like
+        :meth:`audit_verify` (a hundred thousand proofs take longer than a read timeout)."""
+        return self.streamed("GET", _key_path(ref) + "/blast-radius", progress,
+                             params={"since": since})
 
     def sign_digest(self, ref: str, digest_algorithm: str, digest_hex: str, artifact_name: str,
                     metadata: dict[str, str] | None = None, timestamp: bool = False,
@@ -344,8 +397,11 @@ class SigngateClient:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", "/api/v1/audit", params=clean)
 
-    def audit_verify(self) -> Any:
-        return self.request("GET", "/api/v1/audit/verify")
+    def audit_verify(self, progress: Callable[[int, int], None] | None = None) -> Any:
+        """The verification's result; asked as a stream of progress lines (``progress`` is
+        told entries checked, entries to check), so that it never times out however long
+        the log (the server sends a line at least every half second)."""
+        return self.streamed("GET", "/api/v1/audit/verify", progress)
 
     def signature_page(self, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}

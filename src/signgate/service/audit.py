@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action
-from signgate.audit.verify import verify_chain
+from signgate.audit.verify import Progress, verify_chain
 from signgate.errors import InvalidInput
 from signgate.policy import decide
 from signgate.policy.model import Actor, Scope
@@ -81,11 +81,13 @@ def query(ctx: Context, caller: Caller, q: AuditQuery) -> AuditPage:
     return ctx.read(caller, Target(Action.AUDIT_READ, "audit log", q.project), run)
 
 
-def verify(ctx: Context, caller: Caller) -> AuditVerifyView:
+def verify(ctx: Context, caller: Caller, progress: Progress | None = None) -> AuditVerifyView:
+    """Recompute the chain and the log's tree; ``progress`` (entries checked, entries to
+    check) is told as it goes, first once the caller is allowed (0 checked)."""
     def run(session: Session, actor: Actor) -> AuditVerifyView:
         d = decide.may_read_audit(actor, None)
         require(d.allowed, d.reason)
-        r = verify_chain(session)
+        r = verify_chain(session, progress=progress)
         return AuditVerifyView(r.ok, r.entries, r.head_seq, r.head_hash, r.first_bad_seq,
                                r.problem)
 

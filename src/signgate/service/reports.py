@@ -1,8 +1,13 @@
 """Reports on who signed what, when, with which key (``signgate report signatures``).
 
-They read the signature records, which are written in the same transaction as the
-signature's audit entry (so a report row always has its entry, named by ``audit_seq``),
-and are scoped exactly like the audit log: an auditor of a project or a key sees only the
+A page of signatures is a page of the audit log: the signing entries, with the filters
+on the entry's own columns (project, key, actor, time) and its order (seq), so that one
+index of the log (``ix_audit_key_seq``, ``ix_audit_actor_seq``, ...) yields the page in
+order and the query stops after it: a page costs O(page), however many signatures the key
+has. What was signed is read from the entry's details (the public record the log proves),
+the timestamp token from the signature row that points at the entry (written in the same
+transaction). Totals count the signature rows (key version, identity, time). Reports are
+scoped exactly like the audit log: an auditor of a project or a key sees only the
 signatures of that project or key, whatever the filters ask.
 """
 
@@ -25,7 +30,14 @@ from signgate.policy.model import Actor, Scope
 from signgate.service.context import Caller, Context, Target, require
 from signgate.service.records.keys import split_ref
 from signgate.service.views import SignaturePage, SignatureRow, SignatureTotal, SignatureTotals
-from signgate.store.models import Identity, Key, KeyVersion, Project, SignatureRecord
+from signgate.store.models import (
+    AuditEntry,
+    Identity,
+    Key,
+    KeyVersion,
+    Project,
+    SignatureRecord,
+)
 
 MAX_PAGE = 5000
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
@@ -46,14 +58,6 @@ def _in_scope(scope: Scope) -> ColumnElement[bool]:
     if scope.key is None:
         return Project.name == scope.project
     return and_(Project.name == scope.project, Key.name == scope.key)
-
-
-def _filtered(stmt: S, actor: Actor, q: SignatureQuery) -> S:
-    stmt = _versions(stmt.join(KeyVersion, KeyVersion.id == SignatureRecord.key_version_id),
-                     actor, q).join(Identity, Identity.id == SignatureRecord.identity_id)
-    if q.identity:
-        stmt = stmt.where(Identity.name == q.identity)
-    return _in_window(stmt, q)
 
 
 def _in_window(stmt: S, q: SignatureQuery) -> S:
@@ -79,10 +83,9 @@ def _allowed(actor: Actor, q: SignatureQuery) -> None:
     require(d.allowed, d.reason)
 
 
-def _scan_summary(scan_json: str | None) -> str | None:
-    if not scan_json:
+def _scan_summary(details: dict[str, Any] | None) -> str | None:
+    if not details:
         return None
-    details = json.loads(scan_json)
     engines = ", ".join(str(e.get("engine", "?")) for e in details.get("engines", []))
     verdict = str(details.get("verdict", "clean"))
     return f"{verdict} ({engines})" if engines else verdict
@@ -93,12 +96,11 @@ _FIRST = ("repository", "project_path", "ref", "workflow", "job_workflow_ref", "
           "run_attempt", "pipeline_id", "job_id", "event_name", "environment")
 
 
-def oidc_summary(oidc_json: str | None) -> str | None:
+def oidc_summary(oidc: dict[str, Any] | None) -> str | None:
     """"github: repository=acme/app ref=refs/heads/main ... run_id=42" for a signature a
     CI job made with an exchanged OIDC token; None for others."""
-    if not oidc_json:
+    if not oidc:
         return None
-    oidc = json.loads(oidc_json)
     claims: dict[str, str] = oidc.get("claims", {})
     names = [n for n in _FIRST if n in claims] + sorted(
         n for n in claims if n not in _FIRST and n != "jti")
@@ -111,26 +113,49 @@ def signatures(ctx: Context, caller: Caller, q: SignatureQuery) -> SignaturePage
 
     def run(session: Session, actor: Actor) -> SignaturePage:
         _allowed(actor, q)
-        stmt = _filtered(select(SignatureRecord, KeyVersion.version, Key.name, Project.name,
-                                Identity.name), actor, q)
-        stmt = (stmt.where(SignatureRecord.audit_seq > q.after)
-                .order_by(SignatureRecord.audit_seq).limit(q.limit + 1))
-        rows = session.execute(stmt).all()
+        e, sig = AuditEntry, SignatureRecord
+        stmt = (select(e.seq, e.time, e.actor, e.subject, e.key_ref, e.details,
+                       sig.timestamp_token)
+                .join(sig, sig.audit_seq == e.seq)
+                .where(e.action == Action.SIGN.value, e.seq > q.after))
+        scopes = decide.audit_scopes(actor)
+        if scopes is not None:
+            stmt = stmt.where(or_(false(), *(_entry_in_scope(s) for s in scopes)))
+        if q.project:
+            stmt = stmt.where(e.project == q.project)
+        if q.key:
+            stmt = stmt.where(e.key_ref == q.key)
+        if q.identity:
+            stmt = stmt.where(e.actor == q.identity)
+        if q.since:
+            stmt = stmt.where(e.time >= q.since)
+        if q.until:
+            stmt = stmt.where(e.time < q.until)
+        rows = session.execute(stmt.order_by(e.seq).limit(q.limit + 1)).all()
         more = len(rows) > q.limit
-        out = [
-            SignatureRow(
-                signature_id=s.id, signed_at=s.signed_at, key=f"{project}/{key}",
-                key_version=version, identity=identity, artifact_name=s.artifact_name,
-                digest_algorithm=s.digest_algorithm, digest=s.digest, format=s.format,
-                timestamp_time=response_time(s.timestamp_token),
-                scan=_scan_summary(s.scan_json), audit_seq=s.audit_seq,
-                log_index=s.audit_seq - 1, oidc=oidc_summary(s.oidc_json))
-            for s, version, key, project, identity in rows[: q.limit]
-        ]
+        out = [_row(*r) for r in rows[: q.limit]]
         return SignaturePage(out, out[-1].audit_seq if more else None)
 
     return ctx.read(caller, Target(Action.AUDIT_READ, "signature report", q.project), run,
                     snapshot=True)
+
+
+def _entry_in_scope(scope: Scope) -> ColumnElement[bool]:
+    if scope.key is None:
+        return AuditEntry.project == scope.project
+    return and_(AuditEntry.project == scope.project, AuditEntry.key_ref == str(scope))
+
+
+def _row(seq: int, time: datetime, actor: str, subject: str, key_ref: str | None,
+         details_json: str, token: bytes | None) -> SignatureRow:
+    """A report line from a signing entry (its details as the log holds them)."""
+    d = json.loads(details_json)
+    return SignatureRow(
+        signature_id=d["signature_id"], signed_at=time, key=key_ref or "",
+        key_version=d["key_version"], identity=actor, artifact_name=subject,
+        digest_algorithm=d["digest_algorithm"], digest=d["digest"], format=d["format"],
+        timestamp_time=response_time(token), scan=_scan_summary(d.get("scan")),
+        audit_seq=seq, log_index=seq - 1, oidc=oidc_summary(d.get("oidc")))
 
 
 def totals(ctx: Context, caller: Caller, q: SignatureQuery) -> SignatureTotals:

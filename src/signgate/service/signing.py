@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import cast
@@ -30,7 +31,7 @@ from signgate.service.records import windows
 from signgate.service.records.keys import get_key, refuse_signer, split_ref, visible_key
 from signgate.service.sign_request import SignOutcome, SignRequest
 from signgate.service.views import SignPolicyView, VerifyResult
-from signgate.store.models import Identity, KeyVersion, SignatureRecord
+from signgate.store.models import AuditEntry, KeyVersion, SignatureRecord, signature_prefix
 
 
 def sign(ctx: Context, request: SignRequest) -> SignOutcome:
@@ -128,17 +129,21 @@ def verify(
             return replace(result, reason=f"the signature does not match any version of {ref} "
                            "for this file")
         result = replace(result, key_version=match.version)
-        record = session.execute(
-            select(SignatureRecord, Identity.name)
-            .join(Identity, SignatureRecord.identity_id == Identity.id)
-            .where(SignatureRecord.key_version_id == match.id,
-                   SignatureRecord.signature_sha256 == hashlib.sha256(signature).hexdigest())
-        ).first()
-        if record is not None:
-            rec, who = record
-            result = replace(result, signature_id=rec.id, signed_at=rec.signed_at,
-                             signed_by=who,
-                             timestamped_at=rfc3161.response_time(rec.timestamp_token))
+        sig_hash = hashlib.sha256(signature).digest()
+        # Found by the hash's first 8 bytes (ix_signatures_prefix), confirmed by the whole
+        # hash in its audit entry.
+        for rec, entry in session.execute(
+            select(SignatureRecord, AuditEntry)
+            .join(AuditEntry, AuditEntry.seq == SignatureRecord.audit_seq)
+            .where(SignatureRecord.signature_prefix == signature_prefix(sig_hash),
+                   SignatureRecord.key_version_id == match.id)
+        ).all():
+            details = json.loads(entry.details)
+            if details.get("signature_sha256") == sig_hash.hex():
+                result = replace(result, signature_id=details["signature_id"],
+                                 signed_at=rec.signed_at, signed_by=entry.actor,
+                                 timestamped_at=rfc3161.response_time(rec.timestamp_token))
+                break
         if key.compromised_at is None:
             return replace(result, valid=True,
                            reason=f"valid: signed by {ref} version {match.version}")

@@ -188,32 +188,39 @@ class GrantRow(Base):
 
 
 class SignatureRecord(Base):
+    """One signature: what the database must find it by, pointing at its audit entry.
+
+    Everything the entry already records (the signature id, artifact, digest, format,
+    signature hash, client, metadata, scan verdicts, OIDC claims) is read from the entry's
+    details, which are the public record the log proves; this row holds only what queries
+    select on (key version, identity, time, the first 8 bytes of the signature's SHA-256)
+    and the timestamp token, which the entry does not hold. Rows from before migration
+    0014 were cut down to this (their entries always held the rest)."""
+
     __tablename__ = "signatures"
     __table_args__ = (
-        Index("ix_signatures_sig_hash", "signature_sha256"),
-        Index("ix_signatures_identity", "identity_id", "signed_at"),
-        Index("ix_signatures_audit_seq", "audit_seq", unique=True),
+        # verify: a signature found by its hash (confirmed against the entry's full hash).
+        Index("ix_signatures_prefix", "signature_prefix"),
+        # totals and daily quotas: grouped and counted from the index alone.
         Index("ix_signatures_totals", "key_version_id", "identity_id", "signed_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    key_version_id: Mapped[int] = mapped_column(ForeignKey("key_versions.id"), index=True)
+    # The audit entry's seq: the table's key (SQLite: the rowid itself, no second B-tree).
+    audit_seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+        autoincrement=False)
+    key_version_id: Mapped[int] = mapped_column(ForeignKey("key_versions.id"))
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"))
-    artifact_name: Mapped[str] = mapped_column(Text)
-    digest_algorithm: Mapped[str] = mapped_column(String(16))
-    digest: Mapped[str] = mapped_column(String(128))
-    signature_sha256: Mapped[str] = mapped_column(String(64))
-    format: Mapped[str] = mapped_column(String(16))
-    signed_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    metadata_json: Mapped[str] = mapped_column(Text)
-    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The first 8 bytes of SHA-256(signature value), as a signed big-endian integer.
+    signature_prefix: Mapped[int] = mapped_column(BigInteger)
     # The RFC 3161 TimeStampResp over the signature value, when it was timestamped.
     timestamp_token: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    # The scan verdicts that allowed this signature (JSON), for scan-required keys.
-    scan_json: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # The OIDC issuer and claims of the CI job that asked (JSON), for exchanged tokens.
-    oidc_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+def signature_prefix(signature_sha256: bytes) -> int:
+    """What ``SignatureRecord.signature_prefix`` holds for a signature's SHA-256."""
+    return int.from_bytes(signature_sha256[:8], "big", signed=True)
 
 
 class OidcIssuer(Base):
@@ -363,10 +370,12 @@ class DenyListEntry(Base):
 class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (
+        # Each filter of a log or report page with the page's order (seq), so that a page
+        # reads its rows in order from the index and stops: O(page), not O(matches).
         Index("ix_audit_time", "time"),
-        Index("ix_audit_actor", "actor"),
-        Index("ix_audit_key", "key_ref"),
-        Index("ix_audit_project", "project"),
+        Index("ix_audit_actor_seq", "actor", "seq"),
+        Index("ix_audit_key_seq", "key_ref", "seq"),
+        Index("ix_audit_project_seq", "project", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

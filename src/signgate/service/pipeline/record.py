@@ -14,12 +14,12 @@ import uuid
 from typing import Any
 
 from signgate.audit.model import Action, Outcome, Record
-from signgate.crypto.canonical import canonical_json
 from signgate.service.pipeline.authorize import Authorized
 from signgate.service.pipeline.produce import Produced
 from signgate.service.pipeline.work import Work
 from signgate.service.sign_request import SignRequest
 from signgate.service.views import Receipt, SignResult
+from signgate.store.models import signature_prefix
 
 
 def record(work: Work, request: SignRequest, authorized: Authorized,
@@ -32,10 +32,10 @@ def record(work: Work, request: SignRequest, authorized: Authorized,
     digest = authorized.digest.hex()
     alg = authorized.digest_algorithm.value
     signature_id = str(uuid.uuid4())
-    sig_hash = hashlib.sha256(produced.signature_value).hexdigest()
+    sig_hash = hashlib.sha256(produced.signature_value).digest()
     details: dict[str, object] = {
         "signature_id": signature_id, "key_version": key.version, "digest_algorithm": alg,
-        "digest": digest, "format": produced.format, "signature_sha256": sig_hash,
+        "digest": digest, "format": produced.format, "signature_sha256": sig_hash.hex(),
     }
     address = request.caller.address
     if address:
@@ -65,15 +65,12 @@ def record(work: Work, request: SignRequest, authorized: Authorized,
                                                request.artifact_name, request.project,
                                                key.ref, details), now)
     key.signatures += 1  # the next request of this batch sees it (rotation by count)
+    # The row points at the entry and repeats none of it (store/models.py SignatureRecord).
     work.ledger.add(key.version_id, {
-        "id": signature_id, "key_version_id": key.version_id,
-        "identity_id": authorized.identity_id, "artifact_name": request.artifact_name,
-        "digest_algorithm": alg, "digest": digest, "signature_sha256": sig_hash,
-        "format": produced.format, "signed_at": now, "client_address": address,
-        "metadata_json": canonical_json(meta).decode(), "audit_seq": seq,
+        "audit_seq": seq, "key_version_id": key.version_id,
+        "identity_id": authorized.identity_id, "signed_at": now,
+        "signature_prefix": signature_prefix(sig_hash),
         "timestamp_token": stamp.der if stamp else None,
-        "scan_json": canonical_json(scan_details).decode() if scan_details else None,
-        "oidc_json": canonical_json(oidc).decode() if oidc else None,
     })
     receipt = Receipt(
         signature_id=signature_id, key=key.ref, key_version=key.version,
