@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.sign_throughput import BIN, free_port, prepare, running
+from bench.sign_throughput import BIN, prepare, serving
 
 BUDGET = 0.15
 
@@ -49,19 +49,13 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNGATE_")}
     with tempfile.TemporaryDirectory(prefix="signgate-bench-") as d:
         tmp = Path(d)
-        data = tmp / "data"
-        subprocess.run([str(BIN / "signgate"), "init", "--data-dir", str(data)], env=env,
-                       check=True, capture_output=True)
-        admin = (data / "admin.token").read_text().strip()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        cmd = [str(BIN / "signgate"), "serve", "--data-dir", str(data), "--port", str(port)]
         one = tmp / "one.bin"
         one.write_bytes(b"x")
         key = tmp / "key.pem"
         subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
                         "-out", str(key)], check=True)
-        with running(cmd, env, url, "/healthz"):
+        with serving(tmp) as server:
+            url, admin = server.url, server.admin
             token = prepare(url, admin)
             cli_env = {**env, "SIGNGATE_URL": url, "SIGNGATE_TOKEN": token}
             sign = [str(BIN / "signgate"), "sign", str(one), "--key", "bench/release",

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,14 +26,12 @@ import httpx
 from asn1crypto import tsp
 
 from sign_throughput import (
-    BIN,
     SIGN_PATH,
     Result,
     audit_check,
-    free_port,
     prepare,
     run_wrk,
-    running,
+    serving,
     sign_script,
 )
 
@@ -64,20 +61,13 @@ def main() -> None:
     args = p.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNGATE_")}
     print(f"pki throughput: {args.clients} clients, {args.duration}s, SQLite, "
           f"{os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="signgate-bench-") as d:
         tmp = Path(d)
-        data = tmp / "data"
-        subprocess.run([str(BIN / "signgate"), "init", "--data-dir", str(data)], env=env,
-                       check=True, capture_output=True)
-        admin = (data / "admin.token").read_text().strip()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        cmd = [str(BIN / "signgate"), "serve", "--data-dir", str(data), "--port", str(port)]
         results: list[Result] = []
-        with running(cmd, env, url, "/healthz"):
+        with serving(tmp) as server:
+            url, admin = server.url, server.admin
             token = prepare(url, admin)
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as c:
                 c.post("/api/v1/projects/bench/keys",

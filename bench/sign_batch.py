@@ -24,12 +24,10 @@ Needs wrk (Debian package 'wrk') and, for PostgreSQL, the server on 127.0.0.1:54
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,13 +36,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.sign_throughput import (
-    BIN,
     Result,
-    free_port,
-    postgres_database,
     prepare,
     run_wrk,
-    running,
+    serving,
     sign_script,
 )
 
@@ -77,36 +72,24 @@ def signatures(url: str, admin: str) -> tuple[int, bool]:
 
 
 def bench_backend(backend: str, args: argparse.Namespace, tmp: Path) -> tuple[Result, Result]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNGATE_")}
-    with contextlib.ExitStack() as stack:
-        if backend == "postgres":
-            env["SIGNGATE_DATABASE_URL"] = stack.enter_context(postgres_database())
-        else:
-            print("  sqlite journal_mode=WAL synchronous=FULL")
-        data = tmp / f"data-{backend}"
-        subprocess.run([str(BIN / "signgate"), "init", "--data-dir", str(data)], env=env,
-                       check=True, capture_output=True)
-        admin = (data / "admin.token").read_text().strip()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        cmd = [str(BIN / "signgate"), "serve", "--data-dir", str(data), "--port", str(port)]
-        with running(cmd, env, url, "/healthz"):
-            token = prepare(url, admin)
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                              timeout=60) as c:
-                first = c.post(KEY + "/sign-batch", json=batch_body(args.batch))
-                first.raise_for_status()
-                statuses = {r["status"] for r in first.json()["results"]}
-                if statuses != {200}:
-                    raise SystemExit(f"a batch item was not signed: {statuses}")
-            script = batch_script(token, tmp, args.batch)
-            run_wrk(url + KEY + "/sign-batch", script, args.clients, 2, 30)  # warm-up
-            batch = run_wrk(url + KEY + "/sign-batch", script, args.clients, args.duration,
-                            30)
-            run_wrk(url + KEY + "/sign", sign_script(token, tmp), args.single_clients, 2)
-            single = run_wrk(url + KEY + "/sign", sign_script(token, tmp),
-                             args.single_clients, args.duration)
-            total, ok = signatures(url, admin)
+    with serving(tmp, backend) as server:
+        url, admin = server.url, server.admin
+        token = prepare(url, admin)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as c:
+            first = c.post(KEY + "/sign-batch", json=batch_body(args.batch))
+            first.raise_for_status()
+            statuses = {r["status"] for r in first.json()["results"]}
+            if statuses != {200}:
+                raise SystemExit(f"a batch item was not signed: {statuses}")
+        script = batch_script(token, tmp, args.batch)
+        run_wrk(url + KEY + "/sign-batch", script, args.clients, 2, 30)  # warm-up
+        batch = run_wrk(url + KEY + "/sign-batch", script, args.clients, args.duration,
+                        30)
+        run_wrk(url + KEY + "/sign", sign_script(token, tmp), args.single_clients, 2)
+        single = run_wrk(url + KEY + "/sign", sign_script(token, tmp),
+                         args.single_clients, args.duration)
+        total, ok = signatures(url, admin)
         # Each batch request acknowledged B signatures; warm-ups signed more.
         acknowledged = batch.requests * args.batch + single.requests
         print(f"  audit chain {'intact' if ok else 'BROKEN'}; {total} signatures on record "

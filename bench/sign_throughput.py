@@ -177,26 +177,44 @@ def postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def bench_signgate(backend: str, args: argparse.Namespace, tmp: Path) -> Result:
+@dataclass
+class Installation:
+    """A running ``signgate serve`` on a fresh data directory."""
+
+    url: str
+    admin: str
+    data: Path
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, backend: str = "sqlite", workers: int = 1,
+            name: str | None = None) -> Iterator[Installation]:
+    """``signgate init`` of a fresh installation (a fresh PostgreSQL database for
+    ``postgres``) and ``signgate serve`` of it until the block ends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNGATE_")}
     with contextlib.ExitStack() as stack:
         if backend == "postgres":
             env["SIGNGATE_DATABASE_URL"] = stack.enter_context(postgres_database())
         else:
             print("  sqlite journal_mode=WAL synchronous=FULL")
-        data = tmp / f"data-{backend}"
+        data = tmp / (name or f"data-{backend}")
         subprocess.run([str(BIN / "signgate"), "init", "--data-dir", str(data)], env=env,
                        check=True, capture_output=True)
         admin = (data / "admin.token").read_text().strip()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         cmd = [str(BIN / "signgate"), "serve", "--data-dir", str(data), "--port", str(port),
-               "--workers", str(args.workers)]
+               "--workers", str(workers)]
         with running(cmd, env, url, "/healthz"):
-            token = prepare(url, admin)
-            wrk(url, token, args.clients, 2, tmp)  # warm-up
-            result = wrk(url, token, args.clients, args.duration, tmp)
-            ok, entries = audit_check(url, admin)
+            yield Installation(url, admin, data)
+
+
+def bench_signgate(backend: str, args: argparse.Namespace, tmp: Path) -> Result:
+    with serving(tmp, backend, args.workers) as server:
+        token = prepare(server.url, server.admin)
+        wrk(server.url, token, args.clients, 2, tmp)  # warm-up
+        result = wrk(server.url, token, args.clients, args.duration, tmp)
+        ok, entries = audit_check(server.url, server.admin)
         signed = entries - 5  # init, project, key, identity and grant come first
         print(f"  audit chain {'intact' if ok else 'BROKEN'}: {entries} entries "
               f"(>= {result.requests} signatures of the measured run)")
