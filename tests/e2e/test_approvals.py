@@ -1,6 +1,6 @@
-"""Quorum approvals end to end: a real server (SQLite and PostgreSQL), the real CLI, a real
-webhook receiver on 127.0.0.1 that checks the HMAC, and the signature checked by
-'openssl dgst -verify' and its receipt by 'signgate log verify-receipt'."""
+"""Quorum approvals end to end: a real server (SQLite; the service tests cover PostgreSQL),
+the real CLI, a real webhook receiver on 127.0.0.1 that checks the HMAC, and the signature
+checked by 'openssl dgst -verify' and its receipt by 'signgate log verify-receipt'."""
 
 from __future__ import annotations
 
@@ -22,6 +22,15 @@ import pytest
 
 from tests.conftest import _server, unique
 from tests.support.server import SIGNGATE, Server, openssl
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: the same decisions run on both backends in
+    tests/integration/test_approvals.py; this module's servers cost more than
+    its checks."""
+    return "sqlite"
+
 
 SECRET = b"webhook-secret-for-tests-0123456789"
 

@@ -1,7 +1,8 @@
-"""Independent-build agreement end to end: a real server (SQLite and PostgreSQL) and the
-real CLI. Two builder identities submit the same build of a release: the signature is
-checked by 'openssl dgst -verify'; a builder with a different build is refused, the
-mismatch recorded and the release stopped; concurrent N-th builders sign exactly once."""
+"""Independent-build agreement end to end: a real server (SQLite; the service tests cover
+PostgreSQL) and the real CLI. Two builder identities submit the same build of a release:
+the signature is checked by 'openssl dgst -verify'; a builder with a different build is
+refused, the mismatch recorded and the release stopped; concurrent N-th builders sign
+exactly once."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ import pytest
 from tests.conftest import unique
 from tests.support import postgres
 from tests.support.server import Server, openssl, start_server
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: the same decisions run on both backends in
+    tests/integration/test_builders.py; this module's servers cost more than
+    its checks."""
+    return "sqlite"
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Release windows and quotas end to end: a real server (SQLite and PostgreSQL), the real
-CLI, concurrent signings over HTTP, and the signature made in a window checked by
-'openssl dgst -verify'."""
+"""Release windows and quotas end to end: a real server (SQLite; the service tests cover
+PostgreSQL), the real CLI, concurrent signings over HTTP, and the signature made in a
+window checked by 'openssl dgst -verify'."""
 
 from __future__ import annotations
 
@@ -12,10 +12,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import unique
 from tests.support import postgres
 from tests.support.server import Server, openssl, start_server
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: the same decisions run on both backends in
+    tests/integration/test_release_windows.py; this module's servers cost more than
+    its checks."""
+    return "sqlite"
 
 
 def key_path(ref: str) -> str:

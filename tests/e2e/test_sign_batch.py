@@ -1,5 +1,5 @@
-"""Batch signing end to end (SQLite and PostgreSQL): ``signgate sign FILE...`` and
-``POST …/sign-batch`` against a real server, every signature checked by
+"""Batch signing end to end (SQLite; the service tests cover PostgreSQL): ``signgate sign
+FILE...`` and ``POST …/sign-batch`` against a real server, every signature checked by
 ``openssl dgst -verify``, refusals per item on the record, malformed batches refused whole
 with a 4xx (never a 500) and nothing of them recorded."""
 
@@ -14,6 +14,14 @@ import pytest
 
 from tests.conftest import unique
 from tests.support.server import Server, openssl
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: the same decisions run on both backends in
+    tests/integration/test_sign_batch_service.py; this module's servers cost more than
+    its checks."""
+    return "sqlite"
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def _pipeline(env: Env) -> Pipeline:
 
 def _signatures(env: Env) -> int:
     with env.ctx.db.read() as s:
-        return len(s.execute(select(SignatureRecord.id)).all())
+        return len(s.execute(select(SignatureRecord.audit_seq)).all())
 
 
 @pytest.mark.parametrize("timestamp", [False, True])
