@@ -8,6 +8,7 @@ client (httpx, ``client.py``) and the command line's light one (``lite.py``).
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote
 
 from signgate import errors
@@ -66,3 +67,16 @@ def key_path(ref: str) -> str:
     if not sep or not project or not name:
         raise errors.InvalidInput(f"key must be named PROJECT/NAME, got {ref!r}")
     return f"/api/v1/projects/{quote(project, safe='')}/keys/{quote(name, safe='')}"
+
+
+def digest_body(digest_algorithm: str, digest_hex: str, artifact_name: str,
+                metadata: dict[str, str] | None, timestamp: bool, format: str,
+                params: dict[str, str] | None, release: str | None) -> dict[str, Any]:
+    """The body of ``POST …/sign`` for a digest."""
+    body: dict[str, Any] = {
+        "digest_algorithm": digest_algorithm, "digest": digest_hex,
+        "artifact_name": artifact_name, "metadata": metadata or {},
+        "timestamp": timestamp, "format": format, "params": params or {}}
+    if release is not None:
+        body["release"] = release
+    return body

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from signgate import errors
-from signgate.client.answers import DEFAULT_URL, error_from, error_of, key_path
+from signgate.client.answers import DEFAULT_URL, digest_body, error_from, error_of, key_path
 
 if TYPE_CHECKING:
     from signgate.client.offline_verify import Report
@@ -262,12 +262,8 @@ class SigngateClient:
                     metadata: dict[str, str] | None = None, timestamp: bool = False,
                     format: str = "raw", params: dict[str, str] | None = None,
                     release: str | None = None) -> Any:
-        body: dict[str, Any] = {
-            "digest_algorithm": digest_algorithm, "digest": digest_hex,
-            "artifact_name": artifact_name, "metadata": metadata or {},
-            "timestamp": timestamp, "format": format, "params": params or {}}
-        if release is not None:
-            body["release"] = release
+        body = digest_body(digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
+                           format, params, release)
         return self.request("POST", _key_path(ref) + "/sign", json=body)
 
     def sign_batch(self, ref: str, items: Sequence[Mapping[str, Any]]) -> Any:

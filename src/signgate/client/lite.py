@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from signgate.client.answers import error_from, key_path
+from signgate.client.answers import digest_body, error_from, key_path
 from signgate.errors import Unavailable
 
 TIMEOUT = 30.0
@@ -97,12 +97,8 @@ class LiteClient:
                     metadata: dict[str, str] | None = None, timestamp: bool = False,
                     format: str = "raw", params: dict[str, str] | None = None,
                     release: str | None = None) -> Any:
-        body: dict[str, Any] = {
-            "digest_algorithm": digest_algorithm, "digest": digest_hex,
-            "artifact_name": artifact_name, "metadata": metadata or {},
-            "timestamp": timestamp, "format": format, "params": params or {}}
-        if release is not None:
-            body["release"] = release
+        body = digest_body(digest_algorithm, digest_hex, artifact_name, metadata, timestamp,
+                           format, params, release)
         return self.request("POST", key_path(ref) + "/sign", json_body=body)
 
     def sign_batch(self, ref: str, items: Sequence[Mapping[str, Any]]) -> Any:
