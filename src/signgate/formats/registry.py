@@ -18,13 +18,15 @@ MODULES = {
     "openpgp": "signgate.formats.openpgp",
     "dsse": "signgate.formats.dsse",
     "sigstore": "signgate.formats.sigstore",
+    "sshsig": "signgate.formats.sshsig",
 }
 NAMES = tuple(MODULES)
 
 # The parameters each format reads from a signing request (FormatRequest.params). Any other
 # name is refused: a misspelt parameter silently ignored would sign something else than
 # the caller meant.
-PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"})}
+PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"}),
+                                     "sshsig": frozenset({"namespace"})}
 
 
 def check_params(name: str, params: Mapping[str, str]) -> None:
