@@ -241,18 +241,31 @@ def show(ref: str, url: str, token_file: Path | None, as_json: bool) -> None:
                    "self-certified by the key: needs a signer grant, and is audited.")
 @click.option("--user-id", metavar="'NAME <EMAIL>'",
               help="OpenPGP user ID to certify (default: 'PROJECT/NAME (signgate)').")
+@click.option("--ssh", is_flag=True,
+              help="Print an OpenSSH public key line ('ssh-ed25519 AAAA... signgate:P/N'), "
+                   "for allowed_signers, authorized_keys and git's user.signingkey "
+                   "(signgate-ssh-keygen maps its comment back to the key).")
 @client_options
 @json_option
 @handles_errors
-def public(ref: str, version: int | None, openpgp: bool, user_id: str | None, url: str,
-           token_file: Path | None, as_json: bool) -> None:
-    """Print the public key (PEM, or OpenPGP with --openpgp) of a key version."""
+def public(ref: str, version: int | None, openpgp: bool, user_id: str | None, ssh: bool,
+           url: str, token_file: Path | None, as_json: bool) -> None:
+    """Print the public key (PEM, OpenPGP with --openpgp, OpenSSH with --ssh) of a key
+    version."""
     if user_id is not None and not openpgp:
         raise InvalidInput("--user-id applies to --openpgp exports only")
+    if ssh and openpgp:
+        raise InvalidInput("give at most one of --openpgp or --ssh")
     with make_client(url, token_file) as c:
         p = c.openpgp_key(ref, version, user_id) if openpgp else c.public_key(ref, version)
+    if ssh:
+        from signgate.formats.sshsig import openssh_line
+
+        p = dict(p) | {"openssh": openssh_line(p["public_key_pem"], p["key"])}
     if as_json:
         emit_json(p)
+    elif ssh:
+        click.echo(p["openssh"])
     else:
         click.echo(p["armored"] if openpgp else p["public_key_pem"], nl=False)
 

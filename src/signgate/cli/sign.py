@@ -55,8 +55,21 @@ FORMAT_HELP = (
     "jar: the JAR, signed in place (or -o). "
     "openpgp: detached ASCII-armored OpenPGP signature -> FILE.asc. "
     "dsse: an in-toto Statement in a DSSE envelope -> FILE.intoto.jsonl. "
-    "sigstore: a Sigstore bundle v0.3 -> FILE.sigstore.json."
+    "sigstore: a Sigstore bundle v0.3 -> FILE.sigstore.json. "
+    "sshsig: an OpenSSH signature (ssh-keygen -Y sign; needs --namespace) -> FILE.sig."
 )
+
+
+def _format_params(fmt: str, namespace: str | None) -> dict[str, str]:
+    """The format parameters the command line chooses: sshsig's namespace (required)."""
+    if fmt != "sshsig":
+        if namespace is not None:
+            raise InvalidInput("--namespace is for --format sshsig only")
+        return {}
+    if namespace is None:
+        raise InvalidInput("--format sshsig needs --namespace NS, the domain the signature is "
+                           "for ('file' for files, 'git' for git objects), as ssh-keygen -n")
+    return {"namespace": namespace}
 
 
 def _engines(scan: Mapping[str, Any]) -> str:
@@ -69,7 +82,13 @@ def _engines(scan: Mapping[str, Any]) -> str:
 @click.option("--key", "ref", required=True, metavar="PROJECT/NAME", help="Key to sign with.")
 @click.option("--format", "fmt", type=Choice(list(formats.NAMES)), default="raw",
               show_default=True, help=FORMAT_HELP)
-@click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True)
+@click.option("--digest", "digest_name", type=DIGESTS,
+              help="Hash of FILE: sha256 [default], sha384 or sha512; sshsig: sha512 "
+                   "[default] or sha256, as ssh-keygen.")
+@click.option("--namespace", metavar="NS",
+              help="sshsig only (required there): the domain the signature is for, which "
+                   "the verifier must name too (ssh-keygen -n): 'file' for files, 'git' "
+                   "for git objects.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the result (default: next to FILE for detached formats, "
                    "FILE itself for authenticode and jar). One FILE only.")
@@ -99,7 +118,8 @@ def _engines(scan: Mapping[str, Any]) -> str:
 @client_options
 @json_option
 @handles_errors
-def sign(files: tuple[Path, ...], ref: str, fmt: str, digest_name: str, output: Path | None,
+def sign(files: tuple[Path, ...], ref: str, fmt: str, digest_name: str | None,
+         namespace: str | None, output: Path | None,
          meta: tuple[str, ...], artifact_name: str | None, no_progress: bool, upload: bool,
          wait: bool, timeout: float, release: str | None, timestamp: bool, url: str,
          token_file: Path | None, as_json: bool) -> None:
@@ -114,13 +134,15 @@ def sign(files: tuple[Path, ...], ref: str, fmt: str, digest_name: str, output: 
     and nothing written, and the exit code is the first refusal's. --json prints a list.
     authenticode, jar and uploads go one request per file."""
     metadata = _metadata(meta)
+    params = _format_params(fmt, namespace)
+    digest_name = digest_name or formats.default_digest(fmt).value
     show = not no_progress and not as_json
     if len(files) > 1:
         if output is not None or artifact_name is not None:
             raise InvalidInput("-o/--output and --name name one file's result: with several "
                                "files each result goes beside its file, named after it")
         _sign_many(files, ref, fmt, digest_name, metadata, upload, wait, timeout, release,
-                   timestamp, url, token_file, as_json, show)
+                   timestamp, url, token_file, as_json, show, params)
         return
     file = files[0]
 
@@ -153,7 +175,8 @@ def sign(files: tuple[Path, ...], ref: str, fmt: str, digest_name: str, output: 
                                timestamp=timestamp,
                                progress=lambda stage, path: progress_bar(path, stage, show),
                                on_scan=scanned, wait=timeout if wait else None,
-                               on_pending=pending if wait else None, release=release)
+                               on_pending=pending if wait else None, release=release,
+                               params=params)
     except SigningPending as held:
         if as_json:
             emit_json(held.request)
@@ -190,7 +213,7 @@ def _signed_line(file: Path, fmt: str, signed: SignedFile) -> str:
 def _sign_many(files: tuple[Path, ...], ref: str, fmt: str, digest_name: str,
                metadata: dict[str, str], upload: bool, wait: bool, timeout: float,
                release: str | None, timestamp: bool, url: str, token_file: Path | None,
-               as_json: bool, show: bool) -> None:
+               as_json: bool, show: bool, params: dict[str, str]) -> None:
     """``sign FILE...``: one batch request (``client/sign_files.py``), one line per file."""
     from signgate.client.sign_files import sign_files
 
@@ -210,7 +233,7 @@ def _sign_many(files: tuple[Path, ...], ref: str, fmt: str, digest_name: str,
                               metadata=metadata, upload=upload, timestamp=timestamp,
                               progress=lambda stage, path: progress_bar(path, stage, show),
                               wait=timeout if wait else None, release=release,
-                              counter=counter)
+                              counter=counter, params=params)
     if as_json:
         emit_json([_as_json(o) for o in outcomes])
     for o in outcomes:

@@ -19,10 +19,16 @@ from signgate.cli.output import emit_json, handles_errors, json_option
 from signgate.cli.usage import Choice
 from signgate.client.offline_verify import Report
 from signgate.client.receipt_check import CheckedReceipt, check_receipt, signature_beside
-from signgate.client.verify_file import http_getter, verify_raw_file, verify_signed_file
+from signgate.client.verify_file import (
+    http_getter,
+    verify_raw_file,
+    verify_signed_file,
+    verify_ssh_file,
+)
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import InvalidInput, SigngateError, VerificationFailed
 from signgate.formats import registry as formats
+from signgate.formats.sshsig import looks_like
 
 DIGESTS = Choice([d.value for d in DigestAlgorithm])
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -80,8 +86,11 @@ def _print_report(file: Path, report: Report) -> None:
 @click.option("--key", "ref", metavar="PROJECT/NAME",
               help="raw only: verify online against this key's versions and revocation "
                    "state (says which version and who signed).")
-@click.option("--public-key", type=FILE, help="raw only: just check the signature with this "
-                                              "PEM public key.")
+@click.option("--public-key", type=FILE,
+              help="raw and sshsig: just check the signature with this public key (PEM; for "
+                   "sshsig also an OpenSSH line, 'signgate key public P/N --ssh'), no chain.")
+@click.option("--namespace", metavar="NS",
+              help="sshsig: fail unless the signature is for this namespace (ssh-keygen -n).")
 @click.option("--digest", "digest_name", type=DIGESTS, default="sha256", show_default=True,
               help="With --key or --public-key: the digest the raw signature is over.")
 @click.option("--proof", type=FILE,
@@ -98,7 +107,8 @@ def _print_report(file: Path, report: Report) -> None:
 def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[Path, ...],
            cert_files: tuple[Path, ...], crl_files: tuple[Path, ...],
            no_revocation_check: bool, allow_untimestamped: bool, ref: str | None,
-           public_key: Path | None, digest_name: str, proof: Path | None,
+           public_key: Path | None, namespace: str | None, digest_name: str,
+           proof: Path | None,
            log_key: str | None, identity: str | None, witnesses: tuple[str, ...],
            min_witnesses: int, url: str,
            token_file: Path | None, as_json: bool) -> None:
@@ -119,6 +129,18 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
                              sig_path or signature_beside(proof, file), witnesses,
                              min_witnesses, ref, identity)
 
+    ssh = fmt == "sshsig" or (fmt is None and looks_like(
+        sig_path or file.with_name(file.name + ".sig")))
+    if namespace is not None and not ssh:
+        raise InvalidInput("--namespace is for SSH signatures (sshsig) only")
+    if ssh and ref is not None:
+        raise InvalidInput("--key checks raw signatures; for an SSH signature give "
+                           "--public-key (signgate key public P/N --ssh) or --certificate "
+                           "(signgate key cert P/N)")
+    if ssh and public_key is not None:
+        _verify_ssh(file, sig_path or file.with_name(file.name + ".sig"), public_key,
+                    namespace, as_json, in_log)
+        return
     if ref is not None or public_key is not None:
         _verify_raw(file, sig_path, ref, public_key, digest_name, url, token_file, as_json,
                     in_log)
@@ -128,6 +150,10 @@ def verify(file: Path, sig_path: Path | None, fmt: str | None, ca_files: tuple[P
         certificate_files=cert_files, crl_files=crl_files, server_url=url,
         get=http_getter(injected_transport()), check_revocation=not no_revocation_check,
         allow_untimestamped=allow_untimestamped)
+    if report.valid and namespace is not None and report.details.get("namespace") != namespace:
+        report = dataclasses.replace(
+            report, valid=False, reason=f"the SSH signature is for namespace "
+                                        f"{report.details.get('namespace')!r}, not {namespace!r}")
     if report.valid and allow_untimestamped and report.timestamped_at is None:
         click.echo(f"signgate: warning: {file.name} has no timestamp; its certificate was "
                    "judged at the current time (--insecure-allow-untimestamped)", err=True)
@@ -153,6 +179,25 @@ def _print_logged(logged: CheckedReceipt | None) -> None:
             else ""
         click.echo(f"  log: index {logged.log_index} of {logged.log_size}{cosigned} "
                    f"(bound by {logged.bound_by})")
+
+
+def _verify_ssh(file: Path, sig_path: Path, public_key: Path, namespace: str | None,
+                as_json: bool, in_log: Callable[[], CheckedReceipt | None]) -> None:
+    """Check an SSH signature of FILE with a bare public key (PEM or OpenSSH)."""
+    verdict = verify_ssh_file(file, sig_path, public_key, namespace,
+                              progress=lambda stage, path: progress_bar(path, stage,
+                                                                        not as_json))
+    logged = in_log() if verdict.valid else None
+    if as_json:
+        emit_json(dict(verdict.answer) | ({"log": dataclasses.asdict(logged)} if logged
+                                          else {}))
+        if not verdict.valid:
+            raise SystemExit(8)
+        return
+    if not verdict.valid:
+        raise VerificationFailed(f"INVALID {file.name}: {verdict.reason}")
+    click.echo(f"{file.name}: {verdict.reason}")
+    _print_logged(logged)
 
 
 def _verify_raw(file: Path, sig_path: Path | None, ref: str | None, public_key: Path | None,

@@ -461,19 +461,21 @@ class SigngateClient:
                   on_scan: Callable[[Mapping[str, Any]], None] | None = None,
                   wait: float | None = None,
                   on_pending: Callable[[Mapping[str, Any]], None] | None = None,
-                  release: str | None = None) -> SignedFile:
+                  release: str | None = None,
+                  params: Mapping[str, str] | None = None) -> SignedFile:
         """Sign the file ``path`` with ``key`` (PROJECT/NAME) in ``format`` (``digest``:
-        SHA-256 unless given); the receipt and the paths written. See
-        :func:`signgate.client.sign_file.sign_file`."""
+        the format's default unless given, SHA-256 but for sshsig's SHA-512; ``params``:
+        the format's parameters, e.g. ``{"namespace": "file"}`` for sshsig); the receipt
+        and the paths written. See :func:`signgate.client.sign_file.sign_file`."""
         # The file calls are imported when used: they pull in the formats and pki, which
         # the other commands of a short-lived CLI process do not need (cli/main.py).
         from signgate.client.sign_file import sign_file
-        from signgate.crypto.algorithms import DigestAlgorithm
+        from signgate.formats.registry import default_digest
 
-        return sign_file(self, path, key, format, digest=digest or DigestAlgorithm.SHA256,
+        return sign_file(self, path, key, format, digest=digest or default_digest(format),
                          output=output, metadata=metadata, artifact_name=artifact_name,
                          upload=upload, timestamp=timestamp, progress=progress, on_scan=on_scan,
-                         wait=wait, on_pending=on_pending, release=release)
+                         wait=wait, on_pending=on_pending, release=release, params=params)
 
     def verify_file(self, path: Path, signature: Path | None = None,
                     format: str | None = None, *, ca_files: Sequence[Path] = (),

@@ -32,7 +32,7 @@ from pathlib import Path
 from cryptography import x509
 
 from signgate.errors import InvalidInput, VerificationFailed
-from signgate.formats import registry
+from signgate.formats import registry, sshsig
 from signgate.formats.base import Evidence
 from signgate.pki import trust
 from signgate.pki.signed_data import parser_message
@@ -66,7 +66,7 @@ def detect_format(path: Path, signature: Path | None) -> str:
         for fmt in registry.NAMES:
             side = registry.client(fmt)
             if not side.embedded and name.endswith(side.suffix):
-                return fmt
+                return _sniffed(fmt, signature)
         raise InvalidInput(f"cannot tell the format of {name}; give --format")
     try:
         with path.open("rb") as f:
@@ -79,9 +79,18 @@ def detect_format(path: Path, signature: Path | None) -> str:
         return "jar"
     for fmt in DETECTION_ORDER:  # a detached signature lying next to FILE
         side = registry.client(fmt)
-        if path.with_name(path.name + side.suffix).exists():
-            return fmt
+        beside = path.with_name(path.name + side.suffix)
+        if beside.exists():
+            return _sniffed(fmt, beside)
     raise InvalidInput(f"no signature found for {path.name}; give --signature")
+
+
+def _sniffed(fmt: str, signature: Path) -> str:
+    """``FILE.sig`` is both a raw signature's name and an SSH signature's (ssh-keygen's):
+    an armored SSH signature is sshsig."""
+    if fmt == "raw" and sshsig.looks_like(signature):
+        return "sshsig"
+    return fmt
 
 
 def default_signature(path: Path, fmt: str) -> Path | None:

@@ -25,6 +25,7 @@ bars and a library user stays quiet.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import time
@@ -197,7 +198,8 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
               on_scan: Callable[[Mapping[str, Any]], None] | None = None,
               wait: float | None = None,
               on_pending: Callable[[Mapping[str, Any]], None] | None = None,
-              release: str | None = None) -> SignedFile:
+              release: str | None = None,
+              params: Mapping[str, str] | None = None) -> SignedFile:
     """Sign ``path`` with the key ``ref`` (PROJECT/NAME) in format ``fmt``.
 
     ``output`` defaults to ``path`` for formats that sign the file in place (authenticode,
@@ -209,7 +211,10 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
     A key with quorum approvals answers with the request that waits for them: with
     ``wait`` (seconds) this polls it (``on_pending`` is told each time) and writes the
     result once signed, exactly as a direct signing; otherwise, or when the time is up,
-    :class:`SigningPending` is raised. Asking again joins the same request."""
+    :class:`SigningPending` is raised. Asking again joins the same request.
+
+    ``params``: the format's parameters that the caller chooses (sshsig's ``namespace``),
+    sent with those the format's client half computes."""
     side = formats.client(fmt)
     progress = progress or no_progress
     name = artifact_name or path.name
@@ -227,8 +232,9 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
 
     def hashed() -> FormatPrepared:
         with progress("hashing", path) as bar:
-            return side.prepare(path, digest, bar,
-                                lambda: current_key_info(client, ref, one_time()))
+            return with_params(side.prepare(path, digest, bar,
+                                            lambda: current_key_info(client, ref, one_time())),
+                               params)
 
     prepared: FormatPrepared | None = None
     result: Any = None
@@ -251,8 +257,8 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
         # it on the way out. Otherwise the server compares its digest with the client's.
         if prepared is None and isinstance(side, DetachedDigest):
             hasher = hashlib.new(digest.value)
-            request = signing_body(name, fmt, FormatPrepared(digest, b""), metadata,
-                                   timestamp, release)
+            request = signing_body(name, fmt, FormatPrepared(digest, b"", dict(params or {})),
+                                   metadata, timestamp, release)
             del request["digest"]
         else:
             prepared = prepared or hashed()
@@ -271,6 +277,13 @@ def sign_file(client: SigningApi, path: Path, ref: str, fmt: str = "raw", *,
             on_scan(scan)
     out = output or default_output(path, fmt)
     return write_result(path, fmt, prepared, result, out, scan)
+
+
+def with_params(prepared: FormatPrepared, params: Mapping[str, str] | None) -> FormatPrepared:
+    """``prepared`` with the caller's format parameters added (the format's own win)."""
+    if not params:
+        return prepared
+    return dataclasses.replace(prepared, params={**params, **prepared.params})
 
 
 # Above this size a file is not hashed before the key's sign policy has been asked (a

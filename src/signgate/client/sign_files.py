@@ -33,6 +33,7 @@ from signgate.client.sign_file import (
     no_progress,
     sign_file,
     signing_body,
+    with_params,
     write_result,
 )
 from signgate.crypto.algorithms import DigestAlgorithm
@@ -66,11 +67,11 @@ def sign_files(client: SigningApi, paths: Sequence[Path], ref: str, fmt: str = "
                wait: float | None = None,
                on_pending: Callable[[Mapping[str, Any]], None] | None = None,
                release: str | None = None, counter: Counter | None = None,
-               ) -> list[FileOutcome]:
+               params: Mapping[str, str] | None = None) -> list[FileOutcome]:
     """Sign each of ``paths`` with ``ref`` in ``fmt``; one outcome per path, in order.
     Refusals of single files are outcomes, not raised; an error that stops the whole
     batch (the server unreachable, the batch refused whole) is raised before anything
-    of its files was written."""
+    of its files was written. ``params``: as :func:`sign_file`'s."""
     if not paths:
         raise InvalidInput("no files to sign")
     side = formats.client(fmt)
@@ -81,7 +82,7 @@ def sign_files(client: SigningApi, paths: Sequence[Path], ref: str, fmt: str = "
     policy = client.sign_policy(ref, paths[0].name)
     if side.embedded or upload or policy["scan_required"]:
         return [_one(client, p, ref, fmt, digest, metadata, upload, timestamp, progress,
-                     on_scan, wait, on_pending, release, count, i, len(paths))
+                     on_scan, wait, on_pending, release, count, i, len(paths), params)
                 for i, p in enumerate(paths)]
     key_info: list[Any] = []
 
@@ -93,7 +94,7 @@ def sign_files(client: SigningApi, paths: Sequence[Path], ref: str, fmt: str = "
     prepared: list[Prepared] = []
     for done, path in enumerate(paths, 1):
         with progress("hashing", path) as bar:
-            prepared.append(side.prepare(path, digest, bar, key))
+            prepared.append(with_params(side.prepare(path, digest, bar, key), params))
         count("hashed", done, len(paths))
     items = [signing_body(p.name, fmt, prep, metadata, timestamp, release)
              for p, prep in zip(paths, prepared, strict=True)]
@@ -136,12 +137,14 @@ def _one(client: SigningApi, path: Path, ref: str, fmt: str, digest: DigestAlgor
          metadata: Mapping[str, str] | None, upload: bool, timestamp: bool,
          progress: ProgressFactory, on_scan: Callable[[Mapping[str, Any]], None] | None,
          wait: float | None, on_pending: Callable[[Mapping[str, Any]], None] | None,
-         release: str | None, count: Counter, index: int, total: int) -> FileOutcome:
+         release: str | None, count: Counter, index: int, total: int,
+         params: Mapping[str, str] | None) -> FileOutcome:
     """One file in a request of its own (an upload, or a format that signs in place)."""
     try:
         signed = sign_file(client, path, ref, fmt, digest=digest, metadata=metadata,
                            upload=upload, timestamp=timestamp, progress=progress,
-                           on_scan=on_scan, wait=wait, on_pending=on_pending, release=release)
+                           on_scan=on_scan, wait=wait, on_pending=on_pending, release=release,
+                           params=params)
     except SigningPending as held:
         return FileOutcome(path, pending=held.request)
     except SigngateError as exc:

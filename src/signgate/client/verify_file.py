@@ -37,6 +37,7 @@ from signgate.client.sign_file import ProgressFactory, no_progress
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.crypto.signatures import load_public_key, verify_digest
 from signgate.errors import InvalidInput
+from signgate.formats import sshsig
 from signgate.formats.files import hash_path
 
 
@@ -177,3 +178,41 @@ def verify_raw_file(path: Path, signature: Path, digest: DigestAlgorithm, *,
               else f"the signature does not match {public_key.name} for this file")
     return RawVerdict(valid, reason,
                       {"valid": valid, "reason": reason, "public_key": str(public_key)})
+
+
+def load_ssh_or_pem_key(path: Path) -> bytes:
+    """The SSH wire blob of the public key in ``path``: an OpenSSH line (``key public
+    --ssh``, an ``id_*.pub``) or a PEM public key (``key public``)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    if b"-----BEGIN" in data:
+        return sshsig.public_key_blob(load_public_key(data))
+    return sshsig.parse_openssh_line(data.decode("utf-8", "replace")).blob
+
+
+def verify_ssh_file(path: Path, signature: Path, public_key: Path,
+                    namespace: str | None = None,
+                    progress: ProgressFactory | None = None) -> RawVerdict:
+    """Check the SSH signature (sshsig) of ``path`` with a bare public key: that key made
+    it over this file (and under ``namespace``, if given), as ``ssh-keygen -Y verify``
+    checks it, without a certificate chain."""
+    expected = load_ssh_or_pem_key(public_key)
+    parsed = sshsig.read(signature)
+    algorithm = sshsig.message_hash(parsed)
+    with (progress or no_progress)("hashing", path) as bar:
+        value = hash_path(path, algorithm, bar)
+    answer: dict[str, Any] = {"public_key": str(public_key), **sshsig.describe(parsed)}
+    if parsed.public_blob != expected:
+        reason = (f"the signature was made by another key ({answer['ssh_key']}), not "
+                  f"{public_key.name}'s ({sshsig.fingerprint(expected)})")
+    elif namespace is not None and parsed.namespace != namespace:
+        reason = f"the signature is for namespace {parsed.namespace!r}, not {namespace!r}"
+    elif not sshsig.verify(parsed, value):
+        reason = f"the signature does not match {public_key.name} for this file"
+    else:
+        reason = (f"valid: {parsed.namespace!r} signature by the holder of {public_key.name} "
+                  f"({answer['ssh_key']})")
+        return RawVerdict(True, reason, {"valid": True, "reason": reason, **answer})
+    return RawVerdict(False, reason, {"valid": False, "reason": reason, **answer})

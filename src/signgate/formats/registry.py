@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Mapping
 from functools import cache
 
+from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import Builder, ClientFormat, Verifier
 
@@ -27,6 +28,14 @@ NAMES = tuple(MODULES)
 # the caller meant.
 PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"}),
                                      "sshsig": frozenset({"namespace"})}
+
+# The digest a format hashes the artifact with when the caller names none (sha256 for the
+# others): ssh-keygen's default for SSH signatures.
+DIGESTS: dict[str, DigestAlgorithm] = {"sshsig": DigestAlgorithm.SHA512}
+
+
+def default_digest(name: str) -> DigestAlgorithm:
+    return DIGESTS.get(name, DigestAlgorithm.SHA256)
 
 
 def check_params(name: str, params: Mapping[str, str]) -> None:

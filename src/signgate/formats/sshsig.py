@@ -130,7 +130,7 @@ def public_key_blob(key: PublicKey) -> bytes:
     return base64.b64decode(openssh_public(key).split()[1])
 
 
-def _load_pem(public_key_pem: str) -> PublicKey:
+def load_pem_key(public_key_pem: str) -> PublicKey:
     key = serialization.load_pem_public_key(public_key_pem.encode("ascii"))
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
                       | rsa.RSAPublicKey):
@@ -141,7 +141,7 @@ def _load_pem(public_key_pem: str) -> PublicKey:
 def openssh_line(public_key_pem: str, ref: str) -> str:
     """The key's ``authorized_keys``/``allowed_signers`` line, commented
     ``signgate:PROJECT/NAME`` (what ``signgate-ssh-keygen`` maps back to the key)."""
-    return f"{openssh_public(_load_pem(public_key_pem)).decode('ascii')} {COMMENT_PREFIX}{ref}"
+    return f"{openssh_public(load_pem_key(public_key_pem)).decode('ascii')} {COMMENT_PREFIX}{ref}"
 
 
 @dataclass(frozen=True)
@@ -404,7 +404,7 @@ class SshsigBuilder:
 
     def assemble(self, key: SignerKey, request: FormatRequest, tbs: ToBeSigned,
                  signature: bytes, chain: Chain | None, timestamp_token: bytes | None) -> bytes:
-        public = public_key_blob(_load_pem(key.public_key_pem))
+        public = public_key_blob(load_pem_key(key.public_key_pem))
         return armor(blob(public, request.params["namespace"], request.digest_algorithm.value,
                           encode_signature(key.algorithm, signature)))
 
