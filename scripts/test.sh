@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 # install goes on, pure Python sums, and the test of the C sum is skipped).
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
                  gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc)
+# ssh-keygen (-Y sign/verify/check-novalidate) and git (gpg.format=ssh through
+# signgate-ssh-keygen): the SSH signature tests, tests/*/test_sshsig.py.
+debian_packages+=(openssh-client git)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()

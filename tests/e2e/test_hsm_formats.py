@@ -1,14 +1,15 @@
 """Every signature format with keys in an HSM, proven by the same external verifiers as the
 software keys: one ``init --store hsm`` server (root CA, issuing CAs, TSA and log key on
 a SoftHSM2 token, and every new key), signing through the real CLI, checked by openssl
-(raw, CMS, DSSE, RFC 3161), osslsigncode, jarsigner, gpg and sqop, and @sigstore/verify.
+(raw, CMS, DSSE, RFC 3161), osslsigncode, jarsigner, gpg and sqop, @sigstore/verify, and
+ssh-keygen (SSH signatures).
 
 Lean on purpose (the interop matrix of the software keys is in test_cms.py,
-test_authenticode.py, test_jar.py, test_openpgp.py, test_dsse.py, test_sigstore.py and
-test_keys_and_signing.py, whose helpers these tests reuse): four HSM keys made once,
-ECDSA P-256 for every format, RSA-3072 with PSS where the format takes it (raw, CMS,
-DSSE) and PKCS#1 v1.5 where it does not (Authenticode, JAR, OpenPGP, Sigstore), Ed25519
-where the format has it (raw, OpenPGP, DSSE). The timestamps inside CMS, Authenticode,
+test_authenticode.py, test_jar.py, test_openpgp.py, test_dsse.py, test_sigstore.py,
+test_sshsig.py and test_keys_and_signing.py, whose helpers these tests reuse): four HSM
+keys made once, ECDSA P-256 for every format, RSA-3072 with PSS where the format takes it
+(raw, CMS, DSSE) and PKCS#1 v1.5 where it does not (Authenticode, JAR, OpenPGP, Sigstore,
+SSH), Ed25519 where the format has it (raw, OpenPGP, DSSE, SSH). The timestamps inside CMS, Authenticode,
 JAR and Sigstore come from the TSA key on the token; a raw or DSSE signature's token is
 verified on its own by ``openssl ts -verify``; a one-time key (a session object) makes a
 Sigstore bundle; tampered files fail every verifier (the PE and the JAR tampered inside).
@@ -35,6 +36,7 @@ from tests.e2e import test_jar as jar
 from tests.e2e import test_keys_and_signing as raw
 from tests.e2e import test_openpgp as openpgp
 from tests.e2e import test_sigstore as sigstore
+from tests.e2e import test_sshsig as sshsig
 from tests.e2e.test_sigstore import node_verifier as node_verifier  # the fixture
 from tests.e2e.test_timestamped_signing import ts_verify
 from tests.support.pe import hello_exe
@@ -270,3 +272,22 @@ def test_sigstore_verifies_with_sigstore_js(world: World, node_verifier: Path) -
     tampered = raw.tamper(artifact, world.dir / "sigstore-tampered.tar.gz")
     bad = sigstore.node_verify(node_verifier, bundle, tampered, root_path)
     sigstore.assert_failed(bad, "SIGNATURE_ERROR")
+
+
+def test_ssh_signatures_verify_with_ssh_keygen(world: World) -> None:
+    """sshsig from keys on the token: Ed25519 (CKM_EDDSA over the SSHSIG data), ECDSA
+    P-256 and RSA PKCS#1 v1.5 (rsa-sha2-512), checked by ``ssh-keygen -Y verify``."""
+    content = b"release" * 5000
+    artifact = world.artifact("release.tar.gz", content)
+    signers = world.dir / "allowed_signers"
+    signers.write_text("".join(
+        "release@example " + world.server.cli("key", "public", world.ref(name), "--ssh").stdout
+        for name in ("ed", "ec", "pkcs1")))
+    for name in ("ed", "ec", "pkcs1"):
+        sig = world.dir / f"{name}.sig"
+        world.server.cli("sign", str(artifact), "--key", world.ref(name), "--format", "sshsig",
+                         "--namespace", "file", "--no-timestamp", "-o", str(sig))
+        code, out = sshsig.ssh_verify(signers, sig, content)
+        assert code == 0 and 'Good "file" signature for release@example' in out, (name, out)
+        code, out = sshsig.ssh_verify(signers, sig, content + b"tampered")
+        assert code != 0 and "Good" not in out, (name, out)
