@@ -9,10 +9,11 @@ test_authenticode.py, test_jar.py, test_openpgp.py, test_dsse.py, test_sigstore.
 test_sshsig.py and test_keys_and_signing.py, whose helpers these tests reuse): four HSM
 keys made once, ECDSA P-256 for every format, RSA-3072 with PSS where the format takes it
 (raw, CMS, DSSE) and PKCS#1 v1.5 where it does not (Authenticode, JAR, OpenPGP, Sigstore,
-SSH), Ed25519 where the format has it (raw, OpenPGP, DSSE, SSH). The timestamps inside CMS, Authenticode,
-JAR and Sigstore come from the TSA key on the token; a raw or DSSE signature's token is
-verified on its own by ``openssl ts -verify``; a one-time key (a session object) makes a
-Sigstore bundle; tampered files fail every verifier (the PE and the JAR tampered inside).
+SSH), Ed25519 where the format has it (raw, OpenPGP, DSSE, SSH). The timestamps inside
+CMS, Authenticode, JAR and Sigstore come from the TSA key on the token; a raw or DSSE
+signature's token is verified on its own by ``openssl ts -verify``; a one-time key (a
+session object) makes a Sigstore bundle; tampered files fail every verifier (the PE and
+the JAR tampered inside).
 """
 
 from __future__ import annotations
@@ -288,6 +289,8 @@ def test_ssh_signatures_verify_with_ssh_keygen(world: World) -> None:
         world.server.cli("sign", str(artifact), "--key", world.ref(name), "--format", "sshsig",
                          "--namespace", "file", "--no-timestamp", "-o", str(sig))
         code, out = sshsig.ssh_verify(signers, sig, content)
-        assert code == 0 and 'Good "file" signature for release@example' in out, (name, out)
+        assert code == 0, (name, out)
+        assert 'Good "file" signature for release@example' in out, (name, out)
         code, out = sshsig.ssh_verify(signers, sig, content + b"tampered")
-        assert code != 0 and "Good" not in out, (name, out)
+        assert code != 0, (name, out)
+        assert "Good" not in out, (name, out)

@@ -78,15 +78,19 @@ def test_ssh_keygen_verifies_signgate_signatures(sqlite_server: Server, project:
     assert code == 0, out
     assert 'Good "file" signature for release@example' in out
     code, out = ssh_verify(signers, sig, CONTENT + b"tampered")
-    assert code != 0 and "Good" not in out
+    assert code != 0
+    assert "Good" not in out
     code, out = ssh_verify(signers, sig, CONTENT, namespace="git")
-    assert code != 0 and "Good" not in out
+    assert code != 0
+    assert "Good" not in out
     code, out = ssh_keygen("-Y", "check-novalidate", "-n", "file", "-s", str(sig),
                            stdin=CONTENT)
-    assert code == 0 and 'Good "file" signature with' in out, out
+    assert code == 0, out
+    assert 'Good "file" signature with' in out, out
     code, out = ssh_keygen("-Y", "check-novalidate", "-n", "file", "-s", str(sig),
                            stdin=CONTENT[:-1])
-    assert code != 0 and "Good" not in out
+    assert code != 0
+    assert "Good" not in out
 
 
 def test_signgate_verify(sqlite_server: Server, project: str, tmp_path: Path) -> None:
@@ -106,15 +110,19 @@ def test_signgate_verify(sqlite_server: Server, project: str, tmp_path: Path) ->
     ok = server.cli("verify", str(artifact), "--public-key", str(pub), "--namespace", "file")
     assert ok.stdout.startswith("release.tar.gz: valid: 'file' signature"), ok.stdout
     full = server.cli("verify", str(artifact), "--certificate", str(cert), "--json").json()
-    assert full["valid"] and full["format"] == "sshsig", full
-    assert full["key"] == ref and full["details"]["namespace"] == "file"
+    assert full["valid"], full
+    assert full["format"] == "sshsig"
+    assert full["key"] == ref
+    assert full["details"]["namespace"] == "file"
     assert full["timestamped_at"]
     wrong = server.cli("verify", str(artifact), "--public-key", str(pub), "--namespace",
                        "git", check=False)
-    assert wrong.returncode == 8 and "namespace 'file', not 'git'" in wrong.stderr
+    assert wrong.returncode == 8
+    assert "namespace 'file', not 'git'" in wrong.stderr
     artifact.write_bytes(CONTENT + b"tampered")
     bad = server.cli("verify", str(artifact), "--certificate", str(cert), check=False)
-    assert bad.returncode == 8 and "INVALID release.tar.gz" in bad.stderr, bad.stderr
+    assert bad.returncode == 8, bad.stderr
+    assert "INVALID release.tar.gz" in bad.stderr, bad.stderr
 
 
 def test_refusals(sqlite_server: Server, project: str, tmp_path: Path) -> None:
@@ -131,11 +139,14 @@ def test_refusals(sqlite_server: Server, project: str, tmp_path: Path) -> None:
     for extra, message in cases:
         out = server.cli("sign", str(artifact), "--key", ref, "--format", "sshsig", *extra,
                          check=False)
-        assert out.returncode != 0 and message in out.stderr, out.stderr
-        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        assert out.returncode != 0, out.stderr
+        assert message in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "a.bin.sig").exists()
     out = server.cli("sign", str(artifact), "--key", ref, "--namespace", "file", check=False)
-    assert out.returncode != 0 and "--format sshsig only" in out.stderr
+    assert out.returncode != 0
+    assert "--format sshsig only" in out.stderr
 
 
 def _git(repo: Path, env: dict[str, str], *args: str,
@@ -185,7 +196,8 @@ def test_git_commits_signed_through_signgate(sqlite_server: Server, project: str
     made = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--stdin"], cwd=repo,
                           env=env, input=forged, capture_output=True, text=True, check=True)
     bad = _git(repo, env, "verify-commit", made.stdout.strip(), check=False)
-    assert bad.returncode != 0 and "Good" not in bad.stderr, bad.stderr
+    assert bad.returncode != 0, bad.stderr
+    assert "Good" not in bad.stderr, bad.stderr
 
     # a key line that is no signgate key's is refused in one line, nothing written
     other = tmp_path / "other"
@@ -196,7 +208,8 @@ def test_git_commits_signed_through_signgate(sqlite_server: Server, project: str
     shim = subprocess.run([SSH_KEYGEN_SHIM, "-Y", "sign", "-n", "file", "-f",
                            f"{other}.pub", str(data)], env=env, capture_output=True,
                           text=True)
-    assert shim.returncode != 0 and "no signgate key you can see" in shim.stderr
+    assert shim.returncode != 0
+    assert "no signgate key you can see" in shim.stderr
     assert not (tmp_path / "data.sig").exists()
     # without a comment, the key is found by its public key; other verbs go to ssh-keygen
     bare = tmp_path / "bare.pub"
@@ -206,8 +219,10 @@ def test_git_commits_signed_through_signgate(sqlite_server: Server, project: str
     assert shim.returncode == 0, shim.stderr
     assert f"with signgate key {ref}" in shim.stderr
     code, out = ssh_verify(signers, tmp_path / "data.sig", b"x")
-    assert code == 0 and 'Good "file" signature' in out
+    assert code == 0
+    assert 'Good "file" signature' in out
     check = subprocess.run([SSH_KEYGEN_SHIM, "-Y", "check-novalidate", "-n", "file", "-s",
                             str(tmp_path / "data.sig")], env=env, input=b"y",
                            capture_output=True)
-    assert check.returncode != 0 and b"Good" not in check.stdout + check.stderr
+    assert check.returncode != 0
+    assert b"Good" not in check.stdout + check.stderr
