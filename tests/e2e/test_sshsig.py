@@ -119,6 +119,15 @@ def test_signgate_verify(sqlite_server: Server, project: str, tmp_path: Path) ->
                        "git", check=False)
     assert wrong.returncode == 8
     assert "namespace 'file', not 'git'" in wrong.stderr
+    sig = tmp_path / "release.tar.gz.sig"
+    genuine = sig.read_text()
+    sig.write_text(genuine.replace("\n", "\nAAAA", 1))  # a garbled blob, armor intact
+    garbled = server.cli("verify", str(artifact), "--certificate", str(cert), check=False)
+    assert garbled.returncode == 8
+    assert garbled.stderr.startswith("signgate: INVALID release.tar.gz: not an SSH signature: "
+                                     "no SSHSIG preamble"), garbled.stderr
+    assert garbled.stderr.count("\n") == 1
+    sig.write_text(genuine)
     artifact.write_bytes(CONTENT + b"tampered")
     bad = server.cli("verify", str(artifact), "--certificate", str(cert), check=False)
     assert bad.returncode == 8, bad.stderr

@@ -165,3 +165,24 @@ def test_ssh_keygen_sha256_signature(tmp_path: Path) -> None:
     parsed = sshsig.read(tmp_path / "d.sig")
     assert sshsig.message_hash(parsed) is DigestAlgorithm.SHA256
     assert sshsig.verify(parsed, hashlib.sha256(MESSAGE).digest(), "ns")
+
+
+def test_ssh_keygen_shim_arguments() -> None:
+    """signgate-ssh-keygen takes git's -Y sign line; anything else is ssh-keygen's."""
+    from signgate.cli import ssh_keygen as shim
+
+    git_line = ["-Y", "sign", "-n", "git", "-f", "/k.pub", "-U", "/tmp/buf"]
+    assert shim._sign_args(git_line) == ({"-Y": "sign", "-n": "git", "-f": "/k.pub",
+                                          "-U": ""}, [], ["/tmp/buf"])
+    assert shim._sign_args(["-Y", "sign", "-O", "hashalg=sha256", "-f", "k", "-n", "x"]) == (
+        {"-Y": "sign", "-f": "k", "-n": "x"}, ["hashalg=sha256"], [])
+    for other in (["-Y", "verify", "-f", "a", "-I", "p", "-n", "git", "-s", "s"],
+                  ["-Y", "find-principals", "-f", "a", "-s", "s"], ["-l", "-f", "k.pub"],
+                  ["--bogus"], []):
+        assert shim._sign_args(other) is None, other
+    with pytest.raises(InvalidInput, match="takes no -N"):
+        shim._sign_args(["-Y", "sign", "-N", "pass", "-f", "k", "-n", "x", "f"])
+    assert shim._digest(["hashalg=sha256"]) == "sha256"
+    assert shim._digest([]) == "sha512"
+    with pytest.raises(InvalidInput, match="hashalg=sha512 or"):
+        shim._digest(["print-pubkey"])

@@ -75,6 +75,7 @@ def _digest(values: list[str]) -> str:
 
 def sign(options: dict[str, str], option_values: list[str], files: list[str]) -> None:
     from signgate.cli.common import make_signing_client
+    from signgate.client.answers import DEFAULT_URL
     from signgate.client.ssh_signing import sign_like_ssh_keygen
     from signgate.crypto.algorithms import DigestAlgorithm
     from signgate.formats.sshsig import parse_openssh_line
@@ -94,7 +95,7 @@ def sign(options: dict[str, str], option_values: list[str], files: list[str]) ->
                            "a signgate key: signgate key public P/N --ssh)",
                            code=exc.code) from None
     token_file = os.environ.get("SIGNGATE_TOKEN_FILE")
-    url = os.environ.get("SIGNGATE_URL") or "http://127.0.0.1:8080"
+    url = os.environ.get("SIGNGATE_URL") or DEFAULT_URL
     quiet = "-q" in options
     with make_signing_client(url, Path(token_file) if token_file else None) as client:
         if not files:  # standard input to standard output, as ssh-keygen

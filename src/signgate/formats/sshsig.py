@@ -166,6 +166,9 @@ def parse_openssh_line(text: str) -> OpenSshKey:
     line = next((ln.strip() for ln in text.splitlines()
                  if ln.strip() and not ln.lstrip().startswith("#")), "")
     parts = line.split(None, 2)
+    if line.startswith("-----BEGIN"):
+        raise InvalidInput("a PEM key, not an OpenSSH public key line (TYPE BASE64 [COMMENT])",
+                           code=ErrorCode.BAD_PUBLIC_KEY)
     if len(parts) < 2:
         raise InvalidInput("not an OpenSSH public key line (TYPE BASE64 [COMMENT])",
                            code=ErrorCode.BAD_PUBLIC_KEY)
