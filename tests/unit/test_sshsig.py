@@ -186,3 +186,12 @@ def test_ssh_keygen_shim_arguments() -> None:
     assert shim._digest([]) == "sha512"
     with pytest.raises(InvalidInput, match="hashalg=sha512 or"):
         shim._digest(["print-pubkey"])
+
+
+def test_ssh_keygen_shim_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from signgate.cli import ssh_keygen as shim
+
+    shim.main(["--help"])
+    out = capsys.readouterr().out
+    assert "gpg.ssh.program" in out
+    assert "runs the real\nssh-keygen" in out

@@ -15,6 +15,7 @@ $SIGNGATE_TOKEN_FILE, or a CI job's $SIGNGATE_OIDC_TOKEN), as for ``signgate``.
 
 from __future__ import annotations
 
+import contextlib
 import getopt
 import os
 import shutil
@@ -116,8 +117,29 @@ def sign(options: dict[str, str], option_values: list[str], files: list[str]) ->
                 print(f"Signed {path} with signgate key {ref}; wrote {out}", file=sys.stderr)
 
 
+HELP = f"""{USAGE}
+
+ssh-keygen -Y sign through signgate, for git's gpg.ssh.program (gpg.format=ssh):
+KEY.pub is the OpenSSH line of a signgate key ('signgate key public P/N --ssh'); FILE is
+hashed here (sha512 unless -O hashalg=sha256), signed by that key on the signgate server
+and FILE.sig written (no FILE: standard input to standard output). -U (git's key::
+literal) and -q are accepted. Server and token: $SIGNGATE_URL, $SIGNGATE_TOKEN or
+$SIGNGATE_TOKEN_FILE (or a CI job's $SIGNGATE_OIDC_TOKEN).
+
+Any other use (-Y verify, -Y find-principals, -Y check-novalidate, -l, ...) runs the real
+ssh-keygen ($SIGNGATE_SSH_KEYGEN, else the first on $PATH) with the same arguments.
+
+  git config gpg.format ssh
+  git config gpg.ssh.program signgate-ssh-keygen
+  git config user.signingkey ~/signgate.pub"""
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args == ["--help"]:  # ssh-keygen has no --help; -h is one of its options
+        with contextlib.suppress(BrokenPipeError):
+            print(HELP, flush=True)
+        return
     try:
         parsed = _sign_args(args)
         if parsed is None:
