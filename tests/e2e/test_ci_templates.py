@@ -413,3 +413,29 @@ def test_the_gitlab_template_signs_with_the_jobs_id_token(setup: Setup,
     assert entry["actor"] == f"oidc-{setup.gitlab}"
     assert entry["details"]["format"] == "cms"
     assert entry["details"]["oidc"]["claims"]["project_path"] == "acme/app"
+
+
+def test_the_examples_in_the_readme_and_docs_use_what_the_templates_define() -> None:
+    """Every `uses: OWNER/signgate@vX` step of the README and docs/github-actions.md passes
+    the required inputs and no other than action.yml's; every job that extends the GitLab
+    template sets the variables its script requires and includes the template's path."""
+    inputs = yaml.safe_load(ACTION.read_text())["inputs"]
+    required = {n for n, spec in inputs.items() if spec.get("required")}
+    uses, extends = 0, 0
+    for doc in ("README.md", "docs/github-actions.md", "docs/gitlab-ci.md"):
+        for block in re.findall(r"```yaml\n(.*?)```", (REPO / doc).read_text(), re.S):
+            parsed = yaml.safe_load(block)
+            steps = parsed if isinstance(parsed, list) else [
+                s for job in parsed.get("jobs", {}).values() for s in job["steps"]]
+            for step in steps:
+                if step.get("uses") == "OWNER/signgate@vX":
+                    uses += 1
+                    assert required <= set(step["with"]) <= set(inputs), (doc, step)
+            if isinstance(parsed, dict) and "include" in parsed:
+                extends += 1
+                assert any(str(i.get("remote", "")).endswith("/vX/ci/gitlab/signgate.gitlab-ci.yml")
+                           for i in parsed["include"]), doc
+                job = next(j for j in parsed.values()
+                           if isinstance(j, dict) and j.get("extends") == ".signgate-sign")
+                assert {"SIGNGATE_URL", "SIGNGATE_KEY", "SIGNGATE_FILES"} <= set(job["variables"])
+    assert (uses, extends) == (2, 2)
