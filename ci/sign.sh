@@ -75,8 +75,9 @@ for r in signed:
     for field in ("signature_file", "certificate_file", "timestamp_file", "proof_file"):
         written = Path(r.get(field) or r["file"])
         if written == Path(r["file"]):
-            continue
-        place = receipts / (written.name if written.is_absolute() else written)
+            continue  # none, or the artifact itself
+        inside = not written.is_absolute() and ".." not in written.parts
+        place = receipts / (written if inside else written.name)
         place.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(written, place)
     print(f"signed {r['file']} with {r['key']} version {r['key_version']} -> "

@@ -301,10 +301,13 @@ def test_the_action_signs_with_the_jobs_oidc_token(setup: Setup, endpoint: Token
         assert entry["outcome"] == "allowed"
         assert entry["actor"] == f"oidc-{setup.github}"
         assert entry["details"]["oidc"]["claims"]["repository"] == "acme/app"
-    # The OIDC token is in the step's output only in the line that masks it.
+    # The OIDC token is in the step's output only in the line that masks it, and in no
+    # file the action leaves.
     (token,) = endpoint.minted
     assert [line for line in run.log.splitlines() if token.split(".")[2] in line] == \
         [f"::add-mask::{token}"]
+    for path in [*(tmp_path / "runner").rglob("*"), *ws.rglob("*")]:
+        assert not path.is_file() or token.split(".")[2].encode() not in path.read_bytes()
 
 
 def test_the_action_with_a_token_input_needs_no_oidc(setup: Setup, tmp_path: Path) -> None:
