@@ -123,6 +123,9 @@ def test_the_kind_travels_and_is_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "why"), [
+    (b"", "it is empty"),
+    (b"\r\n# SIG # Begin signature block\r\n# SIG # End signature block\r\n",
+     "no text before its signature block"),
     (b"\xff\xfeW\x00r\x00i", "not UTF-16LE text"),
     (b"caf\xe9\r\n", "not UTF-8 text"),
     (b"x\r\n# SIG # Begin signature block\r\n# AAAA\r\n", "not one '# SIG # Begin"),
