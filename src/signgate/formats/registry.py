@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from functools import cache
 
 from signgate.errors import ErrorCode, InvalidInput
+from signgate.formats import authenticode_files
 from signgate.formats.base import Builder, ClientFormat, Verifier
 
 # name -> module exposing BUILDER and CLIENT
@@ -24,11 +25,16 @@ NAMES = tuple(MODULES)
 # The parameters each format reads from a signing request (FormatRequest.params). Any other
 # name is refused: a misspelt parameter silently ignored would sign something else than
 # the caller meant.
-PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"})}
+PARAMS: dict[str, frozenset[str]] = {
+    "openpgp": frozenset({"hashed"}),
+    # the file kind (formats/authenticode_files.py); absent: pe
+    "authenticode": frozenset({"kind"}),
+}
 
 
 def check_params(name: str, params: Mapping[str, str]) -> None:
-    """Refuse parameters that format ``name`` does not take, naming them."""
+    """Refuse parameters that format ``name`` does not take, naming them (and an
+    Authenticode file kind signgate does not know)."""
     known = PARAMS.get(name, frozenset())
     unknown = sorted(set(params) - known)
     if unknown:
@@ -36,6 +42,8 @@ def check_params(name: str, params: Mapping[str, str]) -> None:
         raise InvalidInput(f"unknown parameter{'s' if len(unknown) > 1 else ''} for format "
                            f"{name}: {', '.join(unknown)} (it takes: {takes})",
                            code=ErrorCode.UNKNOWN_PARAMS, unknown=unknown)
+    if name == "authenticode" and "kind" in params:
+        authenticode_files.kind(params["kind"])  # an unknown kind, refused by name
 
 
 def _module_of(name: str) -> object:
