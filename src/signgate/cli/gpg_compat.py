@@ -282,8 +282,7 @@ def _sign(args: GpgArgs, status: Status) -> int:
         artifact = (os.environ.get("SIGNGATE_ARTIFACT_NAME")
                     or (Path(source).name if source else "stdin"))
         sig = sign_data(api, ref, path, text=clear, digest=digest, artifact_name=artifact,
-                        metadata={"client": PROG,
-                                  "signature": "cleartext" if clear else "detached"},
+                        metadata={"tool": PROG, "mode": "cleartext" if clear else "detached"},
                         wait=wait)
         if clear:
             try:
