@@ -7,6 +7,7 @@ database; the key types are proven by tests/e2e/test_openpgp.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -18,46 +19,60 @@ from pathlib import Path
 
 import pytest
 
+from signgate.client.client import SigngateClient
 from tests.conftest import unique
 from tests.support import gpg as gpg_support
-from tests.support.server import Server
+from tests.support.server import Server, start_server
 
 SIGNGATE_GPG = str(Path(sys.executable).with_name("signgate-gpg"))
 
 
+MARKER = "SIGNGATE-GPG-YARA-MARKER"
+
+
 @dataclass(frozen=True)
 class Signer:
-    ref: str
+    ref: str  # scan off
+    scanned: str  # a key of the same project that signs only what signgate scanned
     fingerprint: str
     key_asc: Path  # the exported OpenPGP public key
     home: Path  # a GnuPG home with it imported
     env: dict[str, str]  # SIGNGATE_URL and a token of an identity with a signer grant
+    server: Server
 
 
 @pytest.fixture(scope="module")
-def signer(sqlite_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
-    server = sqlite_server
-    project = unique("gpgc")
-    ref = f"{project}/release"
-    server.cli("project", "create", project)
-    server.cli("key", "create", ref, "--algorithm", "ed25519")
-    server.cli("grant", "add", "admin", "signer", project)
-    ci = unique("ci")
-    token = server.new_identity(ci)
-    server.cli("grant", "add", ci, "signer", ref)
-    view = server.cli("key", "public", ref, "--openpgp", "--user-id",
-                      "Acme Releases <release@acme.example>", "--json").json()
-    key_asc = tmp_path_factory.mktemp("key") / "release.asc"
-    key_asc.write_text(view["armored"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNGATE_", "GNUPG"))}
-    env.update(SIGNGATE_URL=server.url, SIGNGATE_TOKEN=token, GIT_CONFIG_NOSYSTEM="1",
-               GIT_CONFIG_GLOBAL=os.devnull,
-               PATH=f"{Path(SIGNGATE_GPG).parent}{os.pathsep}{os.environ['PATH']}")
+def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
+    """A SQLite server with a YARA rule (so that a key can require scanning), an Ed25519
+    key, and a CI identity that may sign with it."""
+    rules = tmp_path_factory.mktemp("yara")
+    (rules / "marker.yar").write_text(
+        f'rule GpgMarker {{ strings: $a = "{MARKER}" condition: $a }}\n')
     with ExitStack() as stack:
+        server = start_server(tmp_path_factory.mktemp("signgate") / "data", None,
+                              config=f'scan_yara_dir = "{rules}"')
+        stack.callback(server.stop)
+        project, ci = unique("gpgc"), unique("ci")
+        ref, scanned = f"{project}/release", f"{project}/scanned"
+        with SigngateClient(server.url, server.admin_token) as admin:
+            admin.create_project(project)
+            admin.create_key(ref, "ed25519", scan="off")
+            admin.create_key(scanned, "ed25519", scan="required")
+            token = admin.create_identity(ci, "service")["token"]
+            admin.add_grant(ci, "signer", project)
+            admin.add_grant("admin", "signer", project)
+            view = admin.openpgp_key(ref, user_id="Acme Releases <release@acme.example>")
+        key_asc = tmp_path_factory.mktemp("key") / "release.asc"
+        key_asc.write_text(view["armored"])
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SIGNGATE_", "GNUPG"))}
+        env.update(SIGNGATE_URL=server.url, SIGNGATE_TOKEN=token, GIT_CONFIG_NOSYSTEM="1",
+                   GIT_CONFIG_GLOBAL=os.devnull,
+                   PATH=f"{Path(SIGNGATE_GPG).parent}{os.pathsep}{os.environ['PATH']}")
         home = stack.enter_context(gpg_support.gpg_home())
         imported = gpg(home, "--status-fd", "1", "--import", str(key_asc))
         assert f"IMPORT_OK 1 {view['fingerprint']}" in imported.stdout, imported
-        yield Signer(ref, view["fingerprint"], key_asc, home, env)
+        yield Signer(ref, scanned, view["fingerprint"], key_asc, home, env, server)
 
 
 def gpg(home: Path, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -310,6 +325,15 @@ def test_detached_binary_and_armored_signatures_and_status_lines(signer: Signer,
     other.write_bytes(data.read_bytes() + b"!")
     bad = gpg(signer.home, "--status-fd", "1", "--verify", str(tmp_path / "app.sig"), str(other))
     assert "[GNUPG:] BADSIG" in bad.stdout, bad
+    # --json: signgate's receipt (the audit entry and the log index of this signing).
+    receipt = sg_gpg(signer, "-abu", signer.ref, "--json", "-o", str(tmp_path / "r.asc"),
+                     str(data))
+    assert receipt.returncode == 0, receipt.stderr
+    seen = json.loads(receipt.stdout)
+    assert seen["key"] == signer.ref
+    assert seen["fingerprint"] == signer.fingerprint
+    assert seen["artifact_name"] == "app.tar.gz"
+    assert isinstance(seen["log_index"], int)
     # The output exists: gpg in batch mode refuses without --yes, and so does this.
     again = sg_gpg(signer, "-abu", signer.ref, str(data))
     assert again.returncode != 0
@@ -318,7 +342,7 @@ def test_detached_binary_and_armored_signatures_and_status_lines(signer: Signer,
 
 
 def test_refusals_are_one_line_with_a_failure_status_and_nothing_written(
-        signer: Signer, sqlite_server: Server, tmp_path: Path) -> None:
+        signer: Signer, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.write_bytes(b"data")
     out = tmp_path / "out.asc"
@@ -337,8 +361,9 @@ def test_refusals_are_one_line_with_a_failure_status_and_nothing_written(
     assert b"[GNUPG:] FAILURE sign " in missing.stdout
 
     auditor = unique("auditor")  # sees the key, may not sign with it
-    stranger = sqlite_server.new_identity(auditor)
-    sqlite_server.cli("grant", "add", auditor, "auditor", signer.ref)
+    with SigngateClient(signer.server.url, signer.server.admin_token) as admin:
+        stranger = admin.create_identity(auditor, "service")["token"]
+        admin.add_grant(auditor, "auditor", signer.ref)
     denied = sg_gpg(signer, "--status-fd=1", "-bsau", signer.ref, "-o", str(out), str(data),
                     env={"SIGNGATE_TOKEN": stranger})
     assert denied.returncode == 4, denied
@@ -351,3 +376,44 @@ def test_refusals_are_one_line_with_a_failure_status_and_nothing_written(
     inline = sg_gpg(signer, "-su", signer.ref, str(data))
     assert inline.returncode == 2
     assert b"inline" in inline.stderr
+
+
+def test_a_key_that_requires_scanning_gets_the_data_uploaded(signer: Signer,
+                                                             tmp_path: Path) -> None:
+    """The data goes to signgate, which scans it and hashes it again itself (the canonical
+    text of a cleartext message too) before it signs."""
+    with SigngateClient(signer.server.url, signer.server.admin_token) as admin:
+        view = admin.openpgp_key(signer.scanned)
+    key = tmp_path / "scanned.asc"
+    key.write_text(view["armored"])
+    assert "IMPORT_OK" in gpg(signer.home, "--status-fd", "1", "--import", str(key)).stdout
+    made = sg_gpg(signer, "--clearsign", "-u", signer.scanned, "--json", "-o",
+                  str(tmp_path / "InRelease"), data=TEXT)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["scan"]["verdict"] == "clean"
+    good = gpg(signer.home, "--status-fd", "1", "--verify", str(tmp_path / "InRelease"))
+    assert f"[GNUPG:] VALIDSIG {view['fingerprint']} " in good.stdout, good
+    assert " 01 " + view["fingerprint"] in good.stdout  # a canonical-text signature
+
+    flagged = sg_gpg(signer, "--status-fd=2", "-abu", signer.scanned,
+                     data=b"release notes " + MARKER.encode())
+    assert flagged.returncode == 4, flagged
+    assert flagged.stdout == b""
+    err = flagged.stderr.decode()
+    assert "yara" in err, err
+    assert "[GNUPG:] FAILURE sign " in err
+    assert "SIG_CREATED" not in err
+
+
+def test_a_key_that_needs_approvals_is_pending(signer: Signer, tmp_path: Path) -> None:
+    held = signer.ref.replace("/release", "/held")
+    with SigngateClient(signer.server.url, signer.server.admin_token) as admin:
+        admin.create_key(held, "ed25519", scan="off")
+        admin.set_approval_policy(held, 1)
+    out = tmp_path / "held.asc"
+    pending = sg_gpg(signer, "--status-fd=2", "-abu", held, "-o", str(out), data=b"data")
+    assert pending.returncode == 11, pending
+    assert b"awaits approvals (0 of 1" in pending.stderr
+    assert b"SIGNGATE_GPG_WAIT" in pending.stderr
+    assert b"[GNUPG:] FAILURE sign " in pending.stderr
+    assert not out.exists()

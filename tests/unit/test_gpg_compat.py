@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,3 +174,31 @@ def test_the_server_recomputes_a_text_digest_from_the_canonical_text(
     binary = o.CLIENT.recompute(text, DigestAlgorithm.SHA256, replace(
         request, params={"hashed": request.params["hashed"]}).params, lambda: None)  # type: ignore[arg-type, return-value]
     assert binary == hashlib.sha256(text.read_bytes() + o.trailer(hashed)).digest()
+
+
+def test_verify_goes_to_the_real_gpg_even_when_this_is_installed_as_gpg(
+        tmp_path: Path) -> None:
+    program = Path(sys.executable).with_name("signgate-gpg")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gpg").symlink_to(program)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "GNUPGHOME": str(tmp_path / "home")}
+    env.pop("SIGNGATE_GPG_VERIFIER", None)
+    (tmp_path / "home").mkdir(mode=0o700)
+    try:
+        for argv0 in ("gpg", str(program)):
+            done = subprocess.run([argv0, "--batch", "--verify", str(tmp_path / "none.sig")],
+                                  capture_output=True, text=True, env=env, timeout=60)
+            # The real gpg answered (its own words), not signgate-gpg, and not in a loop.
+            assert done.returncode == 2, done
+            assert done.stderr.startswith("gpg: "), done.stderr
+        # Pointed at itself: refused, not executed again.
+        done = subprocess.run(["gpg", "--verify", "x"], capture_output=True, text=True,
+                              env={**env, "SIGNGATE_GPG_VERIFIER": str(bin_dir / "gpg")},
+                              timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.startswith("signgate-gpg: verification is done by gpg"), done.stderr
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(tmp_path / "home"), "--kill", "all"],
+                       capture_output=True, check=False, timeout=30)

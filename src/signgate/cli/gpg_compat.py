@@ -40,6 +40,7 @@ EXIT_PENDING = 11  # as `signgate sign`: the signing waits for approvals
 GPG_ERR_GENERAL = (2 << 24) | 1
 GPG_ERR_NO_SECKEY = (2 << 24) | 17
 INV_SGNR_NO_SECRET_KEY = 9
+DELEGATED = "SIGNGATE_GPG_DELEGATED"  # set for the gpg that --verify is handed to
 DIGESTS = {"SHA256": DigestAlgorithm.SHA256, "SHA384": DigestAlgorithm.SHA384,
            "SHA512": DigestAlgorithm.SHA512}
 
@@ -159,14 +160,22 @@ def _fd(args: GpgArgs, name: str) -> int | None:
 
 
 def _verify_with_gpg(argv: list[str]) -> int:
-    """Replace this process with the real gpg, given the same arguments."""
-    me = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    """Replace this process with the real gpg, given the same arguments. Never this
+    program again (were it installed as ``gpg`` too): not a candidate that resolves to it,
+    and not twice in a row (``SIGNGATE_GPG_DELEGATED``)."""
+    if os.environ.get(DELEGATED):
+        _say("verification was handed to a gpg that is signgate-gpg again: set "
+             "SIGNGATE_GPG_VERIFIER to the real gpg")
+        return EXIT_USAGE
+    called = shutil.which(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    me = {Path(p).resolve() for p in (called, sys.argv[0] if sys.argv else None) if p}
     wanted = os.environ.get("SIGNGATE_GPG_VERIFIER")
     candidates = [wanted] if wanted else [
         str(Path(d) / "gpg") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     for candidate in candidates:
         found = shutil.which(candidate) if candidate else None
-        if found and Path(found).resolve() != me:
+        if found and Path(found).resolve() not in me:
+            os.environ[DELEGATED] = "1"
             os.execv(found, [found, *argv])  # noqa: S606 (the real gpg, same arguments)
     _say("verification is done by gpg, and no gpg was found (install gnupg, or set "
          "SIGNGATE_GPG_VERIFIER to its path)")
