@@ -133,6 +133,10 @@ def run(argv: list[str]) -> int:
         _say(str(exc))
         _failed(status, exc)
         return exit_code_for(exc)
+    except OSError as exc:  # stdin or stdout gone (a closed pipe), a full disk
+        _say(f"input or output failed: {exc.strerror or exc}")
+        _failed(status, None)
+        return 1
 
 
 def _say(message: str) -> None:
@@ -243,8 +247,8 @@ def _input(source: str | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="signgate-gpg-") as tmp:
         spooled = Path(tmp) / "stdin"
-        with spooled.open("wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f)
+        with spooled.open("wb") as f, os.fdopen(0, "rb", closefd=False) as stdin:
+            shutil.copyfileobj(stdin, f)
         yield spooled
 
 
@@ -304,8 +308,8 @@ def _sign(args: GpgArgs, status: Status) -> int:
     status(f"KEY_CONSIDERED {sig.fingerprint} 0")
     status(f"BEGIN_SIGNING H{sig.hash_algorithm}")
     if output is None:
-        sys.stdout.buffer.write(result)
-        sys.stdout.buffer.flush()
+        with os.fdopen(1, "wb", closefd=False) as stdout:
+            stdout.write(result)
     else:
         write_atomic(output, result)
     status(f"SIG_CREATED {'C' if clear else 'D'} {sig.pk_algorithm} {sig.hash_algorithm} "
