@@ -239,16 +239,26 @@ def _skip_passphrase(fd: int | None) -> None:
 
 
 @contextmanager
-def _input(source: str | None) -> Iterator[Path]:
-    """The data to sign as a file: FILE itself, or stdin spooled to a private temporary
-    file (removed afterwards), which an upload to a scanning key can send."""
-    if source is not None:
+def _input(source: str | None, copy: bool) -> Iterator[Path]:
+    """The data to sign as a file: FILE itself, or a copy in a private temporary directory
+    (removed afterwards) of stdin, or of FILE when ``copy`` (a cleartext message is read
+    twice, to sign and to show: both reads must see the same bytes). A key that signs only
+    what signgate scanned gets this file uploaded."""
+    if source is not None and not copy:
         yield Path(source)
         return
     with tempfile.TemporaryDirectory(prefix="signgate-gpg-") as tmp:
-        spooled = Path(tmp) / "stdin"
-        with spooled.open("wb") as f, os.fdopen(0, "rb", closefd=False) as stdin:
-            shutil.copyfileobj(stdin, f)
+        spooled = Path(tmp) / "data"
+        with spooled.open("wb") as f:
+            if source is None:
+                with os.fdopen(0, "rb", closefd=False) as stdin:
+                    shutil.copyfileobj(stdin, f)
+            else:
+                try:
+                    with Path(source).open("rb") as original:
+                        shutil.copyfileobj(original, f)
+                except OSError as exc:
+                    raise InvalidInput(f"cannot read {source}: {exc.strerror}") from exc
         yield spooled
 
 
@@ -286,7 +296,7 @@ def _sign(args: GpgArgs, status: Status) -> int:
     token_file = os.environ.get("SIGNGATE_TOKEN_FILE")
     with make_signing_client(os.environ.get("SIGNGATE_URL") or DEFAULT_URL,
                              Path(token_file) if token_file else None) as api, \
-            _input(source) as path:
+            _input(source, copy=clear) as path:
         try:
             ref = resolve_key(api, name)
         except NotFound:
