@@ -528,7 +528,7 @@ def test_booleans_and_integers_are_not_guessed(server: Server, world: World,
     ("raw", {"colour": "blue"}, "unknown parameter for format raw: colour (it takes: none)"),
     ("cms", {"b": "1", "a": "2"}, "unknown parameters for format cms: a, b"),
     ("openpgp", {"hashed": "AAAA", "hased": "AAAA"},
-     "unknown parameter for format openpgp: hased (it takes: hashed)"),
+     "unknown parameter for format openpgp: hased (it takes: hashed, type)"),
     ("authenticode", {"kind": "elf"},
      "unknown Authenticode file kind 'elf'; expected one of "),
 ])

@@ -26,7 +26,7 @@ NAMES = tuple(MODULES)
 # name is refused: a misspelt parameter silently ignored would sign something else than
 # the caller meant.
 PARAMS: dict[str, frozenset[str]] = {
-    "openpgp": frozenset({"hashed"}),
+    "openpgp": frozenset({"hashed", "type"}),
     # the file kind (formats/authenticode_files.py); absent: pe
     "authenticode": frozenset({"kind"}),
 }
