@@ -24,12 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, InvalidInput
-from signgate.formats.authenticode_asn1 import SpcIndirectDataContent
 from signgate.formats.base import Progress
+
+if TYPE_CHECKING:  # asn1crypto only when a kind is used: not on every raw signing
+    from signgate.formats.authenticode_asn1 import SpcIndirectDataContent
 
 # name -> module exposing KIND (imported when first used, like formats/registry.py).
 # Detection tries them in this order: scripts first, told by their name (a text file may

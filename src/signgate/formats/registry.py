@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from functools import cache
 
 from signgate.errors import ErrorCode, InvalidInput
-from signgate.formats import authenticode_files
 from signgate.formats.base import Builder, ClientFormat, Verifier
 
 # name -> module exposing BUILDER and CLIENT
@@ -43,6 +42,8 @@ def check_params(name: str, params: Mapping[str, str]) -> None:
                            f"{name}: {', '.join(unknown)} (it takes: {takes})",
                            code=ErrorCode.UNKNOWN_PARAMS, unknown=unknown)
     if name == "authenticode" and "kind" in params:
+        from signgate.formats import authenticode_files  # only where a kind is named
+
         authenticode_files.kind(params["kind"])  # an unknown kind, refused by name
 
 
