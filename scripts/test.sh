@@ -10,10 +10,15 @@ cd "$(dirname "$0")/.."
 # and gcc for the optional C sum of the PE checksum (formats/_pe_checksum.c; without it the
 # install goes on, pure Python sums, and the test of the C sum is skipped).
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
-                 gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc)
-# ssh-keygen (-Y sign/verify/check-novalidate) and git (gpg.format=ssh through
-# signgate-ssh-keygen): the SSH signature tests, tests/*/test_sshsig.py.
-debian_packages+=(openssh-client git)
+                 gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc
+                 # signgate-gpg's callers (tests/e2e/test_gpg_compat.py): git commit -S,
+                 # rpmbuild/rpmsign/rpmkeys, apt-ftparchive (apt-get itself is always there)
+                 git rpm apt-utils)
+# gcab: makes the CAB archives that tests/e2e/test_authenticode_kinds.py signs
+debian_packages+=(gcab)
+# ssh-keygen (-Y sign/verify/check-novalidate; git, above, signs with gpg.format=ssh
+# through signgate-ssh-keygen): the SSH signature tests, tests/*/test_sshsig.py.
+debian_packages+=(openssh-client)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()

@@ -26,8 +26,12 @@ NAMES = tuple(MODULES)
 # The parameters each format reads from a signing request (FormatRequest.params). Any other
 # name is refused: a misspelt parameter silently ignored would sign something else than
 # the caller meant.
-PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"}),
-                                     "sshsig": frozenset({"namespace"})}
+PARAMS: dict[str, frozenset[str]] = {
+    "openpgp": frozenset({"hashed", "type"}),
+    # the file kind (formats/authenticode_files.py); absent: pe
+    "authenticode": frozenset({"kind"}),
+    "sshsig": frozenset({"namespace"}),  # formats/sshsig.py: the signature's domain
+}
 
 # The digest a format hashes the artifact with when the caller names none (sha256 for the
 # others): ssh-keygen's default for SSH signatures.
@@ -39,7 +43,8 @@ def default_digest(name: str) -> DigestAlgorithm:
 
 
 def check_params(name: str, params: Mapping[str, str]) -> None:
-    """Refuse parameters that format ``name`` does not take, naming them."""
+    """Refuse parameters that format ``name`` does not take, naming them (and an
+    Authenticode file kind signgate does not know)."""
     known = PARAMS.get(name, frozenset())
     unknown = sorted(set(params) - known)
     if unknown:
@@ -47,6 +52,10 @@ def check_params(name: str, params: Mapping[str, str]) -> None:
         raise InvalidInput(f"unknown parameter{'s' if len(unknown) > 1 else ''} for format "
                            f"{name}: {', '.join(unknown)} (it takes: {takes})",
                            code=ErrorCode.UNKNOWN_PARAMS, unknown=unknown)
+    if name == "authenticode" and "kind" in params:
+        from signgate.formats import authenticode_files  # only where a kind is named
+
+        authenticode_files.kind(params["kind"])  # an unknown kind, refused by name
 
 
 def _module_of(name: str) -> object:
