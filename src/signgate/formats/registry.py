@@ -24,7 +24,11 @@ NAMES = tuple(MODULES)
 # The parameters each format reads from a signing request (FormatRequest.params). Any other
 # name is refused: a misspelt parameter silently ignored would sign something else than
 # the caller meant.
-PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"})}
+PARAMS: dict[str, frozenset[str]] = {
+    "openpgp": frozenset({"hashed"}),
+    # the file kind (formats/authenticode_files.py); absent: pe
+    "authenticode": frozenset({"kind"}),
+}
 
 
 def check_params(name: str, params: Mapping[str, str]) -> None:
