@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 # install goes on, pure Python sums, and the test of the C sum is skipped).
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
                  gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc)
+# msitools (msiinfo, msiextract) and wixl: real MSI packages to sign and read back
+# (tests/e2e/test_authenticode_msi.py).
+debian_packages+=(msitools wixl)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()

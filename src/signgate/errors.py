@@ -174,7 +174,6 @@ class ErrorCode(StrEnum):
     WINDOW_CLOSED = "window_closed"
     # Authenticode for MSI packages (formats/cfb.py, formats/msi.py).
     INVALID_MSI = "invalid_msi"
-    MALFORMED_MSI = "malformed_msi"
 
 
 class SigngateError(Exception):
@@ -466,8 +465,6 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.WINDOW_CLOSED: Entry(Conflict, "the release window is closed or over (or, to "
                             "approve, no longer waiting for approvals)"),
     _C.INVALID_MSI: Entry(InvalidInput, "not an MSI (compound file) signgate can sign"),
-    _C.MALFORMED_MSI: Entry(VerificationFailed,
-                            "verifying: not a validly signed MSI package"),
 }
 
 

@@ -82,7 +82,11 @@ class Node:
 
 
 def _bad(path: Path, why: str) -> InvalidInput:
-    return InvalidInput(f"{path.name} is not a compound file signgate can read: {why}",
+    """Refusal of a file that is no readable compound file (MSI packages are the only
+    compound files signgate reads, hence the code); ``reason``, the why alone, lets a
+    verifier say it as a failed verification."""
+    why = f"not a readable compound file ({why})"
+    return InvalidInput(f"{path.name} is not an MSI package signgate can sign: {why}",
                         code=ErrorCode.INVALID_MSI, reason=why)
 
 
