@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +62,11 @@ def setup(sqlite_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Se
                  os.urandom(20_000))
 
 
-def build_msi(setup: Setup, directory: Path, name: str = "app.msi") -> Path:
+def build_msi(setup: Setup, directory: Path, name: str = "app.msi",
+              payload: bytes | None = None) -> Path:
     """A real MSI, made by wixl from a one-component, one-file .wxs."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "hello.bin").write_bytes(setup.payload)
+    (directory / "hello.bin").write_bytes(setup.payload if payload is None else payload)
     (directory / "app.wxs").write_text(WXS)
     subprocess.run(["wixl", "-o", name, "app.wxs"], cwd=directory, check=True,
                    capture_output=True, timeout=60)
@@ -134,6 +136,26 @@ def test_signed_msi_verifies_with_osslsigncode_signgate_and_msitools(
                    capture_output=True, timeout=60)
     [installed] = list(extracted.rglob("hello.bin"))
     assert installed.read_bytes() == setup.payload
+
+
+def test_a_package_over_7_mb_is_written_with_a_difat(sqlite_server: Server, setup: Setup,
+                                                     tmp_path: Path) -> None:
+    """Past 109 FAT sectors (about 7 MB) the FAT is listed by DIFAT sectors too: the
+    signed copy osslsigncode and msiextract read is one."""
+    payload = os.urandom(7_500_000)
+    msi = build_msi(setup, tmp_path / "build", payload=payload)
+    sign(sqlite_server, setup, msi)
+    (difat_sectors,) = struct.unpack_from("<I", msi.read_bytes()[:512], 0x48)
+    assert difat_sectors >= 1
+    printed = osslsigncode(msi, setup.trust)
+    assert "Signature verification: ok" in printed, printed
+    assert "Succeeded" in printed
+    extracted = tmp_path / "extracted"
+    extracted.mkdir()
+    subprocess.run(["msiextract", "-C", str(extracted), str(msi)], check=True,
+                   capture_output=True, timeout=60)
+    [installed] = list(extracted.rglob("hello.bin"))
+    assert installed.read_bytes() == payload
 
 
 def test_tampered_msi_fails_both_verifiers(sqlite_server: Server, setup: Setup,
