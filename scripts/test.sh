@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 # install goes on, pure Python sums, and the test of the C sum is skipped).
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
                  gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc)
+# gcab: makes the CAB archives that tests/e2e/test_authenticode_kinds.py signs
+debian_packages+=(gcab)
 # msitools (msiinfo, msiextract) and wixl: real MSI packages to sign and read back
 # (tests/e2e/test_authenticode_msi.py).
 debian_packages+=(msitools wixl)

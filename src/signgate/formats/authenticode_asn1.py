@@ -149,7 +149,7 @@ def sip_guid(content: SpcIndirectDataContent) -> bytes | None:
     data = content["data"]
     if data["type"].dotted != SPC_SIPINFO:
         return None
-    guid: bytes = bytes(data["value"].parsed["guid"].native)
+    guid: bytes = bytes(data["value"]["guid"].native)
     return guid
 
 

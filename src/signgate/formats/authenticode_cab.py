@@ -1,40 +1,50 @@
-"""The ``cab`` Authenticode kind (being written: recognises no file yet)."""
+"""The ``cab`` Authenticode kind: cabinet archives (``cab.py`` does the work).
+
+The indirect data is ``SPC_CAB_DATA_OBJID`` with the "<<<Obsolete>>>" file link, as
+signtool and osslsigncode write it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from signgate.crypto.algorithms import DigestAlgorithm
-from signgate.errors import InvalidInput
-from signgate.formats.authenticode_asn1 import SpcIndirectDataContent
+from signgate.formats import cab
+from signgate.formats.authenticode_asn1 import (
+    SPC_CAB_DATA,
+    SpcIndirectDataContent,
+    indirect_data_content,
+    obsolete_link,
+)
 from signgate.formats.authenticode_files import Hashed
 from signgate.formats.base import Progress
 
 
-class _Pending:
+class CabFile:
     name = "cab"
-    label = "cab file"
+    label = "CAB archive"
 
     def detect(self, head: bytes, path: Path) -> bool:
-        return False
+        return head[:4] == cab.MAGIC
 
     def digest(self, path: Path, algorithm: DigestAlgorithm, progress: Progress | None = None,
                keep_copy: bool = False) -> Hashed:
-        raise InvalidInput("signgate cannot sign cab files yet")
+        hashed = cab.cab_digest(path, algorithm, progress, keep_copy=keep_copy)
+        return Hashed(hashed.digest, hashed)
 
     def write_signed(self, path: Path, hashed: Hashed, signed_data: bytes,
                      output: Path) -> None:
-        raise InvalidInput("signgate cannot sign cab files yet")
+        cab.write_signed(path, hashed.state, signed_data, output)
 
     def signature(self, path: Path) -> bytes | None:
-        raise InvalidInput("signgate cannot verify cab files yet")
+        return cab.signature(path)
 
     def indirect_data(self, algorithm: DigestAlgorithm, digest: bytes
                       ) -> SpcIndirectDataContent:
-        raise InvalidInput("signgate cannot sign cab files yet")
+        return indirect_data_content(SPC_CAB_DATA, obsolete_link(), algorithm, digest)
 
     def describes(self, content: SpcIndirectDataContent) -> bool:
-        return False
+        return bool(content["data"]["type"].dotted == SPC_CAB_DATA)
 
 
-KIND = _Pending()
+KIND = CabFile()
