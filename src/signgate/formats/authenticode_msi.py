@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asn1crypto import core
-
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.formats import msi
 from signgate.formats.authenticode_asn1 import (
     SPC_SIPINFO,
     SpcIndirectDataContent,
     indirect_data_content,
+    sip_guid,
     sip_info,
 )
 from signgate.formats.authenticode_files import Hashed
@@ -52,12 +51,7 @@ class MsiFile:
                                      algorithm, digest)
 
     def describes(self, content: SpcIndirectDataContent) -> bool:
-        data = content["data"]
-        if data["type"].dotted != SPC_SIPINFO:
-            return False
-        value = data["value"]  # parsed through the type's spec, or still core.Any
-        info = value.parsed if isinstance(value, core.Any) else value
-        return bytes(info["guid"].native) == msi.SIP_GUID
+        return sip_guid(content) == msi.SIP_GUID
 
 
 KIND = MsiFile()
