@@ -22,9 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
-
-import olefile
+from typing import Any, BinaryIO
 
 from signgate.errors import ErrorCode, InvalidInput
 
@@ -102,13 +100,14 @@ class CompoundFile:
             raise InvalidInput(f"{path} is a directory, not a file") from None
         except OSError as exc:
             raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+        import olefile  # here: telling an MSI by its first bytes needs none of it
+
         try:
             # Refuse what [MS-CFB] calls incorrect (a name used twice in a storage, an
             # entry referenced twice, ...), not only what olefile cannot parse at all.
             self._ole = olefile.OleFileIO(self._f, raise_defects=olefile.DEFECT_INCORRECT)
             self._fat = self._ole.fat
             self._sector = self._ole.sectorsize
-            self._size = os.fstat(self._f.fileno()).st_size
             self._minifat: Sequence[int] = ()
             self._ministream: bytes | None = None
             self.root = self._node(self._ole.root)
@@ -133,7 +132,7 @@ class CompoundFile:
             ole.close()
         self._f.close()
 
-    def _node(self, entry: olefile.olefile.OleDirectoryEntry) -> Node:
+    def _node(self, entry: Any) -> Node:  # an olefile OleDirectoryEntry
         kind = entry.entry_type
         if kind not in (STORAGE, STREAM, ROOT):
             raise _bad(self.path, f"directory entry {entry.sid} has type {kind}")
@@ -198,7 +197,10 @@ class CompoundFile:
         """A stream under the cutoff, from the mini stream (the root's own stream, in
         regular sectors) through the mini FAT ([MS-CFB] 2.4), both read once."""
         if self._ministream is None:
-            self._ole.loadminifat()
+            try:
+                self._ole.loadminifat()
+            except (OSError, ValueError, IndexError, struct.error) as exc:
+                raise _bad(self.path, f"its mini FAT: {str(exc).splitlines()[0]}") from exc
             self._minifat = self._ole.minifat
             root = self._ole.root
             self._ministream = b"".join(self._fat_bytes(root.isectStart, root.size))
@@ -278,7 +280,7 @@ class Writer:
     def __init__(self, root: Node, out: BinaryIO) -> None:
         if root.kind != ROOT:
             raise ValueError("the tree must start at the root storage")
-        self._root, self._out = root, out
+        self._out = out
         self._places: dict[int, _Place] = {}
         self._entries: list[Node] = []
         self._number(root)
@@ -286,13 +288,11 @@ class Writer:
         self._written: set[int] = set()
         self._mini = bytearray()
         self._minifat: list[int] = []
-        big: list[Node] = []
-        small: list[Node] = []
-        for node in self._entries:
-            if node.kind == STREAM:
-                if node.size > MAX_STREAM:
-                    raise ValueError(f"stream {node.text!r} is over 2 GiB")
-                (big if node.size >= CUTOFF else small if node.size else []).append(node)
+        streams = [n for n in self._entries if n.kind == STREAM and n.size]
+        if any(n.size > MAX_STREAM for n in streams):
+            raise ValueError("a stream is over 2 GiB, the most a version 3 file holds")
+        big = [n for n in streams if n.size >= CUTOFF]
+        small = [n for n in streams if n.size < CUTOFF]
         for node in big:  # [MS-CFB] 2.3: a chain of regular sectors each
             self._places[id(node)].start = self._chain(self._fat, _ceil(node.size, SECTOR))
         for node in small:  # [MS-CFB] 2.4: chains of 64-byte mini sectors
