@@ -227,22 +227,50 @@ def test_bad_packages_are_refused_in_one_line(sqlite_server: Server, setup: Setu
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_msi_digital_signature_ex_is_refused(sqlite_server: Server, setup: Setup,
-                                             tmp_path: Path) -> None:
-    """osslsigncode -add-msi-dse also signs the streams' metadata (MsiDigitalSignatureEx),
-    which signgate neither makes nor checks: refused, not half-verified."""
+def test_msi_digital_signature_ex_is_verified_and_kept(sqlite_server: Server, setup: Setup,
+                                                     tmp_path: Path) -> None:
+    """signtool (and osslsigncode -add-msi-dse) also sign the streams' names, sizes and
+    times through \\x05MsiDigitalSignatureEx: signgate verifies such a package, refuses
+    one whose metadata changed, and re-signs it keeping the stream (computed anew)."""
     msi = build_msi(setup, tmp_path / "build")
+    cert, key = tmp_path / "other.pem", tmp_path / "other.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=other", "-keyout",
-                    str(tmp_path / "o.key"), "-out", str(tmp_path / "o.pem")],
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=other", "-addext",
+                    "extendedKeyUsage=codeSigning", "-keyout", str(key), "-out", str(cert)],
                    capture_output=True, check=True)
     dse = tmp_path / "dse.msi"
-    subprocess.run(["osslsigncode", "sign", "-add-msi-dse", "-certs", str(tmp_path / "o.pem"),
-                    "-key", str(tmp_path / "o.key"), "-in", str(msi), "-out", str(dse)],
+    subprocess.run(["osslsigncode", "sign", "-add-msi-dse", "-certs", str(cert), "-key",
+                    str(key), "-in", str(msi), "-out", str(dse)],
                    capture_output=True, check=True, timeout=60)
-    result = signgate_verify(sqlite_server, dse, setup.trust)
-    assert result.returncode == 8, result
-    assert "MsiDigitalSignatureEx" in result.stderr
-    refused = sign(sqlite_server, setup, dse, check=False)
-    assert refused.returncode == 7, refused
-    assert "MsiDigitalSignatureEx" in refused.stderr
+    assert "\x05MsiDigitalSignatureEx" in streams(dse)
+    theirs = sqlite_server.cli("verify", str(dse), "--ca", str(cert), check=False)
+    assert theirs.returncode == 0, theirs
+    assert "dse.msi: valid: signed by CN=other" in theirs.stdout
+
+    # A stream's modified time (directory entry 1, offset 0x6C), covered only by the Ex.
+    with olefile.OleFileIO(str(dse)) as ole:
+        at = (ole.first_dir_sector + 1) * ole.sectorsize + 128 + 0x6C
+    data = bytearray(dse.read_bytes())
+    data[at] ^= 0x01
+    touched = tmp_path / "touched.msi"
+    touched.write_bytes(bytes(data))
+    printed = subprocess.run(["osslsigncode", "verify", "-CAfile", str(cert), "-in",
+                              str(touched)], capture_output=True, text=True, timeout=60)
+    assert "Succeeded" not in printed.stdout + printed.stderr
+    refused = sqlite_server.cli("verify", str(touched), "--ca", str(cert), check=False)
+    assert refused.returncode == 8, refused
+    assert "MsiDigitalSignatureEx is not the sha256 pre-hash" in refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr
+
+    sign(sqlite_server, setup, dse)  # in place: signgate's signature, the Ex kept
+    printed_ours = osslsigncode(dse, setup.trust)
+    current = re.search(r"Current MsiDigitalSignatureEx\s*:\s*(\w+)", printed_ours)
+    calculated = re.search(r"Calculated MsiDigitalSignatureEx\s*:\s*(\w+)", printed_ours)
+    assert current, printed_ours
+    assert calculated, printed_ours
+    assert current.group(1) == calculated.group(1)
+    assert "Signature verification: ok" in printed_ours, printed_ours
+    assert "Succeeded" in printed_ours
+    ours = signgate_verify(sqlite_server, dse, setup.trust)
+    assert ours.returncode == 0, ours
+    assert f"signed by {setup.key}" in ours.stdout

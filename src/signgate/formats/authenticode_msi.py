@@ -34,8 +34,10 @@ class MsiFile:
     def digest(self, path: Path, algorithm: DigestAlgorithm, progress: Progress | None = None,
                keep_copy: bool = False) -> Hashed:
         # No copy is kept: write_signed reads the streams again and hashes them on the
-        # way, refusing to write if they are not the bytes hashed here.
-        hashed = msi.digest(path, algorithm, progress)
+        # way, refusing to write if they are not the bytes hashed here. ``keep_copy`` is
+        # asked for when signing: an old MsiDigitalSignatureEx is then to be replaced,
+        # not checked.
+        hashed = msi.digest(path, algorithm, progress, signing=keep_copy)
         return Hashed(hashed.digest, hashed)
 
     def write_signed(self, path: Path, hashed: Hashed, signed_data: bytes,

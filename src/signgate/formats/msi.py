@@ -6,28 +6,31 @@ digest of (osslsigncode's ``msi.c``, ``msi_hash_dir``, which Windows' MSI SIP ag
 
 - the content of every stream of a storage, the storage's children taken in the SIP's
   order (:func:`sip_key`: their UTF-16LE names with the terminating NUL, compared byte by
-  byte; of two names one of which begins the other, the longer first), a sub-storage
-  hashed in full in its place;
+  byte, so a name comes before the names it begins), a sub-storage hashed in full in its
+  place;
 - after a storage's children, its CLSID (16 bytes as stored); the root's comes last;
 - at the root only, ``\\x05DigitalSignature`` and ``\\x05MsiDigitalSignatureEx`` are left
   out (empty streams add nothing).
 
-Stream names, times and state bits are not covered; ``MsiDigitalSignatureEx`` (a
-pre-hash of that metadata) would cover them. signgate does not write it, as osslsigncode
-does not by default, and refuses a package that carries one, since it cannot account for
-it: the signature it holds would be over other bytes than the ones signgate hashes.
+Stream names, times and state bits are not covered by that digest. A package may also
+carry ``\\x05MsiDigitalSignatureEx`` (signtool adds it; osslsigncode with ``-add-msi-dse``):
+the digest of that metadata (:func:`prehash`: each entry's name, CLSID or size, state bits
+and times, in the same order), which then also starts the signed digest. signgate keeps a
+package's mode: one signed with it is re-signed with it (the pre-hash computed anew), one
+without it gets none, as osslsigncode does by default. Verifying, the stream must hold
+exactly the pre-hash: nothing else in it would be covered.
 
 Signing writes a new compound file with every storage and stream of the original (same
-names, CLSIDs, times and state bits) and the new ``\\x05DigitalSignature`` in place of
-any old one (``\\x05MsiDigitalSignatureEx`` dropped). The streams are read again for that
-copy and hashed on the way: if the bytes differ from what was signed, nothing is written
-(``artifact_changed``).
+names, CLSIDs, times and state bits) and the new signature streams in place of any old
+ones. The streams are read again for that copy and hashed on the way: if the bytes differ
+from what was signed, nothing is written (``artifact_changed``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cmp_to_key
@@ -50,7 +53,7 @@ _MAX_SIGNATURE = 16 << 20  # a signature, not a payload: refuse absurd streams
 
 def _sip_compare(a: cfb.Node, b: cfb.Node) -> int:
     """osslsigncode's ``dirent_cmp_hash``: memcmp over the shorter of the two names, each
-    with its NUL terminator; on a tie the longer name sorts first."""
+    with its NUL terminator (on a tie, which only equal names make, the longer first)."""
     x, y = a.name + b"\0\0", b.name + b"\0\0"
     n = min(len(x), len(y))
     if x[:n] != y[:n]:
@@ -88,6 +91,38 @@ def _hashed(storage: cfb.Node, root: bool = True) -> Iterator[cfb.Node | bytes]:
     yield storage.clsid
 
 
+def _metadata(node: cfb.Node) -> bytes:
+    """What the MsiDigitalSignatureEx pre-hash takes of one entry (osslsigncode msi.c,
+    ``prehash_metadata``): its name (not the root's), its CLSID (a storage's) or the low 32
+    bits of its size (a stream's), its state bits, and its two times (not the root's)."""
+    out = b"" if node.kind == cfb.ROOT else node.name
+    out += (struct.pack("<I", node.size & 0xFFFFFFFF) if node.kind == cfb.STREAM
+            else node.clsid)
+    out += struct.pack("<I", node.state_bits)
+    if node.kind != cfb.ROOT:
+        out += struct.pack("<QQ", node.created, node.modified)
+    return out
+
+
+def _prehashed(storage: cfb.Node, root: bool = True) -> Iterator[bytes]:
+    """What the pre-hash covers, in order (``msi_prehash_dir``): the storage's own
+    metadata, then each child's in the SIP's order, sub-storages in full in their place."""
+    yield _metadata(storage)
+    for kid in _signed_children(storage, root):
+        if kid.kind == cfb.STREAM:
+            yield _metadata(kid)
+        else:
+            yield from _prehashed(kid, root=False)
+
+
+def prehash(root: cfb.Node, algorithm: DigestAlgorithm) -> bytes:
+    """The MsiDigitalSignatureEx value of a package: the digest of its metadata."""
+    h = hashlib.new(algorithm.value)
+    for piece in _prehashed(root):
+        h.update(piece)
+    return h.digest()
+
+
 def _feed(h: hashlib._Hash, chunks: Iterable[bytes], progress: Progress | None) -> None:
     for chunk in chunks:
         h.update(chunk)
@@ -96,14 +131,17 @@ def _feed(h: hashlib._Hash, chunks: Iterable[bytes], progress: Progress | None) 
 
 
 def _check(path: Path, root: cfb.Node) -> None:
-    ex = root.child(SIGNATURE_EX)
-    if ex is not None:
-        raise _bad(path, "it carries an MsiDigitalSignatureEx stream (a signature over "
-                         "its metadata too), which signgate does not make or verify; "
-                         "remove its signature first (osslsigncode remove-signature)")
-    sig = root.child(DIGITAL_SIGNATURE)
-    if sig is not None and sig.kind != cfb.STREAM:
-        raise _bad(path, "its \\x05DigitalSignature is a storage, not a stream")
+    for name in (DIGITAL_SIGNATURE, SIGNATURE_EX):
+        found = root.child(name)
+        if found is not None and found.kind != cfb.STREAM:
+            raise _bad(path, f"its {found.text!r} is a storage, not a stream")
+
+
+def _read_small(path: Path, node: cfb.Node, what: str) -> bytes:
+    if not node.size or node.size > _MAX_SIGNATURE:
+        raise _bad(path, f"its {what} stream holds {node.size} bytes")
+    assert node.read is not None
+    return b"".join(node.read())
 
 
 @dataclass(frozen=True)
@@ -113,22 +151,37 @@ class MsiDigest:
 
     digest: bytes
     algorithm: DigestAlgorithm
+    prehash: bytes | None = None  # the MsiDigitalSignatureEx the signed copy carries
 
 
-def digest(path: Path, algorithm: DigestAlgorithm,
-           progress: Progress | None = None) -> MsiDigest:
+def digest(path: Path, algorithm: DigestAlgorithm, progress: Progress | None = None,
+           signing: bool = False) -> MsiDigest:
     """The Authenticode digest of the MSI at ``path`` (signed or not), reading one stream
-    at a time, in chunks."""
+    at a time, in chunks.
+
+    A package with an ``MsiDigitalSignatureEx`` stream is signed in that mode: its digest
+    starts with the pre-hash of its metadata. Verifying (not ``signing``), the stream must
+    hold exactly that pre-hash, of this algorithm: nothing else would be covered; signing,
+    the old value is replaced by the new one."""
     with cfb.CompoundFile(path) as package:
-        _check(path, package.root)
+        root = package.root
+        _check(path, root)
         h = hashlib.new(algorithm.value)
-        for item in _hashed(package.root):
+        ex = root.child(SIGNATURE_EX)
+        pre = None
+        if ex is not None:
+            pre = prehash(root, algorithm)
+            if not signing and _read_small(path, ex, "MsiDigitalSignatureEx") != pre:
+                raise _bad(path, f"its MsiDigitalSignatureEx is not the {algorithm.value} "
+                                 "pre-hash of its streams' names, sizes and times")
+            h.update(pre)
+        for item in _hashed(root):
             if isinstance(item, bytes):
                 h.update(item)
             else:
                 assert item.read is not None
                 _feed(h, item.read(), progress)
-    return MsiDigest(h.digest(), algorithm)
+    return MsiDigest(h.digest(), algorithm, pre)
 
 
 def signature(path: Path) -> bytes | None:
@@ -137,11 +190,10 @@ def signature(path: Path) -> bytes | None:
         _check(path, package.root)
         sig = package.root.child(DIGITAL_SIGNATURE)
         if sig is None:
+            if package.root.child(SIGNATURE_EX) is not None:
+                raise _bad(path, "it holds an MsiDigitalSignatureEx without a signature")
             return None
-        if not sig.size or sig.size > _MAX_SIGNATURE:
-            raise _bad(path, f"its \\x05DigitalSignature stream holds {sig.size} bytes")
-        assert sig.read is not None
-        return b"".join(sig.read())
+        return _read_small(path, sig, "\\x05DigitalSignature")
 
 
 def write_signed(source: Path, hashed: MsiDigest, signed_data: bytes, output: Path) -> None:
@@ -156,11 +208,21 @@ def write_signed(source: Path, hashed: MsiDigest, signed_data: bytes, output: Pa
             kept = [k for k in root.children if k.name not in (DIGITAL_SIGNATURE,
                                                                  SIGNATURE_EX)]
             stream = cfb.Node(DIGITAL_SIGNATURE, cfb.STREAM, size=len(signed_data))
+            added = [stream]
+            h = hashlib.new(hashed.algorithm.value)
+            if hashed.prehash is not None:  # the metadata of the copy is the original's
+                if prehash(root, hashed.algorithm) != hashed.prehash:
+                    raise InvalidInput(f"{source} changed while it was being signed; sign "
+                                       "it again", code=ErrorCode.ARTIFACT_CHANGED)
+                ex = cfb.Node(SIGNATURE_EX, cfb.STREAM, size=len(hashed.prehash))
+                added.append(ex)
+                h.update(hashed.prehash)
             copy = cfb.Node(root.name, cfb.ROOT, clsid=root.clsid,
                             state_bits=root.state_bits, modified=root.modified,
-                            children=[*kept, stream])
+                            children=[*kept, *added])
             writer = cfb.Writer(copy, out)
-            h = hashlib.new(hashed.algorithm.value)
+            if hashed.prehash is not None:
+                writer.stream(added[1], [hashed.prehash])
             for item in _hashed(root):
                 if isinstance(item, bytes):
                     h.update(item)
