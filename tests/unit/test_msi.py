@@ -87,3 +87,20 @@ def test_a_package_changed_after_hashing_is_not_written(tmp_path: Path) -> None:
     assert caught.value.code is ErrorCode.ARTIFACT_CHANGED
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_msi_digital_signature_ex_starts_the_digest_and_is_kept(tmp_path: Path) -> None:
+    kids = [stream("a", b"A" * 100), stream("b", b"")]
+    root = cfb.Node(cfb.ROOT_NAME, cfb.ROOT, clsid=b"R" * 16, children=kids)
+    pre = msi.prehash(root, SHA256)
+    path = package(tmp_path, *kids, stream("\x05MsiDigitalSignatureEx", pre))
+    hashed = msi.digest(path, SHA256)
+    assert hashed.prehash == pre
+    assert hashed.digest == hashlib.sha256(pre + b"A" * 100 + b"R" * 16).digest()
+    with pytest.raises(InvalidInput, match="is not the sha384 pre-hash"):
+        msi.digest(path, DigestAlgorithm("sha384"))  # verifying: the Ex is sha256's
+    signing = msi.digest(path, DigestAlgorithm("sha384"), signing=True)  # replaced
+    out = tmp_path / "signed.msi"
+    msi.write_signed(path, signing, b"\x30\x00", out)
+    assert msi.digest(out, DigestAlgorithm("sha384")) == signing
+    assert msi.signature(out) == b"\x30\x00"
