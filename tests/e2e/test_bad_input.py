@@ -529,6 +529,8 @@ def test_booleans_and_integers_are_not_guessed(server: Server, world: World,
     ("cms", {"b": "1", "a": "2"}, "unknown parameters for format cms: a, b"),
     ("openpgp", {"hashed": "AAAA", "hased": "AAAA"},
      "unknown parameter for format openpgp: hased (it takes: hashed)"),
+    ("authenticode", {"kind": "elf"},
+     "unknown Authenticode file kind 'elf'; expected one of "),
 ])
 def test_unknown_format_params_are_refused_by_name(server: Server, world: World, fmt: str,
                                                    params: dict[str, str],

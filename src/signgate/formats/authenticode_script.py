@@ -82,13 +82,14 @@ class Script:
 def _read(path: Path) -> bytes:
     try:
         with path.open("rb") as f:
-            if os.fstat(f.fileno()).st_size > MAX_SCRIPT:
-                raise _bad(path, f"larger than {MAX_SCRIPT >> 20} MiB")
-            return f.read(MAX_SCRIPT + 1)
+            data = f.read(MAX_SCRIPT + 1)
     except IsADirectoryError:
         raise InvalidInput(f"{path} is a directory, not a file") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    if len(data) > MAX_SCRIPT:
+        raise _bad(path, f"larger than {MAX_SCRIPT >> 20} MiB")
+    return data
 
 
 def _block_start(text: str) -> int | None:
@@ -117,6 +118,10 @@ def parse(path: Path, data: bytes) -> Script:
         raise _bad(path, f"not {'UTF-16LE' if utf16 else 'UTF-8'} text (byte {exc.start})"
                    ) from exc
     start = _block_start(text)
+    if start == 0 or not text:
+        # osslsigncode (and so, it seems, Windows) takes a block at offset 0 for none.
+        raise _bad(path, "it has no text before its signature block" if text else
+                   "it is empty")
     content = text if start is None else text[:start]
     block = None if start is None else text[start:]
     newline = content.find("\n")

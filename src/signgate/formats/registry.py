@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from functools import cache
 
 from signgate.errors import ErrorCode, InvalidInput
+from signgate.formats import authenticode_files
 from signgate.formats.base import Builder, ClientFormat, Verifier
 
 # name -> module exposing BUILDER and CLIENT
@@ -32,7 +33,8 @@ PARAMS: dict[str, frozenset[str]] = {
 
 
 def check_params(name: str, params: Mapping[str, str]) -> None:
-    """Refuse parameters that format ``name`` does not take, naming them."""
+    """Refuse parameters that format ``name`` does not take, naming them (and an
+    Authenticode file kind signgate does not know)."""
     known = PARAMS.get(name, frozenset())
     unknown = sorted(set(params) - known)
     if unknown:
@@ -40,6 +42,8 @@ def check_params(name: str, params: Mapping[str, str]) -> None:
         raise InvalidInput(f"unknown parameter{'s' if len(unknown) > 1 else ''} for format "
                            f"{name}: {', '.join(unknown)} (it takes: {takes})",
                            code=ErrorCode.UNKNOWN_PARAMS, unknown=unknown)
+    if name == "authenticode" and "kind" in params:
+        authenticode_files.kind(params["kind"])  # an unknown kind, refused by name
 
 
 def _module_of(name: str) -> object:
