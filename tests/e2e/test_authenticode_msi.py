@@ -62,11 +62,11 @@ def setup(sqlite_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Se
                  os.urandom(20_000))
 
 
-def build_msi(setup: Setup, directory: Path, name: str = "app.msi",
-              payload: bytes | None = None) -> Path:
-    """A real MSI, made by wixl from a one-component, one-file .wxs."""
+def build_msi(directory: Path, payload: bytes, name: str = "app.msi") -> Path:
+    """A real MSI, made by wixl from a one-component, one-file .wxs that installs
+    ``payload`` as hello.bin."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "hello.bin").write_bytes(setup.payload if payload is None else payload)
+    (directory / "hello.bin").write_bytes(payload)
     (directory / "app.wxs").write_text(WXS)
     subprocess.run(["wixl", "-o", name, "app.wxs"], cwd=directory, check=True,
                    capture_output=True, timeout=60)
@@ -107,7 +107,7 @@ def sign(server: Server, setup: Setup, msi: Path, *extra: str, check: bool = Tru
 
 def test_signed_msi_verifies_with_osslsigncode_signgate_and_msitools(
         sqlite_server: Server, setup: Setup, tmp_path: Path) -> None:
-    msi = build_msi(setup, tmp_path / "build")
+    msi = build_msi(tmp_path / "build", setup.payload)
     before = msi.read_bytes()
     signed = tmp_path / "signed.msi"
     receipt = sign(sqlite_server, setup, msi, "-o", str(signed), "--json").json()
@@ -143,7 +143,7 @@ def test_a_package_over_7_mb_is_written_with_a_difat(sqlite_server: Server, setu
     """Past 109 FAT sectors (about 7 MB) the FAT is listed by DIFAT sectors too: the
     signed copy osslsigncode and msiextract read is one."""
     payload = os.urandom(7_500_000)
-    msi = build_msi(setup, tmp_path / "build", payload=payload)
+    msi = build_msi(tmp_path / "build", payload)
     sign(sqlite_server, setup, msi)
     (difat_sectors,) = struct.unpack_from("<I", msi.read_bytes()[:512], 0x48)
     assert difat_sectors >= 1
@@ -160,7 +160,7 @@ def test_a_package_over_7_mb_is_written_with_a_difat(sqlite_server: Server, setu
 
 def test_tampered_msi_fails_both_verifiers(sqlite_server: Server, setup: Setup,
                                           tmp_path: Path) -> None:
-    msi = build_msi(setup, tmp_path)
+    msi = build_msi(tmp_path, setup.payload)
     sign(sqlite_server, setup, msi)  # in place
     assert "Signature verification: ok" in osslsigncode(msi, setup.trust)
 
@@ -190,7 +190,7 @@ def test_resigning_replaces_the_signature(sqlite_server: Server, setup: Setup,
     other = f"{setup.key.split('/')[0]}/{unique('k')}"
     sqlite_server.cli("key", "create", other, "--algorithm", "rsa-3072", "--rsa-padding",
                       "pkcs1v15")
-    msi = build_msi(setup, tmp_path)
+    msi = build_msi(tmp_path, setup.payload)
     sign(sqlite_server, setup, msi)
     sqlite_server.cli("sign", str(msi), "--key", other, "--format", "authenticode")
     printed = osslsigncode(msi, setup.trust)
@@ -205,7 +205,7 @@ def test_resigning_replaces_the_signature(sqlite_server: Server, setup: Setup,
 
 def test_bad_packages_are_refused_in_one_line(sqlite_server: Server, setup: Setup,
                                               tmp_path: Path) -> None:
-    good = build_msi(setup, tmp_path / "build").read_bytes()
+    good = build_msi(tmp_path / "build", setup.payload).read_bytes()
     cases = {
         "truncated.msi": (good[:1000], "is not an MSI package signgate can sign"),
         "header.msi": (good[:8] + bytes(504) + good[512:], "is not an MSI package"),
@@ -232,7 +232,7 @@ def test_msi_digital_signature_ex_is_verified_and_kept(sqlite_server: Server, se
     """signtool (and osslsigncode -add-msi-dse) also sign the streams' names, sizes and
     times through \\x05MsiDigitalSignatureEx: signgate verifies such a package, refuses
     one whose metadata changed, and re-signs it keeping the stream (computed anew)."""
-    msi = build_msi(setup, tmp_path / "build")
+    msi = build_msi(tmp_path / "build", setup.payload)
     cert, key = tmp_path / "other.pem", tmp_path / "other.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=other", "-addext",
