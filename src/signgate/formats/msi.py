@@ -220,7 +220,10 @@ def write_signed(source: Path, hashed: MsiDigest, signed_data: bytes, output: Pa
             copy = cfb.Node(root.name, cfb.ROOT, clsid=root.clsid,
                             state_bits=root.state_bits, modified=root.modified,
                             children=[*kept, *added])
-            writer = cfb.Writer(copy, out)
+            try:
+                writer = cfb.Writer(copy, out)
+            except ValueError as exc:  # a tree no compound file can hold
+                raise _bad(source, str(exc)) from exc
             if hashed.prehash is not None:
                 writer.stream(added[1], [hashed.prehash])
             for item in _hashed(root):
@@ -234,7 +237,7 @@ def write_signed(source: Path, hashed: MsiDigest, signed_data: bytes, output: Pa
                 raise InvalidInput(f"{source} changed while it was being signed; sign it "
                                    "again", code=ErrorCode.ARTIFACT_CHANGED)
             writer.close()
-    except ValueError as exc:  # the writer's: a stream shorter or longer than it said
+    except ValueError as exc:  # a stream shorter or longer than it was when hashed
         tmp.unlink(missing_ok=True)
         raise InvalidInput(f"{source} changed while it was being signed ({exc}); sign it "
                            "again", code=ErrorCode.ARTIFACT_CHANGED) from exc
