@@ -6,6 +6,7 @@ with the client's. Against real tools: tests/e2e/test_authenticode_msi.py."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,21 @@ def test_msi_digital_signature_ex_starts_the_digest_and_is_kept(tmp_path: Path) 
     msi.write_signed(path, signing, b"\x30\x00", out)
     assert msi.digest(out, DigestAlgorithm("sha384")) == signing
     assert msi.signature(out) == b"\x30\x00"
+
+
+def test_a_storage_of_many_streams_as_osslsigncode_writes_it(tmp_path: Path) -> None:
+    """osslsigncode writes a storage's children as a list (right siblings only), which
+    olefile walks one recursive call per sibling: 1,500 of them pass Python's default
+    recursion limit, and must still be read (and hash as osslsigncode says)."""
+    path = package(tmp_path, *(stream(f"s{i:04d}", b"%08d" % i) for i in range(1500)))
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=t", "-keyout",
+                    str(key), "-out", str(cert)], capture_output=True, check=True)
+    signed = tmp_path / "signed.msi"
+    subprocess.run(["osslsigncode", "sign", "-certs", str(cert), "-key", str(key), "-in",
+                    str(path), "-out", str(signed)], capture_output=True, check=True)
+    printed = subprocess.run(["osslsigncode", "verify", "-CAfile", str(cert), "-in",
+                              str(signed)], capture_output=True, text=True).stdout
+    assert msi.digest(signed, SHA256).digest.hex().upper() in printed
+    assert msi.digest(signed, SHA256) == msi.digest(path, SHA256)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +90,22 @@ def _bad(path: Path, why: str) -> InvalidInput:
                         code=ErrorCode.INVALID_MSI, reason=why)
 
 
+_recursion = threading.Lock()
+
+
+def _allow_recursion(entries: int) -> None:
+    """olefile walks a storage's tree recursively, one call per sibling, and osslsigncode
+    writes siblings as a list (only right siblings): a storage of 1,000 streams it signed
+    would pass Python's default limit. Each entry is visited once, so the depth is at most
+    the number of entries the file can hold; the limit is raised to that (never lowered:
+    other threads may be deep in a walk). Python 3.11 runs these calls without the C
+    stack, so a deep walk costs only memory, which the directory's size already bounds."""
+    needed = min(1_000 + 4 * entries, 4_000_000)
+    with _recursion:
+        if sys.getrecursionlimit() < needed:
+            sys.setrecursionlimit(needed)
+
+
 class CompoundFile:
     """An open compound file: its tree of :class:`Node` (``root``) whose streams read
     their bytes from the file on demand. Close it (or use ``with``) when done."""
@@ -103,6 +121,7 @@ class CompoundFile:
         import olefile  # here: telling an MSI by its first bytes needs none of it
 
         try:
+            _allow_recursion(os.fstat(self._f.fileno()).st_size // DIR_ENTRY)
             # Refuse what [MS-CFB] calls incorrect (a name used twice in a storage, an
             # entry referenced twice, ...), not only what olefile cannot parse at all.
             self._ole = olefile.OleFileIO(self._f, raise_defects=olefile.DEFECT_INCORRECT)
