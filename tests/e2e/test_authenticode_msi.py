@@ -73,6 +73,16 @@ def build_msi(directory: Path, payload: bytes, name: str = "app.msi") -> Path:
     return directory / name
 
 
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """Another signer's code-signing certificate and key (PEM), for osslsigncode sign."""
+    cert, key = tmp / "other.pem", tmp / "other.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=other", "-addext",
+                    "extendedKeyUsage=codeSigning", "-keyout", str(key), "-out", str(cert)],
+                   capture_output=True, check=True)
+    return cert, key
+
+
 def osslsigncode(msi: Path, t: Trust) -> str:
     out = subprocess.run(["osslsigncode", "verify", "-in", str(msi), "-CAfile", str(t.root),
                           "-TSA-CAfile", str(t.root), "-CRLfile", str(t.crls),
@@ -141,11 +151,22 @@ def test_signed_msi_verifies_with_osslsigncode_signgate_and_msitools(
 def test_a_package_over_7_mb_is_written_with_a_difat(sqlite_server: Server, setup: Setup,
                                                      tmp_path: Path) -> None:
     """Past 109 FAT sectors (about 7 MB) the FAT is listed by DIFAT sectors too: the
-    signed copy osslsigncode and msiextract read is one."""
+    signed copy osslsigncode and msiextract read is one. The package was first signed by
+    osslsigncode, which writes a file that size as version 4 (4096-byte sectors): signgate
+    reads that and replaces the signature."""
     payload = os.urandom(7_500_000)
-    msi = build_msi(tmp_path / "build", payload)
+    unsigned = build_msi(tmp_path / "build", payload)
+    cert, key = self_signed(tmp_path)
+    msi = tmp_path / "app.msi"
+    subprocess.run(["osslsigncode", "sign", "-certs", str(cert), "-key", str(key), "-in",
+                    str(unsigned), "-out", str(msi)], capture_output=True, check=True,
+                   timeout=60)
+    (major,) = struct.unpack_from("<H", msi.read_bytes()[:512], 0x1A)
+    assert major == 4
     sign(sqlite_server, setup, msi)
-    (difat_sectors,) = struct.unpack_from("<I", msi.read_bytes()[:512], 0x48)
+    header = msi.read_bytes()[:512]
+    assert struct.unpack_from("<H", header, 0x1A) == (3,)
+    (difat_sectors,) = struct.unpack_from("<I", header, 0x48)
     assert difat_sectors >= 1
     printed = osslsigncode(msi, setup.trust)
     assert "Signature verification: ok" in printed, printed
@@ -232,11 +253,7 @@ def test_msi_digital_signature_ex_is_verified_and_kept(sqlite_server: Server, se
     times through \\x05MsiDigitalSignatureEx: signgate verifies such a package, refuses
     one whose metadata changed, and re-signs it keeping the stream (computed anew)."""
     msi = build_msi(tmp_path / "build", setup.payload)
-    cert, key = tmp_path / "other.pem", tmp_path / "other.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=other", "-addext",
-                    "extendedKeyUsage=codeSigning", "-keyout", str(key), "-out", str(cert)],
-                   capture_output=True, check=True)
+    cert, key = self_signed(tmp_path)
     dse = tmp_path / "dse.msi"
     subprocess.run(["osslsigncode", "sign", "-add-msi-dse", "-certs", str(cert), "-key",
                     str(key), "-in", str(msi), "-out", str(dse)],
