@@ -121,7 +121,8 @@ class CompoundFile:
         import olefile  # here: telling an MSI by its first bytes needs none of it
 
         try:
-            _allow_recursion(os.fstat(self._f.fileno()).st_size // DIR_ENTRY)
+            self.size = os.fstat(self._f.fileno()).st_size
+            _allow_recursion(self.size // DIR_ENTRY)
             # Refuse what [MS-CFB] calls incorrect (a name used twice in a storage, an
             # entry referenced twice, ...), not only what olefile cannot parse at all.
             self._ole = olefile.OleFileIO(self._f, raise_defects=olefile.DEFECT_INCORRECT)

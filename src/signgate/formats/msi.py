@@ -123,11 +123,14 @@ def prehash(root: cfb.Node, algorithm: DigestAlgorithm) -> bytes:
     return h.digest()
 
 
-def _feed(h: hashlib._Hash, chunks: Iterable[bytes], progress: Progress | None) -> None:
+def _feed(h: hashlib._Hash, chunks: Iterable[bytes], progress: Progress | None) -> int:
+    fed = 0
     for chunk in chunks:
         h.update(chunk)
+        fed += len(chunk)
         if progress is not None:
             progress(len(chunk))
+    return fed
 
 
 def _check(path: Path, root: cfb.Node) -> None:
@@ -175,12 +178,15 @@ def digest(path: Path, algorithm: DigestAlgorithm, progress: Progress | None = N
                 raise _bad(path, f"its MsiDigitalSignatureEx is not the {algorithm.value} "
                                  "pre-hash of its streams' names, sizes and times")
             h.update(pre)
+        fed = 0
         for item in _hashed(root):
             if isinstance(item, bytes):
                 h.update(item)
             else:
                 assert item.read is not None
-                _feed(h, item.read(), progress)
+                fed += _feed(h, item.read(), progress)
+        if progress is not None:  # the rest of the file (structure) counts as read too
+            progress(max(0, package.size - fed))
     return MsiDigest(h.digest(), algorithm, pre)
 
 
