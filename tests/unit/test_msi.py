@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,7 @@ def test_a_storage_of_many_streams_as_osslsigncode_writes_it(tmp_path: Path) -> 
     olefile walks one recursive call per sibling: 1,500 of them pass Python's default
     recursion limit, and must still be read (and hash as osslsigncode says)."""
     path = package(tmp_path, *(stream(f"s{i:04d}", b"%08d" % i) for i in range(1500)))
+    limit = sys.getrecursionlimit()
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=t", "-keyout",
@@ -123,3 +125,4 @@ def test_a_storage_of_many_streams_as_osslsigncode_writes_it(tmp_path: Path) -> 
                               str(signed)], capture_output=True, text=True).stdout
     assert msi.digest(signed, SHA256).digest.hex().upper() in printed
     assert msi.digest(signed, SHA256) == msi.digest(path, SHA256)
+    assert sys.getrecursionlimit() == limit  # raised for the walk only

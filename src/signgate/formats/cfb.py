@@ -22,6 +22,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -93,17 +94,25 @@ def _bad(path: Path, why: str) -> InvalidInput:
 _recursion = threading.Lock()
 
 
-def _allow_recursion(entries: int) -> None:
+@contextmanager
+def _deep_walk(entries: int) -> Iterator[None]:
     """olefile walks a storage's tree recursively, one call per sibling, and osslsigncode
     writes siblings as a list (only right siblings): a storage of 1,000 streams it signed
     would pass Python's default limit. Each entry is visited once, so the depth is at most
-    the number of entries the file can hold; the limit is raised to that (never lowered:
-    other threads may be deep in a walk). Python 3.11 runs these calls without the C
-    stack, so a deep walk costs only memory, which the directory's size already bounds."""
+    the number of entries the file can hold. Python 3.11 runs these calls without the C
+    stack, so a deep walk costs only memory, which the file's size bounds.
+
+    The limit is process-wide and guards C recursion elsewhere too (a deeply nested value
+    made into JSON, ...), so it is raised only for the walk, one walk at a time, and put
+    back after it."""
     needed = min(1_000 + 4 * entries, 4_000_000)
     with _recursion:
-        if sys.getrecursionlimit() < needed:
-            sys.setrecursionlimit(needed)
+        before = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(before, needed))
+        try:
+            yield
+        finally:
+            sys.setrecursionlimit(before)
 
 
 class CompoundFile:
@@ -122,10 +131,11 @@ class CompoundFile:
 
         try:
             self.size = os.fstat(self._f.fileno()).st_size
-            _allow_recursion(self.size // DIR_ENTRY)
             # Refuse what [MS-CFB] calls incorrect (a name used twice in a storage, an
             # entry referenced twice, ...), not only what olefile cannot parse at all.
-            self._ole = olefile.OleFileIO(self._f, raise_defects=olefile.DEFECT_INCORRECT)
+            with _deep_walk(self.size // DIR_ENTRY):
+                self._ole = olefile.OleFileIO(self._f,
+                                              raise_defects=olefile.DEFECT_INCORRECT)
             self._fat = self._ole.fat
             self._sector = self._ole.sectorsize
             self._minifat: Sequence[int] = ()
