@@ -16,6 +16,9 @@ debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg s
                  git rpm apt-utils)
 # gcab: makes the CAB archives that tests/e2e/test_authenticode_kinds.py signs
 debian_packages+=(gcab)
+# msitools (msiinfo, msiextract) and wixl: real MSI packages to sign and read back
+# (tests/e2e/test_authenticode_msi.py).
+debian_packages+=(msitools wixl)
 # ssh-keygen (-Y sign/verify/check-novalidate; git, above, signs with gpg.format=ssh
 # through signgate-ssh-keygen): the SSH signature tests, tests/*/test_sshsig.py.
 debian_packages+=(openssh-client)

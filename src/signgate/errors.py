@@ -172,6 +172,8 @@ class ErrorCode(StrEnum):
     NO_RELEASE_WINDOW = "no_release_window"
     QUOTA_EXCEEDED = "quota_exceeded"
     WINDOW_CLOSED = "window_closed"
+    # Authenticode for MSI packages (formats/cfb.py, formats/msi.py).
+    INVALID_MSI = "invalid_msi"
 
 
 class SigngateError(Exception):
@@ -462,6 +464,7 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
                              "the identity's signatures per UTC day with this key are used up"),
     _C.WINDOW_CLOSED: Entry(Conflict, "the release window is closed or over (or, to "
                             "approve, no longer waiting for approvals)"),
+    _C.INVALID_MSI: Entry(InvalidInput, "not an MSI (compound file) signgate can sign"),
 }
 
 

@@ -40,6 +40,7 @@ KINDS = {
     "script": "signgate.formats.authenticode_script",
     "pe": "signgate.formats.authenticode_pe",
     "cab": "signgate.formats.authenticode_cab",
+    "msi": "signgate.formats.authenticode_msi",
 }
 DEFAULT = "pe"  # a request without ``kind``; and a file no kind recognises
 HEAD = 8  # bytes read from the file's start for detection
