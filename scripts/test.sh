@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # and gcc for the optional C sum of the PE checksum (formats/_pe_checksum.c; without it the
 # install goes on, pure Python sums, and the test of the C sum is skipped).
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
-                 gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc)
+                 gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc
+                 chromium)  # chromium: the web console's browser tests (test_web_browser.py)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()
