@@ -49,7 +49,8 @@ def test_sign_in_sets_a_strict_session_cookie_and_is_on_the_record(
         assert_secured(form)
         r = c.post("/ui/sign-in", data={"token": seeded.auditor_token,
                                         "csrf": csrf_of(form.text), "next": "/ui/keys"})
-        assert r.status_code == 303 and r.headers["location"] == "/ui/keys"
+        assert r.status_code == 303
+        assert r.headers["location"] == "/ui/keys"
         cookie = next(h for h in r.headers.get_list("set-cookie")
                       if h.startswith("signgate_session="))
         flags = {f.strip().split("=")[0].lower(): f.strip() for f in cookie.split(";")[1:]}
@@ -60,7 +61,8 @@ def test_sign_in_sets_a_strict_session_cookie_and_is_on_the_record(
         session_id = cookie.split(";")[0].split("=", 1)[1]
         assert session_id not in sqlite_server.server_log()
         page = c.get("/ui/keys")
-        assert page.status_code == 200 and f"{seeded.p}/release" in page.text
+        assert page.status_code == 200
+        assert f"{seeded.p}/release" in page.text
     created = [e for e in audit(sqlite_server, "--identity", seeded.auditor,
                                 "--action", "ui.session.create")]
     assert [e["outcome"] for e in created] == ["allowed"]
@@ -71,7 +73,8 @@ def test_a_bad_token_is_refused_and_recorded(sqlite_server: Server) -> None:
         form = c.get("/ui/sign-in")
         r = c.post("/ui/sign-in", data={"token": "sgt_not-a-token",
                                         "csrf": csrf_of(form.text)})
-        assert r.status_code == 401 and "Sign-in failed" in r.text
+        assert r.status_code == 401
+        assert "Sign-in failed" in r.text
         assert "signgate_session" not in c.cookies
         assert_secured(r)
     refused = audit(sqlite_server, "--action", "auth.authenticate")
@@ -84,13 +87,15 @@ def test_posts_without_the_csrf_token_are_refused(sqlite_server: Server, seeded:
     ref = f"/ui/keys/{seeded.p}/spare"
     for data in ({}, {"csrf": "0" * 64}):
         r = admin.post(ref + "/disable", data=data)
-        assert r.status_code == 403 and "CSRF" in r.text
+        assert r.status_code == 403
+        assert "CSRF" in r.text
         assert_secured(r)
     assert "state-active" in admin.get(ref).text  # nothing happened
     # The sign-in form's own token (double submit): a forged sign-in is refused too.
     with httpx.Client(base_url=sqlite_server.url) as c:
         r = c.post("/ui/sign-in", data={"token": sqlite_server.admin_token})
-        assert r.status_code == 403 and "signgate_session" not in c.cookies
+        assert r.status_code == 403
+        assert "signgate_session" not in c.cookies
     # With the page's token (form field, or htmx's header) it goes through.
     token = csrf_of(admin.get(ref).text)
     assert admin.post(ref + "/disable", data={"csrf": token}).status_code == 303
@@ -109,7 +114,8 @@ def test_every_page_carries_the_csp(admin: httpx.Client, seeded: Seeded) -> None
         assert r.status_code in (200, 400, 404), (path, r.status_code)
         assert_secured(r)
         if r.headers["content-type"].startswith("text/html"):  # no inline script or style
-            assert "<script>" not in r.text and " style=" not in r.text
+            assert "<script>" not in r.text
+            assert " style=" not in r.text
             assert " onclick=" not in r.text
 
 
@@ -147,7 +153,8 @@ def test_exports_equal_the_cli_report(sqlite_server: Server, seeded: Seeded) -> 
         web_json = c.get(f"/ui/signatures.json?project={seeded.p}")
     cli_csv = sqlite_server.cli("report", "signatures", "--key", key, "--format", "csv",
                                 token=seeded.auditor_token).stdout
-    assert web_csv.status_code == 200 and web_csv.text == cli_csv
+    assert web_csv.status_code == 200
+    assert web_csv.text == cli_csv
     assert len(list(csv.DictReader(io.StringIO(cli_csv)))) == 3
     cli_json = sqlite_server.cli("report", "signatures", "--project", seeded.p, "--format",
                                  "json", token=seeded.auditor_token).json()
@@ -157,10 +164,12 @@ def test_exports_equal_the_cli_report(sqlite_server: Server, seeded: Seeded) -> 
 def test_paging_follows_the_seq_cursor(admin: httpx.Client, seeded: Seeded) -> None:
     key = f"{seeded.p}/release"
     first = admin.get(f"/ui/signatures?key={key}&limit=25")
-    assert first.text.count('href="/ui/signatures/') == 3 and "Next page" not in first.text
+    assert first.text.count('href="/ui/signatures/') == 3
+    assert "Next page" not in first.text
     # htmx asks for the rows only.
     part = admin.get(f"/ui/signatures?key={key}", headers={"HX-Request": "true"})
-    assert "<html" not in part.text and "app-0.tar.gz" in part.text
+    assert "<html" not in part.text
+    assert "app-0.tar.gz" in part.text
 
 
 def test_signature_detail_shows_the_log_entry_and_how_to_verify(
@@ -179,11 +188,13 @@ def test_a_signer_sees_no_admin_action_and_no_other_project(
     with sign_in(sqlite_server, seeded.signer_token) as c:
         keys = c.get("/ui/keys").text
         assert f"{seeded.p}/release" in keys
-        assert seeded.q not in keys and f"{seeded.p}/spare" not in keys
+        assert seeded.q not in keys
+        assert f"{seeded.p}/spare" not in keys
         assert 'href="/ui/signatures"' not in keys  # no audit grant: no Signatures page
         key_page = c.get(f"/ui/keys/{seeded.p}/release")
         assert key_page.status_code == 200
-        assert "admin-actions" not in key_page.text and "Revoke" not in key_page.text
+        assert "admin-actions" not in key_page.text
+        assert "Revoke" not in key_page.text
         token = csrf_of(key_page.text)
         refused = c.post(f"/ui/keys/{seeded.p}/release/rotate", data={"csrf": token})
         assert refused.status_code == 403
@@ -199,7 +210,8 @@ def test_disabling_the_identity_or_rotating_its_token_ends_its_sessions(
         assert c.get("/ui/keys").status_code == 200
         sqlite_server.cli("identity", "disable", name)
         r = c.get("/ui/keys")
-        assert r.status_code == 303 and r.headers["location"].startswith("/ui/sign-in")
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/ui/sign-in")
         sqlite_server.cli("identity", "enable", name)
     with sign_in(sqlite_server, token) as c:
         assert c.get("/ui/keys").status_code == 200
@@ -233,13 +245,17 @@ def test_revoke_asks_for_confirmation_then_shows_the_blast_radius(
     token = csrf_of(form.text)
     unconfirmed = admin.post(f"/ui/keys/{p}/{key}/revoke",
                              data={"csrf": token, "compromised_at": when, "confirm": "yes"})
-    assert unconfirmed.status_code == 400 and "to confirm" in unconfirmed.text
+    assert unconfirmed.status_code == 400
+    assert "to confirm" in unconfirmed.text
     assert "state-active" in admin.get(f"/ui/keys/{p}/{key}").text
     r = admin.post(f"/ui/keys/{p}/{key}/revoke",
                    data={"csrf": token, "compromised_at": when, "reason": "leaked",
                          "confirm": f"{p}/{key}"})
-    assert r.status_code == 303 and "/blast-radius?since=" in r.headers["location"]
+    assert r.status_code == 303
+    assert "/blast-radius?since=" in r.headers["location"]
     radius = admin.get(r.headers["location"]).text
-    assert "2 signatures" in radius and "one.bin" in radius and "two.bin" in radius
+    assert "2 signatures" in radius
+    assert "one.bin" in radius
+    assert "two.bin" in radius
     assert "state-revoked" in admin.get(f"/ui/keys/{p}/{key}").text
     assert "state-active" in created
