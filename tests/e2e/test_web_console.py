@@ -259,3 +259,41 @@ def test_revoke_asks_for_confirmation_then_shows_the_blast_radius(
     assert "two.bin" in radius
     assert "state-revoked" in admin.get(f"/ui/keys/{p}/{key}").text
     assert "state-active" in created
+
+
+def test_an_approver_approves_in_the_console_and_the_signature_is_made(
+        sqlite_server: Server, seeded: Seeded) -> None:
+    p = seeded.p
+    key = unique("held")
+    api(sqlite_server, "POST", f"/projects/{p}/keys", json={"name": key})
+    api(sqlite_server, "POST", f"/projects/{p}/keys/{key}/policy", json={"approvals": 1})
+    approver = unique("web-approver")
+    approver_token = sqlite_server.new_identity(approver, "user")
+    for who, role in ((seeded.signer, "signer"), (approver, "approver")):
+        api(sqlite_server, "POST", "/grants", json={"identity": who, "role": role,
+                                                    "scope": f"{p}/{key}"})
+    with sqlite_server.http(seeded.signer_token) as http:
+        held = http.post(f"/api/v1/projects/{p}/keys/{key}/sign",
+                         json={"digest": "ab" * 32, "artifact_name": "held.bin"})
+    assert held.status_code == 202, held.text
+    rid = held.json()["request_id"]
+    with sign_in(sqlite_server, seeded.signer_token) as requester:
+        own = requester.get(f"/ui/approvals/{rid}")
+        refused = requester.post(f"/ui/approvals/{rid}/approve",
+                                 data={"csrf": csrf_of(own.text)})
+        assert refused.status_code == 403  # never one's own request
+    with sign_in(sqlite_server, approver_token) as c:
+        queue = c.get("/ui/approvals").text
+        assert rid[:8] in queue
+        assert "held.bin" in queue
+        page = c.get(f"/ui/approvals/{rid}")
+        r = c.post(f"/ui/approvals/{rid}/approve",
+                   data={"csrf": csrf_of(page.text), "comment": "release 1.0 reviewed"})
+        assert r.status_code == 303
+        done = c.get(f"/ui/approvals/{rid}").text
+        assert 'id="request-state">signed<' in done
+        assert "release 1.0 reviewed" in done
+    report = sqlite_server.cli("report", "signatures", "--key", f"{p}/{key}", "--format",
+                               "json").json()["signatures"]
+    assert [(s["artifact_name"], s["identity"]) for s in report] == [
+        ("held.bin", seeded.signer)]

@@ -78,6 +78,7 @@ def nav_of(me: SessionView) -> list[tuple[str, str]]:
     if decide.audit_scopes(me.actor) != ():
         items.append((PATH + "signatures", "Signatures"))
     items.append((PATH + "keys", "Keys"))
+    items.append((PATH + "approvals", "Approvals"))
     return items
 
 
