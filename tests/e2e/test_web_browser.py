@@ -145,3 +145,34 @@ def test_a_signer_sees_no_admin_action(browser: object, sqlite_server: Server,
         page.wait_for_url("**/ui/sign-in")
     finally:
         s.close()
+
+
+def test_an_approver_approves_and_the_requesters_signature_appears(
+        browser: object, sqlite_server: Server, seeded: Seeded) -> None:
+    p, key = seeded.p, unique("held")
+    api(sqlite_server, "POST", f"/projects/{p}/keys", json={"name": key})
+    api(sqlite_server, "POST", f"/projects/{p}/keys/{key}/policy", json={"approvals": 1})
+    approver = unique("web-approver")
+    token = sqlite_server.new_identity(approver, "user")
+    for who, role in ((seeded.signer, "signer"), (approver, "approver"),
+                      (approver, "auditor")):
+        api(sqlite_server, "POST", "/grants", json={"identity": who, "role": role,
+                                                    "scope": f"{p}/{key}"})
+    held = api(sqlite_server, "POST", f"/projects/{p}/keys/{key}/sign", seeded.signer_token,
+               ok=(202,), json={"digest": "cd" * 32, "artifact_name": "waiting.bin"})
+    s = Session(browser, sqlite_server, token)
+    page = s.page
+    try:
+        page.goto(f"{s.url}/ui/approvals")
+        page.get_by_role("link", name=held["request_id"][:8]).click()
+        page.get_by_label("Comment (optional)").fill("looks right")
+        page.get_by_role("button", name="Approve").click()
+        page.wait_for_url(f"**/ui/approvals/{held['request_id']}")
+        assert page.locator("#request-state").inner_text() == "signed"
+        page.goto(f"{s.url}/ui/signatures?key={p}/{key}")
+        rows = page.locator("#results tbody tr")
+        assert rows.count() == 1
+        assert seeded.signer in rows.first.inner_text()
+        assert "waiting.bin" in rows.first.inner_text()
+    finally:
+        s.close()
