@@ -4,7 +4,7 @@ sign in, filter the signatures (htmx refreshes the table) and download the CSV (
 confirmation step and read its blast radius, and a signer sees no admin action. No page
 may trip the Content-Security-Policy (htmx runs under it).
 
-With SIGNGATE_SCREENSHOTS=1, the signatures page and a key page are saved to
+With SIGNGATE_SCREENSHOTS=1, the overview, the signatures page and a key page are saved to
 docs/screenshots/ (the README shows them)."""
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
     s = Session(browser, sqlite_server, sqlite_server.admin_token)
     page = s.page
     try:
-        assert page.url.endswith("/ui/signatures")
+        assert page.url.endswith("/ui/overview")
+        shot(page, "overview.png")
+        page.get_by_role("navigation", name="Main").get_by_role("link",
+                                                                name="Signatures").click()
         page.get_by_label("Key (PROJECT/NAME)").fill(key)
         page.get_by_role("button", name="Filter").click()
         page.wait_for_url(f"**/ui/signatures?*key={seeded.p}%2Frelease*")
@@ -132,10 +135,12 @@ def test_a_signer_sees_no_admin_action(browser: object, sqlite_server: Server,
     s = Session(browser, sqlite_server, seeded.signer_token)
     page = s.page
     try:
-        assert page.url.endswith("/ui/keys")
+        assert page.url.endswith("/ui/overview")
         nav = page.get_by_role("navigation", name="Main").inner_text()
         assert "Keys" in nav
         assert "Signatures" not in nav
+        page.get_by_role("link", name="Keys").click()
+        page.wait_for_url("**/ui/keys")
         assert seeded.q not in page.content()
         page.get_by_role("link", name=f"{seeded.p}/release").click()
         page.wait_for_url(f"**/ui/keys/{seeded.p}/release")

@@ -106,7 +106,8 @@ def test_posts_without_the_csrf_token_are_refused(sqlite_server: Server, seeded:
 def test_every_page_carries_the_csp(admin: httpx.Client, seeded: Seeded) -> None:
     seq = json.loads(admin.get(f"/ui/signatures.json?key={seeded.p}/release").text)[
         "signatures"][0]["audit_seq"]
-    for path in ("/ui/sign-in", "/ui/signatures", f"/ui/signatures/{seq}", "/ui/keys",
+    for path in ("/ui/sign-in", "/ui/overview", "/ui/approvals", "/ui/signatures",
+                 f"/ui/signatures/{seq}", "/ui/keys",
                  f"/ui/keys/{seeded.p}/release", f"/ui/keys/{seeded.p}/release/revoke",
                  "/ui/signatures.csv", "/ui/no-such-page", "/ui/signatures?since=nonsense",
                  "/ui/static/style.css", "/ui/static/htmx.min.js"):
@@ -297,3 +298,20 @@ def test_an_approver_approves_in_the_console_and_the_signature_is_made(
                                "json").json()["signatures"]
     assert [(s["artifact_name"], s["identity"]) for s in report] == [
         ("held.bin", seeded.signer)]
+
+
+def test_the_overview_shows_what_needs_attention(sqlite_server: Server, seeded: Seeded,
+                                                 admin: httpx.Client) -> None:
+    due = unique("due")
+    api(sqlite_server, "POST", f"/projects/{seeded.p}/keys",
+        json={"name": due, "rotate_every_days": 7})
+    page = admin.get("/ui/overview")
+    assert page.status_code == 200
+    assert f"{seeded.p}/{due}" in page.text.split('id="rotation-due"')[1].split("</ul>")[0]
+    assert f"{seeded.p}/release</a></td><td>3<" in page.text  # the last 30 days, per key
+    assert "cosigned by 0 witnesses" in page.text
+    assert admin.get("/ui/").headers["location"] == "/ui/overview"
+    with sign_in(sqlite_server, seeded.signer_token) as c:  # no audit grant: no totals
+        mine = c.get("/ui/overview").text
+        assert 'id="by-key"' not in mine
+        assert seeded.q not in mine

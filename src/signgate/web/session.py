@@ -74,7 +74,7 @@ def token_caller(request: Request, token: str) -> Caller:
 
 def nav_of(me: SessionView) -> list[tuple[str, str]]:
     """The pages the identity may use: (path, title)."""
-    items = []
+    items = [(PATH + "overview", "Overview")]
     if decide.audit_scopes(me.actor) != ():
         items.append((PATH + "signatures", "Signatures"))
     items.append((PATH + "keys", "Keys"))
