@@ -57,7 +57,7 @@ def test_sign_in_sets_a_strict_session_cookie_and_is_on_the_record(
         assert "httponly" in flags
         assert flags["samesite"].lower() == "samesite=strict"
         assert flags["path"] == "Path=/ui/"
-        assert "secure" not in flags  # plain HTTP here; see the ui_secure_cookies test
+        assert "secure" not in flags  # plain HTTP here; over HTTPS: test_web_cookies.py
         session_id = cookie.split(";")[0].split("=", 1)[1]
         assert session_id not in sqlite_server.server_log()
         page = c.get("/ui/keys")
