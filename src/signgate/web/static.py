@@ -13,6 +13,7 @@ from starlette.responses import Response
 from signgate.errors import NotFound
 from signgate.web.routing import WebRoute
 
+HTMX_SHA256 = "e209dda5c8235479f3166defc7750e1dbcd5a5c1808b7792fc2e6733768fb447"
 TYPES = {"style.css": "text/css; charset=utf-8",
          "htmx.min.js": "text/javascript; charset=utf-8"}
 
