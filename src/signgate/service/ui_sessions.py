@@ -6,8 +6,9 @@ A session lasts ``ui_session_minutes`` after its last use (sliding, moved at mos
 minute so that reading pages costs no write each), never more than ``ABSOLUTE`` after it
 was opened. Opening one is on the record (``ui.session.create``, allowed or, like every
 failed authentication, refused through ``service/auth_failures.py``), and so is closing
-it (``ui.session.end``). OIDC sign-in for people will open sessions the same way, from a
-verified ID token instead of an API token: :func:`open_session` is that seam.
+it (``ui.session.end``). OIDC sign-in for people (later) is a second use case beside
+:func:`open_session` writing the same row from a verified ID token (docs/design.md, "The
+web console").
 """
 
 from __future__ import annotations

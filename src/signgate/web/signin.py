@@ -1,6 +1,6 @@
 """Sign-in and sign-out. Today with an API token pasted into the form; OIDC sign-in for
-people will add a second way to the same end (``ui_sessions.open_session`` from a verified
-ID token): the page and the session stay as they are."""
+people (later) adds a second form or redirect on this page that opens the same kind of
+session (docs/design.md, "The web console"): the cookie and everything after it stay."""
 
 from __future__ import annotations
 
