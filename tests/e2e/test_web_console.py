@@ -152,6 +152,11 @@ def test_exports_equal_the_cli_report(sqlite_server: Server, seeded: Seeded) -> 
     with sign_in(sqlite_server, seeded.auditor_token) as c:
         web_csv = c.get(f"/ui/signatures.csv?key={key}")
         web_json = c.get(f"/ui/signatures.json?project={seeded.p}")
+        # A project auditor opens its project's signatures, not another project's.
+        first = json.loads(web_json.text)["signatures"][0]["audit_seq"]
+        assert c.get(f"/ui/signatures/{first}").status_code == 200
+        other = json.loads(c.get("/ui/signatures.json").text)["signatures"]
+        assert {r["key"].split("/")[0] for r in other} == {seeded.p}
     cli_csv = sqlite_server.cli("report", "signatures", "--key", key, "--format", "csv",
                                 token=seeded.auditor_token).stdout
     assert web_csv.status_code == 200
@@ -182,6 +187,15 @@ def test_signature_detail_shows_the_log_entry_and_how_to_verify(
                   f"signgate verify app-0.tar.gz --signature app-0.tar.gz.sig --key "
                   f"{seeded.p}/release", "signgate log verify-receipt"):
         assert shown in page
+
+
+def test_an_auditor_cannot_open_another_projects_signature(
+        sqlite_server: Server, seeded: Seeded, admin: httpx.Client) -> None:
+    theirs = json.loads(admin.get(f"/ui/signatures.json?project={seeded.q}").text)
+    seq = theirs["signatures"][0]["audit_seq"]
+    assert admin.get(f"/ui/signatures/{seq}").status_code == 200
+    with sign_in(sqlite_server, seeded.auditor_token) as c:
+        assert c.get(f"/ui/signatures/{seq}").status_code == 404
 
 
 def test_a_signer_sees_no_admin_action_and_no_other_project(
