@@ -11,7 +11,13 @@ cd "$(dirname "$0")/.."
 # install goes on, pure Python sums, and the test of the C sum is skipped).
 debian_packages=(openssl postgresql openjdk-17-jdk-headless osslsigncode gnupg sqop
                  gcc-mingw-w64-x86-64-win32 clamav-daemon softhsm2 gcc
-                 chromium)  # chromium: the web console's browser tests (test_web_browser.py)
+                 # signgate-gpg's callers (tests/e2e/test_gpg_compat.py): git commit -S,
+                 # rpmbuild/rpmsign/rpmkeys, apt-ftparchive (apt-get itself is always there)
+                 git rpm apt-utils)
+# gcab: makes the CAB archives that tests/e2e/test_authenticode_kinds.py signs
+debian_packages+=(gcab)
+# chromium: the web console's browser tests (tests/e2e/test_web_browser.py, Playwright)
+debian_packages+=(chromium)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()

@@ -21,16 +21,11 @@ import httpx
 import pytest
 
 from tests.conftest import _server, unique
+
+# SQLite alone: the same decisions run on both backends in
+# tests/integration/test_approvals.py
+from tests.support.backends import sqlite_only as sqlite_only
 from tests.support.server import SIGNGATE, Server, openssl
-
-
-@pytest.fixture(scope="module")
-def backend() -> str:
-    """SQLite only: the same decisions run on both backends in
-    tests/integration/test_approvals.py; this module's servers cost more than
-    its checks."""
-    return "sqlite"
-
 
 SECRET = b"webhook-secret-for-tests-0123456789"
 

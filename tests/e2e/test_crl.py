@@ -11,6 +11,9 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import unique
+
+# SQLite alone: openssl judges the CRLs, which the database does not shape
+from tests.support.backends import sqlite_only as sqlite_only
 from tests.support.server import Server
 
 

@@ -21,20 +21,15 @@ import httpx
 import pytest
 
 from tests.conftest import _server, unique
+
+# SQLite alone: the same decisions run on both backends in
+# tests/integration/test_oidc_service.py
+from tests.support.backends import sqlite_only as sqlite_only
 from tests.support.oidc import AUDIENCE, Issuer, issuer
 from tests.support.server import SIGNGATE, CliResult, Server, free_port, openssl
 
-
 # The JWKS may be fetched again for an unknown kid once a second: the rotation test waits
 # that long, not the default minute.
-@pytest.fixture(scope="module")
-def backend() -> str:
-    """SQLite only: the same decisions run on both backends in
-    tests/integration/test_oidc_service.py; this module's servers cost more than
-    its checks."""
-    return "sqlite"
-
-
 CONFIG = "oidc_jwks_cooldown_seconds = 1"
 BINDING = ["--claim", "repository_id=123456", "--claim", "ref=refs/heads/main",
            "--claim", "event_name=push", "--claim", "environment=release"]

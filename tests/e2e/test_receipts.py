@@ -24,6 +24,10 @@ from signgate.client.receipt_check import check_receipt
 from signgate.transparency.note import format_verifier_key, split_note
 from tests.conftest import unique
 from tests.e2e.test_audit import api, audit_json
+
+# SQLite alone: receipts are checked offline; the log's proofs run on both backends in
+# tests/integration/test_log_tree.py
+from tests.support.backends import sqlite_only as sqlite_only
 from tests.support.server import Server, start_server
 from tests.support.witness import Witness, two_witnesses, witnessed_server
 
@@ -161,7 +165,6 @@ def test_a_cms_receipt_is_bound_by_the_digest(server: Server, tmp_path: Path) ->
 def witnesses(tmp_path: Path) -> Iterator[list[Witness]]:
     with two_witnesses(tmp_path) as ws:
         yield ws
-
 
 
 def test_refuse_withholds_the_signature_when_a_witness_is_down(

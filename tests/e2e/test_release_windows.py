@@ -12,19 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import unique
 from tests.support import postgres
+
+# SQLite alone: the same decisions run on both backends in
+# tests/integration/test_release_windows.py
+from tests.support.backends import sqlite_only as sqlite_only
 from tests.support.server import Server, openssl, start_server
-
-
-@pytest.fixture(scope="module")
-def backend() -> str:
-    """SQLite only: the same decisions run on both backends in
-    tests/integration/test_release_windows.py; this module's servers cost more than
-    its checks."""
-    return "sqlite"
 
 
 def key_path(ref: str) -> str:

@@ -28,6 +28,7 @@ import pytest
 from signgate.client import SigngateClient
 from signgate.errors import InvalidInput
 from tests.conftest import unique
+from tests.e2e.test_authenticode_kinds import gcab
 from tests.support.clamd import EICAR, Clamd, start_clamd
 from tests.support.pe import hello_exe
 from tests.support.server import SIGNGATE, Server, base_env, free_port, init_data_dir, start_server
@@ -131,13 +132,20 @@ def test_clean_artifacts_are_scanned_and_signed(server: Server, project: str,
 
 def test_embedded_formats_sign_what_was_scanned(server: Server, project: str,
                                                  tmp_path: Path) -> None:
-    """The PE image hash and the JAR's .SF are computed by the server from the upload, and
-    the signed files verify (signgate verify, which recomputes them independently)."""
+    """The PE image hash (and a script's and a CAB's digest) and the JAR's .SF are computed
+    by the server from the upload, and the signed files verify (signgate verify, which
+    recomputes them independently)."""
     ref = new_key(server, project)
     root = tmp_path / "root.pem"
     root.write_text(server.cli("ca", "cert").stdout)
-    for fmt in ("authenticode", "jar"):
-        path = artifact(fmt, tmp_path / fmt)
+    # Authenticode kinds other than PE: the server hashes the upload as the kind told.
+    script = tmp_path / "script" / "deploy.ps1"
+    script.parent.mkdir()
+    script.write_bytes(b"Get-Date\r\n")
+    cab = gcab(tmp_path / "cab" / "app.cab", artifact("raw", tmp_path / "cab"))
+    for fmt, path in [("authenticode", artifact("authenticode", tmp_path / "pe")),
+                      ("authenticode", script), ("authenticode", cab),
+                      ("jar", artifact("jar", tmp_path / "jar"))]:
         before = hashlib.sha256(path.read_bytes()).hexdigest()
         receipt = server.cli("sign", str(path), "--key", ref, "--format", fmt,
                              "--json").json()

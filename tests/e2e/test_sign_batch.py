@@ -13,15 +13,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import unique
+
+# SQLite alone: the same decisions run on both backends in
+# tests/integration/test_sign_batch_service.py
+from tests.support.backends import sqlite_only as sqlite_only
 from tests.support.server import Server, openssl
-
-
-@pytest.fixture(scope="module")
-def backend() -> str:
-    """SQLite only: the same decisions run on both backends in
-    tests/integration/test_sign_batch_service.py; this module's servers cost more than
-    its checks."""
-    return "sqlite"
 
 
 @pytest.fixture(scope="module")

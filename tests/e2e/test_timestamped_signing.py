@@ -7,6 +7,10 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import unique
+
+# SQLite alone: openssl judges the tokens; the signing path runs on both backends in
+# tests/integration/test_signing_pipeline.py
+from tests.support.backends import sqlite_only as sqlite_only
 from tests.support.server import Server
 
 

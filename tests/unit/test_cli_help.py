@@ -33,3 +33,14 @@ def test_help_lists_every_command_without_importing_them() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_sign_command_imports_no_format_machinery_it_may_not_need() -> None:
+    """`signgate sign` is on every CI job's path (issue 14, item 5): loading it pulls in
+    no ASN.1, x509 or httpx code; a format that needs them imports them when used."""
+    code = ("import sys, signgate.cli.sign\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('asn1crypto', 'httpx',"
+            "'cryptography.x509', 'signgate.formats.authenticode', 'signgate.pki'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

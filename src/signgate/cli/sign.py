@@ -51,7 +51,8 @@ def _metadata(pairs: tuple[str, ...]) -> dict[str, str]:
 FORMAT_HELP = (
     "raw: the signature value (DER for ECDSA), as 'openssl dgst -verify' reads it -> FILE.sig. "
     "cms: detached CMS SignedData (DER) -> FILE.p7s. "
-    "authenticode: the PE file, signed in place (or -o). "
+    "authenticode: the PE, CAB, MSI or PowerShell script (.ps1, .psm1, .psd1; the kind is "
+    "detected), signed in place (or -o). "
     "jar: the JAR, signed in place (or -o). "
     "openpgp: detached ASCII-armored OpenPGP signature -> FILE.asc. "
     "dsse: an in-toto Statement in a DSSE envelope -> FILE.intoto.jsonl. "

@@ -32,7 +32,7 @@ from pathlib import Path
 from cryptography import x509
 
 from signgate.errors import InvalidInput, VerificationFailed
-from signgate.formats import registry
+from signgate.formats import authenticode_files, registry
 from signgate.formats.base import Evidence
 from signgate.pki import trust
 from signgate.pki.signed_data import parser_message
@@ -70,17 +70,20 @@ def detect_format(path: Path, signature: Path | None) -> str:
         raise InvalidInput(f"cannot tell the format of {name}; give --format")
     try:
         with path.open("rb") as f:
-            magic = f.read(4)
+            magic = f.read(authenticode_files.HEAD)
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-    if magic[:2] == b"MZ":
+    kind = authenticode_files.kind_of(magic, path)  # PE, CAB, MSI, script
+    if kind is not None and kind != "script":
         return "authenticode"
-    if magic == b"PK\x03\x04":
+    if magic[:4] == b"PK\x03\x04":
         return "jar"
     for fmt in DETECTION_ORDER:  # a detached signature lying next to FILE
         side = registry.client(fmt)
         if path.with_name(path.name + side.suffix).exists():
             return fmt
+    if kind == "script":  # told by its name: a detached signature beside it comes first
+        return "authenticode"
     raise InvalidInput(f"no signature found for {path.name}; give --signature")
 
 

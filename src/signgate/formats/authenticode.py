@@ -1,16 +1,23 @@
-"""``authenticode``: Windows PE executables signed the way signtool and osslsigncode do.
+"""``authenticode``: Windows files signed the way signtool and osslsigncode do.
 
-Microsoft's "Windows Authenticode Portable Executable Signature Format":
+Microsoft's "Windows Authenticode Portable Executable Signature Format", for every kind
+of file Authenticode signs (PE executables, CAB archives, PowerShell scripts, MSI
+packages: ``authenticode_files.py`` and one module per kind):
 
-- the client computes the PE *image hash* (``pe.py``) and sends only that digest;
-- the server wraps it in an ``SpcIndirectDataContent`` (``SpcPeImageData`` + DigestInfo),
+- the client detects the file's kind, computes its digest (for a PE, the *image hash*,
+  ``pe.py``) and sends only that digest, with the kind as the parameter ``kind`` (none
+  for PE, as before there were kinds);
+- the server wraps it in an ``SpcIndirectDataContent`` (the kind's data, e.g.
+  ``SpcPeImageData``, + DigestInfo; ``authenticode_asn1.py``),
   the encapsulated content of a PKCS#7 SignedData whose signed attributes are
   content-type ``SPC_INDIRECT_DATA_OBJID``, ``messageDigest`` = hash of the
   SpcIndirectDataContent *contents octets* (its DER value without tag and length, as the
   spec defines), ``SpcSpOpusInfo`` (the program name) and ``SpcStatementType``
   (individual code signing). The RFC 3161 token over the signature value goes into
   Microsoft's unsigned attribute 1.3.6.1.4.1.311.3.3.1 (RFC 3161 countersignature);
-- the client appends the SignedData to the PE as a WIN_CERTIFICATE.
+- the client puts the SignedData where the kind keeps it (a PE's WIN_CERTIFICATE, a
+  CAB's reserved header area, a script's signature block), refusing a signature whose
+  indirect data is of another kind.
 
 RSA-PSS is refused: osslsigncode (OpenSSL's PKCS#7 code) and Windows verify Authenticode
 with PKCS#1 v1.5 or ECDSA only. Ed25519 is refused like every CMS-based format.
@@ -30,12 +37,26 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from asn1crypto import algos, cms, core
+from asn1crypto import cms
 
 from signgate.crypto.algorithms import DigestAlgorithm, RsaPadding
 from signgate.errors import ErrorCode, InvalidInput, VerificationFailed
+from signgate.formats import authenticode_files
 from signgate.formats import cms as cms_format
-from signgate.formats import pe
+from signgate.formats.authenticode_asn1 import (
+    SPC_INDIRECT_DATA,
+    SPC_INDIVIDUAL_SP_KEY_PURPOSE,
+    SPC_NESTED_SIGNATURE,
+    SPC_SP_OPUS_INFO,
+    SPC_STATEMENT_TYPE,
+    TIMESTAMP_ATTRIBUTE,
+    SpcContentInfo,
+    SpcIndirectDataContent,
+    SpcSpOpusInfo,
+    SpcStatementType,
+    SpcString,
+)
+from signgate.formats.authenticode_files import AuthenticodeFile
 from signgate.formats.base import (
     Chain,
     Evidence,
@@ -49,109 +70,11 @@ from signgate.formats.base import (
 from signgate.pki import cms as pki_cms
 from signgate.pki import signed_data as sd
 
-# Authenticode spec, "Authenticode-Specific Structures"
-SPC_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
-SPC_PE_IMAGE_DATA = "1.3.6.1.4.1.311.2.1.15"
-SPC_SP_OPUS_INFO = "1.3.6.1.4.1.311.2.1.12"
-SPC_STATEMENT_TYPE = "1.3.6.1.4.1.311.2.1.11"
-SPC_INDIVIDUAL_SP_KEY_PURPOSE = "1.3.6.1.4.1.311.2.1.21"
-# Microsoft's unsigned attribute for an RFC 3161 token (asn1crypto knows it by this name)
-TIMESTAMP_ATTRIBUTE = "microsoft_time_stamp_token"
-# A whole second SignedData as an unsigned attribute (dual signing)
-SPC_NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1"
-OBSOLETE = "<<<Obsolete>>>"  # what signtool puts in SpcPeImageData.file
 
-
-class SpcString(core.Choice):  # type: ignore[misc]
-    _alternatives = [  # noqa: RUF012 -- asn1crypto style
-        ("unicode", core.BMPString, {"implicit": 0}),
-        ("ascii", core.IA5String, {"implicit": 1}),
-    ]
-
-
-class SpcSerializedObject(core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012 -- asn1crypto style
-        ("class_id", core.OctetString),
-        ("serialized_data", core.OctetString),
-    ]
-
-
-class SpcLink(core.Choice):  # type: ignore[misc]
-    _alternatives = [  # noqa: RUF012 -- asn1crypto style
-        ("url", core.IA5String, {"implicit": 0}),
-        ("moniker", SpcSerializedObject, {"implicit": 1}),
-        ("file", SpcString, {"explicit": 2}),
-    ]
-
-
-class SpcPeImageFlags(core.BitString):  # type: ignore[misc]
-    _map = {  # noqa: RUF012 -- asn1crypto style
-        0: "include_resources", 1: "include_debug_info", 2: "include_import_address_table",
-    }
-
-
-class SpcPeImageData(core.Sequence):  # type: ignore[misc]
-    # Encoded as signtool does: the flags explicitly (empty), the file as [0] SpcLink.
-    _fields = [  # noqa: RUF012 -- asn1crypto style
-        ("flags", SpcPeImageFlags),
-        ("file", SpcLink, {"explicit": 0, "optional": True}),
-    ]
-
-
-class SpcAttributeTypeAndOptionalValue(core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012 -- asn1crypto style
-        ("type", core.ObjectIdentifier),
-        ("value", core.Any, {"optional": True}),
-    ]
-    _oid_pair = ("type", "value")
-    _oid_specs = {SPC_PE_IMAGE_DATA: SpcPeImageData}  # noqa: RUF012 -- asn1crypto style
-
-
-class SpcIndirectDataContent(core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012 -- asn1crypto style
-        ("data", SpcAttributeTypeAndOptionalValue),
-        ("message_digest", algos.DigestInfo),
-    ]
-
-
-class SpcContentInfo(core.Sequence):  # type: ignore[misc]
-    """PKCS#7 ContentInfo holding SpcIndirectDataContent ([0] EXPLICIT, no OCTET STRING).
-    asn1crypto's ContentInfo cannot tag an unregistered content type, so it is encoded
-    with this and loaded back as a ContentInfo."""
-
-    _fields = [  # noqa: RUF012 -- asn1crypto style
-        ("content_type", core.ObjectIdentifier),
-        ("content", SpcIndirectDataContent, {"explicit": 0}),
-    ]
-
-
-class SpcSpOpusInfo(core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012 -- asn1crypto style
-        ("program_name", SpcString, {"explicit": 0, "optional": True}),
-        ("more_info", SpcLink, {"explicit": 1, "optional": True}),
-    ]
-
-
-class SpcStatementType(core.SequenceOf):  # type: ignore[misc]
-    _child_spec = core.ObjectIdentifier
-
-
-def indirect_data(algorithm: DigestAlgorithm, image_digest: bytes) -> SpcIndirectDataContent:
-    """SpcIndirectDataContent for a PE image hash."""
-    image = SpcPeImageData({
-        "flags": SpcPeImageFlags(set()),
-        "file": SpcLink(name="file", value=SpcString(name="unicode", value=OBSOLETE)),
-    })
-    content = SpcIndirectDataContent({
-        "data": {"type": SPC_PE_IMAGE_DATA, "value": image},
-        "message_digest": {
-            "digest_algorithm": {"algorithm": algorithm.value, "parameters": core.Null()},
-            "digest": image_digest,
-        },
-    })
-    # Reload so that .contents is the DER we will embed, byte for byte.
-    loaded: SpcIndirectDataContent = SpcIndirectDataContent.load(content.dump())
-    return loaded
+def indirect_data(algorithm: DigestAlgorithm, image_digest: bytes,
+                  kind: str = authenticode_files.DEFAULT) -> SpcIndirectDataContent:
+    """SpcIndirectDataContent over a file's digest, for the file kind ``kind``."""
+    return authenticode_files.kind(kind).indirect_data(algorithm, image_digest)
 
 
 def _authenticode_attributes(program_name: str) -> list[cms.CMSAttribute]:
@@ -172,7 +95,8 @@ def _refuse(key: SignerKey) -> None:
 
 
 class AuthenticodeBuilder:
-    """The server half: SignedData over the client's PE image hash."""
+    """The server half: SignedData over the client's digest of the file, whose kind the
+    ``kind`` parameter names (``pe`` without it)."""
 
     name = "authenticode"
     needs_chain = True
@@ -180,13 +104,15 @@ class AuthenticodeBuilder:
 
     def check(self, key: SignerKey, request: FormatRequest) -> None:
         _refuse(key)
+        kind = authenticode_files.of_request(request.params)
         if len(request.digest) != request.digest_algorithm.size:
-            raise InvalidInput(f"a {request.digest_algorithm.value} PE image hash is "
+            raise InvalidInput(f"a {request.digest_algorithm.value} {kind.label} hash is "
                                f"{request.digest_algorithm.size} bytes, got "
                                f"{len(request.digest)}")
 
     def prepare(self, key: SignerKey, request: FormatRequest) -> ToBeSigned:
-        content = indirect_data(request.digest_algorithm, request.digest)
+        kind = authenticode_files.of_request(request.params)
+        content = kind.indirect_data(request.digest_algorithm, request.digest)
         digest = hashlib.new(request.digest_algorithm.value, content.contents).digest()
         attributes = pki_cms.signed_attributes(
             SPC_INDIRECT_DATA, digest, request.now,
@@ -206,7 +132,10 @@ class AuthenticodeBuilder:
             version="v1", timestamp_attribute_type=TIMESTAMP_ATTRIBUTE)
 
 
-def _indirect_data_of(signed: cms.SignedData) -> SpcIndirectDataContent:
+def _indirect_data_of(signed: cms.SignedData, kind: AuthenticodeFile
+                      ) -> SpcIndirectDataContent:
+    """The signature's SpcIndirectDataContent, refused unless it is over a file of
+    ``kind``."""
     info = signed["encap_content_info"]
     if info["content_type"].dotted != SPC_INDIRECT_DATA:
         raise VerificationFailed("the signature's content is not an Authenticode "
@@ -216,14 +145,16 @@ def _indirect_data_of(signed: cms.SignedData) -> SpcIndirectDataContent:
         parsed.native  # noqa: B018  (parse it all now, so errors surface here)
     except (ValueError, TypeError, KeyError) as exc:
         raise sd.malformed("SpcIndirectDataContent", exc) from exc
-    if parsed["data"]["type"].dotted != SPC_PE_IMAGE_DATA:
-        raise VerificationFailed("the signature is not over a PE image (SpcPeImageData)")
+    if not kind.describes(parsed):
+        raise VerificationFailed(f"the signature is not over a {kind.label} (its indirect "
+                                 f"data is of type {parsed['data']['type'].dotted})")
     content: SpcIndirectDataContent = parsed
     return content
 
 
 class AuthenticodeClient:
-    """The client half: hash the PE image, then append the signature to a copy."""
+    """The client half: detect the file's kind, hash it as that kind does, then write the
+    signature into a copy."""
 
     name = "authenticode"
     embedded = True
@@ -231,21 +162,25 @@ class AuthenticodeClient:
 
     def prepare(self, path: Path, algorithm: DigestAlgorithm, progress: Progress | None,
                 key: KeyLookup) -> Prepared:
+        kind = authenticode_files.detect(path)
         # The signed file will be exactly the bytes hashed here: copied on the way.
-        image = pe.image_digest(path, algorithm, progress, keep_copy=True)
-        return Prepared(algorithm, image.digest, state=image)
+        hashed = kind.digest(path, algorithm, progress, keep_copy=True)
+        # No parameter for PE: servers from before the kinds refuse unknown parameters.
+        params = {} if kind.name == authenticode_files.DEFAULT else {"kind": kind.name}
+        return Prepared(algorithm, hashed.digest, params, state=(kind, hashed))
 
     def finish(self, path: Path, prepared: Prepared, result: bytes, output: Path) -> None:
         # The server wraps what we sent; refuse to embed anything else.
-        content = _indirect_data_of(sd.load_signed_data(result))
+        kind, hashed = prepared.state
+        content = _indirect_data_of(sd.load_signed_data(result), kind)
         if bytes(content["message_digest"]["digest"].native) != prepared.digest:
             raise VerificationFailed("the server's signature is not over this file's "
-                                     "image hash")
-        pe.write_signed(path, prepared.state, result, output)
+                                     f"{kind.label} hash")
+        kind.write_signed(path, hashed, result, output)
 
     def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
                   key: KeyLookup) -> bytes:
-        return pe.image_digest(path, algorithm, None).digest
+        return authenticode_files.of_request(params).digest(path, algorithm).digest
 
 
 def _timestamp_token(info: cms.SignerInfo) -> bytes | None:
@@ -273,7 +208,8 @@ def _timestamp_token(info: cms.SignerInfo) -> bytes | None:
 
 
 class AuthenticodeVerifier:
-    """signgate's own check of an Authenticode PE: image hash, digest chain, signature."""
+    """signgate's own check of an Authenticode-signed file of any kind: the kind's digest,
+    the digest chain, the signature."""
 
     name = "authenticode"
 
@@ -282,24 +218,29 @@ class AuthenticodeVerifier:
         try:
             return self._verify(path, certificates)
         except InvalidInput as exc:
-            if exc.code is not ErrorCode.INVALID_PE:
-                raise  # could not read the file: missing input, not a verdict
-            # A malformed PE is a failed verification (exit 8), not a refusal to sign.
-            raise VerificationFailed(f"not a validly signed PE file: {exc.details['reason']}",
-                                     code=ErrorCode.MALFORMED_PE) from exc
+            if exc.code is ErrorCode.INVALID_PE:
+                # A malformed PE is a failed verification (exit 8), not a refusal to sign.
+                raise VerificationFailed(
+                    f"not a validly signed PE file: {exc.details['reason']}",
+                    code=ErrorCode.MALFORMED_PE) from exc
+            if "reason" in exc.details:  # the same for the other kinds
+                raise VerificationFailed(f"{path.name} is not a validly signed file: "
+                                         f"{exc.details['reason']}") from exc
+            raise  # could not read the file: missing input, not a verdict
 
     def _verify(self, path: Path, certificates: tuple[bytes, ...]) -> Evidence:
-        _, blob = pe.certificate_table(path)
+        kind = authenticode_files.detect(path)
+        blob = kind.signature(path)
         if blob is None:
             raise VerificationFailed(f"{path.name} carries no Authenticode signature")
         signed = sd.load_signed_data(blob)
-        content = _indirect_data_of(signed)
+        content = _indirect_data_of(signed, kind)
         digest_info = content["message_digest"]
         name = sd.digest_name(digest_info["digest_algorithm"])
-        actual = pe.image_digest(path, DigestAlgorithm(name)).digest
+        actual = kind.digest(path, DigestAlgorithm(name)).digest
         if actual != bytes(digest_info["digest"].native):
             raise VerificationFailed(f"{path.name} was modified after it was signed: its "
-                                     "PE image hash does not match the signature")
+                                     f"{kind.label} hash does not match the signature")
         info = sd.only_signer(signed)
         carried = sd.certificates_of(signed)
         signer = sd.find_signer(info, [*carried, *certificates])
@@ -313,7 +254,9 @@ class AuthenticodeVerifier:
             certificates=tuple(c for c in carried if c != signer),
             signature_value=bytes(info["signature"].native), timestamp_token=token,
             signing_time=when if isinstance(when, datetime) else None,
-            details={"image_digest": f"{name}:{actual.hex()}"})
+            details=({"image_digest": f"{name}:{actual.hex()}"}
+                     if kind.name == authenticode_files.DEFAULT else
+                     {"kind": kind.name, "digest": f"{name}:{actual.hex()}"}))
 
 
 BUILDER = AuthenticodeBuilder()

@@ -24,11 +24,16 @@ NAMES = tuple(MODULES)
 # The parameters each format reads from a signing request (FormatRequest.params). Any other
 # name is refused: a misspelt parameter silently ignored would sign something else than
 # the caller meant.
-PARAMS: dict[str, frozenset[str]] = {"openpgp": frozenset({"hashed"})}
+PARAMS: dict[str, frozenset[str]] = {
+    "openpgp": frozenset({"hashed", "type"}),
+    # the file kind (formats/authenticode_files.py); absent: pe
+    "authenticode": frozenset({"kind"}),
+}
 
 
 def check_params(name: str, params: Mapping[str, str]) -> None:
-    """Refuse parameters that format ``name`` does not take, naming them."""
+    """Refuse parameters that format ``name`` does not take, naming them (and an
+    Authenticode file kind signgate does not know)."""
     known = PARAMS.get(name, frozenset())
     unknown = sorted(set(params) - known)
     if unknown:
@@ -36,6 +41,10 @@ def check_params(name: str, params: Mapping[str, str]) -> None:
         raise InvalidInput(f"unknown parameter{'s' if len(unknown) > 1 else ''} for format "
                            f"{name}: {', '.join(unknown)} (it takes: {takes})",
                            code=ErrorCode.UNKNOWN_PARAMS, unknown=unknown)
+    if name == "authenticode" and "kind" in params:
+        from signgate.formats import authenticode_files  # only where a kind is named
+
+        authenticode_files.kind(params["kind"])  # an unknown kind, refused by name
 
 
 def _module_of(name: str) -> object:

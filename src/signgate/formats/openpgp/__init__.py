@@ -25,7 +25,13 @@ The package keeps the pure codec visibly below the halves that do I/O::
     client.py    reads FILE, sends the digest, writes FILE.asc     (client half)
     verifier.py  reads FILE and FILE.asc, returns Evidence          (offline verifier)
     builder.py   checks the hashed part, wraps the signature value  (server half, pure)
+    cleartext.py canonical text, dash-escaping, cleartext messages (pure bytes)
     codec.py     packets, MPIs, keys, fingerprints, armor           (pure bytes)
+
+``params["type"] = "text"`` asks for a canonical-text signature (type 0x01) instead of a
+binary one: the signature of a cleartext message (``gpg --clearsign``, apt's InRelease),
+which ``signgate-gpg`` makes (client/gpg_sign.py). The client hashes the canonical text;
+the server checks that the hashed part says 0x01, exactly as it checks the rest.
 
 Everything the single module ``formats/openpgp.py`` offered is re-exported here.
 """

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from signgate.errors import Conflict, ErrorCode, InvalidInput
 from signgate.formats.base import Chain, FormatRequest, SignerKey, ToBeSigned
+from signgate.formats.openpgp.cleartext import signature_type
 from signgate.formats.openpgp.codec import (
     SIG_BINARY,
     SUB_CREATION_TIME,
@@ -35,9 +36,13 @@ def check_hashed(key: SignerKey, request: FormatRequest, data: bytes) -> None:
                            code=ErrorCode.BAD_OPENPGP)
     sig_type, algorithm, digest, subpackets = parse_hashed(data)
     pgp_key = key_of(key.public_key_pem, key.created_at)
-    if sig_type != SIG_BINARY:
-        raise InvalidInput(f"OpenPGP signature type 0x{sig_type:02x}: only binary document "
-                           "signatures (0x00) are made", code=ErrorCode.BAD_OPENPGP)
+    expected = signature_type(request.params)
+    if sig_type != expected:
+        what = ("only binary document signatures (0x00) are made unless params.type is "
+                "text" if expected == SIG_BINARY else "params.type text asks for a canonical "
+                "text signature (0x01)")
+        raise InvalidInput(f"OpenPGP signature type 0x{sig_type:02x}: {what}",
+                           code=ErrorCode.BAD_OPENPGP)
     if algorithm != pgp_key.algorithm:
         raise InvalidInput(f"the hashed part names public-key algorithm {algorithm}, but "
                            f"{key.ref} is {key.algorithm.value} ({pgp_key.algorithm})",

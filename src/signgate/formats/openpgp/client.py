@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import KeyLookup, Prepared, Progress
 from signgate.formats.files import hash_file, write_atomic
+from signgate.formats.openpgp.cleartext import SIG_TEXT, canonical_text, signature_type
 from signgate.formats.openpgp.codec import (
     SIG_BINARY,
     data_subpackets,
@@ -49,8 +51,9 @@ class OpenPgpClient:
 
     def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
                   key: KeyLookup) -> bytes:
-        """The file, then the client's hashed part and trailer (which the builder then
-        checks against the signing key version, as for any openpgp request)."""
+        """The file (its canonical text for ``params["type"] == "text"``), then the client's
+        hashed part and trailer (which the builder then checks against the signing key
+        version, as for any openpgp request)."""
         try:
             hashed = base64.b64decode(params.get("hashed", ""), validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -59,6 +62,15 @@ class OpenPgpClient:
         if not hashed:
             raise InvalidInput("an openpgp signing needs the signature's hashed part "
                                "(params.hashed, base64)", code=ErrorCode.BAD_OPENPGP)
-        h = hash_file(path, algorithm, None)
+        if signature_type(params) == SIG_TEXT:
+            # A text signature covers the canonical text (cleartext.py), read whole: the
+            # texts signed so (Release files, commits) are small.
+            try:
+                text = path.read_bytes()
+            except OSError as exc:
+                raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+            h = hashlib.new(algorithm.value, canonical_text(text))
+        else:
+            h = hash_file(path, algorithm, None)
         h.update(trailer(hashed))
         return h.digest()
