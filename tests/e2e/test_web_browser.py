@@ -46,7 +46,8 @@ def browser() -> Iterator[object]:
 class Session:
     """One browser context signed in as one identity, collecting CSP violations."""
 
-    def __init__(self, browser: object, server: Server, token: str) -> None:
+    def __init__(self, browser: object, server: Server, token: str,
+                 keyboard: bool = False) -> None:
         self.context = browser.new_context(accept_downloads=True,  # type: ignore[attr-defined]
                                            viewport={"width": 1280, "height": 800})
         self.page = self.context.new_page()
@@ -55,9 +56,22 @@ class Session:
                      if "Content Security Policy" in m.text else None)
         self.url = server.url
         self.page.goto(server.url + "/ui/")
-        self.page.get_by_label("API token").fill(token)
-        self.page.get_by_role("button", name="Sign in").click()
-        self.page.wait_for_url("**/ui/**")
+        if keyboard:  # the skip link, then the token field; Enter submits the form
+            self.page.keyboard.press("Tab")
+            self.page.keyboard.press("Tab")
+            self.page.keyboard.type(token)
+            self.page.keyboard.press("Enter")
+        else:
+            self.page.get_by_label("API token").fill(token)
+            self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url("**/ui/overview")
+
+    def unlabelled(self) -> list[str]:
+        """The form controls on the page without a label (every one must have one)."""
+        out: list[str] = self.page.evaluate(
+            "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+            ".filter(e => e.labels.length === 0).map(e => e.name || e.id)")
+        return out
 
     def close(self) -> None:
         self.context.close()
@@ -85,6 +99,7 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
         page.wait_for_url(f"**/ui/signatures?*key={seeded.p}%2Frelease*")
         rows = page.locator("#results tbody tr")
         assert rows.count() == 6
+        assert s.unlabelled() == []
         assert seeded.q not in page.locator("#results").inner_text()
         shot(page, "signatures.png")
 
@@ -115,6 +130,7 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
                  f"leaked-{n}.bin")
         page.goto(f"{s.url}/ui/keys/{seeded.p}/{burn}")
         page.get_by_role("link", name="Revoke…").click()
+        assert s.unlabelled() == []
         page.get_by_label("Compromised at").fill(created)
         page.get_by_label("Reason").fill("key file found in a public bucket")
         page.get_by_label("Type").fill("yes")
@@ -132,7 +148,7 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
 
 def test_a_signer_sees_no_admin_action(browser: object, sqlite_server: Server,
                                        seeded: Seeded) -> None:
-    s = Session(browser, sqlite_server, seeded.signer_token)
+    s = Session(browser, sqlite_server, seeded.signer_token, keyboard=True)
     page = s.page
     try:
         assert page.url.endswith("/ui/overview")
@@ -148,6 +164,8 @@ def test_a_signer_sees_no_admin_action(browser: object, sqlite_server: Server,
         assert page.get_by_role("button", name="Rotate").count() == 0
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url("**/ui/sign-in")
+        page.set_content('<label for="a">A</label><input id="a"><input name="bare">')
+        assert s.unlabelled() == ["bare"]  # the label check finds what it looks for
     finally:
         s.close()
 
@@ -170,6 +188,7 @@ def test_an_approver_approves_and_the_requesters_signature_appears(
     try:
         page.goto(f"{s.url}/ui/approvals")
         page.get_by_role("link", name=held["request_id"][:8]).click()
+        assert s.unlabelled() == []
         page.get_by_label("Comment (optional)").fill("looks right")
         page.get_by_role("button", name="Approve").click()
         page.wait_for_url(f"**/ui/approvals/{held['request_id']}")
