@@ -22,6 +22,8 @@ debian_packages+=(msitools wixl)
 # ssh-keygen (-Y sign/verify/check-novalidate; git, above, signs with gpg.format=ssh
 # through signgate-ssh-keygen): the SSH signature tests, tests/*/test_sshsig.py.
 debian_packages+=(openssh-client)
+# chromium: the web console's browser tests (tests/e2e/test_web_browser.py, Playwright)
+debian_packages+=(chromium)
 # Node.js may come from elsewhere (NodeSource bundles npm); Debian's own only when absent.
 command -v npm >/dev/null 2>&1 || debian_packages+=(nodejs npm)
 missing=()

@@ -297,6 +297,17 @@ class Settings(BaseModel):
                     "'Keys in an HSM'). A rotation keeps a key in its store unless "
                     "'key rotate --store' names another.",
         json_schema_extra=_rule("must be 'soft' or the name of a [stores.NAME] table"))
+    ui_session_minutes: int = Field(
+        30, ge=1, le=480,
+        description="The web console (/ui/): a session ends this many minutes after its "
+                    "last use, and 8 hours after sign-in whatever its use.")
+    ui_secure_cookies: bool = Field(
+        False,
+        description="The web console's session cookie is always marked Secure (set it when "
+                    "a TLS proxy in front speaks HTTPS to browsers and plain HTTP to "
+                    "signgate); without it, Secure is set on requests that arrive over "
+                    "HTTPS.",
+        json_schema_extra=_rule("must be true or false"))
     # Last: TOML tables end the top-level keys, so the template shows them at its end.
     stores: dict[str, StoreSettings] = Field(
         default_factory=dict,

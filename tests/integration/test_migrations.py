@@ -35,7 +35,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def test_migrated_schema_matches_the_models(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0014"
+        assert db.upgrade() == "0015"
         with db.write_engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     finally:
@@ -91,7 +91,7 @@ def test_0014_keeps_signatures_from_before_it_readable(database_url: str,
             signed.append((sid, digest, base64.b64encode(signature).decode()))
             clock.advance(timedelta(minutes=1))
 
-        assert ctx.db.upgrade() == "0014"
+        assert ctx.db.upgrade() == "0015"
 
         page = reports.signatures(ctx, admin, reports.SignatureQuery(key="app/release"))
         assert [(r.signature_id, r.artifact_name, r.digest, r.identity, r.key_version)

@@ -118,7 +118,7 @@ def make_env(url: str, data_dir: Path) -> Env:
                                                     one_time=one_time_store(os.urandom(32))))
     store = ctx.keystores.default
     assert isinstance(store, SwitchableStore)
-    assert ctx.db.upgrade() == "0014"
+    assert ctx.db.upgrade() == "0015"
     return Env(ctx, clock, Caller(bootstrap_admin(ctx), "127.0.0.1"), store)
 
 
@@ -136,8 +136,8 @@ def new_key(e: Env, project: str = "app", name: str = "release", **policy: Any) 
 def test_upgrade_is_idempotent(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert db.upgrade() == "0014"
-        assert db.upgrade() == "0014"
+        assert db.upgrade() == "0015"
+        assert db.upgrade() == "0015"
         with db.read() as s:
             assert s.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
             report = verify_chain(s)
@@ -148,7 +148,7 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
         db.dispose()
     again = Database(database_url)
     try:
-        assert again.upgrade() == "0014"
+        assert again.upgrade() == "0015"
     finally:
         again.dispose()
 

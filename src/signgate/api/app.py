@@ -35,6 +35,7 @@ from signgate.errors import ConfigError, Unavailable
 from signgate.service.bootstrap import check_vault
 from signgate.service.context import Context
 from signgate.service.lifecycle import Stopping
+from signgate.web.app import router as web_router
 
 
 def _stop_on_signals(flag: Stopping) -> None:
@@ -93,6 +94,7 @@ def create_app(ctx: Context) -> Any:
     app.include_router(scan.router)
     app.include_router(requests.router)
     app.include_router(windows.router)
+    app.include_router(web_router)  # the web console, /ui/ (web/)
     settings = ctx.settings
     if settings.metrics != "off":
         app.include_router(metrics.router)

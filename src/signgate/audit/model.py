@@ -58,6 +58,8 @@ class Action(enum.StrEnum):
     WINDOW_OPEN = "release.open"
     WINDOW_CLOSE = "release.close"
     WINDOW_APPROVE = "release.approve"
+    UI_SESSION_CREATE = "ui.session.create"
+    UI_SESSION_END = "ui.session.end"
 
 
 class Outcome(enum.StrEnum):

@@ -22,11 +22,13 @@ class RequestNote:
 @dataclass(frozen=True)
 class Caller:
     """Who is asking: the presented token (never stored) and where from; ``note``, when
-    the adapter keeps an access log, is told who the token turned out to be."""
+    the adapter keeps an access log, is told who the token turned out to be. ``session``:
+    instead of a token, the id of a web console session (its cookie; see ui_sessions.py)."""
 
     token: str | None
     address: str | None = None
     note: RequestNote | None = field(default=None, compare=False)
+    session: str | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"Caller(address={self.address!r})"

@@ -46,6 +46,7 @@ from signgate.service.jwks import JwksCache
 from signgate.service.lifecycle import Stopping
 from signgate.service.observed import committed
 from signgate.service.sign_request import SigningPipeline
+from signgate.service.ui_session_auth import load_session_actor
 from signgate.service.witnessing import Witnessing
 from signgate.store.db import Database
 
@@ -218,9 +219,12 @@ def authenticate(session: Session, caller: Caller, clock: Clock) -> tuple[int, A
     unknown one and a disabled identity's fail alike: a disabled token's holder must not
     learn that it is valid or whose it is (the error carries the name for the audit record
     only)."""
-    if not caller.token:
+    if caller.session is not None:  # a web console session (service/ui_sessions.py)
+        found = load_session_actor(session.connection(), caller.session, clock.now())
+    elif not caller.token:
         raise AuthenticationFailed()
-    found = load_actor(session.connection(), token_hash(caller.token))
+    else:
+        found = load_actor(session.connection(), token_hash(caller.token))
     if found is None:
         raise AuthenticationFailed()
     if not found[1].enabled:

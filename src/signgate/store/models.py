@@ -467,3 +467,18 @@ class ReleaseWindow(Base):
     audit_seq: Mapped[int] = mapped_column(BigInteger)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class UiSession(Base):
+    """A web console session (web/): only the hash of its cookie's random id, whose it is,
+    the hash of the token it was opened with (rotating or revoking that token ends it), and
+    when it ends (``expires_at`` slides with use, never past ``absolute_expires_at``)."""
+
+    __tablename__ = "ui_sessions"
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    absolute_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

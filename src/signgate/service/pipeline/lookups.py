@@ -25,6 +25,7 @@ from signgate.service.actors import load_actor
 from signgate.service.caller import Caller
 from signgate.service.context import check_expiry
 from signgate.service.records.authorities import authority_certificate, root, version_chain
+from signgate.service.ui_session_auth import load_session_actor
 from signgate.store.models import Key, KeyVersion, Project, table
 
 _keys, _versions, _projects = table(Key), table(KeyVersion), table(Project)
@@ -141,15 +142,20 @@ class Lookups:
     def actor(self, caller: Caller, now: datetime) -> tuple[int, Actor]:
         """The enabled identity holding the caller's token, answered like ``authenticate``
         (service/context.py): no token, an unknown one and a disabled one fail alike."""
-        if not caller.token:
-            raise AuthenticationFailed()
-        h = token_hash(caller.token)
-        found = self.cache.actors.get(h)
-        if found is None:
-            found = load_actor(self.conn, h)
+        if caller.session is not None:  # a web console session (an approval's signing)
+            found = load_session_actor(self.conn, caller.session, now)
             if found is None:
                 raise AuthenticationFailed()
-            self.cache.actors[h] = found
+        elif not caller.token:
+            raise AuthenticationFailed()
+        else:
+            h = token_hash(caller.token)
+            found = self.cache.actors.get(h)
+            if found is None:
+                found = load_actor(self.conn, h)
+                if found is None:
+                    raise AuthenticationFailed()
+                self.cache.actors[h] = found
         if not found[1].enabled:
             raise AuthenticationFailed(identity=found[1].name)
         check_expiry(found[1], now)
