@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from signgate.formats.authenticode_asn1 import (
 )
 from signgate.formats.authenticode_files import Hashed
 from signgate.formats.base import Progress
-from signgate.formats.files import commit_file, replaces, temporary_beside
+from signgate.formats.files import signed_copy
 
 EXTENSIONS = (".ps1", ".psm1", ".psd1")
 # {603BCC1F-4B59-4E08-B724-D2C6297EF351} in Windows' GUID byte order (osslsigncode
@@ -182,17 +181,8 @@ class ScriptFile:
                      output: Path) -> None:
         script: Script = hashed.state
         data = script.encoded(script.content + block(signed_data, script.eol))
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-        tmp = temporary_beside(output)
-        try:
+        with signed_copy(path, output) as tmp:
             tmp.write_bytes(data)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
-        commit_file(tmp, output, mode, replaces(path, output))
 
     def signature(self, path: Path) -> bytes | None:
         return signature_of(path, parse(path, _read(path)))

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import InvalidInput
 from signgate.formats.base import Progress
-from signgate.formats.files import commit_file, replaces, temporary_beside
+from signgate.formats.files import commit_file, read_exact, replaces, temporary_beside
 from signgate.formats.pe import TempCopy
 
 MAGIC = b"MSCF"
@@ -77,11 +77,7 @@ class CabLayout:
 
 
 def _read_exact(f: BinaryIO, offset: int, n: int, path: Path, what: str) -> bytes:
-    f.seek(offset)
-    data = f.read(n)
-    if len(data) != n:
-        raise _bad(path, f"truncated ({what} at offset {offset} is cut off)")
-    return data
+    return read_exact(f, offset, n, what, lambda why: _bad(path, why))
 
 
 def parse(f: BinaryIO, path: Path) -> CabLayout:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.crypto.digests import feed_stream
@@ -90,6 +93,36 @@ def commit_file(tmp: Path, path: Path, mode: int = 0o644, durable: bool = True) 
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+
+
+@contextmanager
+def signed_copy(source: Path, output: Path) -> Iterator[Path]:
+    """A new temporary file beside ``output`` for a format to write the signed copy of
+    ``source`` into. When the block ends normally it becomes ``output``, with ``source``'s
+    mode (:func:`commit_file`: fsynced first only when it replaces ``source``); on any
+    failure it is removed, and a failure to write says so about ``output``."""
+    tmp = temporary_beside(output)
+    try:
+        yield tmp
+        mode = os.stat(source).st_mode & 0o777
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    commit_file(tmp, output, mode, replaces(source, output))
+
+
+def read_exact(f: BinaryIO, offset: int, n: int, what: str,
+               malformed: Callable[[str], Exception]) -> bytes:
+    """``n`` bytes of ``f`` at ``offset``; when the file ends before them,
+    ``malformed(why)`` is raised (the format's own refusal of a malformed file)."""
+    f.seek(offset)
+    data = f.read(n)
+    if len(data) != n:
+        raise malformed(f"truncated ({what} at offset {offset} is cut off)")
+    return data
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -56,7 +56,7 @@ from signgate.formats.base import (
 )
 from signgate.formats.cms import CmsBuilder, refuse_ed25519
 from signgate.formats.cms_verify import unsigned_token
-from signgate.formats.files import commit_file, replaces, temporary_beside
+from signgate.formats.files import signed_copy
 from signgate.pki import signed_data
 
 CREATED_BY = f"signgate {__version__}"
@@ -485,27 +485,16 @@ class JarClient:
         if _stamp(path) != plan.stamp:
             raise InvalidInput(f"{path} changed while it was being signed; sign it again",
                                code=ErrorCode.INPUT_CHANGED)
-        try:
-            mode = path.stat().st_mode & 0o777
-        except OSError:
-            mode = 0o644
-        tmp = temporary_beside(output)
-        try:
-            with path.open("rb") as src, tmp.open("wb") as out:
-                writer = _ZipWriter(out)
-                now = datetime.now()  # zip times are local time, as Java writes them
-                writer.add(MANIFEST, plan.manifest, now)
-                writer.add(f"META-INF/{plan.signer}.SF", plan.signature_file, now)
-                writer.add(f"META-INF/{plan.signer}.{extension}", result, now)
-                for entry in plan.keep:
-                    writer.copy(src, entry)
-                writer.close(plan.comment)
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
-            raise
-        commit_file(tmp, output, mode, replaces(path, output))
+        with signed_copy(path, output) as tmp, path.open("rb") as src, \
+                tmp.open("wb") as out:
+            writer = _ZipWriter(out)
+            now = datetime.now()  # zip times are local time, as Java writes them
+            writer.add(MANIFEST, plan.manifest, now)
+            writer.add(f"META-INF/{plan.signer}.SF", plan.signature_file, now)
+            writer.add(f"META-INF/{plan.signer}.{extension}", result, now)
+            for entry in plan.keep:
+                writer.copy(src, entry)
+            writer.close(plan.comment)
 
     def recompute(self, path: Path, algorithm: DigestAlgorithm, params: Mapping[str, str],
                   key: KeyLookup) -> bytes:

@@ -29,18 +29,18 @@ from what was signed, nothing is written (``artifact_changed``).
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cmp_to_key
 from pathlib import Path
+from typing import BinaryIO
 
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats import cfb
 from signgate.formats.base import Progress
-from signgate.formats.files import commit_file, replaces, temporary_beside
+from signgate.formats.files import signed_copy
 
 DIGITAL_SIGNATURE = "\x05DigitalSignature".encode("utf-16-le")
 SIGNATURE_EX = "\x05MsiDigitalSignatureEx".encode("utf-16-le")
@@ -206,54 +206,50 @@ def write_signed(source: Path, hashed: MsiDigest, signed_data: bytes, output: Pa
     """Write ``source`` with ``signed_data`` as its ``\\x05DigitalSignature`` to
     ``output``: a new compound file beside ``output``, renamed into place (fsynced
     first when it replaces ``source``). ``source`` must still hash to ``hashed``."""
-    tmp = temporary_beside(output)
+    with signed_copy(source, output) as tmp, cfb.CompoundFile(source) as package, \
+            tmp.open("r+b") as out:
+        try:
+            _write_copy(source, package.root, hashed, signed_data, out)
+        except ValueError as exc:  # a stream shorter or longer than it was when hashed
+            raise InvalidInput(f"{source} changed while it was being signed ({exc}); "
+                               "sign it again", code=ErrorCode.ARTIFACT_CHANGED) from exc
+
+
+def _write_copy(source: Path, root: cfb.Node, hashed: MsiDigest, signed_data: bytes,
+                out: BinaryIO) -> None:
+    """Every stream of ``root`` but the old signatures, hashed again on the way, then the
+    new signature (and the original MsiDigitalSignatureEx, which covers the copy too)."""
+    _check(source, root)
+    kept = [k for k in root.children if k.name not in (DIGITAL_SIGNATURE, SIGNATURE_EX)]
+    stream = cfb.Node(DIGITAL_SIGNATURE, cfb.STREAM, size=len(signed_data))
+    added = [stream]
+    h = hashlib.new(hashed.algorithm.value)
+    if hashed.prehash is not None:  # the metadata of the copy is the original's
+        if prehash(root, hashed.algorithm) != hashed.prehash:
+            raise InvalidInput(f"{source} changed while it was being signed; sign it "
+                               "again", code=ErrorCode.ARTIFACT_CHANGED)
+        ex = cfb.Node(SIGNATURE_EX, cfb.STREAM, size=len(hashed.prehash))
+        added.append(ex)
+        h.update(hashed.prehash)
+    copy = cfb.Node(root.name, cfb.ROOT, clsid=root.clsid, state_bits=root.state_bits,
+                    modified=root.modified, children=[*kept, *added])
     try:
-        with cfb.CompoundFile(source) as package, tmp.open("r+b") as out:
-            root = package.root
-            _check(source, root)
-            kept = [k for k in root.children if k.name not in (DIGITAL_SIGNATURE,
-                                                                 SIGNATURE_EX)]
-            stream = cfb.Node(DIGITAL_SIGNATURE, cfb.STREAM, size=len(signed_data))
-            added = [stream]
-            h = hashlib.new(hashed.algorithm.value)
-            if hashed.prehash is not None:  # the metadata of the copy is the original's
-                if prehash(root, hashed.algorithm) != hashed.prehash:
-                    raise InvalidInput(f"{source} changed while it was being signed; sign "
-                                       "it again", code=ErrorCode.ARTIFACT_CHANGED)
-                ex = cfb.Node(SIGNATURE_EX, cfb.STREAM, size=len(hashed.prehash))
-                added.append(ex)
-                h.update(hashed.prehash)
-            copy = cfb.Node(root.name, cfb.ROOT, clsid=root.clsid,
-                            state_bits=root.state_bits, modified=root.modified,
-                            children=[*kept, *added])
-            try:
-                writer = cfb.Writer(copy, out)
-            except ValueError as exc:  # a tree no compound file can hold
-                raise _bad(source, str(exc)) from exc
-            if hashed.prehash is not None:
-                writer.stream(added[1], [hashed.prehash])
-            for item in _hashed(root):
-                if isinstance(item, bytes):
-                    h.update(item)
-                    continue
-                assert item.read is not None
-                writer.stream(item, _tee(h, item.read()))
-            writer.stream(stream, [signed_data])
-            if h.digest() != hashed.digest:
-                raise InvalidInput(f"{source} changed while it was being signed; sign it "
-                                   "again", code=ErrorCode.ARTIFACT_CHANGED)
-            writer.close()
-    except ValueError as exc:  # a stream shorter or longer than it was when hashed
-        tmp.unlink(missing_ok=True)
-        raise InvalidInput(f"{source} changed while it was being signed ({exc}); sign it "
-                           "again", code=ErrorCode.ARTIFACT_CHANGED) from exc
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    commit_file(tmp, output, os.stat(source).st_mode & 0o777, replaces(source, output))
+        writer = cfb.Writer(copy, out)
+    except ValueError as exc:  # a tree no compound file can hold
+        raise _bad(source, str(exc)) from exc
+    if hashed.prehash is not None:
+        writer.stream(added[1], [hashed.prehash])
+    for item in _hashed(root):
+        if isinstance(item, bytes):
+            h.update(item)
+            continue
+        assert item.read is not None
+        writer.stream(item, _tee(h, item.read()))
+    writer.stream(stream, [signed_data])
+    if h.digest() != hashed.digest:
+        raise InvalidInput(f"{source} changed while it was being signed; sign it again",
+                           code=ErrorCode.ARTIFACT_CHANGED)
+    writer.close()
 
 
 def _tee(h: hashlib._Hash, chunks: Iterable[bytes]) -> Iterator[bytes]:

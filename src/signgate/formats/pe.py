@@ -42,7 +42,13 @@ from typing import Any, BinaryIO
 from signgate.crypto.algorithms import DigestAlgorithm
 from signgate.errors import ErrorCode, InvalidInput
 from signgate.formats.base import Progress
-from signgate.formats.files import commit_file, replaces, temporary_beside
+from signgate.formats.files import (
+    commit_file,
+    read_exact,
+    replaces,
+    signed_copy,
+    temporary_beside,
+)
 
 # 8 MiB reads: the hash runs in a helper thread. With the pure-Python checksum (no C
 # compiler at install time) it must win the GIL back from the checksum loop for every
@@ -96,11 +102,7 @@ def _bad(path: Path, why: str) -> InvalidInput:
 
 
 def _read_exact(f: BinaryIO, offset: int, n: int, path: Path, what: str) -> bytes:
-    f.seek(offset)
-    data = f.read(n)
-    if len(data) != n:
-        raise _bad(path, f"truncated ({what} at offset {offset} is cut off)")
-    return data
+    return read_exact(f, offset, n, what, lambda why: _bad(path, why))
 
 
 def parse(f: BinaryIO, path: Path) -> PeLayout:
@@ -544,26 +546,18 @@ def write_signed(source: Path, unsigned: ImageDigest, signed_data: bytes,
             raise
         unsigned.copy.placed()
         return
-    tmp = temporary_beside(output)
-    try:
-        with source.open("rb") as src, tmp.open("r+b") as dst:
-            if parse(src, source) != layout:
-                raise InvalidInput(f"{source} changed while it was being signed; sign it "
-                                   "again", code=ErrorCode.ARTIFACT_CHANGED)
-            _copy(src, dst, layout.content_end)
-            dst.write(bytes(layout.padding))
-            dst.write(table)
-            dst.seek(layout.cert_dir_offset)
-            dst.write(entry)
-            dst.seek(layout.checksum_offset)
-            dst.write(struct.pack("<I", checksum.value(total)))
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    commit_file(tmp, output, os.stat(source).st_mode & 0o777, replaces(source, output))
+    with signed_copy(source, output) as tmp, source.open("rb") as src, \
+            tmp.open("r+b") as dst:
+        if parse(src, source) != layout:
+            raise InvalidInput(f"{source} changed while it was being signed; sign it "
+                               "again", code=ErrorCode.ARTIFACT_CHANGED)
+        _copy(src, dst, layout.content_end)
+        dst.write(bytes(layout.padding))
+        dst.write(table)
+        dst.seek(layout.cert_dir_offset)
+        dst.write(entry)
+        dst.seek(layout.checksum_offset)
+        dst.write(struct.pack("<I", checksum.value(total)))
 
 
 def _complete(copy: Path, layout: PeLayout, table: bytes, entry: bytes,
