@@ -336,7 +336,7 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.HTTP_ERROR: Entry(SigngateError, "another refusal of the HTTP layer"),
     _C.INTERNAL_ERROR: Entry(SigngateError,
                              "a defect; nothing was signed, the server log has details"),
-    _C.ARTIFACT_CHANGED: Entry(InvalidInput, "the PE file changed while it was signed"),
+    _C.ARTIFACT_CHANGED: Entry(InvalidInput, "the file changed while it was signed"),
     _C.ARTIFACT_TOO_LARGE: Entry(PayloadTooLarge, "an upload over scan_max_bytes"),
     _C.BAD_CERTIFICATE: Entry(InvalidInput, "not a (PEM or DER) certificate or chain"),
     _C.BAD_CLAIM: Entry(InvalidInput, "an OIDC claim binding that is not NAME=VALUE[,VALUE]"),
