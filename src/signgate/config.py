@@ -308,6 +308,37 @@ class Settings(BaseModel):
                     "signgate); without it, Secure is set on requests that arrive over "
                     "HTTPS.",
         json_schema_extra=_rule("must be true or false"))
+    ui_oidc_issuer: str | None = Field(
+        None,
+        description="The web console: people may also sign in through this OpenID Connect "
+                    "provider (authorization code flow with PKCE; see README, 'Signing in "
+                    "through your identity provider'). Its redirect URI is public_url + "
+                    "'/ui/oidc/callback'.",
+        examples=["https://login.example.com/realms/acme"],
+        json_schema_extra=_rule("must be an http(s) URL (https, or http to 127.0.0.1)"))
+    ui_oidc_client_id: str | None = Field(
+        None, min_length=1, max_length=255,
+        description="The console's client id at that provider (required with "
+                    "ui_oidc_issuer); ID tokens must name it as their audience.",
+        examples=["signgate-console"], json_schema_extra=_rule("must be a non-empty string"))
+    ui_oidc_client_secret_file: str | None = Field(
+        None,
+        description="The file (mode 0600, read at start) holding the client secret; none: a "
+                    "public client that proves itself with PKCE alone.",
+        examples=["/etc/signgate/oidc-client.secret"],
+        json_schema_extra=_rule("must be an absolute path"))
+    ui_oidc_claim: str = Field(
+        "email",
+        description="The ID token claim that names the person's signgate identity (kind "
+                    "user): 'email' (verified, in ui_oidc_email_domain: its part before the "
+                    "@ is the identity's name), or any other claim (such as "
+                    "'preferred_username' or 'sub') whose value is the name itself.",
+        json_schema_extra=_rule("must be a claim name (letters, digits, _ . : -)"))
+    ui_oidc_email_domain: str | None = Field(
+        None,
+        description="With ui_oidc_claim = 'email': the one mail domain whose addresses sign "
+                    "in (alice@example.com is identity alice).",
+        examples=["example.com"], json_schema_extra=_rule("must be a domain name"))
     # Last: TOML tables end the top-level keys, so the template shows them at its end.
     stores: dict[str, StoreSettings] = Field(
         default_factory=dict,
@@ -427,7 +458,41 @@ class Settings(BaseModel):
                              "HMAC secret the receiver checks)")
         return self
 
-    @field_validator("scan_clamd_socket", "scan_yara_dir", "approval_webhook_secret_file")
+    @field_validator("ui_oidc_issuer")
+    @classmethod
+    def _ui_oidc_issuer(cls, url: str | None) -> str | None:
+        if url is not None and not _is_http_url(url):
+            raise ValueError("not an http(s) URL")
+        return url
+
+    @field_validator("ui_oidc_claim")
+    @classmethod
+    def _ui_oidc_claim(cls, claim: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", claim):
+            raise ValueError("not a claim name")
+        return claim
+
+    @field_validator("ui_oidc_email_domain")
+    @classmethod
+    def _ui_oidc_domain(cls, domain: str | None) -> str | None:
+        if domain is not None and not re.fullmatch(
+                r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", domain):
+            raise ValueError("not a domain name")
+        return domain
+
+    @model_validator(mode="after")
+    def _ui_oidc(self) -> Settings:
+        if bool(self.ui_oidc_issuer) != bool(self.ui_oidc_client_id):
+            raise ValueError("ui_oidc_issuer and ui_oidc_client_id go together (the provider "
+                             "people sign in through, and the console's client id there)")
+        if self.ui_oidc_issuer and self.ui_oidc_claim == "email" \
+                and not self.ui_oidc_email_domain:
+            raise ValueError("ui_oidc_claim = \"email\" needs ui_oidc_email_domain (the mail "
+                             "domain whose addresses name signgate identities)")
+        return self
+
+    @field_validator("scan_clamd_socket", "scan_yara_dir", "approval_webhook_secret_file",
+                     "ui_oidc_client_secret_file")
     @classmethod
     def _absolute(cls, path: str | None) -> str | None:
         if path is not None and not path.startswith("/"):

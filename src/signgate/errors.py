@@ -174,6 +174,9 @@ class ErrorCode(StrEnum):
     WINDOW_CLOSED = "window_closed"
     # Authenticode for MSI packages (formats/cfb.py, formats/msi.py).
     INVALID_MSI = "invalid_msi"
+    # The web console's sign-in through an OIDC provider (service/ui_oidc.py).
+    UI_SIGN_IN_REFUSED = "ui_sign_in_refused"
+    UI_UNKNOWN_PERSON = "ui_unknown_person"
 
 
 class SigngateError(Exception):
@@ -465,6 +468,10 @@ CATALOGUE: Mapping[ErrorCode, Entry] = {
     _C.WINDOW_CLOSED: Entry(Conflict, "the release window is closed or over (or, to "
                             "approve, no longer waiting for approvals)"),
     _C.INVALID_MSI: Entry(InvalidInput, "not an MSI (compound file) signgate can sign"),
+    _C.UI_SIGN_IN_REFUSED: Entry(AuthenticationFailed, "a console sign-in through the OIDC "
+                                 "provider whose state, code or nonce did not check out"),
+    _C.UI_UNKNOWN_PERSON: Entry(AuthenticationFailed, "a person the OIDC provider vouched "
+                                "for who is no enabled signgate identity of kind user"),
 }
 
 

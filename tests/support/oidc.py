@@ -1,7 +1,14 @@
 """A real OIDC issuer for the tests: an HTTP server on 127.0.0.1 that serves its discovery
 document and JWKS, and mints RS256/ES256 tokens with GitHub Actions- and GitLab CI-shaped
 claims. It can rotate its key, count JWKS fetches, and mint the broken tokens the tests
-need (alg none, HS256 keyed with its public key, unknown kid, any claim changed)."""
+need (alg none, HS256 keyed with its public key, unknown kid, any claim changed).
+
+For people signing in to the web console it is also a minimal OpenID provider (the
+authorization code flow with PKCE): ``/authorize`` signs in ``person`` (the claims of the
+one configured user) without asking and redirects back with a one-time code;
+``/token`` checks the code, the redirect URI, the client's secret (HTTP Basic) and the
+PKCE verifier (S256), and answers with an ID token carrying the nonce. ``available =
+False`` makes every endpoint answer 503 (an issuer that is down)."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -17,12 +25,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 AUDIENCE = "https://signgate.test"
+CLIENT_ID = "signgate-console"
+CLIENT_SECRET = "console-secret-4b2d9c"  # what the console's client secret file holds
 
 
 def _b64(data: bytes) -> str:
@@ -63,6 +74,14 @@ class Issuer:
         self.keys = [self.key]
         self.jwks_fetches = 0
         self.discovery_fetches = 0
+        # The OpenID provider for people (see the module's docstring).
+        self.client_id = CLIENT_ID
+        self.client_secret: str | None = CLIENT_SECRET
+        self.redirect_uri = ""  # the one redirect URI registered for the client
+        self.person: dict[str, Any] = {}  # the claims of whoever signs in
+        self.id_token_changes: dict[str, Any] = {}  # claims the next ID tokens change
+        self.available = True
+        self.codes: dict[str, dict[str, Any]] = {}  # code -> what /authorize was asked
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.jwks_url = self.url + "/jwks"
@@ -74,18 +93,62 @@ class Issuer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/.well-known/openid-configuration":
+                if not issuer.available:
+                    self.send_error(503)
+                    return
+                path = urlsplit(self.path).path
+                if path == "/.well-known/openid-configuration":
                     issuer.discovery_fetches += 1
                     body = {"issuer": issuer.url, "jwks_uri": issuer.jwks_url,
+                            "authorization_endpoint": issuer.url + "/authorize",
+                            "token_endpoint": issuer.url + "/token",
+                            "code_challenge_methods_supported": ["S256"],
                             "id_token_signing_alg_values_supported": ["RS256", "ES256"]}
-                elif self.path == "/jwks":
+                elif path == "/jwks":
                     issuer.jwks_fetches += 1
                     body = {"keys": [k.jwk() for k in issuer.keys]}
+                elif path == "/authorize":
+                    self.authorize()
+                    return
                 else:
                     self.send_error(404)
                     return
+                self.answer(200, body)
+
+            def do_POST(self) -> None:
+                if not issuer.available:
+                    self.send_error(503)
+                    return
+                if self.path != "/token":
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in
+                        parse_qs(self.rfile.read(length).decode()).items()}
+                status, body = issuer.token(form, self.headers.get("Authorization", ""))
+                self.answer(status, body)
+
+            def authorize(self) -> None:
+                """OpenID Connect Core §3.1.2: the configured person, approved at once."""
+                q = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                if (q.get("response_type") != "code" or q.get("client_id") != issuer.client_id
+                        or q.get("redirect_uri") != issuer.redirect_uri
+                        or q.get("code_challenge_method") != "S256"
+                        or not q.get("code_challenge") or "openid" not in
+                        q.get("scope", "").split()):
+                    self.send_error(400, "bad authorization request")
+                    return
+                code = secrets.token_urlsafe(24)
+                issuer.codes[code] = q
+                self.send_response(302)
+                self.send_header("Location", issuer.redirect_uri + "?" + urlencode(
+                    {"code": code, "state": q.get("state", "")}))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -95,6 +158,36 @@ class Issuer:
                 pass
 
         return Handler
+
+    def token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, Any]]:
+        """The token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.6): an ID token for a code
+        given once, to this client, with the verifier of its challenge."""
+        def error(what: str, status: int = 400) -> tuple[int, dict[str, Any]]:
+            return status, {"error": what, "error_description": f"test issuer: {what}"}
+
+        if self.client_secret is not None:
+            scheme, _, encoded = authorization.partition(" ")
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                return error("invalid_client", 401)
+            if scheme != "Basic" or (unquote(user), unquote(password)) != (
+                    self.client_id, self.client_secret):
+                return error("invalid_client", 401)
+        if form.get("grant_type") != "authorization_code":
+            return error("unsupported_grant_type")
+        asked = self.codes.pop(form.get("code", ""), None)  # each code works once
+        if asked is None or form.get("client_id") != self.client_id \
+                or form.get("redirect_uri") != asked["redirect_uri"]:
+            return error("invalid_grant")
+        verifier = form.get("code_verifier", "")
+        challenge = _b64(hashlib.sha256(verifier.encode()).digest())
+        if not 43 <= len(verifier) <= 128 or challenge != asked["code_challenge"]:
+            return error("invalid_grant")
+        claims = {"iss": self.url, "aud": self.client_id, "nonce": asked.get("nonce"),
+                  **self.times(), **self.person, **self.id_token_changes}
+        return 200, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
+                     "expires_in": 300, "id_token": self.mint(claims)}
 
     def close(self) -> None:
         self._server.shutdown()

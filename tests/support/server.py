@@ -110,17 +110,18 @@ def init_data_dir(data_dir: Path, database_url: str | None, *, args: Sequence[st
 
 def start_server(data_dir: Path, database_url: str | None, *, workers: int = 1,
                  init: bool = True, config: str = "", init_args: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None) -> Server:
+                 env: Mapping[str, str] | None = None, port: int | None = None) -> Server:
     """Init (unless ``init`` is False; with ``init_args``) and serve ``data_dir``;
     ``config`` is appended to its config.toml first. ``env`` is added to the clean
-    environment of init, serve and the CLI (an HSM's SOFTHSM2_CONF and PIN, say)."""
+    environment of init, serve and the CLI (an HSM's SOFTHSM2_CONF and PIN, say).
+    ``port``: one chosen before (free_port), when the config must name it."""
     token = init_data_dir(data_dir, database_url, args=init_args, env=env) if init else \
         (data_dir / "admin.token").read_text().strip()
     if config:
         with (data_dir / "config.toml").open("a", encoding="utf-8") as f:
             f.write("\n" + config + "\n")
     env = {**base_env(database_url), **(env or {})}
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(

@@ -32,6 +32,7 @@ from signgate.api.limits import BodyIdleTimeout, BodyLimit
 from signgate.api.routes import public as public_router
 from signgate.api.routes import router
 from signgate.errors import ConfigError, Unavailable
+from signgate.service import ui_oidc
 from signgate.service.bootstrap import check_vault
 from signgate.service.context import Context
 from signgate.service.lifecycle import Stopping
@@ -83,6 +84,8 @@ def create_app(ctx: Context) -> Any:
         docs_url=None, redoc_url=None,  # served by api/docs.py, without a CDN
     )
     app.state.context = ctx
+    # The web console's OIDC provider for people, its client secret read now (web/).
+    app.state.ui_oidc = ui_oidc.from_settings(ctx.settings)
     problems.install(app)
     openapi.install(app)
     docs.install(app)

@@ -57,8 +57,11 @@ def peek_issuer(token: str) -> str:
     return iss
 
 
-def verify(token: str, issuer: IssuerConfig, keys: JwksCache, now: datetime) -> dict[str, Any]:
-    """The claims of ``token`` once every check passed."""
+def verify(token: str, issuer: IssuerConfig, keys: JwksCache, now: datetime, *,
+           require_jti: bool = True) -> dict[str, Any]:
+    """The claims of ``token`` once every check passed (``require_jti``: False for a
+    person's ID token, which OpenID Connect Core §2 does not give a jti; its nonce stands
+    in, checked by service/ui_oidc.py)."""
     try:
         header = jwt.get_unverified_header(token)
     except InvalidTokenError as exc:
@@ -91,11 +94,12 @@ def verify(token: str, issuer: IssuerConfig, keys: JwksCache, now: datetime) -> 
                       f"{str(kid)[:80]!r} of issuer {issuer.name}") from None
     except (PyJWTError, ValueError, TypeError) as exc:
         raise refused(ErrorCode.OIDC_MALFORMED, f"not a valid JWT: {exc}") from None
-    _check_claims(claims, issuer, now)
+    _check_claims(claims, issuer, now, require_jti)
     return claims
 
 
-def _check_claims(claims: dict[str, Any], issuer: IssuerConfig, now: datetime) -> None:
+def _check_claims(claims: dict[str, Any], issuer: IssuerConfig, now: datetime,
+                  require_jti: bool) -> None:
     if claims.get("iss") != issuer.issuer:
         raise refused(ErrorCode.OIDC_UNKNOWN_ISSUER, f"iss {str(claims.get('iss'))[:200]!r} is "
                                                      f"not {issuer.issuer!r}")
@@ -124,6 +128,8 @@ def _check_claims(claims: dict[str, Any], issuer: IssuerConfig, now: datetime) -
             raise refused(ErrorCode.OIDC_NOT_YET_VALID,
                           f"{name} {times[name].isoformat()} is in the future")
     jti = claims.get("jti")
+    if not require_jti and jti is None:
+        return
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI:
         raise refused(ErrorCode.OIDC_MALFORMED, f"the token has no jti claim (a string of 1 "
                                                 f"to {MAX_JTI} characters)")

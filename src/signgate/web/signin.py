@@ -1,6 +1,7 @@
-"""Sign-in and sign-out. Today with an API token pasted into the form; OIDC sign-in for
-people (later) adds a second form or redirect on this page that opens the same kind of
-session (docs/design.md, "The web console"): the cookie and everything after it stay."""
+"""Sign-in and sign-out: with an API token pasted into the form, or, when
+``ui_oidc_issuer`` is set, through that OpenID Connect provider (a link on this page to
+web/oidc_signin.py), which opens the same kind of session (docs/design.md, "The web
+console"): the cookie and everything after it stay."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from signgate.errors import AuthenticationFailed, AuthenticationThrottled
-from signgate.service import ui_sessions
+from signgate.service import ui_oidc, ui_sessions
 from signgate.web import session
 from signgate.web.render import page
 from signgate.web.routing import WebRoute
@@ -28,18 +29,26 @@ def _safe_next(target: str | None) -> str:
     return session.PATH
 
 
-def _form(request: Request, next_: str | None, status: int = 200,
-          error: str | None = None) -> Response:
+def people_client(request: Request) -> ui_oidc.Client | None:
+    """The OIDC provider people may sign in through (api/app.py reads it at start)."""
+    client: ui_oidc.Client | None = getattr(request.app.state, "ui_oidc", None)
+    return client
+
+
+def form(request: Request, next_: str | None, status: int = 200,
+         error: str | None = None) -> Response:
+    """The sign-in page (with ``error`` said on it, and answered with ``status``)."""
     nonce = session.new_signin_nonce()
+    client = people_client(request)
     response = page(request, "sign_in.html", status, csrf=nonce, next=_safe_next(next_),
-                    error=error, nav=())
+                    error=error, nav=(), provider=client.label if client else None)
     session.set_cookie(request, response, session.SIGNIN_COOKIE, nonce, max_age=3600)
     return response
 
 
 @router.get("/sign-in")
 def sign_in_form(request: Request, next: str | None = None) -> Response:
-    return _form(request, next)
+    return form(request, next)
 
 
 @router.post("/sign-in")
@@ -47,13 +56,13 @@ def sign_in(request: Request, token: Annotated[str, Form(max_length=512)] = "",
             next: Annotated[str, Form(max_length=2048)] = "") -> Response:
     ctx = session.context(request)
     if not token.strip():
-        return _form(request, next, 400, "Paste an API token to sign in.")
+        return form(request, next, 400, "Paste an API token to sign in.")
     try:
         opened = ui_sessions.open_session(ctx, session.token_caller(request, token.strip()))
     except AuthenticationThrottled:
         raise
     except AuthenticationFailed:
-        return _form(request, next, 401, "Sign-in failed: that token is not valid.")
+        return form(request, next, 401, "Sign-in failed: that token is not valid.")
     response = RedirectResponse(_safe_next(next), 303)
     session.set_cookie(request, response, session.COOKIE, opened.session_id)
     session.clear_cookie(request, response, session.SIGNIN_COOKIE)
