@@ -134,7 +134,9 @@ def test_sign_in_through_the_provider_lands_on_the_overview(
     asked = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert url.startswith(provider.url + "/authorize?")
     assert asked["code_challenge_method"] == "S256"
-    assert len(asked["code_challenge"]) == 43 and asked["nonce"] and asked["state"]
+    assert len(asked["code_challenge"]) == 43
+    assert asked["nonce"]
+    assert asked["state"]
     assert asked["redirect_uri"] == provider.redirect_uri
     assert "code_verifier" not in asked
     r = c.get(authorize(url))
