@@ -3,7 +3,10 @@
 (tests/support/oidc.py) as a real provider on 127.0.0.1 with an authorization endpoint
 that approves the configured person and a token endpoint that checks the code, the client
 secret and the PKCE verifier. httpx plays the browser: redirects followed by hand,
-cookies carried by the client.
+cookies carried by the client; and once in a real browser (Debian's chromium, headless,
+driven by Playwright), where the provider at "localhost" is another site than signgate at
+127.0.0.1: the Lax pre-session cookie comes back with the provider's redirect, and the
+Strict session cookie is sent on the overview the callback page moves on to.
 
 Success lands on the overview as that identity, with a Strict session cookie; a forged
 state, a callback in a browser that began no sign-in, a replayed code, a bad nonce, a
@@ -13,6 +16,7 @@ record; disabling the identity ends its OIDC session at once."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -27,11 +31,14 @@ from tests.support.server import Server, free_port, start_server
 from tests.support.web import api
 
 FLOW_COOKIE = "signgate_oidc"
+CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Issuer]:
-    with issuer("RS256") as iss:
+    # At "localhost": to a browser another site than signgate at 127.0.0.1, so that the
+    # way back from the provider is the cross-site navigation it is in real life.
+    with issuer("RS256", host="localhost") as iss:
         yield iss
 
 
@@ -61,6 +68,7 @@ def _reset(provider: Issuer) -> Iterator[None]:
     yield
     provider.id_token_changes = {}
     provider.available = True
+    provider.interactive = False
 
 
 def person(server: Server, provider: Issuer, kind: str = "user") -> str:
@@ -111,7 +119,7 @@ def last_seq(server: Server) -> int:
 def assert_refused(server: Server, r: httpx.Response, since: int, status: int, says: str,
                    code: str, actor: str = "anonymous") -> None:
     assert r.status_code == status, r.text
-    assert "Sign-in through 127.0.0.1 failed" in r.text
+    assert "Sign-in through localhost failed" in r.text
     assert str(escape(says)) in r.text
     assert "signgate_session" not in r.headers.get("set-cookie", "")
     [entry] = refusals(server, since)
@@ -129,7 +137,7 @@ def test_sign_in_through_the_provider_lands_on_the_overview(
     c = httpx.Client(base_url=server.url, timeout=30)
     form = c.get("/ui/sign-in")
     assert 'href="/ui/oidc/start"' in form.text
-    assert "Sign in with 127.0.0.1" in form.text
+    assert "Sign in with localhost" in form.text
     url = begin(c)
     asked = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
     assert url.startswith(provider.url + "/authorize?")
@@ -252,3 +260,36 @@ def test_the_provider_down_fails_closed(server: Server, provider: Issuer) -> Non
     since = last_seq(server)
     assert_refused(server, c.get(back), since, 503, "OIDC issuer unavailable",
                    "oidc_issuer_unavailable")
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM),
+                    reason="Debian's chromium is not installed (scripts/test.sh)")
+def test_a_browser_signs_in_through_the_provider_across_sites(
+        server: Server, provider: Issuer) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    name = person(server, provider)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            violations: list[str] = []
+            page.on("console", lambda m: violations.append(m.text)
+                    if "Content Security Policy" in m.text else None)
+            page.goto(server.url + "/ui/sign-in")
+            provider.interactive = True
+            page.get_by_role("link", name="Sign in with localhost").click()
+            # On the provider's own page (another site): the way back begins there.
+            page.wait_for_url(provider.url + "/authorize**")
+            page.get_by_role("link", name="Continue").click()
+            # A plain redirect from the callback would land on the sign-in page here: the
+            # Strict cookie is kept back on a navigation that began at another site.
+            page.wait_for_url(server.url + "/ui/overview", timeout=10_000)
+            assert name in page.locator("header .who").inner_text()
+            cookies = {c["name"]: c for c in context.cookies(server.url + "/ui/")}
+            assert cookies["signgate_session"]["sameSite"] == "Strict"
+            assert FLOW_COOKIE not in {c["name"] for c in context.cookies(
+                server.url + "/ui/oidc/callback")}
+            assert violations == []
+        finally:
+            browser.close()

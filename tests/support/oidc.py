@@ -5,7 +5,8 @@ need (alg none, HS256 keyed with its public key, unknown kid, any claim changed)
 
 For people signing in to the web console it is also a minimal OpenID provider (the
 authorization code flow with PKCE): ``/authorize`` signs in ``person`` (the claims of the
-one configured user) without asking and redirects back with a one-time code;
+one configured user) without asking and redirects back with a one-time code (or, with
+``interactive``, shows a page whose link goes back with it);
 ``/token`` checks the code, the redirect URI, the client's secret (HTTP Basic) and the
 PKCE verifier (S256), and answers with an ID token carrying the nonce. ``available =
 False`` makes every endpoint answer 503 (an issuer that is down)."""
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import secrets
 import threading
@@ -69,7 +71,7 @@ class Issuer:
     """One issuer at ``url`` (http://127.0.0.1:PORT). ``keys`` are published in the JWKS;
     ``key`` signs new tokens."""
 
-    def __init__(self, alg: str = "RS256") -> None:
+    def __init__(self, alg: str = "RS256", host: str = "127.0.0.1") -> None:
         self.key = new_key(alg)
         self.keys = [self.key]
         self.jwks_fetches = 0
@@ -81,9 +83,14 @@ class Issuer:
         self.person: dict[str, Any] = {}  # the claims of whoever signs in
         self.id_token_changes: dict[str, Any] = {}  # claims the next ID tokens change
         self.available = True
+        # True: /authorize answers with a page whose link the person follows (the way back
+        # then begins at the provider's site, as after typing a password there).
+        self.interactive = False
         self.codes: dict[str, dict[str, Any]] = {}  # code -> what /authorize was asked
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        # ``host``: the name in its URLs ("localhost": another site than 127.0.0.1 to a
+        # browser); it listens on 127.0.0.1 either way.
+        self.url = f"http://{host}:{self._server.server_address[1]}"
         self.jwks_url = self.url + "/jwks"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -140,9 +147,19 @@ class Issuer:
                     return
                 code = secrets.token_urlsafe(24)
                 issuer.codes[code] = q
+                back = issuer.redirect_uri + "?" + urlencode(
+                    {"code": code, "state": q.get("state", "")})
+                if issuer.interactive:  # a page the person acts on, as a login page is
+                    page = (f'<!doctype html><title>Sign in</title><a id="approve" '
+                            f'href="{html.escape(back)}">Continue</a>').encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 self.send_response(302)
-                self.send_header("Location", issuer.redirect_uri + "?" + urlencode(
-                    {"code": code, "state": q.get("state", "")}))
+                self.send_header("Location", back)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -267,8 +284,8 @@ class Issuer:
 
 
 @contextmanager
-def issuer(alg: str = "RS256") -> Iterator[Issuer]:
-    i = Issuer(alg)
+def issuer(alg: str = "RS256", host: str = "127.0.0.1") -> Iterator[Issuer]:
+    i = Issuer(alg, host)
     try:
         yield i
     finally:
