@@ -10,9 +10,10 @@ Strict session cookie is sent on the overview the callback page moves on to.
 
 Success lands on the overview as that identity, with a Strict session cookie; a forged
 state, a callback in a browser that began no sign-in, a replayed code, a bad nonce, a
-wrong audience, an unknown person, a service identity, a disabled identity and the
-provider down are each refused with a page and a ``ui.session.create`` refusal on the
-record; disabling the identity ends its OIDC session at once."""
+wrong audience, a wrong client secret, an unknown person, a service identity, a disabled
+identity and the provider down are each refused with a page and a ``ui.session.create``
+refusal on the record; disabling the identity or rotating its token ends its OIDC session
+at once."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def _reset(provider: Issuer) -> Iterator[None]:
     provider.id_token_changes = {}
     provider.available = True
     provider.interactive = False
+    provider.client_secret = CLIENT_SECRET
 
 
 def person(server: Server, provider: Issuer, kind: str = "user") -> str:
@@ -194,6 +196,15 @@ def test_a_code_works_once(server: Server, provider: Issuer) -> None:
                    "(invalid_grant", "ui_sign_in_refused")
 
 
+def test_a_wrong_client_secret_is_refused(server: Server, provider: Issuer) -> None:
+    person(server, provider)
+    provider.client_secret = "another-secret"  # the provider no longer knows signgate's
+    since = last_seq(server)
+    _, r = sign_in(server)
+    assert_refused(server, r, since, 401, "the provider refused the code (invalid_client",
+                   "ui_sign_in_refused")
+
+
 @pytest.mark.parametrize(("changes", "says", "code"), [
     ({"nonce": "not-this-sign-in"}, "nonce is not this sign-in's", "ui_sign_in_refused"),
     ({"aud": "someone-else"}, "aud 'someone-else' is not exactly 'signgate-console'",
@@ -233,8 +244,14 @@ def test_an_unknown_person_or_a_service_identity_is_refused(
 def test_a_disabled_identity_is_refused_and_its_session_ends_at_once(
         server: Server, provider: Issuer) -> None:
     name = person(server, provider)
-    c, r = sign_in(server)
+    # Rotating the identity's token ends its sessions (they are bound to it)...
+    rotated, r = sign_in(server)
     assert r.status_code == 200
+    assert rotated.get("/ui/overview").status_code == 200
+    api(server, "POST", f"/identities/{name}/rotate-token")
+    assert rotated.get("/ui/overview").status_code == 303
+    # ... and so does disabling it.
+    c, r = sign_in(server)
     assert c.get("/ui/overview").status_code == 200
     api(server, "POST", f"/identities/{name}/disable")
     gone = c.get("/ui/overview")

@@ -129,6 +129,7 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool |
     """Run the API server (applies database migrations first)."""
     import uvicorn
 
+    from signgate.service import ui_oidc
     from signgate.service.bootstrap import check_vault, ensure_all, reissue_for_public_url
     from signgate.service.factory import build_context
 
@@ -143,6 +144,7 @@ def serve(data_dir: Path, host: str, port: int, workers: int, access_log: bool |
         made = ensure_all(ctx)  # CAs and certificates missing from older databases
         reissued = reissue_for_public_url(ctx)  # public_url changed since they were issued
         _check_scanners(ctx)
+        ui_oidc.from_settings(settings)  # the console's OIDC client secret: before workers
         # Uploads left by a server that stopped mid-request (no request is running yet).
         shutil.rmtree(settings.data_dir / "spool", ignore_errors=True)
     finally:
