@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from signgate.audit.model import Action, Outcome
 from signgate.clock import parse_time
-from signgate.errors import InvalidInput, NotFound
+from signgate.errors import InvalidInput, NotFound, Unavailable
 from signgate.policy import decide
 from signgate.policy.model import Scope
 from signgate.service import audit, log
@@ -101,8 +101,17 @@ class CheckpointFacts:
         return base64.b64encode(self.checkpoint.root_hash).decode()
 
 
-def checkpoint_facts(console: Console) -> CheckpointFacts:
-    note = log.checkpoint(console.ctx).decode()
+def checkpoint_facts(console: Console) -> CheckpointFacts | None:
+    """None while the log has no checkpoint yet (the pages say so)."""
+    try:
+        note = log.checkpoint(console.ctx).decode()
+    except Unavailable:
+        return None
+    return parse_note(note)
+
+
+def parse_note(note: str) -> CheckpointFacts:
+    """A signed checkpoint note's tree head and the names of its cosigners."""
     body, _, sigs = note.partition("\n\n")
     names = [line[len(SIGNATURE_PREFIX):].split(" ", 1)[0] for line in sigs.splitlines()
              if line.startswith(SIGNATURE_PREFIX)]

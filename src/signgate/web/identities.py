@@ -61,8 +61,13 @@ def _last_rotations(console: Console) -> dict[str, str]:
 
 
 def _may_remove(console: Console, g: GrantView) -> bool:
-    return g.oidc_issuer is None and decide.may_grant(console.me.actor,
-                                                      Scope.parse(g.scope)).allowed
+    """Offered where the use case would allow it (an identity keeps its own global admin
+    grant, and OIDC-bound grants change from the command line)."""
+    scope = Scope.parse(g.scope)
+    if g.oidc_issuer is not None or (g.identity == console.me.identity
+                                     and g.role == Role.ADMIN.value and scope.is_global):
+        return False
+    return decide.may_grant(console.me.actor, scope).allowed
 
 
 @router.get("/identities")
