@@ -6,12 +6,22 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from signgate.errors import NotFound
-from signgate.web import approvals, keys, oidc_signin, overview, signatures, signin, static
+from signgate.web import (
+    approvals,
+    audit,
+    identities,
+    keys,
+    oidc_signin,
+    overview,
+    signatures,
+    signin,
+    static,
+)
 from signgate.web.routing import WebRoute
 
 router = APIRouter(prefix="/ui", route_class=WebRoute, include_in_schema=False)
-for part in (signin.router, oidc_signin.router, static.router, signatures.router, keys.router,
-             approvals.router, overview.router):
+for part in (signin.router, oidc_signin.router, static.router, signatures.router,
+             keys.router, approvals.router, overview.router, identities.router, audit.router):
     router.include_router(part)
 
 
