@@ -43,17 +43,19 @@ PEOPLE = [("ci-acme-app", "service", [("signer", "acme-app/release"),
           ("alice", "user", [("approver", "tools"), ("auditor", "tools")]),
           ("bob", "user", [("signer", "acme-app/nightly")]),
           ("carol", "user", [("auditor", "acme-app"), ("auditor", "acme-firmware")])]
-# Who signs what on a working day (weekends: a third), and the artifacts' names.
-DAILY = [("ci-acme-app", "acme-app/release", 4, "acme-app-{v}.tar.gz"),
-         ("ci-acme-app", "acme-app/nightly", 3, "acme-app-nightly-{d}.{n}.tar.gz"),
-         ("bob", "acme-app/nightly", 1, "acme-app-hotfix-{d}.{n}.zip"),
-         ("ci-firmware", "acme-firmware/firmware", 3, "fw-{v}.bin"),
-         ("ci-tools", "tools/cli", 2, "signgate-tools-{v}-linux-amd64.tar.gz")]
+# Who signs what on a working day (up to twice N; weekends: at most one), the artifacts'
+# names and the signature format.
+DAILY = [("ci-acme-app", "acme-app/release", 3, "acme-app-{v}.tar.gz", "cms"),
+         ("ci-acme-app", "acme-app/release", 1, "acme-app-setup-{v}.exe", "authenticode"),
+         ("ci-acme-app", "acme-app/nightly", 3, "acme-app-nightly-{d}.{n}.tar.gz", "raw"),
+         ("bob", "acme-app/nightly", 1, "acme-app-hotfix-{d}.{n}.zip", "raw"),
+         ("ci-firmware", "acme-firmware/firmware", 3, "fw-{v}.bin", "raw"),
+         ("ci-tools", "tools/cli", 2, "signgate-tools-{v}-linux-amd64.tar.gz", "raw")]
 # A few requests that are refused, as they happen: a CI job's token used on another
 # project, a person trying a key they have no grant on.
-REFUSALS = [("ci-tools", "acme-app/release", "acme-app-{v}.tar.gz"),
-            ("bob", "acme-app/release", "acme-app-{v}.tar.gz"),
-            ("ci-acme-app", "acme-firmware/firmware", "fw-{v}.bin")]
+REFUSALS = [("ci-tools", "acme-app/release", "acme-app-{v}.tar.gz", "raw"),
+            ("bob", "acme-app/release", "acme-app-{v}.tar.gz", "raw"),
+            ("ci-acme-app", "acme-firmware/firmware", "fw-{v}.bin", "raw")]
 ROTATE_DAY, APPROVALS_DAY, REVOKE_DAY, COMPROMISED_DAY = 12, 18, 24, 22
 
 
@@ -212,17 +214,17 @@ class _Story:
 
         events: list[tuple[datetime, str, Any]] = []
         weekend = midnight.weekday() >= 5
-        for who, ref, per_day, name in DAILY:
+        for who, ref, per_day, name, fmt in DAILY:
             if ref == "acme-firmware/firmware" and day >= REVOKE_DAY:
                 ref = "acme-firmware/firmware-v2"
             n = self.rng.randint(0, per_day * 2 if not weekend else 1)
             for _ in range(n):
-                events.append((self._time(midnight), "sign", (who, ref, name)))
+                events.append((self._time(midnight), "sign", (who, ref, name, fmt)))
         if self.rng.random() < 0.45:
             events.append((self._time(midnight), "refuse", self.rng.choice(REFUSALS)))
         if day == REVOKE_DAY + 1:  # the CI job still on the revoked key, refused
             events.append((midnight + timedelta(hours=9), "refuse",
-                           ("ci-firmware", "acme-firmware/firmware", "fw-{v}.bin")))
+                           ("ci-firmware", "acme-firmware/firmware", "fw-{v}.bin", "raw")))
         noon = midnight + timedelta(hours=12)
         if day == ROTATE_DAY:
             events.append((noon, "admin", lambda: keys.rotate(self.ctx, self.admin,
@@ -255,7 +257,7 @@ class _Story:
     def _time(self, midnight: datetime) -> datetime:
         return midnight + timedelta(hours=self.rng.uniform(7, 20))
 
-    def _sign(self, who: str, ref: str, name: str) -> Any:
+    def _sign(self, who: str, ref: str, name: str, fmt: str = "raw") -> Any:
         """A signing by ``who``; a refusal is recorded by the service and counted here."""
         from signgate.service import signing
         from signgate.service.sign_request import SignRequest
@@ -268,7 +270,7 @@ class _Story:
         try:
             result = signing.sign(self.ctx, SignRequest(
                 self.callers[who], project, key, "sha256", digest, artifact,
-                {"pipeline": f"build-{self.version}"}))
+                {"pipeline": f"build-{self.version}"}, format=fmt))
         except SigngateError:
             self.out.refusals += 1
             return None

@@ -85,7 +85,7 @@ def svg(s: Series) -> Markup:
     """The chart as SVG markup, to be placed in the page as is."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     legend_rows = 1 + len(s.projects) // 6
-    height = HEIGHT + legend_rows * LEGEND_ROW
+    height = TOP + plot_h + 30 + legend_rows * LEGEND_ROW
     top = _nice_max(max([*(s.signed_on(d) for d in s.days), *s.refused.values(), 0]))
     slot = plot_w / max(len(s.days), 1)
     bar = max(slot * 0.4, 1.0)
