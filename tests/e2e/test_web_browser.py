@@ -4,12 +4,10 @@ sign in, filter the signatures (htmx refreshes the table) and download the CSV (
 confirmation step and read its blast radius, and a signer sees no admin action. No page
 may trip the Content-Security-Policy (htmx runs under it).
 
-With SIGNGATE_SCREENSHOTS=1, the overview, the signatures page and a key page are saved to
-docs/screenshots/ (the README shows them)."""
+The README's screenshots are taken from a seeded demo: tests/e2e/test_demo_seed.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,6 @@ from tests.support.server import Server
 from tests.support.web import Seeded, api, seed, sign
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM),
                                 reason="Debian's chromium is not installed (scripts/test.sh)")
@@ -78,12 +75,6 @@ class Session:
         assert self.violations == []
 
 
-def shot(page: object, name: str) -> None:
-    if os.environ.get("SIGNGATE_SCREENSHOTS") == "1":
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / name), full_page=True)  # type: ignore[attr-defined]
-
-
 def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server: Server,
                                                  seeded: Seeded, tmp_path: Path) -> None:
     key = f"{seeded.p}/release"
@@ -91,7 +82,6 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
     page = s.page
     try:
         assert page.url.endswith("/ui/overview")
-        shot(page, "overview.png")
         page.get_by_role("navigation", name="Main").get_by_role("link",
                                                                 name="Signatures").click()
         page.get_by_label("Key (PROJECT/NAME)").fill(key)
@@ -101,7 +91,6 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
         assert rows.count() == 6
         assert s.unlabelled() == []
         assert seeded.q not in page.locator("#results").inner_text()
-        shot(page, "signatures.png")
 
         with page.expect_download() as download:
             page.locator("#export-csv").click()
@@ -117,7 +106,6 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
 
         page.goto(f"{s.url}/ui/keys/{key}")
         assert page.locator("#admin-actions").is_visible()
-        shot(page, "key.png")
 
         burn = unique("burn")
         api(sqlite_server, "POST", f"/projects/{seeded.p}/keys", json={"name": burn})
