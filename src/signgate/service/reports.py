@@ -290,7 +290,9 @@ def daily(ctx: Context, caller: Caller, since: datetime) -> list[DayCount]:
         scopes = decide.audit_scopes(actor)
         if scopes is not None:
             stmt = stmt.where(or_(false(), *(_entry_in_scope(s) for s in scopes)))
-        rows = session.execute(stmt.group_by(e.project, day)).all()
+        # Day first: SQLite then reads the window from the time index (grouped by project
+        # first, it scans the whole log through the project index to spare a sort).
+        rows = session.execute(stmt.group_by(day, e.project)).all()
         out = [DayCount(d if isinstance(d, date) else date.fromisoformat(str(d)), p or "",
                         int(n), int(r)) for p, d, n, r in rows]
         return sorted(out, key=lambda c: (c.day, c.project))
