@@ -29,12 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, text
+from tests.integration.test_service import make_env, new_key
+from tests.support import postgres
 
 from signgate.service import grants, identities, reports
 from signgate.service.context import Caller
 from signgate.store.models import AuditEntry
-from tests.integration.test_service import make_env, new_key
-from tests.support import postgres
 
 PROJECTS = ["app", "firmware", "tools", "web", "mobile"]
 
