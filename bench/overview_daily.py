@@ -2,8 +2,8 @@
 project per day over 30 days, one grouped query, on N signing entries spread over 40 days.
 
 The entries are inserted directly, in time order as the log holds them (a bench of the
-read, not of signing: their hashes are not a chain). Prints the query's time for the admin (every project) and for an auditor of
-one project, and the database's plan.
+read, not of signing: their hashes are not a chain). Prints the query's best time of 5 for
+the admin (every project) and for an auditor of one project.
 
     python bench/overview_daily.py [--entries 100000] [--spread-days 40]
                                    [--backend sqlite|postgres]
