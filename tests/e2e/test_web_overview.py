@@ -147,6 +147,7 @@ def test_format_with_refused_and_unknown_outcomes_are_refused(server: Server,
     with sign_in(server, server.admin_token) as c:
         assert c.get("/ui/signatures?outcome=refused&format=raw").status_code == 400
         assert c.get("/ui/signatures.csv?outcome=maybe").status_code == 400
+        assert c.get("/ui/signatures.csv?format=rpm").status_code == 400
     r = server.cli("report", "signatures", "--outcome", "refused", "--signature-format", "raw",
                    check=False)
     assert r.returncode != 0

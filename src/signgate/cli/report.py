@@ -43,7 +43,8 @@ def _pages(c: SigngateClient, params: dict[str, Any]) -> Iterator[dict[str, Any]
 @click.option("--since", metavar="TIME", help="Signed at or after this time (ISO 8601).")
 @click.option("--until", metavar="TIME", help="Signed before this time (ISO 8601).")
 @click.option("--signature-format", "signature_format", metavar="FORMAT",
-              help="Only signatures in this format (raw, openpgp, rpm, authenticode, ...).")
+              help="Only signatures in this format: raw, cms, authenticode, jar, openpgp, "
+                   "dsse, sigstore or sshsig.")
 @click.option("--outcome", type=click.Choice(["allowed", "refused"]), default="allowed",
               show_default=True,
               help="allowed: the signatures made; refused: the refused signings, each with "

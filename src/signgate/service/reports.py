@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome
 from signgate.errors import InvalidInput
+from signgate.formats import registry
 from signgate.pki.tsa import response_time
 from signgate.policy import decide
 from signgate.policy.model import Actor, Scope
@@ -67,7 +68,7 @@ class SignatureQuery:
     until: datetime | None = None  # exclusive
     after: int = 0  # audit_seq cursor
     limit: int = 1000
-    format: str | None = None  # the signature format ("raw", "openpgp", "rpm", ...)
+    format: str | None = None  # the signature format ("raw", "cms", "openpgp", ...)
     outcome: str = Outcome.ALLOWED.value  # or "refused": the refused signings
 
     @property
@@ -99,6 +100,8 @@ def _check(q: SignatureQuery) -> None:
         raise InvalidInput("--until must be later than --since")
     if q.outcome not in (Outcome.ALLOWED.value, Outcome.REFUSED.value):
         raise InvalidInput("outcome must be allowed or refused")
+    if q.format and q.format not in registry.NAMES:
+        raise InvalidInput(f"unknown format {q.format!r}: one of {', '.join(registry.NAMES)}")
     if q.format and q.outcome == Outcome.REFUSED.value:
         raise InvalidInput("a refused signing has no format: filter by format or by "
                            "outcome=refused, not both")
