@@ -1,7 +1,8 @@
 """The web console in a real browser (Debian's chromium, headless, driven by Playwright):
 sign in, filter the signatures (htmx refreshes the table) and download the CSV (equal to
 'signgate report signatures --format csv'), open a signature, revoke a key through its
-confirmation step and read its blast radius, and a signer sees no admin action. No page
+confirmation step and read its blast radius, a signer sees no admin action, and an
+admin creates an identity (its token shown once) and verifies the audit log. No page
 may trip the Content-Security-Policy (htmx runs under it).
 
 The README's screenshots are taken from a seeded demo: tests/e2e/test_demo_seed.py."""
@@ -186,5 +187,33 @@ def test_an_approver_approves_and_the_requesters_signature_appears(
         assert rows.count() == 1
         assert seeded.signer in rows.first.inner_text()
         assert "waiting.bin" in rows.first.inner_text()
+    finally:
+        s.close()
+
+
+def test_an_admin_creates_an_identity_and_verifies_the_audit_log(
+        browser: object, sqlite_server: Server, seeded: Seeded) -> None:
+    s = Session(browser, sqlite_server, sqlite_server.admin_token)
+    page = s.page
+    name = unique("web-robot")
+    try:
+        nav = page.get_by_role("navigation", name="Main")
+        nav.get_by_role("link", name="Identities").click()
+        page.wait_for_url("**/ui/identities")
+        assert s.unlabelled() == []
+        page.get_by_label("Name").fill(name)
+        page.get_by_role("button", name="Create").click()
+        token = page.get_by_label(f"API token of {name}").input_value()
+        assert token.startswith("sgt_")
+        assert sqlite_server.cli("whoami", "--json", token=token).json()["name"] == name
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
+        page.wait_for_url("**/ui/audit")
+        assert s.unlabelled() == []
+        page.get_by_label("Action").select_option("identity.create")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**/ui/audit?*action=identity.create*")
+        assert name in page.locator("#audit-entries tbody tr").last.inner_text()
+        page.get_by_role("button", name="Verify the chain").click()
+        assert page.locator("#verify-result").inner_text().startswith("Intact: ")
     finally:
         s.close()

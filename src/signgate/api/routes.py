@@ -343,6 +343,7 @@ def audit_log(
     until: datetime | None = None,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 1000,
+    outcome: Annotated[str | None, Query(max_length=16)] = None,
 ) -> AuditPage:
     from signgate.clock import parse_time
 
@@ -350,7 +351,7 @@ def audit_log(
         identity=identity, key=key, action=action, project=project,
         since=parse_time(since.isoformat()) if since else None,
         until=parse_time(until.isoformat()) if until else None,
-        after=after, limit=limit,
+        after=after, limit=limit, outcome=outcome,
     )
     return audit.query(ctx, caller, q)
 

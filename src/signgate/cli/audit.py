@@ -12,6 +12,7 @@ import click
 
 from signgate.cli.common import client_options, make_client
 from signgate.cli.output import Progress, emit_json, handles_errors, json_option, table
+from signgate.cli.usage import Choice
 from signgate.clock import parse_time
 from signgate.errors import VerificationFailed
 
@@ -29,6 +30,8 @@ def audit() -> None:
 @click.option("--key", "key_ref", metavar="PROJECT/NAME", help="Only entries about this key.")
 @click.option("--project", help="Only entries about this project.")
 @click.option("--action", help="Only this action, e.g. signature.create or key.rotate.")
+@click.option("--outcome", type=Choice(["allowed", "refused"]),
+              help="Only the entries allowed, or only those refused.")
 @click.option("--since", metavar="TIME", help="From this time on (ISO 8601).")
 @click.option("--until", metavar="TIME", help="Before this time (ISO 8601).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
@@ -36,11 +39,12 @@ def audit() -> None:
 @json_option
 @handles_errors
 def log(identity: str | None, key_ref: str | None, project: str | None, action: str | None,
-        since: str | None, until: str | None, as_csv: bool, url: str,
+        outcome: str | None, since: str | None, until: str | None, as_csv: bool, url: str,
         token_file: Path | None, as_json: bool) -> None:
     """List audit entries, oldest first."""
     params: dict[str, Any] = {
         "identity": identity, "key": key_ref, "project": project, "action": action,
+        "outcome": outcome,
         "since": parse_time(since).isoformat() if since else None,
         "until": parse_time(until).isoformat() if until else None,
     }

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from signgate.audit.model import Action
+from signgate.audit.model import Action, Outcome
 from signgate.audit.verify import Progress, verify_chain
 from signgate.errors import InvalidInput
 from signgate.policy import decide
@@ -31,6 +31,7 @@ class AuditQuery:
     until: datetime | None = None
     after: int = 0
     limit: int = 1000
+    outcome: str | None = None  # allowed or refused
 
 
 def _view(e: AuditEntry) -> AuditEntryView:
@@ -50,6 +51,8 @@ def query(ctx: Context, caller: Caller, q: AuditQuery) -> AuditPage:
     if q.action is not None and q.action not in {a.value for a in Action}:
         known = ", ".join(sorted(a.value for a in Action))
         raise InvalidInput(f"unknown action {q.action!r}; known actions: {known}")
+    if q.outcome is not None and q.outcome not in {o.value for o in Outcome}:
+        raise InvalidInput(f"unknown outcome {q.outcome!r}; expected allowed or refused")
 
     def run(session: Session, actor: Actor) -> AuditPage:
         d = decide.may_read_audit_of(actor, q.project, q.key)
@@ -69,6 +72,8 @@ def query(ctx: Context, caller: Caller, q: AuditQuery) -> AuditPage:
             stmt = stmt.where(AuditEntry.project == q.project)
         if q.action:
             stmt = stmt.where(AuditEntry.action == q.action)
+        if q.outcome:
+            stmt = stmt.where(AuditEntry.outcome == q.outcome)
         if q.since:
             stmt = stmt.where(AuditEntry.time >= q.since)
         if q.until:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from signgate.errors import NotFound
-from signgate.web import approvals, keys, overview, signatures, signin, static
+from signgate.web import approvals, audit, identities, keys, overview, signatures, signin, static
 from signgate.web.routing import WebRoute
 
 router = APIRouter(prefix="/ui", route_class=WebRoute, include_in_schema=False)
 for part in (signin.router, static.router, signatures.router, keys.router,
-             approvals.router, overview.router):
+             approvals.router, overview.router, identities.router, audit.router):
     router.include_router(part)
 
 

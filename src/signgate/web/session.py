@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from signgate.errors import AuthenticationFailed, AuthenticationThrottled
 from signgate.policy import decide
+from signgate.policy.model import Role
 from signgate.service import ui_sessions
 from signgate.service.context import Caller, Context
 from signgate.service.ui_sessions import SessionView
@@ -79,6 +80,10 @@ def nav_of(me: SessionView) -> list[tuple[str, str]]:
         items.append((PATH + "signatures", "Signatures"))
     items.append((PATH + "keys", "Keys"))
     items.append((PATH + "approvals", "Approvals"))
+    if any(g.role is Role.ADMIN and g.scope.key is None for g in me.actor.grants):
+        items.append((PATH + "identities", "Identities"))
+    if decide.audit_scopes(me.actor) != ():
+        items.append((PATH + "audit", "Audit"))
     return items
 
 
