@@ -6,8 +6,8 @@ Everything goes through the same use cases as the API (projects, keys, identitie
 grants, signing, approvals, revocation), in the process, with an injected clock that walks
 from 30 days ago to now: the entries are backdated honestly (each recorded at its own
 time, in order), so the audit chain and the log verify as any other. The activity is drawn
-from a fixed random seed: the same command fills the same story (the digests differ only
-in the keys made)."""
+from a fixed random seed, so the story is always the same one; how many signatures it
+holds varies a little with the weekday it is seeded on (weekends are quiet) and the time."""
 
 from __future__ import annotations
 
