@@ -5,12 +5,10 @@ confirmation step and read its blast radius, a signer sees no admin action, and 
 admin creates an identity (its token shown once) and verifies the audit log. No page
 may trip the Content-Security-Policy (htmx runs under it).
 
-With SIGNGATE_SCREENSHOTS=1, the overview, the signatures page and a key page are saved to
-docs/screenshots/ (the README shows them)."""
+The README's screenshots are taken from a seeded demo: tests/e2e/test_demo_seed.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,6 @@ from tests.support.server import Server
 from tests.support.web import Seeded, api, seed, sign
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM),
                                 reason="Debian's chromium is not installed (scripts/test.sh)")
@@ -79,12 +76,6 @@ class Session:
         assert self.violations == []
 
 
-def shot(page: object, name: str) -> None:
-    if os.environ.get("SIGNGATE_SCREENSHOTS") == "1":
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / name), full_page=True)  # type: ignore[attr-defined]
-
-
 def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server: Server,
                                                  seeded: Seeded, tmp_path: Path) -> None:
     key = f"{seeded.p}/release"
@@ -92,7 +83,6 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
     page = s.page
     try:
         assert page.url.endswith("/ui/overview")
-        shot(page, "overview.png")
         page.get_by_role("navigation", name="Main").get_by_role("link",
                                                                 name="Signatures").click()
         page.get_by_label("Key (PROJECT/NAME)").fill(key)
@@ -102,7 +92,6 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
         assert rows.count() == 6
         assert s.unlabelled() == []
         assert seeded.q not in page.locator("#results").inner_text()
-        shot(page, "signatures.png")
 
         with page.expect_download() as download:
             page.locator("#export-csv").click()
@@ -118,7 +107,6 @@ def test_admin_filters_exports_opens_and_revokes(browser: object, sqlite_server:
 
         page.goto(f"{s.url}/ui/keys/{key}")
         assert page.locator("#admin-actions").is_visible()
-        shot(page, "key.png")
 
         burn = unique("burn")
         api(sqlite_server, "POST", f"/projects/{seeded.p}/keys", json={"name": burn})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.responses import JSONResponse, StreamingResponse
@@ -378,13 +378,16 @@ def _signature_query(
     until: datetime | None = None,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=reports.MAX_PAGE)] = 1000,
+    format: Annotated[str | None, Query(max_length=40)] = None,
+    outcome: Literal["allowed", "refused"] = "allowed",
 ) -> reports.SignatureQuery:
     from signgate.clock import parse_time
 
     return reports.SignatureQuery(
         project=project, key=key, identity=identity,
         since=parse_time(since.isoformat()) if since else None,
-        until=parse_time(until.isoformat()) if until else None, after=after, limit=limit)
+        until=parse_time(until.isoformat()) if until else None, after=after, limit=limit,
+        format=format or None, outcome=outcome)
 
 
 SignatureFilters = Annotated[reports.SignatureQuery, Depends(_signature_query)]

@@ -38,6 +38,7 @@ COMMANDS = {
     "log": "signgate.cli.log:log",
     "ca": "signgate.cli.ca:ca",
     "witness": "signgate.cli.witness:witness",
+    "demo": "signgate.cli.demo:demo",
 }
 
 
@@ -83,6 +84,7 @@ SUMMARIES = {
         "Run a witness: a server, best on another machine, that cosigns a log's checkpoints "
         "(C2SP tlog-witness) only when they are consistent with what it cosigned before, so "
         "that a rewritten or forked log history cannot be cosigned."),
+    "demo": "A demonstration data directory for the web console.",
 }
 
 

@@ -27,6 +27,8 @@ from signgate.errors import ConfigError, Conflict, SigngateError
 from signgate.keystore.soft import encode_master_key, new_master_key
 
 if TYPE_CHECKING:
+    from signgate.clock import Clock
+    from signgate.config import Settings
     from signgate.service.context import Context
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +73,21 @@ def init(data_dir: Path, admin_name: str, public_url: str | None, store: str | N
          as_json: bool) -> None:
     """Create the data directory: config, database, master key (0600) and the bootstrap
     admin, whose token goes to DATA_DIR/admin.token (0600)."""
+    settings, token_path, revision, url = initialise(data_dir, admin_name, public_url, store)
+    if as_json:
+        emit_json({"data_dir": str(settings.data_dir), "admin": admin_name,
+                   "admin_token_file": str(token_path), "schema_revision": revision,
+                   "database": url})
+    else:
+        click.echo(f"initialised {settings.data_dir}")
+        click.echo(f"admin token: {token_path} (export SIGNGATE_TOKEN=$(cat {token_path}))")
+
+
+def initialise(data_dir: Path, admin_name: str = "admin", public_url: str | None = None,
+               store: str | None = None, clock: Clock | None = None,
+               ) -> tuple[Settings, Path, str, str]:
+    """What 'signgate init' does (``clock``: when it is recorded, for 'signgate demo
+    seed'); the settings, the admin token's file, the schema revision, the database URL."""
     from signgate.service.bootstrap import bootstrap_admin, ensure_all
     from signgate.service.factory import build_context
 
@@ -94,7 +111,7 @@ def init(data_dir: Path, admin_name: str, public_url: str | None, store: str | N
     if not os.environ.get("SIGNGATE_MASTER_KEY") and not (data_dir / MASTER_KEY_FILE).exists():
         _write_secret(data_dir / MASTER_KEY_FILE, encode_master_key(new_master_key()) + "\n")
     settings = load_settings(data_dir)
-    ctx = build_context(settings)
+    ctx = build_context(settings, clock=clock)
     try:
         revision = ctx.db.upgrade()
         token = bootstrap_admin(ctx, admin_name)
@@ -103,13 +120,7 @@ def init(data_dir: Path, admin_name: str, public_url: str | None, store: str | N
         ctx.close()
     token_path = settings.data_dir / ADMIN_TOKEN_FILE
     _write_secret(token_path, token + "\n")
-    if as_json:
-        emit_json({"data_dir": str(settings.data_dir), "admin": admin_name,
-                   "admin_token_file": str(token_path), "schema_revision": revision,
-                   "database": ctx.db.url.render_as_string(hide_password=True)})
-    else:
-        click.echo(f"initialised {settings.data_dir}")
-        click.echo(f"admin token: {token_path} (export SIGNGATE_TOKEN=$(cat {token_path}))")
+    return settings, token_path, revision, ctx.db.url.render_as_string(hide_password=True)
 
 
 @click.command("serve")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 
@@ -321,17 +321,19 @@ class DenyListView:
 
 @dataclass(frozen=True)
 class SignatureRow:
-    """One signature as the reports show it (``signgate report signatures``)."""
+    """One signature as the reports show it (``signgate report signatures``), or, with
+    ``outcome=refused``, one refused signing: then what only a signature has (its id, key
+    version, digest, format) is None and ``reason`` says why it was refused."""
 
-    signature_id: str
+    signature_id: str | None
     signed_at: datetime
     key: str
-    key_version: int
+    key_version: int | None
     identity: str
     artifact_name: str
-    digest_algorithm: str
-    digest: str
-    format: str
+    digest_algorithm: str | None
+    digest: str | None
+    format: str | None
     timestamp_time: datetime | None
     scan: str | None  # "clean" with the engines that passed it, or None if not scanned
     audit_seq: int
@@ -339,6 +341,8 @@ class SignatureRow:
     # For a CI job's exchanged OIDC token: the issuer and the claims (repository, ref,
     # workflow, run id ...) as one line, e.g. "github: repository=acme/app run_id=42".
     oidc: str | None = None
+    outcome: str = "allowed"  # or "refused"
+    reason: str | None = None  # a refusal's reason, as the audit entry records it
 
 
 @dataclass(frozen=True)
@@ -360,3 +364,13 @@ class SignatureTotals:
     signatures: int
     by_key: list[SignatureTotal]
     by_identity: list[SignatureTotal]
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Signing entries of one project on one day (UTC): signatures made or refused."""
+
+    day: date
+    project: str
+    signatures: int
+    refusals: int

@@ -1,5 +1,7 @@
 """Signatures: the report of who signed what (``service/reports.py``, paged by the audit
-seq in index order), filtered by a GET form so that every view has its URL; CSV and JSON
+seq in index order), filtered by a GET form so that every view has its URL (project, key,
+identity, time, format, and outcome: the signatures made or the refused signings with
+their reason); CSV and JSON
 exports of exactly the filtered rows, with the columns and values of ``signgate report
 signatures --format csv|json``; a page per signature with its log entry and how to
 verify it."""
@@ -11,7 +13,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import TypeAdapter
@@ -20,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from signgate.clock import parse_time
 from signgate.errors import NotFound
+from signgate.formats.registry import NAMES
 from signgate.service import audit, log, reports
 from signgate.service.views import SignatureRow, SignatureTotals
 from signgate.web.render import page
@@ -31,7 +34,8 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 # The columns of `signgate report signatures --format csv` (cli/report.py), in its order.
 FIELDS = ["signed_at", "key", "key_version", "identity", "artifact_name", "digest_algorithm",
           "digest", "format", "timestamp_time", "scan", "log_index", "audit_seq",
-          "signature_id", "oidc"]
+          "signature_id", "oidc", "outcome", "reason"]
+OUTCOMES = ("allowed", "refused")
 PAGE_SIZES = (25, 50, 100, 500)
 _row_json = TypeAdapter(SignatureRow)
 _totals_json = TypeAdapter(SignatureTotals)
@@ -46,12 +50,16 @@ class Filters:
     identity: str
     since: str
     until: str
+    format: str
+    outcome: str
     query: reports.SignatureQuery
 
     def params(self) -> dict[str, str]:
         return {k: v for k, v in (("project", self.project), ("key", self.key),
                                   ("identity", self.identity), ("since", self.since),
-                                  ("until", self.until)) if v}
+                                  ("until", self.until), ("format", self.format),
+                                  ("outcome", "" if self.outcome == "allowed" else
+                                   self.outcome)) if v}
 
 
 def filters(
@@ -62,14 +70,16 @@ def filters(
     until: Annotated[str, Query(max_length=40)] = "",
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    format: Annotated[str, Query(max_length=40)] = "",
+    outcome: Literal["allowed", "refused"] = "allowed",
 ) -> Filters:
-    project, key, identity, since, until = (v.strip() for v in (project, key, identity,
-                                                                  since, until))
+    project, key, identity, since, until, format = (
+        v.strip() for v in (project, key, identity, since, until, format))
     q = reports.SignatureQuery(
         project=project or None, key=key or None, identity=identity or None,
         since=parse_time(since) if since else None, until=parse_time(until) if until else None,
-        after=after, limit=limit)
-    return Filters(project, key, identity, since, until, q)
+        after=after, limit=limit, format=format or None, outcome=outcome)
+    return Filters(project, key, identity, since, until, format, outcome, q)
 
 
 Signed = Annotated[Console, Depends(signed_in)]
@@ -88,7 +98,8 @@ def signature_list(request: Request, console: Signed, f: Filtered) -> Response:
     template = "_signature_rows.html" if request.headers.get("hx-request") else \
         "signatures.html"
     return page(request, template, f=f, rows=result.signatures, next_after=result.next_after,
-                page_sizes=PAGE_SIZES, export=f.params())
+                page_sizes=PAGE_SIZES, outcomes=OUTCOMES, formats=NAMES,
+                export=f.params())
 
 
 def _all(console: Console, q: reports.SignatureQuery) -> Iterator[SignatureRow]:
