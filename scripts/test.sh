@@ -53,6 +53,11 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
+# Bytecode for signgate's own modules, once: the tests start thousands of signgate
+# processes, and a shell with PYTHONDONTWRITEBYTECODE set would have each one compile them
+# again (0.45 s of CPU per CLI command instead of 0.25 s).
+.venv/bin/python -m compileall -q src tests >/dev/null
+
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
 # The layering (pyproject.toml [tool.importlinter]): no import up a layer, none between
