@@ -6,15 +6,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import false, or_, select
 from sqlalchemy.orm import Session
 
 from signgate.audit.model import Action, Outcome
 from signgate.audit.verify import Progress, verify_chain
 from signgate.errors import InvalidInput
 from signgate.policy import decide
-from signgate.policy.model import Actor, Scope
+from signgate.policy.model import Actor
 from signgate.service.context import Caller, Context, Target, require
+from signgate.service.records.audit_scope import entry_in_scope
 from signgate.service.views import AuditEntryView, AuditPage, AuditVerifyView
 from signgate.store.models import AuditEntry
 
@@ -39,12 +40,6 @@ def _view(e: AuditEntry) -> AuditEntryView:
                           e.key_ref, json.loads(e.details), e.prev_hash, e.entry_hash)
 
 
-def _in_scope(scope: Scope) -> ColumnElement[bool]:
-    if scope.key is None:
-        return AuditEntry.project == scope.project
-    return and_(AuditEntry.project == scope.project, AuditEntry.key_ref == str(scope))
-
-
 def query(ctx: Context, caller: Caller, q: AuditQuery) -> AuditPage:
     if not 1 <= q.limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be 1 to {MAX_PAGE}")
@@ -63,7 +58,7 @@ def query(ctx: Context, caller: Caller, q: AuditQuery) -> AuditPage:
             # Exactly the entries of the scopes held, whatever the filters: a key-scoped
             # auditor or admin does not read the other keys of the project, nor what is
             # about the project alone (its creation, its grants).
-            stmt = stmt.where(or_(false(), *(_in_scope(s) for s in scopes)))
+            stmt = stmt.where(or_(false(), *(entry_in_scope(s) for s in scopes)))
         if q.identity:
             stmt = stmt.where(AuditEntry.actor == q.identity)
         if q.key:

@@ -38,6 +38,7 @@ from signgate.pki.tsa import response_time
 from signgate.policy import decide
 from signgate.policy.model import Actor, Scope
 from signgate.service.context import Caller, Context, Target, require
+from signgate.service.records.audit_scope import entry_in_scope
 from signgate.service.records.keys import split_ref
 from signgate.service.views import (
     DayCount,
@@ -168,7 +169,7 @@ def _entries(session: Session, stmt: S, actor: Actor, q: SignatureQuery) -> S:
     stmt = stmt.where(e.action == Action.SIGN.value, e.outcome == q.outcome)
     scopes = decide.audit_scopes(actor)
     if scopes is not None:
-        stmt = stmt.where(or_(false(), *(_entry_in_scope(s) for s in scopes)))
+        stmt = stmt.where(or_(false(), *(entry_in_scope(s) for s in scopes)))
     if q.project:
         stmt = stmt.where(e.project == q.project)
     if q.key:
@@ -201,12 +202,6 @@ def _refusal_row(seq: int, time: datetime, actor: str, subject: str, key_ref: st
         identity=actor, artifact_name=subject, digest_algorithm=None, digest=None,
         format=None, timestamp_time=None, scan=None, audit_seq=seq, log_index=seq - 1,
         outcome=Outcome.REFUSED.value, reason=str(d.get("reason", "")))
-
-
-def _entry_in_scope(scope: Scope) -> ColumnElement[bool]:
-    if scope.key is None:
-        return AuditEntry.project == scope.project
-    return and_(AuditEntry.project == scope.project, AuditEntry.key_ref == str(scope))
 
 
 def _row(seq: int, time: datetime, actor: str, subject: str, key_ref: str | None,
@@ -292,7 +287,7 @@ def daily(ctx: Context, caller: Caller, since: datetime) -> list[DayCount]:
                 .where(e.action == Action.SIGN.value, e.time >= since))
         scopes = decide.audit_scopes(actor)
         if scopes is not None:
-            stmt = stmt.where(or_(false(), *(_entry_in_scope(s) for s in scopes)))
+            stmt = stmt.where(or_(false(), *(entry_in_scope(s) for s in scopes)))
         # Day first: SQLite then reads the window from the time index (grouped by project
         # first, it scans the whole log through the project index to spare a sort).
         rows = session.execute(stmt.group_by(day, e.project)).all()
